@@ -1,0 +1,90 @@
+//! Gradient baselines (spec 5): recurrent backprop (implicit differentiation) at the free
+//! equilibrium; on the layered net it is exactly backprop. Gradients come back in the
+//! same [`Params`] layout as the least-control update, so the two compare directly.
+
+use crate::model::EquilibriumModel;
+use crate::params::Params;
+use crate::steady_state::{solve_columns, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::system::CoupledSystem;
+use nalgebra::DMatrix;
+
+/// The adjoint system of one sample at the free equilibrium phi0:
+/// `d lambda/dt = J_f(phi0)^T lambda - grad_phi L(phi0)`, whose steady state solves
+/// `J_f^T lambda = grad_phi L` (stable whenever the free equilibrium is). For the rate
+/// network `lambda = -(g, grad_y L)` with g the RBP adjoint `g = s'(v0) * (W^T g + D^T grad_y L)`;
+/// forward Euler with dt = 1 is the reference's adjoint iteration.
+pub struct AdjointSystem<'a, M: EquilibriumModel> {
+    model: &'a M,
+    phi0: DMatrix<f64>,
+    input: DMatrix<f64>,
+    loss_gradient: DMatrix<f64>,
+}
+
+impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
+    fn dim(&self) -> usize {
+        self.model.state_dim()
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        vec![1.0; self.dim()]
+    }
+    fn residual(&self, lambda: &DMatrix<f64>) -> DMatrix<f64> {
+        self.model.vjp(&self.phi0, &self.input, lambda) - &self.loss_gradient
+    }
+    fn residual_jvp(&self, _lambda: &DMatrix<f64>, d: &DMatrix<f64>) -> DMatrix<f64> {
+        self.model.vjp(&self.phi0, &self.input, d)
+    }
+}
+
+/// `grad_phi L` at phi (n x B): zero on hidden rows, `scale * grad_y L` on output rows.
+pub fn state_loss_gradient<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    phi: &DMatrix<f64>,
+) -> DMatrix<f64> {
+    let mut g = DMatrix::zeros(phi.nrows(), phi.ncols());
+    g.rows_range_mut(system.output_rows())
+        .copy_from(&system.output_gradient(phi));
+    g
+}
+
+/// The adjoint system of sample j at the free equilibria phi0 (n x B).
+pub fn adjoint_system<'a, M: EquilibriumModel>(
+    system: &CoupledSystem<'a, M>,
+    phi0: &DMatrix<f64>,
+    j: usize,
+) -> AdjointSystem<'a, M> {
+    let phi = phi0.columns(j, 1).into_owned();
+    let sample = system.sample(j);
+    AdjointSystem {
+        model: system.model(),
+        loss_gradient: state_loss_gradient(&sample, &phi),
+        input: sample.inputs().clone(),
+        phi0: phi,
+    }
+}
+
+/// The RBP gradient of the batch loss `combine * sum_samples scale * L(phi0)` at free
+/// equilibria phi0 (n x B): `grad_theta = -(d_theta f)^T lambda`, with the adjoints lambda
+/// relaxed by `opts`. Returns the gradient and the adjoint solves.
+pub fn rbp_gradient<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    phi0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+) -> (Params, BatchSteadyState) {
+    let zeros = DMatrix::zeros(phi0.nrows(), phi0.ncols());
+    let adjoints = solve_columns(|j| adjoint_system(system, phi0, j), &zeros, opts);
+    (
+        gradient_from_adjoints(system, phi0, &adjoints.states),
+        adjoints,
+    )
+}
+
+/// `-combine * (d_theta f(phi0))^T lambda` for given adjoints lambda (n x B).
+pub fn gradient_from_adjoints<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    phi0: &DMatrix<f64>,
+    lambda: &DMatrix<f64>,
+) -> Params {
+    let mut gradient = system.model().param_vjp(phi0, system.inputs(), lambda);
+    gradient.scale(-system.objective().combine);
+    gradient
+}

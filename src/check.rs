@@ -1,0 +1,323 @@
+//! The checks that pin the implementation down (spec 6.3 and 6.4), on a random network:
+//! the least-control update against finite differences of `H_alpha`, the RBP gradient
+//! against finite differences of `L(phi0)`, and the alignment of the two as alpha grows.
+
+use crate::activation::Activation;
+use crate::baselines::{adjoint_system, gradient_from_adjoints, rbp_gradient};
+use crate::error::{ensure_positive, invalid, LcsimError, Result};
+use crate::loss::{one_hot, Loss};
+use crate::model::rate::{RateNetwork, Topology};
+use crate::model::EquilibriumModel;
+use crate::params::Params;
+use crate::plasticity::{combine, least_control_update, relaxed_energy};
+use crate::rng::Rng;
+use crate::steady_state::{newton_polish, relax, SteadyStateOptions};
+use crate::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use nalgebra::DMatrix;
+use serde::Serialize;
+
+/// What to check and on which random network.
+#[derive(Clone, Debug)]
+pub struct CheckSettings {
+    pub n_x: usize,
+    pub topology: Topology,
+    pub n_y: usize,
+    pub batch: usize,
+    pub seed: u64,
+    pub activation: Activation,
+    pub loss: Loss,
+    pub loss_scale: LossScale,
+    pub tau_v: f64,
+    /// Controller of the finite-difference check (its alpha is used there).
+    pub controller: ControllerSettings,
+    /// Alphas of the alignment check, increasing.
+    pub alphas: Vec<f64>,
+    /// Central finite-difference step.
+    pub fd_step: f64,
+    /// Relaxation settings (each equilibrium is then refined by Newton's method).
+    pub solver: SteadyStateOptions,
+    /// Largest accepted relative error of the finite-difference checks.
+    pub fd_tolerance: f64,
+    /// Smallest accepted cosine at the largest alpha.
+    pub cosine_tolerance: f64,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        CheckSettings {
+            n_x: 5,
+            topology: Topology::Recurrent { hidden: 8 },
+            n_y: 3,
+            batch: 3,
+            seed: 0,
+            activation: Activation::Tanh,
+            loss: Loss::CrossEntropy,
+            loss_scale: LossScale::BatchMean,
+            tau_v: 1.0,
+            controller: ControllerSettings::default(),
+            alphas: vec![1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3],
+            fd_step: 1e-5,
+            solver: SteadyStateOptions::default(),
+            fd_tolerance: 1e-6,
+            cosine_tolerance: 0.999,
+        }
+    }
+}
+
+/// Relative error of one tensor, `|fd - analytic| / max(|fd|, |analytic|)`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorError {
+    pub name: String,
+    pub rel_error: f64,
+}
+
+/// Results of all checks.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// Max over tensors: LCP-DI update vs -finite-difference gradient of H_alpha.
+    #[serde(rename = "fd_rel_error_lcp_vs_H")]
+    pub fd_rel_error_lcp_vs_h: f64,
+    pub lcp_per_tensor: Vec<TensorError>,
+    /// Max over tensors: RBP gradient vs finite-difference gradient of L(phi0).
+    pub fd_rel_error_rbp_vs_l: f64,
+    pub rbp_per_tensor: Vec<TensorError>,
+    /// Alphas of the alignment check.
+    pub alphas: Vec<f64>,
+    /// cosine(LCP update, -RBP gradient) per alpha.
+    pub cosine_lcp_vs_rbp: Vec<f64>,
+    /// |LCP update| / (beta |RBP gradient|) per alpha (tends to 1 for weak control).
+    pub norm_ratio_lcp_vs_beta_rbp: Vec<f64>,
+    pub fd_tolerance: f64,
+    pub cosine_tolerance: f64,
+    pub passed_fd_lcp: bool,
+    pub passed_fd_rbp: bool,
+    pub passed_alignment: bool,
+}
+
+impl CheckReport {
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.passed_fd_lcp && self.passed_fd_rbp && self.passed_alignment
+    }
+}
+
+impl CheckSettings {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(invalid("batch", 0, "an integer >= 1"));
+        }
+        if self.alphas.is_empty() {
+            return Err(invalid("alphas", "[]", "at least one alpha > 0"));
+        }
+        for &a in &self.alphas {
+            ensure_positive("alphas", a)?;
+        }
+        ensure_positive("fd_step", self.fd_step)?;
+        ensure_positive("fd_tolerance", self.fd_tolerance)?;
+        ensure_positive("dynamics.tau_v", self.tau_v)?;
+        self.controller.validate()?;
+        self.solver.validate()
+    }
+}
+
+/// A random network with random inputs in [0, 1) and random targets (one-hot labels for
+/// cross-entropy, standard normal for squared error), all from `seed`.
+pub fn random_problem(s: &CheckSettings) -> Result<(RateNetwork, DMatrix<f64>, DMatrix<f64>)> {
+    let net = RateNetwork::new(s.n_x, s.topology.clone(), s.n_y, s.activation, s.seed)?;
+    let mut rng = Rng::seed_from_u64(s.seed.wrapping_add(1));
+    let x = DMatrix::from_fn(s.n_x, s.batch, |_, _| rng.uniform());
+    let t = match s.loss {
+        Loss::CrossEntropy => {
+            let labels: Vec<usize> = (0..s.batch)
+                .map(|_| ((rng.uniform() * s.n_y as f64) as usize).min(s.n_y - 1))
+                .collect();
+            one_hot(&labels, s.n_y)
+        }
+        Loss::SquaredError => DMatrix::from_fn(s.n_y, s.batch, |_, _| rng.normal()),
+    };
+    Ok((net, x, t))
+}
+
+/// Equilibrium of every sample, relaxed by the ODE solver and refined by Newton's method.
+/// An unconverged relaxation or a refinement that leaves `max |r| > 1e-9` is an error.
+pub fn precise_equilibrium<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    opts: &SteadyStateOptions,
+) -> Result<DMatrix<f64>> {
+    let relaxed = relax(system, opts);
+    if let Some((j, r)) = relaxed
+        .records
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !r.converged())
+    {
+        return Err(invalid(
+            "equilibrium",
+            format!(
+                "sample {j}: {} at t = {:.3e} after {} steps, residual {:.3e}",
+                r.termination.name(),
+                r.time,
+                r.steps,
+                r.residual
+            ),
+            "a converged relaxation (raise solver.max_time / max_steps or change the dynamics)",
+        ));
+    }
+    refine(system, &relaxed.states)
+}
+
+/// Newton refinement of every column of z near an equilibrium.
+fn refine<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    z: &DMatrix<f64>,
+) -> Result<DMatrix<f64>> {
+    let mut out = z.clone();
+    for j in 0..z.ncols() {
+        let sample = system.sample(j);
+        let col = newton_polish(&sample, &z.columns(j, 1).into_owned(), 30);
+        let r = sample.residual(&col).amax();
+        if r.is_nan() || r > 1e-9 {
+            return Err(invalid(
+                "equilibrium",
+                format!("sample {j}: Newton refinement left residual {r:.3e}"),
+                "residual <= 1e-9",
+            ));
+        }
+        out.set_column(j, &col.column(0));
+    }
+    Ok(out)
+}
+
+/// Central finite differences of `objective(theta)` over every free parameter entry of
+/// `net` (entries outside a layered net's structure are skipped and left zero).
+fn finite_difference_gradient(
+    net: &RateNetwork,
+    step: f64,
+    objective: impl Fn(&RateNetwork) -> Result<f64>,
+) -> Result<Params> {
+    let mut grad = net.params().zeros_like();
+    let mut probe = net.clone();
+    for k in 0..net.params().num_scalars() {
+        if let Some(mask) = net.mask() {
+            if mask.flat_get(k) == 0.0 {
+                continue;
+            }
+        }
+        let theta = net.params().flat_get(k);
+        let h = step * theta.abs().max(1.0);
+        probe.params_mut().flat_set(k, theta + h);
+        let up = objective(&probe)?;
+        probe.params_mut().flat_set(k, theta - h);
+        let down = objective(&probe)?;
+        probe.params_mut().flat_set(k, theta);
+        grad.flat_set(k, (up - down) / (2.0 * h));
+    }
+    Ok(grad)
+}
+
+/// Per-tensor relative errors of `analytic` against `reference`.
+pub fn relative_errors(analytic: &Params, reference: &Params) -> Vec<TensorError> {
+    analytic
+        .iter()
+        .zip(reference.iter())
+        .map(|((name, a), (_, r))| {
+            let den = a.norm().max(r.norm());
+            let rel = if den > 0.0 { (a - r).norm() / den } else { 0.0 };
+            TensorError {
+                name: name.to_string(),
+                rel_error: rel,
+            }
+        })
+        .collect()
+}
+
+fn max_error(errors: &[TensorError]) -> f64 {
+    errors
+        .iter()
+        .map(|e| e.rel_error)
+        .fold(0.0, |a, b| if b.is_nan() { f64::NAN } else { a.max(b) })
+}
+
+/// Runs checks 6.3 and 6.4 and reports the numbers; `passed_*` compare them with the
+/// tolerances.
+pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
+    s.validate()?;
+    let (net, x, t) = random_problem(s)?;
+    let objective = Objective::new(s.loss, s.loss_scale, s.batch);
+    let ctrl = s.controller;
+    let beta = ctrl.beta();
+    let system = |n, c| CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, c);
+
+    // 6.3: the LCP-DI update equals -grad H_alpha.
+    let controlled = system(&net, Some(ctrl))?;
+    let z_star = precise_equilibrium(&controlled, &s.solver)?;
+    let update = least_control_update(&controlled, &z_star);
+    let h_alpha = |n: &RateNetwork| -> Result<f64> {
+        let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, Some(ctrl))?;
+        let z = refine(&sys, &z_star)?;
+        Ok(combine(&sys, &relaxed_energy(&sys, &sys.phi(&z), beta)))
+    };
+    let mut minus_fd_h = finite_difference_gradient(&net, s.fd_step, h_alpha)?;
+    minus_fd_h.scale(-1.0);
+    let lcp_per_tensor = relative_errors(&update, &minus_fd_h);
+
+    // 6.4: the RBP gradient equals grad L(phi0).
+    let free = system(&net, None)?;
+    let phi0 = precise_equilibrium(&free, &s.solver)?;
+    let (_, adjoints) = rbp_gradient(&free, &phi0, &s.solver);
+    if adjoints.fraction_converged() < 1.0 {
+        return Err(LcsimError::InvalidValue {
+            field: "adjoint".into(),
+            value: format!("max residual {:.3e}", adjoints.max_residual()),
+            allowed: "converged adjoint solves".into(),
+        });
+    }
+    // The adjoint system is linear: one Newton step solves it to machine precision.
+    let mut lambda = adjoints.states.clone();
+    for j in 0..lambda.ncols() {
+        let adjoint = adjoint_system(&free, &phi0, j);
+        let col = newton_polish(&adjoint, &lambda.columns(j, 1).into_owned(), 3);
+        lambda.set_column(j, &col.column(0));
+    }
+    let rbp = gradient_from_adjoints(&free, &phi0, &lambda);
+    let loss_at_free = |n: &RateNetwork| -> Result<f64> {
+        let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, None)?;
+        let z = refine(&sys, &phi0)?;
+        Ok(combine(&sys, &sys.output_loss(&z)))
+    };
+    let fd_l = finite_difference_gradient(&net, s.fd_step, loss_at_free)?;
+    let rbp_per_tensor = relative_errors(&rbp, &fd_l);
+
+    // 6.4: alignment of the LCP update with -RBP as alpha grows.
+    let mut cosines = Vec::new();
+    let mut ratios = Vec::new();
+    for &alpha in &s.alphas {
+        let c = ControllerSettings { alpha, ..ctrl };
+        let sys = system(&net, Some(c))?;
+        let z = precise_equilibrium(&sys, &s.solver)?;
+        let upd = least_control_update(&sys, &z);
+        let mut descent = rbp.clone();
+        descent.scale(-1.0);
+        cosines.push(upd.cosine(&descent));
+        ratios.push(upd.norm() / (c.beta() * rbp.norm()));
+    }
+
+    let fd_lcp = max_error(&lcp_per_tensor);
+    let fd_rbp = max_error(&rbp_per_tensor);
+    let last = *cosines.last().unwrap_or(&f64::NAN);
+    Ok(CheckReport {
+        fd_rel_error_lcp_vs_h: fd_lcp,
+        lcp_per_tensor,
+        fd_rel_error_rbp_vs_l: fd_rbp,
+        rbp_per_tensor,
+        alphas: s.alphas.clone(),
+        passed_fd_lcp: fd_lcp <= s.fd_tolerance,
+        passed_fd_rbp: fd_rbp <= s.fd_tolerance,
+        passed_alignment: last >= s.cosine_tolerance,
+        cosine_lcp_vs_rbp: cosines,
+        norm_ratio_lcp_vs_beta_rbp: ratios,
+        fd_tolerance: s.fd_tolerance,
+        cosine_tolerance: s.cosine_tolerance,
+    })
+}

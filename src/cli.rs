@@ -1,0 +1,267 @@
+//! Raw command-line flags (clap) and their translation into validated library settings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lcsim::activation::Activation;
+use lcsim::error::{invalid, Result};
+use lcsim::loss::Loss;
+use lcsim::model::rate::Topology;
+use lcsim::steady_state::{SolverMethod, SteadyStateOptions};
+use lcsim::system::{ControllerSettings, LossScale};
+use std::path::PathBuf;
+
+/// lcsim: learning at equilibrium by the least-control principle, as coupled ODEs.
+#[derive(Parser, Debug)]
+#[command(name = "lcsim", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Verify an installation or a setting: the LCP-DI update against finite differences of
+    /// H_alpha, the RBP gradient against finite differences of L(phi0), and the alignment of
+    /// the two as alpha grows (spec 6). Exits non-zero when a check fails.
+    Check(CheckArgs),
+    /// Free and controlled equilibria, LCP updates and RBP gradients for one batch of
+    /// saved parameters and data; writes them to an .npz file.
+    Equilibrium(EquilibriumArgs),
+}
+
+/// Network connectivity on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// Recurrent network (dense W).
+    Rnn,
+    /// Layered feedforward network (block-structured W).
+    Ff,
+}
+
+/// Time constants and controller gains (spec 3).
+#[derive(Args, Debug, Clone)]
+pub struct DynamicsArgs {
+    /// Time constant of the network units v, y (time units).
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_v: f64,
+    /// Time constant of the integral controller u_i.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_u: f64,
+    /// Time constant of the hidden control e.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_e: f64,
+    /// Leak alpha of the integral controller (> 0; small = strong control).
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// Integral gain k_i (>= 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub k_i: f64,
+    /// Proportional gain k_p (>= 0; reference 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub k_p: f64,
+}
+
+impl DynamicsArgs {
+    /// The validated controller settings.
+    pub fn controller(&self) -> Result<ControllerSettings> {
+        let c = ControllerSettings {
+            tau_u: self.tau_u,
+            tau_e: self.tau_e,
+            alpha: self.alpha,
+            k_i: self.k_i,
+            k_p: self.k_p,
+        };
+        c.validate()?;
+        lcsim::error::ensure_positive("tau_v", self.tau_v)?;
+        Ok(c)
+    }
+}
+
+/// How steady states are reached.
+#[derive(Args, Debug, Clone)]
+pub struct SolverArgs {
+    /// Integration method.
+    #[arg(long, value_enum, default_value_t = SolverMethod::Tsit45)]
+    pub solver: SolverMethod,
+    /// Step of forward Euler (time units; dt = 1 with all tau = 1 is the reference iteration).
+    #[arg(long, default_value_t = 0.2)]
+    pub dt: f64,
+    /// Converged when every component of the vector field satisfies |r_i| <= atol + rtol |z_i|.
+    #[arg(long, default_value_t = 1e-6)]
+    pub atol: f64,
+    /// Relative part of the convergence test (see --atol).
+    #[arg(long, default_value_t = 1e-6)]
+    pub rtol: f64,
+    /// Give up at this time (time units).
+    #[arg(long, default_value_t = 1e4)]
+    pub max_time: f64,
+    /// Give up after this many steps.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_steps: usize,
+    /// Relative local-error tolerance of the adaptive integrators.
+    #[arg(long, default_value_t = 1e-8)]
+    pub ode_rtol: f64,
+    /// Absolute local-error tolerance of the adaptive integrators (keep well below --atol).
+    #[arg(long, default_value_t = 1e-10)]
+    pub ode_atol: f64,
+}
+
+impl SolverArgs {
+    /// The validated steady-state options.
+    pub fn options(&self) -> Result<SteadyStateOptions> {
+        let o = SteadyStateOptions {
+            method: self.solver,
+            dt: self.dt,
+            atol: self.atol,
+            rtol: self.rtol,
+            max_time: self.max_time,
+            max_steps: self.max_steps,
+            ode_rtol: self.ode_rtol,
+            ode_atol: self.ode_atol,
+            ..SteadyStateOptions::default()
+        };
+        o.validate().map_err(rename_solver_field)?;
+        Ok(o)
+    }
+}
+
+/// Config-file names (`solver.atol`) become flag names (`--atol`) on the command line.
+fn rename_solver_field(e: lcsim::error::LcsimError) -> lcsim::error::LcsimError {
+    match e {
+        lcsim::error::LcsimError::InvalidValue {
+            field,
+            value,
+            allowed,
+        } => lcsim::error::LcsimError::InvalidValue {
+            field: format!(
+                "--{}",
+                field.trim_start_matches("solver.").replace('_', "-")
+            ),
+            value,
+            allowed,
+        },
+        other => other,
+    }
+}
+
+/// The loss and how a batch combines it.
+#[derive(Args, Debug, Clone)]
+pub struct LossArgs {
+    /// Loss read from the output units.
+    #[arg(long, value_enum, default_value_t = Loss::CrossEntropy)]
+    pub loss: Loss,
+    /// batch-mean: controllers driven by grad L / B, updates summed (reference);
+    /// per-sample: driven by grad L, updates averaged.
+    #[arg(long, value_enum, default_value_t = LossScale::BatchMean)]
+    pub loss_scale: LossScale,
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct CheckArgs {
+    /// Input dimension n_x of the random network.
+    #[arg(long, default_value_t = 5)]
+    pub inputs: usize,
+    /// Hidden units n_h (rnn) or comma-separated layer sizes (ff), e.g. 6,4.
+    #[arg(long, default_value = "8")]
+    pub hidden: String,
+    /// Output units n_y.
+    #[arg(long, default_value_t = 3)]
+    pub outputs: usize,
+    /// Connectivity.
+    #[arg(long, value_enum, default_value_t = ModelKind::Rnn)]
+    pub model: ModelKind,
+    /// Rate nonlinearity.
+    #[arg(long, value_enum, default_value_t = Activation::Tanh)]
+    pub activation: Activation,
+    /// Samples in the random batch.
+    #[arg(long, default_value_t = 3)]
+    pub batch: usize,
+    /// Seed of the network and the data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Alphas of the alignment check (comma-separated, increasing).
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100,1000")]
+    pub alphas: Vec<f64>,
+    /// Central finite-difference step (relative to max(|theta|, 1)).
+    #[arg(long, default_value_t = 1e-5)]
+    pub fd_step: f64,
+    /// Largest accepted relative error of the finite-difference checks.
+    #[arg(long, default_value_t = 1e-6)]
+    pub fd_tolerance: f64,
+    /// Smallest accepted cosine(LCP update, -RBP gradient) at the largest alpha.
+    #[arg(long, default_value_t = 0.999)]
+    pub cosine_tolerance: f64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dynamics: DynamicsArgs,
+    #[command(flatten)]
+    pub solver: SolverArgs,
+    #[command(flatten)]
+    pub loss: LossArgs,
+}
+
+impl CheckArgs {
+    /// The topology from --model and --hidden.
+    pub fn topology(&self) -> Result<Topology> {
+        parse_topology(self.model, &self.hidden)
+    }
+}
+
+/// `--hidden 256` (rnn) or `--hidden 256,256` (ff).
+pub fn parse_topology(model: ModelKind, hidden: &str) -> Result<Topology> {
+    let sizes: Vec<usize> = hidden
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| invalid("--hidden", hidden, "positive integers separated by commas"))?;
+    match (model, sizes.as_slice()) {
+        (ModelKind::Rnn, [n]) => Ok(Topology::Recurrent { hidden: *n }),
+        (ModelKind::Rnn, _) => Err(invalid("--hidden", hidden, "one size for --model rnn")),
+        (ModelKind::Ff, _) => Ok(Topology::Layered { layers: sizes }),
+    }
+}
+
+/// What `lcsim equilibrium` computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EquilibriumMethod {
+    /// Free and LCP-DI controlled equilibria, LCP updates and RBP gradients.
+    LcpDi,
+    /// The free equilibrium only.
+    Free,
+    /// The free equilibrium and the RBP gradient.
+    Rbp,
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct EquilibriumArgs {
+    /// Parameters (.npz with W, b, E, c, D, d; rows = postsynaptic).
+    #[arg(long)]
+    pub params: PathBuf,
+    /// Inputs (.npy, one sample per row: (B, n_x)).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Labels (.npy: (B,) integer classes, or (B, n_y) targets).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Output file (.npz), written atomically.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Layout of the parameter file: rnn (full W) or ff (layer blocks).
+    #[arg(long, value_enum, default_value_t = ModelKind::Rnn)]
+    pub model: ModelKind,
+    /// Rate nonlinearity.
+    #[arg(long, value_enum, default_value_t = Activation::Tanh)]
+    pub activation: Activation,
+    /// What to compute.
+    #[arg(long, value_enum, default_value_t = EquilibriumMethod::LcpDi)]
+    pub method: EquilibriumMethod,
+    #[command(flatten)]
+    pub dynamics: DynamicsArgs,
+    #[command(flatten)]
+    pub solver: SolverArgs,
+    #[command(flatten)]
+    pub loss: LossArgs,
+}

@@ -1,0 +1,90 @@
+//! Error type of the library: every failure names the field, the value and what is allowed.
+
+use std::path::PathBuf;
+
+/// Errors of lcsim. Numerical non-convergence is *not* an error: it is a reported
+/// [`crate::steady_state::Termination`].
+#[derive(Debug, thiserror::Error)]
+pub enum LcsimError {
+    /// A setting or argument outside its allowed range.
+    #[error("invalid value for `{field}`: {value} (allowed: {allowed})")]
+    InvalidValue {
+        field: String,
+        value: String,
+        allowed: String,
+    },
+    /// An array whose shape does not fit the model or the other arrays.
+    #[error("shape mismatch for `{field}`: expected {expected}, found {found}")]
+    Shape {
+        field: String,
+        expected: String,
+        found: String,
+    },
+    /// A NaN or infinite entry in user data.
+    #[error(
+        "non-finite value {value} in `{field}` at flat index {index} (all entries must be finite)"
+    )]
+    NonFinite {
+        field: String,
+        index: usize,
+        value: f64,
+    },
+    /// A required array is absent from a file.
+    #[error("missing array `{name}` in {path} (required arrays: {required})")]
+    MissingArray {
+        name: String,
+        path: PathBuf,
+        required: String,
+    },
+    /// Reading or writing a .npy/.npz file failed.
+    #[error(transparent)]
+    Npy(#[from] crate::npz::NpyError),
+    /// Any other I/O failure.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T> = std::result::Result<T, LcsimError>;
+
+/// Shorthand for [`LcsimError::InvalidValue`].
+pub fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> LcsimError {
+    LcsimError::InvalidValue {
+        field: field.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// Checks that a scalar setting is finite and strictly positive.
+pub fn ensure_positive(field: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, value, "a finite number > 0"))
+    }
+}
+
+/// Checks that a scalar setting is finite and non-negative.
+pub fn ensure_non_negative(field: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, value, "a finite number >= 0"))
+    }
+}
+
+/// Checks that every entry of a data array is finite.
+pub fn ensure_finite(field: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(LcsimError::NonFinite {
+            field: field.to_string(),
+            index,
+            value: values[index],
+        }),
+    }
+}

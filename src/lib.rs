@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+pub mod activation;
+pub mod baselines;
+pub mod check;
+pub mod error;
+pub mod interop;
+pub mod loss;
+pub mod model;
+pub mod npz;
+pub mod optim;
+pub mod params;
+pub mod plasticity;
+pub mod rng;
+pub mod steady_state;
+pub mod system;

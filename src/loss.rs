@@ -1,0 +1,100 @@
+//! Losses read from the output units (spec 1.3): values, gradients and Hessian-vector
+//! products, column by column (one column per sample).
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+/// The loss `L(y, target)` of one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Cross-entropy of softmax(y) against a target distribution (one-hot labels).
+    #[default]
+    CrossEntropy,
+    /// Squared error 1/2 |y - target|^2.
+    SquaredError,
+}
+
+impl Loss {
+    /// Per-sample loss values (one per column), unscaled.
+    pub fn values(self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64> {
+        (0..y.ncols())
+            .map(|j| match self {
+                Loss::CrossEntropy => {
+                    let col = y.column(j);
+                    let lse = log_sum_exp(col.as_slice());
+                    col.iter()
+                        .zip(target.column(j).iter())
+                        .map(|(yi, ti)| ti * (lse - yi))
+                        .sum()
+                }
+                Loss::SquaredError => 0.5 * (y.column(j) - target.column(j)).norm_squared(),
+            })
+            .collect()
+    }
+
+    /// Gradient with respect to y: `softmax(y) - t` (cross-entropy, targets summing to 1)
+    /// or `y - t` (squared error).
+    pub fn gradient(self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> DMatrix<f64> {
+        match self {
+            Loss::CrossEntropy => softmax(y) - target,
+            Loss::SquaredError => y - target,
+        }
+    }
+
+    /// Hessian-vector product `(d^2 L / dy^2) dy`: `p * dy - p (p . dy)` for cross-entropy,
+    /// `dy` for squared error.
+    pub fn hessian_vector(self, y: &DMatrix<f64>, dy: &DMatrix<f64>) -> DMatrix<f64> {
+        match self {
+            Loss::CrossEntropy => {
+                let p = softmax(y);
+                let mut out = p.component_mul(dy);
+                for j in 0..y.ncols() {
+                    let pd = p.column(j).dot(&dy.column(j));
+                    out.column_mut(j).axpy(-pd, &p.column(j), 1.0);
+                }
+                out
+            }
+            Loss::SquaredError => dy.clone(),
+        }
+    }
+
+    /// Name as used in configs and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "cross-entropy",
+            Loss::SquaredError => "squared-error",
+        }
+    }
+}
+
+/// Column-wise softmax, computed stably.
+pub fn softmax(y: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut p = y.clone();
+    for mut col in p.column_iter_mut() {
+        let m = col.max();
+        col.apply(|v| *v = (*v - m).exp());
+        let s = col.sum();
+        col /= s;
+    }
+    p
+}
+
+fn log_sum_exp(v: &[f64]) -> f64 {
+    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// One-hot targets (n_classes x B) from integer labels.
+pub fn one_hot(labels: &[usize], n_classes: usize) -> DMatrix<f64> {
+    let mut t = DMatrix::zeros(n_classes, labels.len());
+    for (j, &l) in labels.iter().enumerate() {
+        t[(l, j)] = 1.0;
+    }
+    t
+}
+
+/// Index of the largest output per column (the predicted class).
+pub fn predicted_classes(y: &DMatrix<f64>) -> Vec<usize> {
+    y.column_iter().map(|c| c.argmax().0).collect()
+}

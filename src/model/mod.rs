@@ -1,0 +1,49 @@
+//! Equilibrium systems `tau dphi/dt = f(phi, theta, x)` (spec 1), written against a small
+//! interface so that the controller, the steady-state solvers and the plasticity rule
+//! work for every model. States are matrices n x B: one column per sample.
+
+pub mod rate;
+
+use crate::params::Params;
+use nalgebra::DMatrix;
+
+/// A model whose free dynamics are `tau dphi/dt = f(phi, theta, x)`. The loss reads the
+/// last [`EquilibriumModel::output_dim`] components of `phi` (the output units); the
+/// others are hidden units.
+pub trait EquilibriumModel {
+    /// Dimension n of the state phi.
+    fn state_dim(&self) -> usize;
+    /// Number of output units (the last rows of phi).
+    fn output_dim(&self) -> usize;
+    /// Dimension of one input column x.
+    fn input_dim(&self) -> usize;
+    /// The parameters theta.
+    fn params(&self) -> &Params;
+    /// The parameters theta, mutably (the optimizer writes here).
+    fn params_mut(&mut self) -> &mut Params;
+    /// The free vector field `f(phi, theta, x)`.
+    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The Jacobian-vector product `J_f(phi) dphi` with `J_f = d f / d phi`.
+    fn jvp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The transposed product `J_f(phi)^T w`.
+    fn vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The directional derivative `d/d eps [J_f(phi + eps dphi)^T w]` at eps = 0 (second-order
+    /// term needed for the exact Jacobian of the dynamic-inversion controller).
+    fn vjp_jvp(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        dphi: &DMatrix<f64>,
+    ) -> DMatrix<f64>;
+    /// `(d_theta f(phi, theta, x))^T psi`, summed over the columns (samples).
+    fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params;
+    /// The state a relaxation starts from (zeros unless a model says otherwise).
+    fn initial_state(&self, batch: usize) -> DMatrix<f64> {
+        DMatrix::zeros(self.state_dim(), batch)
+    }
+    /// Number of hidden (non-output) units.
+    fn hidden_dim(&self) -> usize {
+        self.state_dim() - self.output_dim()
+    }
+}

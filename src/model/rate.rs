@@ -1,0 +1,620 @@
+//! The rate network of spec 1.1-1.2: hidden units v and output units y,
+//!
+//! ```text
+//! tau_v dv/dt = -v + W s(v) + b + E x + c
+//! tau_v dy/dt = -y + D s(v) + d
+//! ```
+//!
+//! with phi = (v, y). The layered ("ff") net is the same system with a block-structured
+//! W: layer k+1 receives only `W_k s(v_k)`, the input reaches only the first layer
+//! (E, c on layer 1, b on layers 2..L) and y reads only the last layer. Its parameters
+//! are stored at full size with a 0/1 mask that keeps the structure through learning.
+
+use super::EquilibriumModel;
+use crate::activation::Activation;
+use crate::error::{ensure_finite, LcsimError, Result};
+use crate::params::Params;
+use crate::rng::Rng;
+use nalgebra::DMatrix;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// Index of W (n_h x n_h, recurrent) in the parameter list.
+pub const W: usize = 0;
+/// Index of b (n_h).
+pub const B: usize = 1;
+/// Index of E (n_h x n_x, encoder).
+pub const E: usize = 2;
+/// Index of c (n_h).
+pub const C: usize = 3;
+/// Index of D (n_y x n_h, decoder).
+pub const D: usize = 4;
+/// Index of d (n_y).
+pub const D_BIAS: usize = 5;
+
+/// Connectivity of the hidden units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Dense recurrent W over `hidden` units (reference "rnn").
+    Recurrent { hidden: usize },
+    /// Layers of the given sizes, W feeding layer k into k+1 only (reference "ff": [256, 256]).
+    Layered { layers: Vec<usize> },
+}
+
+impl Topology {
+    /// Total number of hidden units n_h.
+    pub fn hidden_units(&self) -> usize {
+        match self {
+            Topology::Recurrent { hidden } => *hidden,
+            Topology::Layered { layers } => layers.iter().sum(),
+        }
+    }
+
+    /// Row ranges of the hidden layers (one range for the recurrent net).
+    pub fn layer_ranges(&self) -> Vec<Range<usize>> {
+        match self {
+            Topology::Recurrent { hidden } => std::iter::once(0..*hidden).collect(),
+            Topology::Layered { layers } => {
+                let mut start = 0;
+                layers
+                    .iter()
+                    .map(|&n| {
+                        start += n;
+                        start - n..start
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The rate network with its parameters (rows = postsynaptic).
+#[derive(Clone, Debug)]
+pub struct RateNetwork {
+    n_x: usize,
+    n_y: usize,
+    activation: Activation,
+    topology: Topology,
+    params: Params,
+    mask: Option<Params>,
+}
+
+impl RateNetwork {
+    /// A network initialised as PyTorch's Linear layers: every weight and bias uniform in
+    /// (-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in the order W, b, E, c, D, d, row-major.
+    pub fn new(
+        n_x: usize,
+        topology: Topology,
+        n_y: usize,
+        activation: Activation,
+        seed: u64,
+    ) -> Result<Self> {
+        validate_sizes(n_x, &topology, n_y)?;
+        let mut net = RateNetwork {
+            n_x,
+            n_y,
+            activation,
+            params: Params::new(Vec::new()),
+            mask: None,
+            topology,
+        };
+        let n_h = net.topology.hidden_units();
+        let fan_in = net.fan_ins();
+        let shapes = [
+            (n_h, n_h),
+            (n_h, 1),
+            (n_h, n_x),
+            (n_h, 1),
+            (n_y, n_h),
+            (n_y, 1),
+        ];
+        let mut rng = Rng::seed_from_u64(seed);
+        let entries = shapes
+            .iter()
+            .zip(PARAM_NAMES)
+            .zip(fan_in)
+            .map(|((&(r, c), name), fan)| {
+                let bound = 1.0 / (fan as f64).sqrt();
+                // Row-major draws so the order does not depend on the storage layout.
+                let mut m = DMatrix::zeros(r, c);
+                for i in 0..r {
+                    for j in 0..c {
+                        m[(i, j)] = rng.uniform_range(-bound, bound);
+                    }
+                }
+                (name.to_string(), m)
+            })
+            .collect();
+        net.params = Params::new(entries);
+        net.mask = net.structure_mask();
+        if let Some(mask) = &net.mask {
+            net.params.mask_with(mask);
+        }
+        Ok(net)
+    }
+
+    /// A network from full-size parameters (W n_h x n_h, b, E, c, D, d); for the layered
+    /// topology every entry outside the layer structure must be zero.
+    pub fn from_params(
+        n_x: usize,
+        topology: Topology,
+        n_y: usize,
+        activation: Activation,
+        params: Params,
+    ) -> Result<Self> {
+        validate_sizes(n_x, &topology, n_y)?;
+        let n_h = topology.hidden_units();
+        let shapes = [
+            (n_h, n_h),
+            (n_h, 1),
+            (n_h, n_x),
+            (n_h, 1),
+            (n_y, n_h),
+            (n_y, 1),
+        ];
+        if params.len() != 6 {
+            return Err(LcsimError::Shape {
+                field: "params".into(),
+                expected: "6 tensors W, b, E, c, D, d".into(),
+                found: format!("{} tensors", params.len()),
+            });
+        }
+        for ((name, m), (&(r, c), expected)) in params.iter().zip(shapes.iter().zip(PARAM_NAMES)) {
+            if name != expected || m.shape() != (r, c) {
+                return Err(LcsimError::Shape {
+                    field: expected.into(),
+                    expected: format!("{expected}: {r} x {c}"),
+                    found: format!("{name}: {} x {}", m.nrows(), m.ncols()),
+                });
+            }
+            ensure_finite(name, m.as_slice())?;
+        }
+        let mut net = RateNetwork {
+            n_x,
+            n_y,
+            activation,
+            topology,
+            params,
+            mask: None,
+        };
+        net.mask = net.structure_mask();
+        if let Some(mask) = &net.mask {
+            for ((name, m), (_, k)) in net.params.iter().zip(mask.iter()) {
+                if m.iter().zip(k.iter()).any(|(v, k)| *k == 0.0 && *v != 0.0) {
+                    return Err(crate::error::invalid(
+                        name,
+                        "non-zero entries outside the layer structure",
+                        "zeros wherever the layered topology has no connection",
+                    ));
+                }
+            }
+        }
+        Ok(net)
+    }
+
+    /// The parameters as arrays in the interchange layout: full W, b, E, c, D, d for the
+    /// recurrent net; for the layered net only the existing blocks: E, c (layer 1),
+    /// W, b (layer 1 -> 2; `W1`, `b1`, `W2`, ... when there are more than two layers), D, d.
+    pub fn named_arrays(&self) -> Vec<(String, DMatrix<f64>)> {
+        self.named_arrays_of(&self.params)
+    }
+
+    /// [`RateNetwork::named_arrays`] for another tensor set of the same layout (an update
+    /// or a gradient of this network).
+    pub fn named_arrays_of(&self, p: &Params) -> Vec<(String, DMatrix<f64>)> {
+        let ranges = self.topology.layer_ranges();
+        match &self.topology {
+            Topology::Recurrent { .. } => {
+                p.iter().map(|(n, m)| (n.to_string(), m.clone())).collect()
+            }
+            Topology::Layered { .. } => {
+                let first = ranges[0].clone();
+                let last = ranges[ranges.len() - 1].clone();
+                let mut out = vec![
+                    (
+                        "E".to_string(),
+                        p.tensor(E).rows_range(first.clone()).into_owned(),
+                    ),
+                    ("c".to_string(), p.tensor(C).rows_range(first).into_owned()),
+                ];
+                for (k, pair) in ranges.windows(2).enumerate() {
+                    let (src, dst) = (pair[0].clone(), pair[1].clone());
+                    let (wn, bn) = block_names(ranges.len(), k);
+                    let block = p
+                        .tensor(W)
+                        .view((dst.start, src.start), (dst.len(), src.len()));
+                    out.push((wn, block.into_owned()));
+                    out.push((bn, p.tensor(B).rows_range(dst).into_owned()));
+                }
+                out.push((
+                    "D".to_string(),
+                    p.tensor(D).columns_range(last).into_owned(),
+                ));
+                out.push(("d".to_string(), p.tensor(D_BIAS).clone()));
+                out
+            }
+        }
+    }
+
+    /// The inverse of [`RateNetwork::named_arrays`]: sizes are read from the arrays
+    /// (`layered` selects the layout); 1-D bias arrays are accepted as n x 1.
+    pub fn from_named_arrays(
+        arrays: &BTreeMap<String, DMatrix<f64>>,
+        layered: bool,
+        activation: Activation,
+    ) -> Result<Self> {
+        let get = |name: &str| -> Result<&DMatrix<f64>> {
+            arrays.get(name).ok_or_else(|| LcsimError::MissingArray {
+                name: name.to_string(),
+                path: Default::default(),
+                required: if layered {
+                    "E, c, W, b (or W1, b1, ...), D, d".into()
+                } else {
+                    "W, b, E, c, D, d".into()
+                },
+            })
+        };
+        let (e, d) = (get("E")?, get("D")?);
+        let (n_x, n_y) = (e.ncols(), d.nrows());
+        if !layered {
+            let params = Params::new(
+                PARAM_NAMES
+                    .iter()
+                    .map(|&n| get(n).map(|m| (n.to_string(), m.clone())))
+                    .collect::<Result<_>>()?,
+            );
+            let hidden = e.nrows();
+            return Self::from_params(n_x, Topology::Recurrent { hidden }, n_y, activation, params);
+        }
+        // Layer sizes: E gives layer 1, each W block the next one.
+        let n_blocks = if arrays.contains_key("W") {
+            1
+        } else {
+            (1..)
+                .take_while(|k| arrays.contains_key(&format!("W{k}")))
+                .count()
+        };
+        let mut layers = vec![e.nrows()];
+        for k in 0..n_blocks {
+            layers.push(get(&block_names(n_blocks + 1, k).0)?.nrows());
+        }
+        let topology = Topology::Layered { layers };
+        validate_sizes(n_x, &topology, n_y)?;
+        let ranges = topology.layer_ranges();
+        let n_h = topology.hidden_units();
+        let mut full: Vec<DMatrix<f64>> = vec![
+            DMatrix::zeros(n_h, n_h),
+            DMatrix::zeros(n_h, 1),
+            DMatrix::zeros(n_h, n_x),
+            DMatrix::zeros(n_h, 1),
+            DMatrix::zeros(n_y, n_h),
+            DMatrix::zeros(n_y, 1),
+        ];
+        let first = ranges[0].clone();
+        let last = ranges[ranges.len() - 1].clone();
+        place(&mut full[E], get("E")?, first.start, 0, "E")?;
+        place(&mut full[C], get("c")?, first.start, 0, "c")?;
+        for (k, pair) in ranges.windows(2).enumerate() {
+            let (wn, bn) = block_names(ranges.len(), k);
+            place(&mut full[W], get(&wn)?, pair[1].start, pair[0].start, &wn)?;
+            if get(&wn)?.ncols() != pair[0].len() {
+                return Err(LcsimError::Shape {
+                    field: wn.clone(),
+                    expected: format!("{} columns (size of the previous layer)", pair[0].len()),
+                    found: format!("{} columns", get(&wn)?.ncols()),
+                });
+            }
+            place(&mut full[B], get(&bn)?, pair[1].start, 0, &bn)?;
+        }
+        place(&mut full[D], get("D")?, 0, last.start, "D")?;
+        place(&mut full[D_BIAS], get("d")?, 0, 0, "d")?;
+        if get("D")?.ncols() != last.len() {
+            return Err(LcsimError::Shape {
+                field: "D".into(),
+                expected: format!("{} columns (size of the last hidden layer)", last.len()),
+                found: format!("{} columns", get("D")?.ncols()),
+            });
+        }
+        let params = Params::new(
+            PARAM_NAMES
+                .iter()
+                .zip(full)
+                .map(|(n, m)| (n.to_string(), m))
+                .collect(),
+        );
+        Self::from_params(n_x, topology, n_y, activation, params)
+    }
+
+    /// Input dimension n_x.
+    pub fn n_x(&self) -> usize {
+        self.n_x
+    }
+    /// Hidden units n_h.
+    pub fn n_h(&self) -> usize {
+        self.topology.hidden_units()
+    }
+    /// Output units n_y.
+    pub fn n_y(&self) -> usize {
+        self.n_y
+    }
+    /// The rate nonlinearity.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// The connectivity.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+    /// The 0/1 structure mask of the layered net (None for the recurrent net).
+    pub fn mask(&self) -> Option<&Params> {
+        self.mask.as_ref()
+    }
+
+    /// Rates s(v) of the hidden rows of phi.
+    pub fn rates(&self, phi: &DMatrix<f64>) -> DMatrix<f64> {
+        let a = self.activation;
+        phi.rows(0, self.n_h()).map(|v| a.rate(v))
+    }
+
+    /// The forward pass of the layered net, one sweep through the layers:
+    /// v1 = E x + c, v_{k+1} = W_k s(v_k) + b_k, y = D s(v_L) + d. Returns phi = (v, y).
+    /// For the recurrent net this is a single sweep, not an equilibrium.
+    pub fn forward_pass(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = &self.params;
+        let ranges = self.topology.layer_ranges();
+        let batch = x.ncols();
+        let mut phi = DMatrix::zeros(self.state_dim(), batch);
+        let first = ranges[0].clone();
+        let mut v1 = p.tensor(E).rows_range(first.clone()) * x;
+        add_bias(&mut v1, &p.tensor(C).rows_range(first.clone()).into_owned());
+        phi.rows_range_mut(first).copy_from(&v1);
+        for pair in ranges.windows(2) {
+            let (src, dst) = (pair[0].clone(), pair[1].clone());
+            let s = phi.rows_range(src.clone()).map(|v| self.activation.rate(v));
+            let mut next = p
+                .tensor(W)
+                .view((dst.start, src.start), (dst.len(), src.len()))
+                * s;
+            add_bias(&mut next, &p.tensor(B).rows_range(dst.clone()).into_owned());
+            phi.rows_range_mut(dst).copy_from(&next);
+        }
+        let last = ranges[ranges.len() - 1].clone();
+        let s = phi
+            .rows_range(last.clone())
+            .map(|v| self.activation.rate(v));
+        let mut y = p.tensor(D).columns_range(last) * s;
+        add_bias(&mut y, p.tensor(D_BIAS));
+        let n_h = self.n_h();
+        phi.rows_range_mut(n_h..n_h + self.n_y).copy_from(&y);
+        phi
+    }
+
+    fn fan_ins(&self) -> [usize; 6] {
+        let n_h = self.n_h();
+        match &self.topology {
+            Topology::Recurrent { .. } => [n_h, n_h, self.n_x, self.n_x, n_h, n_h],
+            Topology::Layered { layers } => {
+                // Per-layer fan-in differs only for W when layers differ in size; the
+                // first block's fan-in is used for all W blocks only if equal, so draw
+                // with the largest bound and rescale per block below is avoided: the
+                // reference layers are equal-sized. Use the previous layer's size.
+                let w_fan = layers.first().copied().unwrap_or(1);
+                let last = layers.last().copied().unwrap_or(1);
+                [w_fan, w_fan, self.n_x, self.n_x, last, last]
+            }
+        }
+    }
+
+    fn structure_mask(&self) -> Option<Params> {
+        let Topology::Layered { .. } = &self.topology else {
+            return None;
+        };
+        let ranges = self.topology.layer_ranges();
+        let mut mask = self.params.zeros_like();
+        let first = ranges[0].clone();
+        let last = ranges[ranges.len() - 1].clone();
+        mask.tensor_mut(E).rows_range_mut(first.clone()).fill(1.0);
+        mask.tensor_mut(C).rows_range_mut(first).fill(1.0);
+        for pair in ranges.windows(2) {
+            let (src, dst) = (pair[0].clone(), pair[1].clone());
+            mask.tensor_mut(W)
+                .view_mut((dst.start, src.start), (dst.len(), src.len()))
+                .fill(1.0);
+            mask.tensor_mut(B).rows_range_mut(dst).fill(1.0);
+        }
+        mask.tensor_mut(D).columns_range_mut(last).fill(1.0);
+        mask.tensor_mut(D_BIAS).fill(1.0);
+        Some(mask)
+    }
+}
+
+/// Names of the spec's parameters in storage order.
+pub const PARAM_NAMES: [&str; 6] = ["W", "b", "E", "c", "D", "d"];
+
+fn block_names(n_layers: usize, k: usize) -> (String, String) {
+    if n_layers == 2 {
+        ("W".into(), "b".into())
+    } else {
+        (format!("W{}", k + 1), format!("b{}", k + 1))
+    }
+}
+
+fn place(
+    target: &mut DMatrix<f64>,
+    block: &DMatrix<f64>,
+    row: usize,
+    col: usize,
+    name: &str,
+) -> Result<()> {
+    if row + block.nrows() > target.nrows() || col + block.ncols() > target.ncols() {
+        return Err(LcsimError::Shape {
+            field: name.into(),
+            expected: format!(
+                "at most {} x {}",
+                target.nrows() - row,
+                target.ncols() - col
+            ),
+            found: format!("{} x {}", block.nrows(), block.ncols()),
+        });
+    }
+    target
+        .view_mut((row, col), (block.nrows(), block.ncols()))
+        .copy_from(block);
+    Ok(())
+}
+
+fn validate_sizes(n_x: usize, topology: &Topology, n_y: usize) -> Result<()> {
+    use crate::error::invalid;
+    if n_x == 0 {
+        return Err(invalid("model.inputs", n_x, "an integer >= 1"));
+    }
+    if n_y == 0 {
+        return Err(invalid("model.outputs", n_y, "an integer >= 1"));
+    }
+    match topology {
+        Topology::Recurrent { hidden: 0 } => Err(invalid("model.hidden", 0, "an integer >= 1")),
+        Topology::Layered { layers } if layers.is_empty() || layers.contains(&0) => Err(invalid(
+            "model.layers",
+            format!("{layers:?}"),
+            "a non-empty list of layer sizes >= 1",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Adds a bias column to every column of `m`.
+fn add_bias(m: &mut DMatrix<f64>, bias: &DMatrix<f64>) {
+    for mut col in m.column_iter_mut() {
+        col += bias.column(0);
+    }
+}
+
+/// Sums the columns of `m` into an n x 1 matrix.
+fn column_sum(m: &DMatrix<f64>) -> DMatrix<f64> {
+    DMatrix::from_column_slice(m.nrows(), 1, m.column_sum().as_slice())
+}
+
+impl EquilibriumModel for RateNetwork {
+    fn state_dim(&self) -> usize {
+        self.n_h() + self.n_y
+    }
+    fn output_dim(&self) -> usize {
+        self.n_y
+    }
+    fn input_dim(&self) -> usize {
+        self.n_x
+    }
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// `f_v = -v + W s(v) + b + E x + c`, `f_y = -y + D s(v) + d`.
+    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = &self.params;
+        let n_h = self.n_h();
+        let s = self.rates(phi);
+        let mut fv = p.tensor(W) * &s;
+        fv.gemm(1.0, p.tensor(E), x, 1.0);
+        let bias_v = p.tensor(B) + p.tensor(C);
+        add_bias(&mut fv, &bias_v);
+        fv -= phi.rows(0, n_h);
+        let mut fy = p.tensor(D) * &s;
+        add_bias(&mut fy, p.tensor(D_BIAS));
+        fy -= phi.rows(n_h, self.n_y);
+        stack(&fv, &fy)
+    }
+
+    /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
+    fn jvp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = &self.params;
+        let n_h = self.n_h();
+        let a = self.activation;
+        let sd = phi
+            .rows(0, n_h)
+            .zip_map(&dphi.rows(0, n_h), |v, dv| a.slope(v) * dv);
+        let jv = p.tensor(W) * &sd - dphi.rows(0, n_h);
+        let jy = p.tensor(D) * &sd - dphi.rows(n_h, self.n_y);
+        stack(&jv, &jy)
+    }
+
+    /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)`.
+    fn vjp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let a = self.activation;
+        let back = self.feedback(w);
+        let jv = phi
+            .rows(0, n_h)
+            .zip_zip_map(&back, &w.rows(0, n_h), |v, g, wv| a.slope(v) * g - wv);
+        let jy = -w.rows(n_h, self.n_y);
+        stack(&jv, &jy)
+    }
+
+    /// `(s''(v) * dv * (W^T wv + D^T wy), 0)`.
+    fn vjp_jvp(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        dphi: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let a = self.activation;
+        let back = self.feedback(w);
+        let hv = phi
+            .rows(0, n_h)
+            .zip_zip_map(&dphi.rows(0, n_h), &back, |v, dv, g| {
+                a.curvature(v) * dv * g
+            });
+        stack(&hv, &DMatrix::zeros(self.n_y, phi.ncols()))
+    }
+
+    /// `W: psi_v s(v)^T, b: psi_v, E: psi_v x^T, c: psi_v, D: psi_y s(v)^T, d: psi_y`,
+    /// summed over samples and masked to the topology.
+    fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params {
+        let n_h = self.n_h();
+        let s = self.rates(phi);
+        let pv = psi.rows(0, n_h).into_owned();
+        let py = psi.rows(n_h, self.n_y).into_owned();
+        let tensors = [
+            &pv * s.transpose(),
+            column_sum(&pv),
+            &pv * x.transpose(),
+            column_sum(&pv),
+            &py * s.transpose(),
+            column_sum(&py),
+        ];
+        let mut out = Params::new(
+            PARAM_NAMES
+                .iter()
+                .zip(tensors)
+                .map(|(n, m)| (n.to_string(), m))
+                .collect(),
+        );
+        if let Some(mask) = &self.mask {
+            out.mask_with(mask);
+        }
+        out
+    }
+}
+
+impl RateNetwork {
+    /// The feedback `W^T wv + D^T wy` that hidden units receive from a signal w = (wv, wy).
+    fn feedback(&self, w: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = &self.params;
+        let n_h = self.n_h();
+        let mut back = p.tensor(W).tr_mul(&w.rows(0, n_h));
+        back.gemm_tr(1.0, p.tensor(D), &w.rows(n_h, self.n_y).into_owned(), 1.0);
+        back
+    }
+}
+
+/// Stacks two matrices with equal column counts vertically.
+pub fn stack(top: &DMatrix<f64>, bottom: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut out = DMatrix::zeros(top.nrows() + bottom.nrows(), top.ncols());
+    out.rows_mut(0, top.nrows()).copy_from(top);
+    out.rows_mut(top.nrows(), bottom.nrows()).copy_from(bottom);
+    out
+}

@@ -1,0 +1,199 @@
+//! The `lcsim` binary as a user runs it: `check` and `equilibrium`, including bad input.
+
+use lcsim::activation::Activation;
+use lcsim::interop::{npy_from_matrix, save_params};
+use lcsim::loss::one_hot;
+use lcsim::model::rate::{RateNetwork, Topology};
+use lcsim::npz::{read_npz, write_npy, write_npz, NpyArray};
+use lcsim::plasticity::least_control_update;
+use lcsim::steady_state::{relax, SteadyStateOptions};
+use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use nalgebra::DMatrix;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lcsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(args)
+        .output()
+        .expect("lcsim runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_passes_and_reports_json() {
+    let o = lcsim(&["check", "--json", "--alphas", "0.1,10,1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let r = &v["report"];
+    assert!(r["fd_rel_error_lcp_vs_H"].as_f64().unwrap() <= 1e-6);
+    let cos = r["cosine_lcp_vs_rbp"].as_array().unwrap();
+    assert_eq!(cos.len(), 3);
+    assert_eq!(r["alphas"].as_array().unwrap().len(), 3);
+    assert!(cos[2].as_f64().unwrap() >= 0.999);
+    assert_eq!(v["passed"], serde_json::Value::Bool(true));
+}
+
+#[test]
+fn check_table_for_layered_net() {
+    let o = lcsim(&["check", "--model", "ff", "--hidden", "4,3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn check_fails_when_the_tolerance_is_impossible() {
+    let o = lcsim(&["check", "--fd-tolerance", "1e-30", "--alphas", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    for (args, field) in [
+        (vec!["check", "--alpha", "-1"], "alpha"),
+        (vec!["check", "--atol", "0"], "--atol"),
+        (vec!["check", "--tau-e", "0"], "tau_e"),
+        (
+            vec!["check", "--model", "rnn", "--hidden", "4,3"],
+            "--hidden",
+        ),
+    ] {
+        let o = lcsim(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(field), "{args:?}: {}", stderr(&o));
+    }
+    let o = lcsim(&["check", "--solver", "rk4"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("tsit45"), "lists the allowed solvers");
+}
+
+/// Writes P.npz, X.npy, Y.npy for a small RNN and returns the network and data.
+fn write_batch(dir: &Path) -> (RateNetwork, DMatrix<f64>, Vec<usize>) {
+    let net =
+        RateNetwork::new(4, Topology::Recurrent { hidden: 6 }, 3, Activation::Tanh, 7).unwrap();
+    save_params(&dir.join("P.npz"), &net).unwrap();
+    let x = DMatrix::from_fn(4, 5, |i, j| ((i * 5 + j) as f64 * 0.37).sin().abs());
+    write_npy(&dir.join("X.npy"), &npy_from_matrix(&x.transpose(), false)).unwrap();
+    let labels = vec![0usize, 2, 1, 2, 0];
+    let y = NpyArray::new(vec![5], labels.iter().map(|&l| l as f64).collect()).unwrap();
+    write_npy(&dir.join("Y.npy"), &y).unwrap();
+    (net, x, labels)
+}
+
+#[test]
+fn equilibrium_writes_what_the_library_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, x, labels) = write_batch(dir.path());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let o = lcsim(&[
+        "equilibrium",
+        "--params",
+        &p("P.npz"),
+        "--input",
+        &p("X.npy"),
+        "--labels",
+        &p("Y.npy"),
+        "--out",
+        &p("R.npz"),
+        "--alpha",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = read_npz(&dir.path().join("R.npz")).unwrap();
+    for (name, shape) in [
+        ("free_v", vec![5, 6]),
+        ("free_y", vec![5, 3]),
+        ("v", vec![5, 6]),
+        ("y", vec![5, 3]),
+        ("u_i", vec![5, 3]),
+        ("u", vec![5, 3]),
+        ("e", vec![5, 6]),
+        ("H", vec![5]),
+        ("lcp_W", vec![6, 6]),
+        ("lcp_b", vec![6]),
+        ("rbp_E", vec![6, 4]),
+        ("rbp_d", vec![3]),
+    ] {
+        assert_eq!(r[name].shape, shape, "{name}");
+    }
+    assert!(r["controlled_converged"].data.iter().all(|&c| c == 1.0));
+    // The same computation through the library gives the same update.
+    let objective = Objective::new(lcsim::loss::Loss::CrossEntropy, LossScale::BatchMean, 5);
+    let ctrl = ControllerSettings {
+        alpha: 0.5,
+        ..ControllerSettings::default()
+    };
+    let sys = CoupledSystem::new(&net, x, one_hot(&labels, 3), objective, 1.0, Some(ctrl)).unwrap();
+    let z = relax(&sys, &SteadyStateOptions::default()).states;
+    let w = least_control_update(&sys, &z)
+        .tensor(lcsim::model::rate::W)
+        .clone();
+    let from_file = DMatrix::from_row_slice(6, 6, &r["lcp_W"].data);
+    assert!((w - from_file).amax() <= 1e-12);
+    // u = k_i u_i with k_p = 0, and at equilibrium u_i = -grad L / alpha.
+    assert!(r["u"]
+        .data
+        .iter()
+        .zip(&r["u_i"].data)
+        .all(|(u, ui)| (u - ui).abs() <= 1e-15));
+}
+
+#[test]
+fn equilibrium_rejects_bad_files_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_batch(dir.path());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    // A parameter file without D.
+    let params = read_npz(&dir.path().join("P.npz")).unwrap();
+    let partial: Vec<(&str, &NpyArray)> = params
+        .iter()
+        .filter(|(n, _)| n.as_str() != "D")
+        .map(|(n, a)| (n.as_str(), a))
+        .collect();
+    write_npz(&dir.path().join("noD.npz"), &partial).unwrap();
+    // Inputs with a NaN, labels out of range, inputs of the wrong width.
+    write_npy(
+        &dir.path().join("nan.npy"),
+        &NpyArray::new(vec![1, 4], vec![0.0, f64::NAN, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
+    write_npy(
+        &dir.path().join("Ybad.npy"),
+        &NpyArray::new(vec![5], vec![0.0, 1.0, 7.0, 0.0, 0.0]).unwrap(),
+    )
+    .unwrap();
+    write_npy(
+        &dir.path().join("Xwide.npy"),
+        &NpyArray::new(vec![5, 3], vec![0.5; 15]).unwrap(),
+    )
+    .unwrap();
+    for (params, input, labels, expect) in [
+        ("noD.npz", "X.npy", "Y.npy", "missing array `D`"),
+        ("P.npz", "nan.npy", "Y.npy", "non-finite"),
+        ("P.npz", "X.npy", "Ybad.npy", "class label"),
+        ("P.npz", "Xwide.npy", "Y.npy", "shape mismatch"),
+        ("missing.npz", "X.npy", "Y.npy", "missing.npz"),
+    ] {
+        let o = lcsim(&[
+            "equilibrium",
+            "--params",
+            &p(params),
+            "--input",
+            &p(input),
+            "--labels",
+            &p(labels),
+            "--out",
+            &p("R.npz"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{params} {input} {labels}");
+        assert!(stderr(&o).contains(expect), "{expect}: {}", stderr(&o));
+        assert!(
+            !dir.path().join("R.npz").exists(),
+            "nothing written on error"
+        );
+    }
+}
