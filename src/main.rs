@@ -80,6 +80,18 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A table of per-tensor relative errors with its maximum and verdict.
+fn print_errors(errors: &[lcsim::check::TensorError], max: f64, tol: f64, passed: bool) {
+    println!("    {:<8} {:>12}", "tensor", "rel. error");
+    for e in errors {
+        println!("    {:<8} {:>12.3e}", e.name, e.rel_error);
+    }
+    println!(
+        "    max      {max:>12.3e}  <= {tol:.0e}  {}",
+        verdict(passed)
+    );
+}
+
 fn print_check_tables(s: &CheckSettings, r: &CheckReport) {
     println!(
         "lcsim check: random {:?}, n_x = {}, n_y = {}, batch {}, seed {}, {}, {} ({:?}), solver {}",
@@ -99,27 +111,19 @@ fn print_check_tables(s: &CheckSettings, r: &CheckReport) {
         s.controller.alpha,
         s.controller.beta()
     );
-    println!("    {:<8} {:>12}", "tensor", "rel. error");
-    for e in &r.lcp_per_tensor {
-        println!("    {:<8} {:>12.3e}", e.name, e.rel_error);
-    }
-    println!(
-        "    max      {:>12.3e}  <= {:.0e}  {}",
+    print_errors(
+        &r.lcp_per_tensor,
         r.fd_rel_error_lcp_vs_h,
         r.fd_tolerance,
-        verdict(r.passed_fd_lcp)
+        r.passed_fd_lcp,
     );
     println!();
     println!("(d) RBP gradient vs dL(phi0)/dtheta by central differences");
-    println!("    {:<8} {:>12}", "tensor", "rel. error");
-    for e in &r.rbp_per_tensor {
-        println!("    {:<8} {:>12.3e}", e.name, e.rel_error);
-    }
-    println!(
-        "    max      {:>12.3e}  <= {:.0e}  {}",
+    print_errors(
+        &r.rbp_per_tensor,
         r.fd_rel_error_rbp_vs_l,
         r.fd_tolerance,
-        verdict(r.passed_fd_rbp)
+        r.passed_fd_rbp,
     );
     println!();
     println!("(d) alignment of the LCP update with -RBP gradient as alpha grows");

@@ -81,7 +81,9 @@ pub struct RateNetwork {
 
 impl RateNetwork {
     /// A network initialised as PyTorch's Linear layers: every weight and bias uniform in
-    /// (-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in the order W, b, E, c, D, d, row-major.
+    /// (-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in being the presynaptic layer's size, drawn
+    /// in the order W, b, E, c, D, d, row-major (entries a layered net lacks are drawn too,
+    /// then zeroed, so the stream does not depend on the topology's details).
     pub fn new(
         n_x: usize,
         topology: Topology,
@@ -90,34 +92,32 @@ impl RateNetwork {
         seed: u64,
     ) -> Result<Self> {
         validate_sizes(n_x, &topology, n_y)?;
-        let mut net = RateNetwork {
-            n_x,
-            n_y,
-            activation,
-            params: Params::new(Vec::new()),
-            mask: None,
-            topology,
+        let n_h = topology.hidden_units();
+        let ranges = topology.layer_ranges();
+        // fan_in of hidden row i's recurrent input: the size of the layer before its own.
+        let recurrent_fan_in = |i: usize| match &topology {
+            Topology::Recurrent { hidden } => *hidden,
+            Topology::Layered { .. } => {
+                let k = ranges.iter().position(|r| r.contains(&i)).unwrap_or(0);
+                ranges[k.saturating_sub(1)].len()
+            }
         };
-        let n_h = net.topology.hidden_units();
-        let fan_in = net.fan_ins();
-        let shapes = [
-            (n_h, n_h),
-            (n_h, 1),
-            (n_h, n_x),
-            (n_h, 1),
-            (n_y, n_h),
-            (n_y, 1),
-        ];
+        let last_layer = ranges[ranges.len() - 1].len();
+        let shapes = param_shapes(n_x, n_h, n_y);
         let mut rng = Rng::seed_from_u64(seed);
         let entries = shapes
             .iter()
             .zip(PARAM_NAMES)
-            .zip(fan_in)
-            .map(|((&(r, c), name), fan)| {
-                let bound = 1.0 / (fan as f64).sqrt();
-                // Row-major draws so the order does not depend on the storage layout.
+            .enumerate()
+            .map(|(t, (&(r, c), name))| {
                 let mut m = DMatrix::zeros(r, c);
                 for i in 0..r {
+                    let fan_in = match t {
+                        W | B => recurrent_fan_in(i),
+                        E | C => n_x,
+                        _ => last_layer,
+                    };
+                    let bound = 1.0 / (fan_in as f64).sqrt();
                     for j in 0..c {
                         m[(i, j)] = rng.uniform_range(-bound, bound);
                     }
@@ -125,7 +125,14 @@ impl RateNetwork {
                 (name.to_string(), m)
             })
             .collect();
-        net.params = Params::new(entries);
+        let mut net = RateNetwork {
+            n_x,
+            n_y,
+            activation,
+            params: Params::new(entries),
+            mask: None,
+            topology,
+        };
         net.mask = net.structure_mask();
         if let Some(mask) = &net.mask {
             net.params.mask_with(mask);
@@ -143,15 +150,7 @@ impl RateNetwork {
         params: Params,
     ) -> Result<Self> {
         validate_sizes(n_x, &topology, n_y)?;
-        let n_h = topology.hidden_units();
-        let shapes = [
-            (n_h, n_h),
-            (n_h, 1),
-            (n_h, n_x),
-            (n_h, 1),
-            (n_y, n_h),
-            (n_y, 1),
-        ];
+        let shapes = param_shapes(n_x, topology.hidden_units(), n_y);
         if params.len() != 6 {
             return Err(LcsimError::Shape {
                 field: "params".into(),
@@ -282,14 +281,10 @@ impl RateNetwork {
         validate_sizes(n_x, &topology, n_y)?;
         let ranges = topology.layer_ranges();
         let n_h = topology.hidden_units();
-        let mut full: Vec<DMatrix<f64>> = vec![
-            DMatrix::zeros(n_h, n_h),
-            DMatrix::zeros(n_h, 1),
-            DMatrix::zeros(n_h, n_x),
-            DMatrix::zeros(n_h, 1),
-            DMatrix::zeros(n_y, n_h),
-            DMatrix::zeros(n_y, 1),
-        ];
+        let mut full: Vec<DMatrix<f64>> = param_shapes(n_x, n_h, n_y)
+            .iter()
+            .map(|&(r, c)| DMatrix::zeros(r, c))
+            .collect();
         let first = ranges[0].clone();
         let last = ranges[ranges.len() - 1].clone();
         place(&mut full[E], get("E")?, first.start, 0, "E")?;
@@ -389,22 +384,6 @@ impl RateNetwork {
         phi
     }
 
-    fn fan_ins(&self) -> [usize; 6] {
-        let n_h = self.n_h();
-        match &self.topology {
-            Topology::Recurrent { .. } => [n_h, n_h, self.n_x, self.n_x, n_h, n_h],
-            Topology::Layered { layers } => {
-                // Per-layer fan-in differs only for W when layers differ in size; the
-                // first block's fan-in is used for all W blocks only if equal, so draw
-                // with the largest bound and rescale per block below is avoided: the
-                // reference layers are equal-sized. Use the previous layer's size.
-                let w_fan = layers.first().copied().unwrap_or(1);
-                let last = layers.last().copied().unwrap_or(1);
-                [w_fan, w_fan, self.n_x, self.n_x, last, last]
-            }
-        }
-    }
-
     fn structure_mask(&self) -> Option<Params> {
         let Topology::Layered { .. } = &self.topology else {
             return None;
@@ -430,6 +409,18 @@ impl RateNetwork {
 
 /// Names of the spec's parameters in storage order.
 pub const PARAM_NAMES: [&str; 6] = ["W", "b", "E", "c", "D", "d"];
+
+/// Shapes of W, b, E, c, D, d at full size.
+fn param_shapes(n_x: usize, n_h: usize, n_y: usize) -> [(usize, usize); 6] {
+    [
+        (n_h, n_h),
+        (n_h, 1),
+        (n_h, n_x),
+        (n_h, 1),
+        (n_y, n_h),
+        (n_y, 1),
+    ]
+}
 
 fn block_names(n_layers: usize, k: usize) -> (String, String) {
     if n_layers == 2 {
