@@ -11,9 +11,12 @@ use lcsim::activation::Activation;
 use lcsim::loss::{one_hot, Loss};
 use lcsim::model::rate::{RateNetwork, Topology};
 use lcsim::rng::Rng;
-use lcsim::steady_state::{solve_steady_state, SolverMethod, SteadyStateOptions};
+use lcsim::steady_state::{
+    solve_steady_state, SolverMethod, SteadyStateOptions, Termination, VectorField,
+};
 use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use nalgebra::DMatrix;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 const N_X: usize = 784;
@@ -81,6 +84,30 @@ fn configurations() -> Vec<(&'static str, SteadyStateOptions)> {
     ]
 }
 
+/// A vector field that counts its Jacobian-vector products (used only in the untimed
+/// first solve: the implicit methods assemble a dense Jacobian from `dim` of them, which
+/// the record's `rhs_evals` does not include).
+struct CountingJvp<'a, F: VectorField> {
+    inner: &'a F,
+    jvps: Cell<usize>,
+}
+
+impl<F: VectorField> VectorField for CountingJvp<'_, F> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        self.inner.time_constants()
+    }
+    fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
+        self.inner.residual(z)
+    }
+    fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
+        self.jvps.set(self.jvps.get() + 1);
+        self.inner.residual_jvp(z, dz)
+    }
+}
+
 /// Solves each configuration once, prints its record and times the converged ones.
 fn bench_system(c: &mut Criterion, group_name: &str, controller: Option<ControllerSettings>) {
     let net = network();
@@ -98,18 +125,23 @@ fn bench_system(c: &mut Criterion, group_name: &str, controller: Option<Controll
         .measurement_time(Duration::from_secs(2));
     for (id, opts) in configurations() {
         opts.validate().expect("valid options");
+        let counted = CountingJvp {
+            inner: &sys,
+            jvps: Cell::new(0),
+        };
         let start = Instant::now();
-        let rec = solve_steady_state(&sys, &z0, &opts, &[]);
+        let rec = solve_steady_state(&counted, &z0, &opts, &[]);
         let elapsed = start.elapsed();
         eprintln!(
             "[{group_name}/{id}] termination {}, residual {:.3e} (scaled {:.3}), t {:.1}, \
-             steps {}, rhs_evals {}, first solve {:.1} ms",
+             steps {}, rhs_evals {}, jvp_evals {}, first solve {:.1} ms",
             rec.termination.name(),
             rec.residual,
             rec.scaled_residual,
             rec.time,
             rec.steps,
             rec.rhs_evals,
+            counted.jvps.get(),
             elapsed.as_secs_f64() * 1e3,
         );
         if !rec.converged() {
@@ -117,7 +149,7 @@ fn bench_system(c: &mut Criterion, group_name: &str, controller: Option<Controll
                 "[{group_name}/{id}] SKIPPED: did not converge ({}{})",
                 rec.termination.name(),
                 match &rec.termination {
-                    lcsim::steady_state::Termination::SolverError(m) => format!(": {m}"),
+                    Termination::SolverError(m) => format!(": {m}"),
                     _ => String::new(),
                 }
             );

@@ -89,10 +89,14 @@ impl Params {
         }
     }
 
-    /// Elementwise product with `mask` (same layout).
+    /// Zeroes every entry where the 0/1 `mask` (same layout) is zero (to +0.0, not -0.0).
     pub fn mask_with(&mut self, mask: &Params) {
         for ((_, m), (_, k)) in self.entries.iter_mut().zip(&mask.entries) {
-            m.component_mul_assign(k);
+            m.zip_apply(k, |v, k| {
+                if k == 0.0 {
+                    *v = 0.0
+                }
+            });
         }
     }
 

@@ -396,7 +396,7 @@ fn spec_6_2_output_reaches_target_as_alpha_vanishes() {
     let x = inputs(3, 2, 72);
     let t = DMatrix::from_row_slice(2, 2, &[0.5, -0.4, -0.3, 0.6]);
     let mut errors = Vec::new();
-    for alpha in [1e-1, 1e-2, 1e-3] {
+    for alpha in [1e-1, 1e-2, 1e-3, 1e-4] {
         let sys = system(
             &net,
             &x,
@@ -413,16 +413,16 @@ fn spec_6_2_output_reaches_target_as_alpha_vanishes() {
         errors[0] > 1e-3,
         "target already reached without control: {errors:?}"
     );
+    // |y* - t| = O(alpha): each tenfold decrease of alpha shrinks the error at least 5x.
     for k in 1..errors.len() {
         assert!(
-            errors[k] < 0.5 * errors[k - 1],
-            "not decreasing with alpha: {errors:?}"
+            errors[k] < 0.2 * errors[k - 1],
+            "not decreasing like alpha: {errors:?}"
         );
     }
     assert!(
-        errors[2] <= 1e-3,
-        "|y* - t| / |t| = {:e} at alpha = 1e-3",
-        errors[2]
+        errors[2] <= 2e-3 && errors[3] <= 1e-3,
+        "|y* - t| / |t| too large at alpha = 1e-3, 1e-4: {errors:?}"
     );
 }
 
@@ -551,13 +551,15 @@ fn hand_h_alpha(
 
 #[test]
 fn spec_6_3_hand_written_fd_of_h_alpha_for_single_parameters() {
-    let cases: [(
+    // (network, loss, loss scale, controller, parameter entries (tensor, row, column))
+    type Case = (
         RateNetwork,
         Loss,
         LossScale,
         ControllerSettings,
         Vec<(usize, usize, usize)>,
-    ); 2] = [
+    );
+    let cases: [Case; 2] = [
         (
             tiny_rnn(),
             Loss::CrossEntropy,
@@ -879,7 +881,6 @@ fn init_is_uniform_within_pytorch_bounds_rnn() {
 }
 
 #[test]
-#[ignore = "library bug: RateNetwork::fan_ins uses the first layer's size as fan-in of every W block and b, not the previous layer's (src/model/rate.rs)"]
 fn init_is_uniform_within_pytorch_bounds_layered_unequal_layers() {
     let net = RateNetwork::new(
         7,
@@ -990,13 +991,21 @@ fn trajectories_at_output_times_agree_between_methods_and_start_at_z0() {
     let z0 = random_matrix(sys.dim(), 1, 142, -0.5, 0.5);
     let times = [0.0, 0.5, 1.0, 2.5, 7.0];
     let mut trajectories = Vec::new();
-    for method in [SolverMethod::Tsit45, SolverMethod::Bdf, SolverMethod::Euler] {
+    // Euler last: every output time is a multiple of its step.
+    let methods = [
+        SolverMethod::Tsit45,
+        SolverMethod::Bdf,
+        SolverMethod::Esdirk34,
+        SolverMethod::TrBdf2,
+        SolverMethod::Euler,
+    ];
+    for method in methods {
         let mut o = SteadyStateOptions {
             ode_atol: 1e-11,
             ode_rtol: 1e-10,
             ..opts(method, 1e-8)
         };
-        o.dt = 0.25; // Euler: every output time is a step.
+        o.dt = 0.25;
         let rec = solve_steady_state(&sys, &z0, &o, &times);
         assert_eq!(rec.termination, Termination::Converged, "{}", method.name());
         assert!(
@@ -1015,14 +1024,95 @@ fn trajectories_at_output_times_agree_between_methods_and_start_at_z0() {
         );
         trajectories.push(traj.states);
     }
-    // The two adaptive integrators follow the same path (Euler dt = 0.25 only roughly).
-    let d = max_abs_diff(&trajectories[0], &trajectories[1]);
-    assert!(d <= 1e-6, "Tsit45 vs BDF trajectory: {d:e}");
-    assert!(max_abs_diff(&trajectories[0], &trajectories[2]) <= 0.2);
+    // The adaptive integrators follow the same path (Euler dt = 0.25 only roughly).
+    for (k, method) in methods.iter().enumerate().take(4).skip(1) {
+        let d = max_abs_diff(&trajectories[0], &trajectories[k]);
+        assert!(d <= 1e-6, "Tsit45 vs {} trajectory: {d:e}", method.name());
+    }
+    assert!(max_abs_diff(&trajectories[0], &trajectories[4]) <= 0.2);
     assert!(
         max_abs_diff(&trajectories[0].columns(1, 1).into_owned(), &z0) > 1e-2,
         "state did not move"
     );
+}
+
+/// Time constants: tau dz/dt = r, per block (tau_v for phi, tau_u for u_i, tau_e for e).
+#[test]
+fn time_constants_scale_each_block() {
+    let net = tiny_rnn();
+    let x = inputs(3, 1, 145);
+    let t = labels(2, 1);
+    let obj = Objective::new(Loss::CrossEntropy, LossScale::BatchMean, 1);
+    let ctrl = ControllerSettings {
+        tau_u: 2.0,
+        tau_e: 4.0,
+        ..controller(0.1, 1.0, 0.5)
+    };
+    let sys = CoupledSystem::new(&net, x.clone(), t.clone(), obj, 0.5, Some(ctrl)).unwrap();
+    // One Euler step of 0.5 from zero, by hand: s(0) = 0, s'(0) = 1, softmax(0) = 1/2.
+    let step = SteadyStateOptions {
+        dt: 0.5,
+        max_steps: 1,
+        ..opts(SolverMethod::Euler, 1e-8)
+    };
+    let z1 = solve_steady_state(&sys, &DMatrix::zeros(sys.dim(), 1), &step, &[]).state;
+    let p = net.params();
+    let g = t.map(|ti| 0.5 - ti); // grad_y L at y = 0 (scale 1)
+    let u = &g * -ctrl.k_p;
+    let v1 = (p.tensor(B) + p.tensor(C) + p.tensor(E) * &x) * (0.5 / 0.5);
+    let y1 = (p.tensor(D_BIAS) + &u) * (0.5 / 0.5);
+    let ui1 = &g * (-0.5 / 2.0);
+    let e1 = p.tensor(D).transpose() * &u * (0.5 / 4.0);
+    let expected = DMatrix::from_iterator(
+        sys.dim(),
+        1,
+        v1.iter().chain(&y1).chain(&ui1).chain(&e1).copied(),
+    );
+    assert!(
+        max_abs_diff(&z1, &expected) <= 1e-15,
+        "first step:\n{z1}\n{expected}"
+    );
+    // Doubling every time constant doubles time: Euler dt = 2, tau = 2 follows the
+    // iterates of dt = 1, tau = 1 exactly (division by 2 is exact).
+    let slow_ctrl = ControllerSettings {
+        tau_u: 2.0,
+        tau_e: 2.0,
+        ..ControllerSettings::default()
+    };
+    let fast = CoupledSystem::new(
+        &net,
+        x.clone(),
+        t.clone(),
+        obj,
+        1.0,
+        Some(ControllerSettings::default()),
+    )
+    .unwrap();
+    let slow = CoupledSystem::new(&net, x, t, obj, 2.0, Some(slow_ctrl)).unwrap();
+    let z0 = DMatrix::zeros(fast.dim(), 1);
+    let run = |sys: &Sys<'_>, dt: f64| {
+        let o = SteadyStateOptions {
+            dt,
+            max_steps: 8,
+            ..opts(SolverMethod::Euler, 1e-8)
+        };
+        solve_steady_state(sys, &z0, &o, &[]).state
+    };
+    assert_eq!(run(&fast, 1.0), run(&slow, 2.0));
+    // And the adaptive integrator: z_slow(2 t) = z_fast(t).
+    let o = SteadyStateOptions {
+        ode_atol: 1e-11,
+        ode_rtol: 1e-10,
+        ..opts(SolverMethod::Tsit45, 1e-8)
+    };
+    let a = solve_steady_state(&fast, &z0, &o, &[0.0, 1.0, 3.0])
+        .trajectory
+        .unwrap();
+    let b = solve_steady_state(&slow, &z0, &o, &[0.0, 2.0, 6.0])
+        .trajectory
+        .unwrap();
+    let d = max_abs_diff(&a.states, &b.states);
+    assert!(d <= 1e-7, "tau scaling: {d:e}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1336,7 +1426,6 @@ fn missing_or_misshapen_arrays_are_errors() {
 }
 
 #[test]
-#[ignore = "library bug: RateNetwork::from_named_arrays (layered) zero-pads b, c, d blocks that are too short and accepts a D with an extra row (src/model/rate.rs, fn place checks only that a block fits)"]
 fn layered_arrays_of_wrong_shape_are_errors() {
     let accepted = misshapen_variants_accepted(&tiny_layered(), true);
     assert!(

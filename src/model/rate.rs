@@ -287,29 +287,19 @@ impl RateNetwork {
             .collect();
         let first = ranges[0].clone();
         let last = ranges[ranges.len() - 1].clone();
-        place(&mut full[E], get("E")?, first.start, 0, "E")?;
-        place(&mut full[C], get("c")?, first.start, 0, "c")?;
+        // Every block must have exactly the size of the layers it connects.
+        let (h1, h_last) = (first.len(), last.len());
+        place(&mut full[E], get("E")?, (first.start, 0), (h1, n_x), "E")?;
+        place(&mut full[C], get("c")?, (first.start, 0), (h1, 1), "c")?;
         for (k, pair) in ranges.windows(2).enumerate() {
             let (wn, bn) = block_names(ranges.len(), k);
-            place(&mut full[W], get(&wn)?, pair[1].start, pair[0].start, &wn)?;
-            if get(&wn)?.ncols() != pair[0].len() {
-                return Err(LcsimError::Shape {
-                    field: wn.clone(),
-                    expected: format!("{} columns (size of the previous layer)", pair[0].len()),
-                    found: format!("{} columns", get(&wn)?.ncols()),
-                });
-            }
-            place(&mut full[B], get(&bn)?, pair[1].start, 0, &bn)?;
+            let (src, dst) = (&pair[0], &pair[1]);
+            let at = (dst.start, src.start);
+            place(&mut full[W], get(&wn)?, at, (dst.len(), src.len()), &wn)?;
+            place(&mut full[B], get(&bn)?, (dst.start, 0), (dst.len(), 1), &bn)?;
         }
-        place(&mut full[D], get("D")?, 0, last.start, "D")?;
-        place(&mut full[D_BIAS], get("d")?, 0, 0, "d")?;
-        if get("D")?.ncols() != last.len() {
-            return Err(LcsimError::Shape {
-                field: "D".into(),
-                expected: format!("{} columns (size of the last hidden layer)", last.len()),
-                found: format!("{} columns", get("D")?.ncols()),
-            });
-        }
+        place(&mut full[D], get("D")?, (0, last.start), (n_y, h_last), "D")?;
+        place(&mut full[D_BIAS], get("d")?, (0, 0), (n_y, 1), "d")?;
         let params = Params::new(
             PARAM_NAMES
                 .iter()
@@ -430,27 +420,22 @@ fn block_names(n_layers: usize, k: usize) -> (String, String) {
     }
 }
 
+/// Copies `block`, which must have exactly `shape`, into `target` at `at`.
 fn place(
     target: &mut DMatrix<f64>,
     block: &DMatrix<f64>,
-    row: usize,
-    col: usize,
+    at: (usize, usize),
+    shape: (usize, usize),
     name: &str,
 ) -> Result<()> {
-    if row + block.nrows() > target.nrows() || col + block.ncols() > target.ncols() {
+    if block.shape() != shape {
         return Err(LcsimError::Shape {
             field: name.into(),
-            expected: format!(
-                "at most {} x {}",
-                target.nrows() - row,
-                target.ncols() - col
-            ),
+            expected: format!("{} x {}", shape.0, shape.1),
             found: format!("{} x {}", block.nrows(), block.ncols()),
         });
     }
-    target
-        .view_mut((row, col), (block.nrows(), block.ncols()))
-        .copy_from(block);
+    target.view_mut(at, shape).copy_from(block);
     Ok(())
 }
 
