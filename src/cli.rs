@@ -19,6 +19,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a network on a dataset (digits by default) with LCP-DI or a gradient baseline;
+    /// writes a run folder with config, metrics, checkpoints, parameters and figures.
+    Train(TrainArgs),
+    /// Print the config (the documented default, or a file with its overrides applied).
+    Config(ConfigArgs),
+    /// Re-render every figure of a run folder from its saved metrics.
+    Plot(PlotArgs),
     /// Verify an installation or a setting: the LCP-DI update against finite differences of
     /// H_alpha, the RBP gradient against finite differences of L(phi0), and the alignment of
     /// the two as alpha grows (spec 6). Exits non-zero when a check fails.
@@ -264,4 +271,42 @@ pub struct EquilibriumArgs {
     pub solver: SolverArgs,
     #[command(flatten)]
     pub loss: LossArgs,
+}
+
+/// Options of the run-based subcommands.
+#[derive(Args, Debug)]
+pub struct ConfigSource {
+    /// A TOML config (see `lcsim config` for every key, its meaning and default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one key, e.g. --set controller.alpha=0.05 (repeatable; TOML values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Continue the unfinished run in this folder from its last completed epoch.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides"])]
+    pub resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A run folder made by `lcsim train`.
+    pub run_dir: PathBuf,
+    /// Figure format (default: the run's output.figure_format).
+    #[arg(long, value_enum)]
+    pub format: Option<lcsim::plot::FigureFormat>,
 }

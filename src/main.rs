@@ -4,16 +4,22 @@
 mod cli;
 
 use clap::Parser;
-use cli::{CheckArgs, Cli, Command, EquilibriumArgs, EquilibriumMethod, ModelKind};
+use cli::{
+    CheckArgs, Cli, Command, ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs,
+    TrainArgs,
+};
 use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
+use lcsim::config::Config;
 use lcsim::error::{LcsimError, Result};
 use lcsim::interop::{load_inputs, load_params, load_targets, npy_from_matrix};
 use lcsim::model::rate::RateNetwork;
 use lcsim::npz::{write_npz, NpyArray};
 use lcsim::plasticity::{control_magnitude, least_control_update};
-use lcsim::steady_state::{relax, BatchSteadyState};
+use lcsim::run::{draw_run_figures, RunDir, Summary};
+use lcsim::steady_state::{relax, relax_from, BatchSteadyState};
 use lcsim::system::{CoupledSystem, Objective};
+use lcsim::train::{load_split, BatchProgress, Observer, Outcome, TrainingState};
 use nalgebra::DMatrix;
 use std::process::ExitCode;
 
@@ -21,6 +27,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check(&args),
+        Command::Train(args) => train(&args),
+        Command::Config(args) => show_config(&args),
+        Command::Plot(args) => plot(&args),
         Command::Equilibrium(args) => equilibrium(&args),
     };
     match outcome {
@@ -213,7 +222,7 @@ fn equilibrium(args: &EquilibriumArgs) -> Result<ExitCode> {
     if args.method == EquilibriumMethod::LcpDi {
         let controlled =
             CoupledSystem::new(&net, x, t, objective, args.dynamics.tau_v, Some(controller))?;
-        let solve = relax(&controlled, &opts);
+        let solve = relax_from(&controlled, &controlled.state_with_phi(&phi0)?, &opts);
         let z = &solve.states;
         let psi = controlled.control(z);
         let rows = |r: std::ops::Range<usize>| z.rows_range(r).into_owned();
@@ -296,4 +305,177 @@ fn summarize(what: &str, b: &BatchSteadyState) {
         b.max_residual(),
         b.mean_steps()
     );
+}
+
+/// Progress bar, per-epoch line and checkpoint after every epoch.
+struct CliObserver {
+    run: RunDir,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Observer for CliObserver {
+    fn on_batch(&mut self, p: &BatchProgress) {
+        if let Some(bar) = &self.bar {
+            if p.batch == 1 {
+                bar.reset();
+                bar.set_length(p.batches as u64);
+            }
+            bar.set_position(p.batch as u64);
+            bar.set_message(format!(
+                "epoch {} loss {:.4} acc {:.3} steps {:.0} converged {:.0}%",
+                p.epoch,
+                p.loss,
+                p.accuracy,
+                p.mean_steps,
+                100.0 * p.fraction_converged
+            ));
+        }
+    }
+
+    fn on_epoch(&mut self, state: &TrainingState, m: &lcsim::metrics::EpochMetrics) -> Result<()> {
+        self.run.save_epoch(state)?;
+        let line = format!(
+            "epoch {:>3}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
+            m.epoch,
+            m.train_loss,
+            m.train_accuracy,
+            m.test_loss,
+            m.test_accuracy,
+            m.mean_h,
+            m.mean_steps,
+            m.max_steps,
+            100.0 * m.fraction_unconverged,
+            m.wall_time_s
+        );
+        match &self.bar {
+            // A hidden bar (output not a terminal) drops its println.
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => println!("{line}"),
+        }
+        Ok(())
+    }
+}
+
+fn train(args: &TrainArgs) -> Result<ExitCode> {
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let (run, config) = match &args.resume {
+        Some(dir) => {
+            let (run, config) = RunDir::open(dir)?;
+            if run.is_finished() {
+                println!("{} is finished; nothing to resume", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            (run, config)
+        }
+        None => {
+            let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
+            // Load the data before creating the folder, so bad data leaves no run behind.
+            load_split(&config.data)?;
+            (RunDir::create(&config, &command_line)?, config)
+        }
+    };
+    let data = load_split(&config.data)?;
+    let batches = data.train.len().div_ceil(config.training.batch_size);
+    let fresh = TrainingState::new(
+        &config,
+        data.train.n_inputs(),
+        data.train.n_classes,
+        batches,
+    )?;
+    let state = run.load_checkpoint(fresh)?;
+    println!(
+        "lcsim {} train: {} on {} ({} train / {} test), {:?}, epochs {}..{}, run folder {}",
+        env!("CARGO_PKG_VERSION"),
+        config.method.name.name(),
+        data.train.name,
+        data.train.len(),
+        data.test.len(),
+        config.topology(),
+        state.epochs_done() + 1,
+        config.training.epochs,
+        run.path.display()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+    let bar = (!args.quiet).then(|| {
+        let bar = indicatif::ProgressBar::new(batches as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} batches {elapsed_precise} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let mut observer = CliObserver {
+        run: run.clone(),
+        bar,
+    };
+    let (state, outcome) = lcsim::train::train(&config, &data, state, &mut observer, &stop)?;
+    if let Some(bar) = &observer.bar {
+        bar.finish_and_clear();
+    }
+    if outcome == Outcome::Interrupted {
+        println!(
+            "interrupted after epoch {}; continue with: lcsim train --resume {}",
+            state.epochs_done(),
+            run.path.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    let figures = if config.output.figures {
+        draw_run_figures(&run, &state.history, config.output.figure_format)?
+    } else {
+        Vec::new()
+    };
+    let last = state.history.last().cloned();
+    let summary = Summary {
+        lcsim_version: env!("CARGO_PKG_VERSION").into(),
+        run: config.run_name(),
+        method: config.method.name.name().into(),
+        epochs: state.epochs_done(),
+        final_test_loss: last.as_ref().map_or(f64::NAN, |m| m.test_loss),
+        final_test_accuracy: last.as_ref().map_or(f64::NAN, |m| m.test_accuracy),
+        final_mean_h: last.as_ref().map_or(f64::NAN, |m| m.mean_h),
+        total_wall_time_s: state.history.iter().map(|m| m.wall_time_s).sum(),
+        figures: figures.clone(),
+    };
+    run.finish(&state, &summary)?;
+    println!(
+        "done: test accuracy {:.4}, test loss {:.4} after {} epochs",
+        summary.final_test_accuracy, summary.final_test_loss, summary.epochs
+    );
+    println!("results: {}", run.path.display());
+    for f in &figures {
+        println!("figure:  {f}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_config(args: &ConfigArgs) -> Result<ExitCode> {
+    if args.source.config.is_none() && args.source.overrides.is_empty() {
+        print!("{}", Config::default_toml());
+    } else {
+        print!(
+            "{}",
+            Config::load(args.source.config.as_deref(), &args.source.overrides)?.to_toml()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plot(args: &PlotArgs) -> Result<ExitCode> {
+    let (run, config) = RunDir::open(&args.run_dir)?;
+    let rows = lcsim::metrics::read_csv(&run.path.join("metrics.csv"))?;
+    for f in draw_run_figures(
+        &run,
+        &rows,
+        args.format.unwrap_or(config.output.figure_format),
+    )? {
+        println!("figure: {f}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -99,8 +99,8 @@ pub struct SteadyStateOptions {
     pub ode_rtol: f64,
     /// Absolute local-error tolerance of the adaptive integrators (keep it well below `atol`).
     pub ode_atol: f64,
-    /// First step of the adaptive integrators (None: diffsol's heuristic).
-    pub initial_step: Option<f64>,
+    /// First step of the adaptive integrators (0: diffsol's heuristic).
+    pub initial_step: f64,
     /// A state with an entry beyond this magnitude counts as diverged.
     pub divergence_bound: f64,
 }
@@ -116,7 +116,7 @@ impl Default for SteadyStateOptions {
             max_steps: 100_000,
             ode_rtol: 1e-8,
             ode_atol: 1e-10,
-            initial_step: None,
+            initial_step: 0.0,
             divergence_bound: 1e8,
         }
     }
@@ -132,9 +132,7 @@ impl SteadyStateOptions {
         ensure_positive("solver.ode_rtol", self.ode_rtol)?;
         ensure_positive("solver.ode_atol", self.ode_atol)?;
         ensure_positive("solver.divergence_bound", self.divergence_bound)?;
-        if let Some(h) = self.initial_step {
-            ensure_positive("solver.initial_step", h)?;
-        }
+        crate::error::ensure_non_negative("solver.initial_step", self.initial_step)?;
         if self.max_steps == 0 {
             return Err(invalid("solver.max_steps", 0, "an integer >= 1"));
         }
@@ -286,7 +284,17 @@ pub fn relax<M: EquilibriumModel>(
     system: &CoupledSystem<'_, M>,
     opts: &SteadyStateOptions,
 ) -> BatchSteadyState {
-    solve_columns(|j| system.sample(j), &system.initial_state(), opts)
+    relax_from(system, &system.initial_state(), opts)
+}
+
+/// Relaxes every sample of a system from the states `z0` (dim x B), e.g. the controlled
+/// system from `state_with_phi(phi0)`.
+pub fn relax_from<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    z0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+) -> BatchSteadyState {
+    solve_columns(|j| system.sample(j), z0, opts)
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.
@@ -505,8 +513,8 @@ where
     F: VectorField,
 {
     let column = |v: &NalgebraVec<f64>| -> DMatrix<f64> { v.inner().clone() };
-    if let Some(h) = opts.initial_step {
-        *solver.state_mut().h = h;
+    if opts.initial_step > 0.0 {
+        *solver.state_mut().h = opts.initial_step;
     }
     if let Err(e) = solver.set_stop_time(opts.max_time) {
         let z = column(solver.state().y);

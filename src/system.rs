@@ -260,6 +260,22 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
         DMatrix::zeros(self.dim(), self.batch())
     }
 
+    /// The state with network part `phi` (n x B) and the controller at rest (u_i = e = 0):
+    /// how the controller finds a network that sits at its free equilibrium when it switches on.
+    pub fn state_with_phi(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let n = self.model.state_dim();
+        if phi.nrows() != n || phi.ncols() != self.batch() {
+            return Err(LcsimError::Shape {
+                field: "phi".into(),
+                expected: format!("{n} x {}", self.batch()),
+                found: format!("{} x {}", phi.nrows(), phi.ncols()),
+            });
+        }
+        let mut z = self.initial_state();
+        z.rows_range_mut(self.phi_rows()).copy_from(phi);
+        Ok(z)
+    }
+
     /// Per-row time constants of a state column.
     pub fn time_constants(&self) -> Vec<f64> {
         let mut tau = vec![self.tau_v; self.dim()];

@@ -6,7 +6,7 @@ use lcsim::loss::one_hot;
 use lcsim::model::rate::{RateNetwork, Topology};
 use lcsim::npz::{read_npz, write_npy, write_npz, NpyArray};
 use lcsim::plasticity::least_control_update;
-use lcsim::steady_state::{relax, SteadyStateOptions};
+use lcsim::steady_state::{relax, relax_from, SteadyStateOptions};
 use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use nalgebra::DMatrix;
 use std::path::Path;
@@ -128,7 +128,10 @@ fn equilibrium_writes_what_the_library_computes() {
         ..ControllerSettings::default()
     };
     let sys = CoupledSystem::new(&net, x, one_hot(&labels, 3), objective, 1.0, Some(ctrl)).unwrap();
-    let z = relax(&sys, &SteadyStateOptions::default()).states;
+    // The controller switches on at the free equilibrium.
+    let opts = SteadyStateOptions::default();
+    let phi0 = sys.phi(&relax(&sys.free(), &opts).states);
+    let z = relax_from(&sys, &sys.state_with_phi(&phi0).unwrap(), &opts).states;
     let w = least_control_update(&sys, &z)
         .tensor(lcsim::model::rate::W)
         .clone();

@@ -1,0 +1,582 @@
+//! The one TOML schema of a run (serde; unknown keys rejected), `--set key=value`
+//! overrides, and validation into library settings. `lcsim config` prints the default.
+
+use crate::activation::Activation;
+use crate::error::{ensure_non_negative, ensure_positive, invalid, LcsimError, Result};
+use crate::loss::Loss;
+use crate::model::rate::Topology;
+use crate::optim::{OptimizerKind, OptimizerSettings, Schedule};
+use crate::steady_state::SteadyStateOptions;
+use crate::system::{ControllerSettings, LossScale};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole run's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub dynamics: DynamicsConfig,
+    pub controller: ControllerConfig,
+    pub method: MethodConfig,
+    pub solver: SteadyStateOptions,
+    pub training: TrainingConfig,
+    pub data: DataConfig,
+    pub output: OutputConfig,
+}
+
+/// Network connectivity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Recurrent (dense W), reference "rnn".
+    Rnn,
+    /// Layered feedforward (block-structured W), reference "ff".
+    Ff,
+}
+
+/// `[model]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// "rnn" or "ff".
+    pub kind: ModelKind,
+    /// Hidden units: one size for rnn, one size per layer for ff.
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Rnn,
+            hidden: vec![64],
+            activation: Activation::Tanh,
+            seed: 0,
+        }
+    }
+}
+
+/// `[dynamics]`: time constants (time units).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamicsConfig {
+    pub tau_v: f64,
+    pub tau_u: f64,
+    pub tau_e: f64,
+}
+
+impl Default for DynamicsConfig {
+    fn default() -> Self {
+        DynamicsConfig {
+            tau_v: 1.0,
+            tau_u: 1.0,
+            tau_e: 1.0,
+        }
+    }
+}
+
+/// `[controller]`: the leaky PI controller (spec 3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    pub alpha: f64,
+    pub k_i: f64,
+    pub k_p: f64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            alpha: 0.1,
+            k_i: 1.0,
+            k_p: 0.0,
+        }
+    }
+}
+
+/// The learning method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Least control with dynamic inversion (spec 3.1).
+    LcpDi,
+    /// Recurrent backprop at the free equilibrium (rnn).
+    Rbp,
+    /// Backprop (ff; RBP on a layered net is exactly backprop).
+    Bp,
+}
+
+impl Method {
+    /// Name as in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::LcpDi => "lcp-di",
+            Method::Rbp => "rbp",
+            Method::Bp => "bp",
+        }
+    }
+}
+
+/// What training does with a sample whose controlled (or adjoint) solve did not converge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnconverged {
+    /// Use the state reached, as the reference does at its iteration cap.
+    Use,
+    /// Leave the sample out of the update (counted in the metrics).
+    Skip,
+    /// Stop training with an error.
+    Stop,
+}
+
+/// `[method]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodConfig {
+    pub name: Method,
+    pub loss: Loss,
+    pub loss_scale: LossScale,
+    /// Unconverged but finite solves; diverged (non-finite) ones are always skipped.
+    pub on_unconverged: OnUnconverged,
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        MethodConfig {
+            name: Method::LcpDi,
+            loss: Loss::CrossEntropy,
+            loss_scale: LossScale::BatchMean,
+            on_unconverged: OnUnconverged::Use,
+        }
+    }
+}
+
+/// Learning-rate schedule by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Constant,
+    /// Cosine decay to `min_lr_factor * learning_rate` over all training steps (reference).
+    Cosine,
+}
+
+/// `[training]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Global gradient-norm clipping; 0 = off.
+    pub clip_norm: f64,
+    pub schedule: ScheduleKind,
+    pub min_lr_factor: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Evaluate on the test split every this many epochs (and after the last).
+    pub eval_every: usize,
+    /// Seed of the mini-batch order.
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            clip_norm: 0.0,
+            schedule: ScheduleKind::Cosine,
+            min_lr_factor: 0.1,
+            epochs: 3,
+            batch_size: 64,
+            eval_every: 1,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// The optimizer settings for `total_steps` optimizer steps.
+    pub fn optimizer_settings(&self, total_steps: usize) -> OptimizerSettings {
+        OptimizerSettings {
+            kind: self.optimizer,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            clip_norm: (self.clip_norm > 0.0).then_some(self.clip_norm),
+            schedule: match self.schedule {
+                ScheduleKind::Constant => Schedule::Constant,
+                ScheduleKind::Cosine => Schedule::Cosine {
+                    total_steps: total_steps.max(1),
+                    min_factor: self.min_lr_factor,
+                },
+            },
+            ..OptimizerSettings::default()
+        }
+    }
+}
+
+/// `[data]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub source: crate::data::DataSource,
+    /// Directory of the MNIST IDX files (source = "mnist").
+    pub mnist_dir: PathBuf,
+    /// Test share of the digits and synthetic data.
+    pub test_fraction: f64,
+    /// Use at most this many training samples; 0 = all.
+    pub train_limit: usize,
+    /// Use at most this many test samples; 0 = all.
+    pub test_limit: usize,
+    /// Samples of a synthetic task.
+    pub synthetic_samples: usize,
+    /// Seed of the train/test split and of synthetic data.
+    pub seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: crate::data::DataSource::Digits,
+            mnist_dir: PathBuf::from("../shared/data/mnist10k"),
+            test_fraction: 0.2,
+            train_limit: 0,
+            test_limit: 0,
+            synthetic_samples: 400,
+            seed: 0,
+        }
+    }
+}
+
+/// `[output]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Parent directory of run folders.
+    pub dir: PathBuf,
+    /// Run folder name; empty = method-model-data-seed.
+    pub name: String,
+    /// Draw figures at the end of the run.
+    pub figures: bool,
+    pub figure_format: crate::plot::FigureFormat,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("runs"),
+            name: String::new(),
+            figures: true,
+            figure_format: crate::plot::FigureFormat::Png,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file and applies `key=value` overrides (dotted keys, TOML values;
+    /// a value that is not valid TOML is taken as a string).
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| LcsimError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    invalid(
+                        &p.display().to_string(),
+                        e.message(),
+                        "a TOML file (see `lcsim config`)",
+                    )
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let source = path.map_or("--set".to_string(), |p| p.display().to_string());
+        // Through text, so that a type error carries a span that names its key.
+        let text = toml::to_string(&table).expect("a TOML table serialises");
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            let key = e.span().map(|s| key_at(&text, s.start)).unwrap_or_default();
+            invalid(
+                &format!("{source}: {key}"),
+                e.message(),
+                "keys and types as in `lcsim config`",
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The default as TOML text, every key preceded by a comment with its meaning,
+    /// units and allowed values.
+    pub fn default_toml() -> String {
+        let plain =
+            toml::to_string_pretty(&Config::default()).expect("the default config serialises");
+        let mut out = String::from("# lcsim run config: every key, its meaning and default.\n# Override any key on the command line: --set section.key=value\n");
+        let mut section = String::new();
+        for line in plain.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let full = format!("{section}.{key}");
+                if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
+                    out.push_str(&format!("# {doc}\n"));
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// This config as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config serialises")
+    }
+
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        match (m.kind, m.hidden.len()) {
+            (_, 0) => {
+                return Err(invalid(
+                    "model.hidden",
+                    "[]",
+                    "one size (rnn) or one size per layer (ff)",
+                ))
+            }
+            (ModelKind::Rnn, n) if n > 1 => {
+                return Err(invalid(
+                    "model.hidden",
+                    format!("{:?}", m.hidden),
+                    "one size for kind = \"rnn\"",
+                ))
+            }
+            _ => {}
+        }
+        if m.hidden.contains(&0) {
+            return Err(invalid(
+                "model.hidden",
+                format!("{:?}", m.hidden),
+                "sizes >= 1",
+            ));
+        }
+        ensure_positive("dynamics.tau_v", self.dynamics.tau_v)?;
+        self.controller_settings().validate()?;
+        match (self.method.name, m.kind) {
+            (Method::Bp, ModelKind::Rnn) => {
+                return Err(invalid(
+                    "method.name",
+                    "bp",
+                    "\"rbp\" or \"lcp-di\" for model.kind = \"rnn\" (bp needs a layered net)",
+                ))
+            }
+            (Method::Rbp, ModelKind::Ff) => {
+                return Err(invalid(
+                    "method.name",
+                    "rbp",
+                    "\"bp\" or \"lcp-di\" for model.kind = \"ff\"",
+                ))
+            }
+            _ => {}
+        }
+        self.solver.validate()?;
+        let t = &self.training;
+        self.training.optimizer_settings(1).validate()?;
+        ensure_non_negative("training.clip_norm", t.clip_norm)?;
+        for (key, v) in [
+            ("training.epochs", t.epochs),
+            ("training.batch_size", t.batch_size),
+            ("training.eval_every", t.eval_every),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        let d = &self.data;
+        if !(d.test_fraction > 0.0 && d.test_fraction < 1.0) {
+            return Err(invalid(
+                "data.test_fraction",
+                d.test_fraction,
+                "a number in (0, 1)",
+            ));
+        }
+        if d.synthetic_samples < 4 {
+            return Err(invalid(
+                "data.synthetic_samples",
+                d.synthetic_samples,
+                "an integer >= 4",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topology of `[model]`.
+    pub fn topology(&self) -> Topology {
+        match self.model.kind {
+            ModelKind::Rnn => Topology::Recurrent {
+                hidden: self.model.hidden[0],
+            },
+            ModelKind::Ff => Topology::Layered {
+                layers: self.model.hidden.clone(),
+            },
+        }
+    }
+
+    /// The controller of `[dynamics]` and `[controller]`.
+    pub fn controller_settings(&self) -> ControllerSettings {
+        ControllerSettings {
+            tau_u: self.dynamics.tau_u,
+            tau_e: self.dynamics.tau_e,
+            alpha: self.controller.alpha,
+            k_i: self.controller.k_i,
+            k_p: self.controller.k_p,
+        }
+    }
+
+    /// The run folder's name: `output.name`, or method-model-data-seed.
+    pub fn run_name(&self) -> String {
+        if !self.output.name.is_empty() {
+            return self.output.name.clone();
+        }
+        format!(
+            "{}-{}-{}-seed{}",
+            self.method.name.name(),
+            match self.model.kind {
+                ModelKind::Rnn => "rnn",
+                ModelKind::Ff => "ff",
+            },
+            self.data.source.name(),
+            self.model.seed
+        )
+    }
+}
+
+/// Meaning, units and allowed values of every key (printed by `lcsim config`).
+pub const KEY_DOCS: &[(&str, &str)] = &[
+    ("model.kind", "\"rnn\" (dense recurrent W) or \"ff\" (layered; W feeds layer k into k+1 only)"),
+    ("model.hidden", "hidden units: [n_h] for rnn, one size per layer for ff (reference: [256] / [256, 256])"),
+    ("model.activation", "rate nonlinearity s: \"tanh\", \"relu\" or \"sigmoid\""),
+    ("model.seed", "seed of the initial weights (PyTorch-style uniform +-1/sqrt(fan_in))"),
+    ("dynamics.tau_v", "time constant of the network units v, y (time units; > 0)"),
+    ("dynamics.tau_u", "time constant of the integral controller u_i (> 0)"),
+    ("dynamics.tau_e", "time constant of the hidden control e (> 0)"),
+    ("controller.alpha", "leak of the integral controller (> 0; small = strong control, H -> least control)"),
+    ("controller.k_i", "integral gain (>= 0)"),
+    ("controller.k_p", "proportional gain (>= 0; reference 0)"),
+    ("method.name", "\"lcp-di\" (least control, dynamic inversion), \"rbp\" (recurrent backprop, rnn) or \"bp\" (backprop, ff)"),
+    ("method.loss", "\"cross-entropy\" (softmax of y vs label) or \"squared-error\""),
+    ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
+    ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
+    ("solver.method", "\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
+    ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration)"),
+    ("solver.atol", "steady state when every |tau dz/dt|_i <= atol + rtol |z_i| (> 0)"),
+    ("solver.rtol", "relative part of the steady-state test (>= 0)"),
+    ("solver.max_time", "give up at this time (time units)"),
+    ("solver.max_steps", "give up after this many steps"),
+    ("solver.ode_rtol", "local relative error tolerance of the adaptive integrators"),
+    ("solver.ode_atol", "local absolute error tolerance of the adaptive integrators (keep well below atol)"),
+    ("solver.initial_step", "first step of the adaptive integrators (0 = diffsol's heuristic)"),
+    ("solver.divergence_bound", "a state entry beyond this magnitude counts as diverged"),
+    ("training.optimizer", "\"adam\" (PyTorch Adam, L2 weight decay) or \"sgd\""),
+    ("training.learning_rate", "base learning rate (> 0)"),
+    ("training.weight_decay", "L2 weight decay added to the gradient (>= 0)"),
+    ("training.momentum", "SGD momentum in [0, 1)"),
+    ("training.clip_norm", "clip the global update norm to this (0 = off; reference rnn: 10)"),
+    ("training.schedule", "\"cosine\" (decay to min_lr_factor * learning_rate over all steps; reference) or \"constant\""),
+    ("training.min_lr_factor", "final learning rate of the cosine schedule, as a fraction of learning_rate"),
+    ("training.epochs", "passes over the training split (>= 1)"),
+    ("training.batch_size", "samples per mini-batch (>= 1; reference 64)"),
+    ("training.eval_every", "evaluate on the test split every this many epochs, and after the last"),
+    ("training.seed", "seed of the mini-batch order"),
+    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\" or \"two-moons\""),
+    ("data.mnist_dir", "directory with train-images-idx3-ubyte(.gz) etc."),
+    ("data.test_fraction", "test share of digits and synthetic data, in (0, 1)"),
+    ("data.train_limit", "use at most this many training samples (0 = all)"),
+    ("data.test_limit", "use at most this many test samples (0 = all)"),
+    ("data.synthetic_samples", "samples of a synthetic task"),
+    ("data.seed", "seed of the train/test split and synthetic data"),
+    ("output.dir", "parent directory of run folders"),
+    ("output.name", "run folder name (empty: method-model-data-seedN)"),
+    ("output.figures", "draw figures at the end of the run"),
+    ("output.figure_format", "\"png\" or \"svg\""),
+];
+
+/// Applies one `a.b.c=value` override to a TOML table; the key must exist in the schema.
+/// The dotted key (`section.key`) of the line holding byte `offset` of a TOML text.
+fn key_at(text: &str, offset: usize) -> String {
+    let mut section = String::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.trim_matches(['[', ']']).to_string();
+        }
+        if offset < start + line.len() {
+            let key = trimmed.split('=').next().unwrap_or("").trim();
+            return if trimmed.starts_with('[') || section.is_empty() {
+                section
+            } else {
+                format!("{section}.{key}")
+            };
+        }
+        start += line.len();
+    }
+    section
+}
+
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| invalid("--set", assignment, "key=value, e.g. controller.alpha=0.05"))?;
+    let key = key.trim();
+    let defaults = toml::Table::try_from(Config::default()).expect("the default config serialises");
+    let parts: Vec<&str> = key.split('.').collect();
+    // The key must name a field of the schema.
+    let mut known = &defaults;
+    for (i, part) in parts.iter().enumerate() {
+        match known.get(*part) {
+            Some(toml::Value::Table(t)) if i + 1 < parts.len() => known = t,
+            Some(_) if i + 1 == parts.len() => {}
+            _ => {
+                let keys: Vec<&String> = known.keys().collect();
+                return Err(invalid(
+                    "--set",
+                    key,
+                    &format!(
+                        "a config key; at `{}` the keys are {keys:?}",
+                        parts[..i].join(".")
+                    ),
+                ));
+            }
+        }
+    }
+    let value = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let mut node = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(invalid("--set", key, "a key inside a table")),
+        };
+    }
+    node.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! What a training run records per epoch, and its CSV form (metrics.csv), which the
+//! figures are drawn from.
+
+use crate::error::{LcsimError, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One row of metrics.csv. Quantities not measured in an epoch (test metrics between
+/// evaluations, H for the gradient baselines) are NaN.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean loss of the free equilibria of the training batches (before each update).
+    pub train_loss: f64,
+    /// Accuracy of the free equilibria on the training batches.
+    pub train_accuracy: f64,
+    /// Mean loss of the free equilibria on the test split.
+    pub test_loss: f64,
+    /// Accuracy on the test split.
+    pub test_accuracy: f64,
+    /// Mean control magnitude H = 1/2 |psi*|^2 per sample (LCP methods).
+    pub mean_h: f64,
+    /// Mean steps of the controlled (LCP) or adjoint (RBP) solves.
+    pub mean_steps: f64,
+    /// Largest number of steps of one such solve.
+    pub max_steps: f64,
+    /// Fraction of those solves that did not converge.
+    pub fraction_unconverged: f64,
+    /// Fraction of free solves that did not converge.
+    pub fraction_free_unconverged: f64,
+    /// Samples whose update was skipped (diverged or unconverged, by the failure policy).
+    pub skipped_samples: usize,
+    /// Learning rate at the end of the epoch.
+    pub learning_rate: f64,
+    /// Wall-clock seconds of the epoch (training and evaluation).
+    pub wall_time_s: f64,
+}
+
+/// Column names of metrics.csv, in order.
+pub const COLUMNS: [&str; 13] = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "mean_h",
+    "mean_steps",
+    "max_steps",
+    "fraction_unconverged",
+    "fraction_free_unconverged",
+    "skipped_samples",
+    "learning_rate",
+    "wall_time_s",
+];
+
+impl EpochMetrics {
+    fn values(&self) -> [f64; 13] {
+        [
+            self.epoch as f64,
+            self.train_loss,
+            self.train_accuracy,
+            self.test_loss,
+            self.test_accuracy,
+            self.mean_h,
+            self.mean_steps,
+            self.max_steps,
+            self.fraction_unconverged,
+            self.fraction_free_unconverged,
+            self.skipped_samples as f64,
+            self.learning_rate,
+            self.wall_time_s,
+        ]
+    }
+
+    fn from_values(v: &[f64]) -> Self {
+        EpochMetrics {
+            epoch: v[0] as usize,
+            train_loss: v[1],
+            train_accuracy: v[2],
+            test_loss: v[3],
+            test_accuracy: v[4],
+            mean_h: v[5],
+            mean_steps: v[6],
+            max_steps: v[7],
+            fraction_unconverged: v[8],
+            fraction_free_unconverged: v[9],
+            skipped_samples: v[10] as usize,
+            learning_rate: v[11],
+            wall_time_s: v[12],
+        }
+    }
+}
+
+/// The CSV text of a metrics table (header + one row per epoch; full f64 precision).
+pub fn to_csv(rows: &[EpochMetrics]) -> String {
+    let mut out = COLUMNS.join(",");
+    out.push('\n');
+    for r in rows {
+        let cells: Vec<String> = r.values().iter().map(|v| format!("{v:?}")).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses metrics.csv as written by [`to_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let text = std::fs::read_to_string(path).map_err(|source| LcsimError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, why: String| LcsimError::InvalidValue {
+        field: format!("{}:{line}", path.display()),
+        value: why,
+        allowed: format!("a metrics table with columns {}", COLUMNS.join(",")),
+    };
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    if header != COLUMNS.join(",") {
+        return Err(bad(1, format!("header `{header}`")));
+    }
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: Vec<f64> = l
+                .split(',')
+                .map(|c| c.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| bad(i + 2, format!("`{l}` ({e})")))?;
+            if v.len() != COLUMNS.len() {
+                return Err(bad(i + 2, format!("{} cells", v.len())));
+            }
+            Ok(EpochMetrics::from_values(&v))
+        })
+        .collect()
+}

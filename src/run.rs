@@ -1,0 +1,287 @@
+//! Run folders: the resolved config, seeds and version next to metrics, checkpoints,
+//! final parameters and figures. Every file is written atomically (temp file + rename);
+//! a run counts as finished only once summary.json exists.
+//!
+//! ```text
+//! RUN/config.toml     resolved config          RUN/metrics.csv   one row per epoch
+//! RUN/run.json        version, seeds, command  RUN/checkpoint.npz  state after the last epoch
+//! RUN/params.npz      final parameters         RUN/summary.json  written last
+//! RUN/figures/        learning curves, H, solver statistics
+//! ```
+
+use crate::config::Config;
+use crate::error::{invalid, LcsimError, Result};
+use crate::interop::{matrix_from_npy, npy_from_matrix, save_params};
+use crate::metrics::{read_csv, to_csv, EpochMetrics};
+use crate::model::EquilibriumModel;
+use crate::npz::{read_npz, write_npz, NpyArray};
+use crate::optim::{Optimizer, OptimizerState};
+use crate::params::Params;
+use crate::train::TrainingState;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a temporary file in the same directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| LcsimError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// What summary.json holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub lcsim_version: String,
+    pub run: String,
+    pub method: String,
+    pub epochs: usize,
+    pub final_test_loss: f64,
+    pub final_test_accuracy: f64,
+    pub final_mean_h: f64,
+    pub total_wall_time_s: f64,
+    pub figures: Vec<String>,
+}
+
+/// A run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `output.dir/run_name` for a new run and writes config.toml and run.json.
+    /// An existing folder is refused (finished: choose another output.name; unfinished:
+    /// continue it with --resume).
+    pub fn create(config: &Config, command_line: &str) -> Result<RunDir> {
+        let path = config.output.dir.join(config.run_name());
+        let run = RunDir { path };
+        if run.path.exists() {
+            let state = if run.is_finished() {
+                "a finished run"
+            } else {
+                "an unfinished run (continue it with `lcsim train --resume DIR`)"
+            };
+            return Err(invalid(
+                "output.name",
+                run.path.display(),
+                &format!("a folder that does not exist yet; it holds {state}; set --set output.name=... or remove it"),
+            ));
+        }
+        std::fs::create_dir_all(&run.path).map_err(|source| LcsimError::Io {
+            path: run.path.clone(),
+            source,
+        })?;
+        write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
+        let info = serde_json::json!({
+            "lcsim_version": env!("CARGO_PKG_VERSION"),
+            "command": command_line,
+            "model_seed": config.model.seed,
+            "training_seed": config.training.seed,
+            "data_seed": config.data.seed,
+            "started_unix_s": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
+        write_atomic(
+            &run.path.join("run.json"),
+            serde_json::to_string_pretty(&info)
+                .expect("json")
+                .as_bytes(),
+        )?;
+        Ok(run)
+    }
+
+    /// Opens an existing run folder and reads its config.toml.
+    pub fn open(path: &Path) -> Result<(RunDir, Config)> {
+        let config_path = path.join("config.toml");
+        if !config_path.is_file() {
+            return Err(invalid(
+                "RUN_DIR",
+                path.display(),
+                "a run folder made by `lcsim train` (with config.toml)",
+            ));
+        }
+        let config = Config::load(Some(&config_path), &[])?;
+        Ok((
+            RunDir {
+                path: path.to_path_buf(),
+            },
+            config,
+        ))
+    }
+
+    /// True once summary.json exists.
+    pub fn is_finished(&self) -> bool {
+        self.path.join("summary.json").is_file()
+    }
+
+    /// The figures folder (created on demand).
+    pub fn figures_dir(&self) -> Result<PathBuf> {
+        let dir = self.path.join("figures");
+        std::fs::create_dir_all(&dir).map_err(|source| LcsimError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// Records a completed epoch: metrics.csv, then checkpoint.npz (network, optimizer,
+    /// epoch). A crash between the two leaves a metrics row that resume discards.
+    pub fn save_epoch(&self, state: &TrainingState) -> Result<()> {
+        write_atomic(
+            &self.path.join("metrics.csv"),
+            to_csv(&state.history).as_bytes(),
+        )?;
+        let mut arrays: Vec<(String, NpyArray)> = Vec::new();
+        let push = |arrays: &mut Vec<(String, NpyArray)>, prefix: &str, p: &Params| {
+            for (name, m) in p.iter() {
+                arrays.push((format!("{prefix}{name}"), npy_from_matrix(m, false)));
+            }
+        };
+        push(&mut arrays, "param_", state.net.params());
+        let opt = state.optimizer.state();
+        if let Some(m) = &opt.first_moment {
+            push(&mut arrays, "moment1_", m);
+        }
+        if let Some(v) = &opt.second_moment {
+            push(&mut arrays, "moment2_", v);
+        }
+        arrays.push((
+            "epoch".into(),
+            NpyArray {
+                shape: vec![],
+                data: vec![state.epochs_done() as f64],
+            },
+        ));
+        arrays.push((
+            "optimizer_step".into(),
+            NpyArray {
+                shape: vec![],
+                data: vec![opt.step as f64],
+            },
+        ));
+        let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        write_npz(&self.path.join("checkpoint.npz"), &refs)?;
+        Ok(())
+    }
+
+    /// The state after the last saved epoch (`fresh` gives the layout and settings); without
+    /// a checkpoint, `fresh` itself.
+    pub fn load_checkpoint(&self, mut fresh: TrainingState) -> Result<TrainingState> {
+        let path = self.path.join("checkpoint.npz");
+        if !path.is_file() {
+            return Ok(fresh);
+        }
+        let arrays = read_npz(&path)?;
+        let scalar = |name: &str| -> Result<usize> {
+            arrays
+                .get(name)
+                .and_then(|a| a.data.first().copied())
+                .map(|v| v as usize)
+                .ok_or_else(|| LcsimError::MissingArray {
+                    name: name.into(),
+                    path: path.clone(),
+                    required: "epoch, optimizer_step, param_*".into(),
+                })
+        };
+        let read = |prefix: &str, layout: &Params| -> Result<Option<Params>> {
+            if !arrays.contains_key(&format!("{prefix}{}", layout.names().next().unwrap_or(""))) {
+                return Ok(None);
+            }
+            let mut out = layout.clone();
+            for (i, name) in layout.names().enumerate() {
+                let key = format!("{prefix}{name}");
+                let a = arrays.get(&key).ok_or_else(|| LcsimError::MissingArray {
+                    name: key.clone(),
+                    path: path.clone(),
+                    required: "every parameter tensor".into(),
+                })?;
+                let m = matrix_from_npy(&key, a)?;
+                if m.shape() != layout.tensor(i).shape() {
+                    return Err(LcsimError::Shape {
+                        field: key,
+                        expected: format!("{:?}", layout.tensor(i).shape()),
+                        found: format!("{:?}", m.shape()),
+                    });
+                }
+                *out.tensor_mut(i) = m;
+            }
+            Ok(Some(out))
+        };
+        let layout = fresh.net.params().clone();
+        let params = read("param_", &layout)?.ok_or_else(|| LcsimError::MissingArray {
+            name: "param_W".into(),
+            path: path.clone(),
+            required: "param_* tensors".into(),
+        })?;
+        *fresh.net.params_mut() = params;
+        let state = OptimizerState {
+            step: scalar("optimizer_step")?,
+            first_moment: read("moment1_", &layout)?,
+            second_moment: read("moment2_", &layout)?,
+        };
+        fresh.optimizer = Optimizer::from_state(fresh.optimizer.settings().clone(), state)?;
+        let epoch = scalar("epoch")?;
+        let history: Vec<EpochMetrics> = read_csv(&self.path.join("metrics.csv"))?
+            .into_iter()
+            .filter(|m| m.epoch <= epoch)
+            .collect();
+        if history.len() != epoch {
+            return Err(invalid(
+                "metrics.csv",
+                format!("{} rows for {epoch} checkpointed epochs", history.len()),
+                "one row per completed epoch",
+            ));
+        }
+        fresh.history = history;
+        Ok(fresh)
+    }
+
+    /// Writes params.npz and, last, summary.json.
+    pub fn finish(&self, state: &TrainingState, summary: &Summary) -> Result<()> {
+        save_params(&self.path.join("params.npz"), &state.net)?;
+        write_atomic(
+            &self.path.join("summary.json"),
+            serde_json::to_string_pretty(summary)
+                .expect("json")
+                .as_bytes(),
+        )
+    }
+}
+
+/// Draws the run's figures from its metrics into RUN/figures and returns their paths.
+pub fn draw_run_figures(
+    run: &RunDir,
+    rows: &[EpochMetrics],
+    format: crate::plot::FigureFormat,
+) -> Result<Vec<String>> {
+    use crate::plot::{control_magnitude, learning_curves, solver_statistics};
+    let dir = run.figures_dir()?;
+    let title = run
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = |name: &str| dir.join(format!("{name}.{}", format.extension()));
+    let mut written = Vec::new();
+    learning_curves(rows, &title, &path("learning_curves"), format)?;
+    written.push(path("learning_curves"));
+    if control_magnitude(rows, &title, &path("control_magnitude"), format)? {
+        written.push(path("control_magnitude"));
+    }
+    solver_statistics(rows, &title, &path("solver_statistics"), format)?;
+    written.push(path("solver_statistics"));
+    Ok(written.iter().map(|p| p.display().to_string()).collect())
+}

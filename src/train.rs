@@ -1,0 +1,423 @@
+//! The training loop (the executor): mini-batches through the plasticity rule or a
+//! gradient baseline, an optimizer step, evaluation, and per-epoch metrics handed to an
+//! [`Observer`] (which records, checkpoints and shows progress). The loop itself writes
+//! nothing.
+
+use crate::baselines::rbp_gradient;
+use crate::config::{Config, Method, OnUnconverged};
+use crate::data::{epoch_batches, Dataset, Split};
+use crate::error::{invalid, Result};
+use crate::loss::predicted_classes;
+use crate::metrics::EpochMetrics;
+use crate::model::rate::{RateNetwork, Topology};
+use crate::model::EquilibriumModel;
+use crate::optim::Optimizer;
+use crate::params::Params;
+use crate::plasticity::{control_magnitude, least_control_update};
+use crate::steady_state::{
+    relax, relax_from, BatchSteadyState, SolverMethod, SteadyStateOptions, Termination,
+};
+use crate::system::{CoupledSystem, Objective};
+use nalgebra::DMatrix;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Where training stands: the network, the optimizer and the completed epochs.
+pub struct TrainingState {
+    pub net: RateNetwork,
+    pub optimizer: Optimizer,
+    pub history: Vec<EpochMetrics>,
+}
+
+impl TrainingState {
+    /// A fresh network and optimizer for `config`, for `batches_per_epoch` batches per epoch.
+    pub fn new(
+        config: &Config,
+        n_inputs: usize,
+        n_classes: usize,
+        batches_per_epoch: usize,
+    ) -> Result<Self> {
+        let net = RateNetwork::new(
+            n_inputs,
+            config.topology(),
+            n_classes,
+            config.model.activation,
+            config.model.seed,
+        )?;
+        let total = batches_per_epoch * config.training.epochs;
+        let optimizer = Optimizer::new(config.training.optimizer_settings(total))?;
+        Ok(TrainingState {
+            net,
+            optimizer,
+            history: Vec::new(),
+        })
+    }
+
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> usize {
+        self.history.len()
+    }
+}
+
+/// Progress after one mini-batch.
+#[derive(Clone, Debug)]
+pub struct BatchProgress {
+    pub epoch: usize,
+    pub batch: usize,
+    pub batches: usize,
+    /// Running mean of the training loss in this epoch.
+    pub loss: f64,
+    /// Running training accuracy in this epoch.
+    pub accuracy: f64,
+    /// Running mean solver steps (controlled or adjoint solves).
+    pub mean_steps: f64,
+    /// Running fraction of converged solves.
+    pub fraction_converged: f64,
+}
+
+/// Receives what the loop produces.
+pub trait Observer {
+    /// After every mini-batch.
+    fn on_batch(&mut self, _progress: &BatchProgress) {}
+    /// After every completed epoch, with the state at its end (for checkpoints).
+    fn on_epoch(&mut self, _state: &TrainingState, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Why training ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// All configured epochs are done.
+    Completed,
+    /// The stop flag was raised; the state is that of the last completed epoch.
+    Interrupted,
+}
+
+/// Sums over one epoch.
+#[derive(Default)]
+struct Tally {
+    samples: usize,
+    loss: f64,
+    correct: usize,
+    h: f64,
+    h_samples: usize,
+    steps: f64,
+    max_steps: usize,
+    solves: usize,
+    unconverged: usize,
+    free_solves: usize,
+    free_unconverged: usize,
+    skipped: usize,
+}
+
+impl Tally {
+    fn add_solves(&mut self, b: &BatchSteadyState) {
+        for r in &b.records {
+            self.steps += r.steps as f64;
+            self.max_steps = self.max_steps.max(r.steps);
+            self.solves += 1;
+            self.unconverged += usize::from(!r.converged());
+        }
+    }
+}
+
+/// Trains from `state` until `config.training.epochs` epochs are complete or `stop` is
+/// raised (checked between mini-batches; an interrupted epoch is discarded, so a resumed run
+/// repeats it exactly).
+pub fn train(
+    config: &Config,
+    data: &Split,
+    mut state: TrainingState,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> Result<(TrainingState, Outcome)> {
+    let t = &config.training;
+    while state.epochs_done() < t.epochs {
+        let epoch = state.epochs_done() + 1;
+        let start = Instant::now();
+        let mut trial_net = state.net.clone();
+        let mut trial_opt = state.optimizer.clone();
+        let batches = epoch_batches(data.train.len(), t.batch_size, t.seed, epoch);
+        let mut tally = Tally::default();
+        for (i, idx) in batches.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                return Ok((state, Outcome::Interrupted));
+            }
+            let (x, targets) = data.train.batch(idx);
+            let descent = batch_step(config, &trial_net, &x, &targets, &mut tally)?;
+            if let Some(g) = descent {
+                trial_opt.step(trial_net.params_mut(), &g)?;
+            }
+            observer.on_batch(&BatchProgress {
+                epoch,
+                batch: i + 1,
+                batches: batches.len(),
+                loss: tally.loss / tally.samples.max(1) as f64,
+                accuracy: tally.correct as f64 / tally.samples.max(1) as f64,
+                mean_steps: tally.steps / tally.solves.max(1) as f64,
+                fraction_converged: 1.0 - tally.unconverged as f64 / tally.solves.max(1) as f64,
+            });
+        }
+        let evaluate = epoch.is_multiple_of(t.eval_every) || epoch == t.epochs;
+        let (test_loss, test_accuracy) = if evaluate {
+            let e = evaluate_free(config, &trial_net, &data.test)?;
+            (e.loss, e.accuracy)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        let n = tally.samples.max(1) as f64;
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: tally.loss / n,
+            train_accuracy: tally.correct as f64 / n,
+            test_loss,
+            test_accuracy,
+            mean_h: if tally.h_samples > 0 {
+                tally.h / tally.h_samples as f64
+            } else {
+                f64::NAN
+            },
+            mean_steps: tally.steps / tally.solves.max(1) as f64,
+            max_steps: tally.max_steps as f64,
+            fraction_unconverged: tally.unconverged as f64 / tally.solves.max(1) as f64,
+            fraction_free_unconverged: tally.free_unconverged as f64
+                / tally.free_solves.max(1) as f64,
+            skipped_samples: tally.skipped,
+            learning_rate: trial_opt.current_learning_rate(),
+            wall_time_s: start.elapsed().as_secs_f64(),
+        };
+        state.net = trial_net;
+        state.optimizer = trial_opt;
+        state.history.push(metrics.clone());
+        observer.on_epoch(&state, &metrics)?;
+    }
+    Ok((state, Outcome::Completed))
+}
+
+/// Loss and accuracy of free equilibria.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub fraction_unconverged: f64,
+}
+
+/// Mean (unscaled) loss and accuracy of the free equilibria on a dataset.
+pub fn evaluate_free(config: &Config, net: &RateNetwork, data: &Dataset) -> Result<Evaluation> {
+    let (mut loss, mut correct, mut unconverged) = (0.0, 0usize, 0usize);
+    let all: Vec<usize> = (0..data.len()).collect();
+    for idx in all.chunks(config.training.batch_size.max(1)) {
+        let (x, targets) = data.batch(idx);
+        let objective = Objective::new(
+            config.method.loss,
+            crate::system::LossScale::PerSample,
+            idx.len(),
+        );
+        let free = CoupledSystem::new(
+            net,
+            x,
+            targets.clone(),
+            objective,
+            config.dynamics.tau_v,
+            None,
+        )?;
+        let (phi, records) = free_equilibrium(&free, net, &config.solver);
+        unconverged += records.map_or(0, |b| b.records.iter().filter(|r| !r.converged()).count());
+        loss += free.output_loss(&phi).iter().sum::<f64>();
+        correct += count_correct(net, &phi, &targets);
+    }
+    let n = data.len().max(1) as f64;
+    Ok(Evaluation {
+        loss: loss / n,
+        accuracy: correct as f64 / n,
+        fraction_unconverged: unconverged as f64 / n,
+    })
+}
+
+/// The free equilibrium phi0 (n x B): the forward pass for a layered net (exact), else a
+/// relaxation (with its records).
+fn free_equilibrium<'m>(
+    free: &CoupledSystem<'m, RateNetwork>,
+    net: &RateNetwork,
+    opts: &SteadyStateOptions,
+) -> (DMatrix<f64>, Option<BatchSteadyState>) {
+    match net.topology() {
+        Topology::Layered { .. } => (net.forward_pass(free.inputs()), None),
+        Topology::Recurrent { .. } => {
+            let b = relax(free, opts);
+            (free.phi(&b.states), Some(b))
+        }
+    }
+}
+
+fn count_correct(net: &RateNetwork, phi: &DMatrix<f64>, targets: &DMatrix<f64>) -> usize {
+    let y = phi.rows(net.n_h(), net.n_y()).into_owned();
+    predicted_classes(&y)
+        .iter()
+        .zip(predicted_classes(targets))
+        .filter(|(p, t)| **p == *t)
+        .count()
+}
+
+/// One mini-batch: free equilibrium (train metrics), then the update of the configured
+/// method. Returns the descent direction for the optimizer (None when every sample was
+/// skipped).
+fn batch_step(
+    config: &Config,
+    net: &RateNetwork,
+    x: &DMatrix<f64>,
+    targets: &DMatrix<f64>,
+    tally: &mut Tally,
+) -> Result<Option<Params>> {
+    let b = x.ncols();
+    let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
+    let tau_v = config.dynamics.tau_v;
+    let free = CoupledSystem::new(net, x.clone(), targets.clone(), objective, tau_v, None)?;
+    let (phi0, free_records) = free_equilibrium(&free, net, &config.solver);
+    if let Some(r) = &free_records {
+        tally.free_solves += r.records.len();
+        tally.free_unconverged += r.records.iter().filter(|r| !r.converged()).count();
+    }
+    tally.samples += b;
+    tally.loss += config
+        .method
+        .loss
+        .values(&phi0.rows(net.n_h(), net.n_y()).into_owned(), targets)
+        .iter()
+        .sum::<f64>();
+    tally.correct += count_correct(net, &phi0, targets);
+
+    match config.method.name {
+        Method::LcpDi => {
+            let controlled = CoupledSystem::new(
+                net,
+                x.clone(),
+                targets.clone(),
+                objective,
+                tau_v,
+                Some(config.controller_settings()),
+            )?;
+            let solve = relax_from(
+                &controlled,
+                &controlled.state_with_phi(&phi0)?,
+                &config.solver,
+            );
+            tally.add_solves(&solve);
+            let keep = kept_samples(config, &solve)?;
+            tally.skipped += b - keep.len();
+            if keep.is_empty() {
+                return Ok(None);
+            }
+            let sub = CoupledSystem::new(
+                net,
+                x.select_columns(&keep),
+                targets.select_columns(&keep),
+                objective,
+                tau_v,
+                Some(config.controller_settings()),
+            )?;
+            let z = solve.states.select_columns(&keep);
+            let h = control_magnitude(&sub, &z);
+            tally.h += h.iter().sum::<f64>();
+            tally.h_samples += h.len();
+            let mut descent = least_control_update(&sub, &z);
+            descent.scale(-1.0);
+            Ok(Some(descent))
+        }
+        Method::Rbp | Method::Bp => {
+            let opts = match config.method.name {
+                // On a layered net the adjoint iteration is exact after one sweep per layer.
+                Method::Bp => SteadyStateOptions {
+                    method: SolverMethod::Euler,
+                    dt: 1.0,
+                    ..config.solver.clone()
+                },
+                _ => config.solver.clone(),
+            };
+            let (gradient, adjoints) = rbp_gradient(&free, &phi0, &opts);
+            tally.add_solves(&adjoints);
+            let keep = kept_samples(config, &adjoints)?;
+            tally.skipped += b - keep.len();
+            if keep.len() == b {
+                return Ok(Some(gradient));
+            }
+            if keep.is_empty() {
+                return Ok(None);
+            }
+            let sub = CoupledSystem::new(
+                net,
+                x.select_columns(&keep),
+                targets.select_columns(&keep),
+                objective,
+                tau_v,
+                None,
+            )?;
+            let (g, _) = rbp_gradient(&sub, &phi0.select_columns(&keep), &opts);
+            Ok(Some(g))
+        }
+    }
+}
+
+/// Samples whose solves enter the update: diverged or failed solves never do; unconverged
+/// ones as `method.on_unconverged` says.
+fn kept_samples(config: &Config, solves: &BatchSteadyState) -> Result<Vec<usize>> {
+    let mut keep = Vec::new();
+    for (j, r) in solves.records.iter().enumerate() {
+        let finite = r.state.iter().all(|v| v.is_finite());
+        match (&r.termination, config.method.on_unconverged) {
+            (Termination::Converged, _) if finite => keep.push(j),
+            (Termination::Diverged | Termination::SolverError(_), _) => {}
+            (_, OnUnconverged::Use) if finite => keep.push(j),
+            (_, OnUnconverged::Stop) => {
+                return Err(invalid(
+                    "method.on_unconverged",
+                    format!(
+                        "\"stop\": a solve ended {} at t = {:.3e} after {} steps with residual {:.3e}",
+                        r.termination.name(),
+                        r.time,
+                        r.steps,
+                        r.residual
+                    ),
+                    "\"use\" or \"skip\" to continue past unconverged solves, or a larger solver.max_time / max_steps",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(keep)
+}
+
+/// The train/test split that `[data]` describes, with its limits applied.
+pub fn load_split(config: &crate::config::DataConfig) -> Result<Split> {
+    use crate::data::{digits, mnist, split, two_moons, xor, DataSource};
+    let limit = |n: usize| (n > 0).then_some(n);
+    let mut s = match config.source {
+        DataSource::Digits => digits(config.test_fraction, config.seed)?,
+        DataSource::Mnist => mnist(
+            &config.mnist_dir,
+            limit(config.train_limit),
+            limit(config.test_limit),
+        )?,
+        DataSource::Xor => split(
+            xor(config.synthetic_samples, 0.1, config.seed),
+            config.test_fraction,
+            config.seed,
+        )?,
+        DataSource::TwoMoons => split(
+            two_moons(config.synthetic_samples, 0.1, config.seed),
+            config.test_fraction,
+            config.seed,
+        )?,
+    };
+    let cut = |d: &Dataset, n: usize| {
+        if n > 0 && n < d.len() {
+            d.subset(&(0..n).collect::<Vec<_>>())
+        } else {
+            d.clone()
+        }
+    };
+    s.train = cut(&s.train, config.train_limit);
+    s.test = cut(&s.test, config.test_limit);
+    Ok(s)
+}
