@@ -5,6 +5,7 @@ use lcsim::activation::Activation;
 use lcsim::error::{invalid, Result};
 use lcsim::loss::Loss;
 use lcsim::model::rate::Topology;
+use lcsim::simulate::{SimulationSettings, SplitChoice};
 use lcsim::steady_state::{SolverMethod, SteadyStateOptions};
 use lcsim::system::{ControllerSettings, LossScale};
 use std::path::PathBuf;
@@ -33,6 +34,11 @@ pub enum Command {
     /// Free and controlled equilibria, LCP updates and RBP gradients for one batch of
     /// saved parameters and data; writes them to an .npz file.
     Equilibrium(EquilibriumArgs),
+    /// Time course of chosen samples: the free relaxation from rest until --t-on, then the
+    /// LCP-DI controller switched on at the state reached, until --t-end. Writes
+    /// <output.dir>/simulate-NAME with the arrays (.npy), a table (trajectories.csv),
+    /// simulate.json and one figure per sample.
+    Simulate(SimulateArgs),
 }
 
 /// Network connectivity on the command line.
@@ -99,7 +105,7 @@ pub struct SolverArgs {
     #[arg(long, default_value_t = 1e-6)]
     pub rtol: f64,
     /// Give up at this time (time units).
-    #[arg(long, default_value_t = 1e4)]
+    #[arg(long, default_value_t = 1e3)]
     pub max_time: f64,
     /// Give up after this many steps.
     #[arg(long, default_value_t = 100_000)]
@@ -309,4 +315,77 @@ pub struct PlotArgs {
     /// Figure format (default: the run's output.figure_format).
     #[arg(long, value_enum)]
     pub format: Option<lcsim::plot::FigureFormat>,
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Network parameters (.npz with W, b, E, c, D, d; rows = postsynaptic; layout from
+    /// model.kind). Default: a fresh network drawn with model.seed.
+    #[arg(long, value_name = "P.npz", conflicts_with = "run")]
+    pub params: Option<PathBuf>,
+    /// A folder made by `lcsim train`: simulate with its config.toml (plus any --set) and its
+    /// trained weights (params.npz, or checkpoint.npz while the run is unfinished).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub run: Option<PathBuf>,
+    /// Comma-separated indices of the samples in the split, e.g. 0,1,2.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub samples: Vec<usize>,
+    /// The split the samples come from.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// Time the controller switches on, in time units of dynamics.tau_v (>= 0).
+    #[arg(long, default_value_t = SimulationSettings::default().t_on)]
+    pub t_on: f64,
+    /// End of the simulation, in time units of dynamics.tau_v (> --t-on).
+    #[arg(long, default_value_t = SimulationSettings::default().t_end)]
+    pub t_end: f64,
+    /// Output times: this many points evenly spaced on [0, t_end], plus t_on when it falls
+    /// between them (>= 2).
+    #[arg(long, default_value_t = SimulationSettings::default().points)]
+    pub points: usize,
+    /// Hidden units drawn in the figures: the first k (>= 1; all are saved).
+    #[arg(long, value_name = "K", default_value_t = SimulationSettings::default().hidden_units)]
+    pub hidden_units: usize,
+    /// Folder name: results go to <output.dir>/simulate-NAME, which must not exist yet.
+    /// Default: the run folder's name (--run), the parameter file's stem (--params) or the
+    /// config's run name, with -2, -3, ... appended when taken.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl SimulateArgs {
+    /// The settings (validated later against the split).
+    pub fn settings(&self) -> SimulationSettings {
+        SimulationSettings {
+            split: self.split,
+            samples: self.samples.clone(),
+            t_on: self.t_on,
+            t_end: self.t_end,
+            points: self.points,
+            hidden_units: self.hidden_units,
+        }
+    }
+}
+
+/// Library field names of the simulation settings (`t_on`) become flag names (`--t-on`).
+pub fn rename_simulate_field(e: lcsim::error::LcsimError) -> lcsim::error::LcsimError {
+    match e {
+        lcsim::error::LcsimError::InvalidValue {
+            field,
+            value,
+            allowed,
+        } if ["samples", "t_on", "t_end", "points", "hidden_units", "name"]
+            .contains(&field.as_str()) =>
+        {
+            lcsim::error::LcsimError::InvalidValue {
+                field: format!("--{}", field.replace('_', "-")),
+                value,
+                allowed,
+            }
+        }
+        other => other,
+    }
 }

@@ -132,6 +132,17 @@ pub enum OnUnconverged {
     Stop,
 }
 
+/// Where the controlled relaxation starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlledStart {
+    /// At the free equilibrium phi0 with the controller at rest: the controller switches on
+    /// at a network at rest, and the controlled equilibrium continues phi0.
+    Free,
+    /// At zero (v = y = u_i = e = 0), as the reference code.
+    Zero,
+}
+
 /// `[method]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +152,7 @@ pub struct MethodConfig {
     pub loss_scale: LossScale,
     /// Unconverged but finite solves; diverged (non-finite) ones are always skipped.
     pub on_unconverged: OnUnconverged,
+    pub controlled_start: ControlledStart,
 }
 
 impl Default for MethodConfig {
@@ -150,6 +162,7 @@ impl Default for MethodConfig {
             loss: Loss::CrossEntropy,
             loss_scale: LossScale::BatchMean,
             on_unconverged: OnUnconverged::Use,
+            controlled_start: ControlledStart::Free,
         }
     }
 }
@@ -188,13 +201,13 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         TrainingConfig {
             optimizer: OptimizerKind::Adam,
-            learning_rate: 1e-3,
+            learning_rate: 3e-3,
             weight_decay: 0.0,
             momentum: 0.0,
             clip_norm: 0.0,
             schedule: ScheduleKind::Cosine,
             min_lr_factor: 0.1,
-            epochs: 3,
+            epochs: 4,
             batch_size: 64,
             eval_every: 1,
             seed: 0,
@@ -479,6 +492,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("method.loss", "\"cross-entropy\" (softmax of y vs label) or \"squared-error\""),
     ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
     ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
+    ("method.controlled_start", "start of the controlled relaxation: \"free\" (the free equilibrium, controller at rest) or \"zero\" (all zero, as the reference)"),
     ("solver.method", "\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
     ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration)"),
     ("solver.atol", "steady state when every |tau dz/dt|_i <= atol + rtol |z_i| (> 0)"),

@@ -16,6 +16,7 @@ pub mod plasticity;
 pub mod plot;
 pub mod rng;
 pub mod run;
+pub mod simulate;
 pub mod steady_state;
 pub mod system;
 pub mod train;

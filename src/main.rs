@@ -5,8 +5,8 @@ mod cli;
 
 use clap::Parser;
 use cli::{
-    CheckArgs, Cli, Command, ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs,
-    TrainArgs,
+    rename_simulate_field, CheckArgs, Cli, Command, ConfigArgs, EquilibriumArgs, EquilibriumMethod,
+    ModelKind, PlotArgs, SimulateArgs, TrainArgs,
 };
 use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Config(args) => show_config(&args),
         Command::Plot(args) => plot(&args),
         Command::Equilibrium(args) => equilibrium(&args),
+        Command::Simulate(args) => simulate(&args),
     };
     match outcome {
         Ok(code) => code,
@@ -476,6 +477,171 @@ fn plot(args: &PlotArgs) -> Result<ExitCode> {
         args.format.unwrap_or(config.output.figure_format),
     )? {
         println!("figure: {f}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The network to simulate, where it came from, and the default simulation name.
+fn simulated_network(
+    config: &Config,
+    data: &lcsim::data::Split,
+    args: &SimulateArgs,
+    run: Option<&RunDir>,
+) -> Result<(RateNetwork, String, String)> {
+    let layered = config.model.kind == lcsim::config::ModelKind::Ff;
+    let stem = |p: &std::path::Path| {
+        p.file_stem()
+            .or(p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| config.run_name())
+    };
+    let (net, source, name, field) = if let Some(run) = run {
+        let name = stem(&run.path);
+        let params = run.path.join("params.npz");
+        if params.is_file() {
+            let net = load_params(&params, layered, config.model.activation)?;
+            let source = format!("{} (finished run)", params.display());
+            (net, source, name, "--run")
+        } else if run.path.join("checkpoint.npz").is_file() {
+            let batches = data.train.len().div_ceil(config.training.batch_size);
+            let fresh =
+                TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            let source = format!(
+                "{} after epoch {} (unfinished run)",
+                run.path.join("checkpoint.npz").display(),
+                state.epochs_done()
+            );
+            (state.net, source, name, "--run")
+        } else {
+            return Err(lcsim::error::invalid(
+                "--run",
+                run.path.display(),
+                "a run folder with params.npz or checkpoint.npz (at least one completed epoch)",
+            ));
+        }
+    } else if let Some(path) = &args.params {
+        let net = load_params(path, layered, config.model.activation)?;
+        (net, path.display().to_string(), stem(path), "--params")
+    } else {
+        let net = RateNetwork::new(
+            data.train.n_inputs(),
+            config.topology(),
+            data.train.n_classes,
+            config.model.activation,
+            config.model.seed,
+        )?;
+        let source = format!("fresh network (model.seed = {})", config.model.seed);
+        (net, source, config.run_name(), "model")
+    };
+    if net.topology() != &config.topology()
+        || net.n_x() != data.train.n_inputs()
+        || net.n_y() != data.train.n_classes
+    {
+        return Err(LcsimError::Shape {
+            field: field.into(),
+            expected: format!(
+                "{:?} with {} inputs and {} outputs (model.kind, model.hidden and the data; change them with --set model.hidden=[...])",
+                config.topology(),
+                data.train.n_inputs(),
+                data.train.n_classes
+            ),
+            found: format!(
+                "{:?} with {} inputs and {} outputs",
+                net.topology(),
+                net.n_x(),
+                net.n_y()
+            ),
+        });
+    }
+    Ok((net, source, name))
+}
+
+fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
+    use lcsim::simulate::{
+        ensure_new, simulate_dataset_samples, simulation_path, validate_name, write_simulation,
+        Provenance,
+    };
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let settings = args.settings();
+    // Validate everything before any work or any folder.
+    let (config, run) = match &args.run {
+        Some(dir) => {
+            let (run, _) = RunDir::open(dir)?;
+            let config = Config::load(Some(&dir.join("config.toml")), &args.source.overrides)?;
+            (config, Some(run))
+        }
+        None => (
+            Config::load(args.source.config.as_deref(), &args.source.overrides)?,
+            None,
+        ),
+    };
+    let data = load_split(&config.data)?;
+    let dataset = settings.split.of(&data);
+    settings
+        .validate(dataset.len())
+        .map_err(rename_simulate_field)?;
+    let (net, params_source, default_name) = simulated_network(&config, &data, args, run.as_ref())?;
+    let (name, dir) = match &args.name {
+        Some(name) => {
+            validate_name(name).map_err(rename_simulate_field)?;
+            let dir = simulation_path(&config, name);
+            ensure_new(&dir).map_err(rename_simulate_field)?;
+            (name.clone(), dir)
+        }
+        None => {
+            let mut name = default_name.clone();
+            for k in 2.. {
+                if !simulation_path(&config, &name).exists() {
+                    break;
+                }
+                name = format!("{default_name}-{k}");
+            }
+            let dir = simulation_path(&config, &name);
+            (name, dir)
+        }
+    };
+    println!(
+        "lcsim {} simulate: {:?}, {} samples {:?} of {}, controller on at t = {} until t = {}, {} points, solver {}",
+        env!("CARGO_PKG_VERSION"),
+        config.topology(),
+        settings.split.name(),
+        settings.samples,
+        dataset.name,
+        settings.t_on,
+        settings.t_end,
+        settings.output_times().len(),
+        config.solver.method.name()
+    );
+    println!("network: {params_source}");
+    let sim = simulate_dataset_samples(&config, &net, dataset, &settings)
+        .map_err(rename_simulate_field)?;
+    let provenance = Provenance {
+        name,
+        command: command_line,
+        params_source,
+        settings,
+    };
+    let written =
+        write_simulation(&dir, &config, &sim, &provenance).map_err(rename_simulate_field)?;
+    let last = sim.times.len() - 1;
+    let ended = |r: &Option<lcsim::simulate::SegmentRecord>| {
+        r.as_ref()
+            .map_or("not run".to_string(), |r| r.termination.name().to_string())
+    };
+    for ((tr, sample), label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
+        println!(
+            "sample {sample} (label {label}): free {}, controlled {}; loss {:.4} at t_on -> {:.4} at t_end; |psi| at t_end {:.3e}",
+            ended(&tr.free),
+            ended(&tr.controlled),
+            tr.loss[sim.switch_index],
+            tr.loss[last],
+            tr.psi_norm[last]
+        );
+    }
+    println!("results: {}", written.dir.display());
+    for f in &written.figures {
+        println!("figure:  {}", f.display());
     }
     Ok(ExitCode::SUCCESS)
 }

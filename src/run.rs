@@ -61,10 +61,20 @@ pub struct RunDir {
 
 impl RunDir {
     /// Creates `output.dir/run_name` for a new run and writes config.toml and run.json.
-    /// An existing folder is refused (finished: choose another output.name; unfinished:
-    /// continue it with --resume).
+    /// An automatic name (empty `output.name`) gets a suffix -2, -3, ... when taken; an
+    /// existing folder with a chosen name is refused (finished: choose another output.name;
+    /// unfinished: continue it with --resume).
     pub fn create(config: &Config, command_line: &str) -> Result<RunDir> {
-        let path = config.output.dir.join(config.run_name());
+        let base = config.run_name();
+        let mut path = config.output.dir.join(&base);
+        if config.output.name.is_empty() {
+            for k in 2.. {
+                if !path.exists() {
+                    break;
+                }
+                path = config.output.dir.join(format!("{base}-{k}"));
+            }
+        }
         let run = RunDir { path };
         if run.path.exists() {
             let state = if run.is_finished() {

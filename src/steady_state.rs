@@ -112,7 +112,7 @@ impl Default for SteadyStateOptions {
             dt: 0.2,
             atol: 1e-6,
             rtol: 1e-6,
-            max_time: 1e4,
+            max_time: 1e3,
             max_steps: 100_000,
             ode_rtol: 1e-8,
             ode_atol: 1e-10,

@@ -4,7 +4,7 @@
 //! nothing.
 
 use crate::baselines::rbp_gradient;
-use crate::config::{Config, Method, OnUnconverged};
+use crate::config::{Config, ControlledStart, Method, OnUnconverged};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, Result};
 use crate::loss::predicted_classes;
@@ -298,11 +298,11 @@ fn batch_step(
                 tau_v,
                 Some(config.controller_settings()),
             )?;
-            let solve = relax_from(
-                &controlled,
-                &controlled.state_with_phi(&phi0)?,
-                &config.solver,
-            );
+            let start = match config.method.controlled_start {
+                ControlledStart::Free => controlled.state_with_phi(&phi0)?,
+                ControlledStart::Zero => controlled.initial_state(),
+            };
+            let solve = relax_from(&controlled, &start, &config.solver);
             tally.add_solves(&solve);
             let keep = kept_samples(config, &solve)?;
             tally.skipped += b - keep.len();

@@ -232,3 +232,118 @@ fn default_config_is_documented_and_round_trips() {
         }
     }
 }
+
+fn lcsim_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("lcsim runs")
+}
+
+const TINY: [&str; 10] = [
+    "--set",
+    "data.source=\"xor\"",
+    "--set",
+    "model.hidden=[4]",
+    "--set",
+    "training.epochs=2",
+    "--set",
+    "data.synthetic_samples=40",
+    "--set",
+    "output.figures=false",
+];
+
+#[test]
+fn cli_train_writes_a_complete_run_folder_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--quiet"];
+    args.extend(TINY);
+    let o = lcsim_in(dir.path(), &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = dir.path().join("runs/lcp-di-rnn-xor-seed0");
+    for f in [
+        "config.toml",
+        "run.json",
+        "metrics.csv",
+        "checkpoint.npz",
+        "params.npz",
+        "summary.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("results: runs/lcp-di-rnn-xor-seed0"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lcsim::metrics::read_csv(&run.join("metrics.csv"))
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Running the same command again gets a fresh folder; the first is untouched.
+    let before = std::fs::read(run.join("params.npz")).unwrap();
+    let o = lcsim_in(dir.path(), &args);
+    assert!(o.status.success());
+    assert!(dir
+        .path()
+        .join("runs/lcp-di-rnn-xor-seed0-2/summary.json")
+        .is_file());
+    assert_eq!(std::fs::read(run.join("params.npz")).unwrap(), before);
+
+    // A chosen name that exists is refused, naming the key.
+    args.extend(["--set", "output.name=\"lcp-di-rnn-xor-seed0\""]);
+    let o = lcsim_in(dir.path(), &args);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("output.name"));
+}
+
+#[test]
+fn cli_bad_input_fails_before_a_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    for (set, named) in [
+        ("controller.alpha=-1", "controller.alpha"),
+        ("training.batch_size=-3", "training.batch_size"),
+        ("training.epocs=3", "training.epocs"),
+        ("data.source=\"mnist\"", "no/such/dir"),
+    ] {
+        let mut args = vec!["train", "--quiet"];
+        args.extend(TINY);
+        args.extend(["--set", set, "--set", "data.mnist_dir=\"no/such/dir\""]);
+        let o = lcsim_in(dir.path(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{set} must fail");
+        assert!(
+            err.contains(named) && err.lines().count() == 1,
+            "{set}: {err}"
+        );
+        assert!(!dir.path().join("runs").exists(), "{set} left a run folder");
+    }
+}
+
+#[test]
+fn cli_resume_of_a_finished_run_changes_nothing_and_plot_redraws() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--quiet"];
+    args.extend(TINY);
+    assert!(lcsim_in(dir.path(), &args).status.success());
+    let run = "runs/lcp-di-rnn-xor-seed0";
+    let o = lcsim_in(dir.path(), &["train", "--resume", run]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("finished"));
+    let o = lcsim_in(dir.path(), &["plot", run, "--format", "svg"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "learning_curves.svg",
+        "control_magnitude.svg",
+        "solver_statistics.svg",
+    ] {
+        assert!(
+            dir.path().join(run).join("figures").join(f).is_file(),
+            "{f}"
+        );
+    }
+}

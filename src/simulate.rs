@@ -1,0 +1,826 @@
+//! The time course of one network when its least-control controller switches on
+//! (`lcsim simulate`): the free relaxation from rest, then the LCP-DI controlled dynamics
+//! (spec 3.1) from the state reached at the switch-on time `t_on`.
+//!
+//! ```text
+//! 0 <= t < t_on:     tau_v dphi/dt = f(phi),  phi(0) = 0          (controller off: u_i = e = u = 0)
+//! t_on <= t <= t_end: tau_v dphi/dt = f(phi) + psi,  psi = (e, u)  (u_i(t_on) = e(t_on) = 0)
+//!                    tau_u du_i/dt = -grad_y L - alpha u_i,  u = k_i u_i - k_p grad_y L
+//!                    tau_e de/dt   = -e + s'(v) * (W^T e + D^T u)
+//! ```
+//!
+//! Times are in the time units of `dynamics.tau_v` (with the default tau_v = 1: units of
+//! tau_v). A simulation folder `output.dir/simulate-<name>` holds:
+//!
+//! ```text
+//! config.toml         the resolved config
+//! simulate.json       settings, seeds, version, params source, per-sample solver records (written last)
+//! times.npy           (T,)              the output times (a uniform grid on [0, t_end], plus t_on)
+//! samples.npy         (S,)              indices of the samples in the split;  labels.npy (S,) their classes
+//! v.npy, e.npy        (S, T, n_h)       hidden units and the control they receive
+//! y.npy, u_i.npy, u.npy  (S, T, n_y)    output units, integral controller, output control
+//! psi_norm.npy, e_norm.npy, u_norm.npy, loss.npy   (S, T)   |psi|, |e|, |u| (L2) and L(y(t)) (unscaled)
+//! trajectories.csv    wide: one row per (sample, time): sample,label,time,phase,v_0..,y_0..,
+//!                     u_i_0..,u_0..,e_0..,psi_norm,e_norm,u_norm,loss   (phase: free | controlled)
+//! figures/sample-<i>.png   hidden units, output units, |psi|, |e|, |u| and the loss over time
+//! ```
+//!
+//! Load the table with `pandas.read_csv("trajectories.csv")`; one sample's curves are
+//! `df[df["sample"] == i].plot(x="time", y=["y_0", "y_1"])`. Points a solve did not reach
+//! (it diverged or hit `solver.max_steps`) are NaN.
+
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::error::{invalid, LcsimError, Result};
+use crate::loss::{predicted_classes, Loss};
+use crate::model::EquilibriumModel;
+use crate::npz::{write_npy, NpyArray};
+use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
+use crate::run::write_atomic;
+use crate::steady_state::{solve_steady_state, SteadyState, SteadyStateOptions, Termination};
+use crate::system::{CoupledSystem, Objective};
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which split of the data the simulated samples come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitChoice {
+    /// The held-out test split.
+    #[default]
+    Test,
+    /// The training split.
+    Train,
+}
+
+impl SplitChoice {
+    /// Name as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitChoice::Test => "test",
+            SplitChoice::Train => "train",
+        }
+    }
+
+    /// The chosen dataset of a split.
+    pub fn of(self, split: &crate::data::Split) -> &Dataset {
+        match self {
+            SplitChoice::Test => &split.test,
+            SplitChoice::Train => &split.train,
+        }
+    }
+}
+
+/// What to simulate and where to record it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationSettings {
+    /// Split the samples come from.
+    pub split: SplitChoice,
+    /// Indices of the samples in the split (distinct, non-empty).
+    pub samples: Vec<usize>,
+    /// Time the controller switches on (>= 0, time units).
+    pub t_on: f64,
+    /// End of the simulation (> t_on).
+    pub t_end: f64,
+    /// Points of the uniform output grid on [0, t_end] (>= 2); t_on is added when off-grid.
+    pub points: usize,
+    /// Hidden units drawn in the figures: the first k (>= 1; at most n_h are drawn).
+    pub hidden_units: usize,
+}
+
+impl Default for SimulationSettings {
+    fn default() -> Self {
+        SimulationSettings {
+            split: SplitChoice::Test,
+            samples: vec![0],
+            t_on: 50.0,
+            t_end: 150.0,
+            points: 301,
+            hidden_units: 8,
+        }
+    }
+}
+
+impl SimulationSettings {
+    /// Checks every field; `split_len` is the number of samples in the chosen split.
+    /// Errors name the field (`samples`, `t_on`, `t_end`, `points`, `hidden_units`).
+    pub fn validate(&self, split_len: usize) -> Result<()> {
+        if self.samples.is_empty() {
+            return Err(invalid("samples", "[]", "at least one sample index"));
+        }
+        if let Some(&i) = self.samples.iter().find(|&&i| i >= split_len) {
+            return Err(invalid(
+                "samples",
+                i,
+                &format!(
+                    "indices 0..{split_len} ({} split of {split_len} samples)",
+                    self.split.name()
+                ),
+            ));
+        }
+        for (k, &i) in self.samples.iter().enumerate() {
+            if self.samples[..k].contains(&i) {
+                return Err(invalid("samples", i, "distinct indices (listed twice)"));
+            }
+        }
+        if !(self.t_on.is_finite() && self.t_on >= 0.0) {
+            return Err(invalid("t_on", self.t_on, "a finite time >= 0"));
+        }
+        if !(self.t_end.is_finite() && self.t_end > self.t_on) {
+            return Err(invalid(
+                "t_end",
+                self.t_end,
+                &format!("a finite time > t_on = {}", self.t_on),
+            ));
+        }
+        if self.points < 2 {
+            return Err(invalid("points", self.points, "an integer >= 2"));
+        }
+        if self.hidden_units == 0 {
+            return Err(invalid("hidden_units", 0, "an integer >= 1"));
+        }
+        Ok(())
+    }
+
+    /// The output times: `points` uniform times on [0, t_end] (the last exactly t_end), with
+    /// t_on inserted when no grid time after 0 is within 1e-9 * t_end of it (such a time is
+    /// set to t_on exactly).
+    pub fn output_times(&self) -> Vec<f64> {
+        let n = self.points.max(2);
+        let mut times: Vec<f64> = (0..n)
+            .map(|k| self.t_end * k as f64 / (n - 1) as f64)
+            .collect();
+        times[n - 1] = self.t_end;
+        let tol = 1e-9 * self.t_end.abs();
+        match times.iter().position(|t| (t - self.t_on).abs() <= tol) {
+            // The grid keeps t = 0 unless t_on = 0.
+            Some(k) if k > 0 || self.t_on == 0.0 => times[k] = self.t_on,
+            _ => {
+                let k = times.partition_point(|&t| t < self.t_on);
+                times.insert(k, self.t_on);
+            }
+        }
+        times
+    }
+}
+
+/// How one segment of a simulation ended (from its [`SteadyState`] record; times absolute).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SegmentRecord {
+    /// `converged`: the state met the steady-state test of `[solver]` at the segment's end;
+    /// `max-time`: the segment ended before the state settled; `diverged`, `max-steps`,
+    /// `solver-error`: the solve stopped early (later points are NaN).
+    pub termination: Termination,
+    /// Start of the segment (0 or t_on).
+    pub start: f64,
+    /// Requested end of the segment (t_on or t_end).
+    pub end: f64,
+    /// Time the solver reached.
+    pub time_reached: f64,
+    /// `max_i |tau dz/dt|_i` at the last state.
+    pub residual: f64,
+    /// `max_i |r_i| / (atol + rtol |z_i|)` at the last state (settled when <= 1).
+    pub scaled_residual: f64,
+    /// Solver steps.
+    pub steps: usize,
+    /// Vector-field evaluations.
+    pub rhs_evals: usize,
+    /// Output times requested in this segment (the free segment's include t_on).
+    pub points_requested: usize,
+    /// Output times recorded.
+    pub points_recorded: usize,
+}
+
+impl SegmentRecord {
+    fn new(rec: &SteadyState, start: f64, end: f64, requested: usize) -> Self {
+        SegmentRecord {
+            termination: rec.termination.clone(),
+            start,
+            end,
+            time_reached: start + rec.time,
+            residual: rec.residual,
+            scaled_residual: rec.scaled_residual,
+            steps: rec.steps,
+            rhs_evals: rec.rhs_evals,
+            points_requested: requested,
+            points_recorded: recorded(rec),
+        }
+    }
+}
+
+fn recorded(rec: &SteadyState) -> usize {
+    rec.trajectory.as_ref().map_or(0, |t| t.states.ncols())
+}
+
+/// The recorded time course of one sample; matrices are units x T (one column per time).
+#[derive(Clone, Debug)]
+pub struct SampleTrajectory {
+    /// Hidden units v (n_h x T).
+    pub v: DMatrix<f64>,
+    /// Output units y (n_y x T).
+    pub y: DMatrix<f64>,
+    /// Integral controller u_i (n_y x T; 0 before t_on).
+    pub u_i: DMatrix<f64>,
+    /// Output control u = k_i u_i - k_p grad_y L (n_y x T; 0 before t_on).
+    pub u: DMatrix<f64>,
+    /// Hidden control e (n_h x T; 0 before t_on).
+    pub e: DMatrix<f64>,
+    /// |psi(t)| = |(e, u)| (L2).
+    pub psi_norm: Vec<f64>,
+    /// |e(t)|.
+    pub e_norm: Vec<f64>,
+    /// |u(t)|.
+    pub u_norm: Vec<f64>,
+    /// L(y(t), target), unscaled.
+    pub loss: Vec<f64>,
+    /// The free relaxation over [0, t_on] (None when t_on = 0).
+    pub free: Option<SegmentRecord>,
+    /// The controlled segment over [t_on, t_end] (None when the free solve stopped before t_on).
+    pub controlled: Option<SegmentRecord>,
+}
+
+/// A simulation of several samples on one time grid.
+#[derive(Clone, Debug)]
+pub struct Simulation {
+    /// Output times (T), increasing.
+    pub times: Vec<f64>,
+    /// Switch-on time.
+    pub t_on: f64,
+    /// Index of the first time >= t_on: points before it are free, from it on controlled.
+    pub switch_index: usize,
+    /// Sample indices (in the split, or columns of the system).
+    pub samples: Vec<usize>,
+    /// Class of each sample (argmax of its target).
+    pub labels: Vec<usize>,
+    /// The loss read from y.
+    pub loss: Loss,
+    /// Scale of grad_y L that drives each controller (see [`simulation_objective`]).
+    pub loss_scale: f64,
+    /// One trajectory per sample.
+    pub trajectories: Vec<SampleTrajectory>,
+}
+
+impl Simulation {
+    /// Hidden units n_h.
+    pub fn n_hidden(&self) -> usize {
+        self.trajectories.first().map_or(0, |s| s.v.nrows())
+    }
+    /// Output units n_y.
+    pub fn n_out(&self) -> usize {
+        self.trajectories.first().map_or(0, |s| s.y.nrows())
+    }
+}
+
+/// The objective each simulated controller sees: the configured loss and loss scale for a
+/// mini-batch of `training.batch_size` samples, so a sample is driven as in training
+/// (`batch-mean`: by grad_y L / batch_size).
+pub fn simulation_objective(config: &Config) -> Objective {
+    Objective::new(
+        config.method.loss,
+        config.method.loss_scale,
+        config.training.batch_size,
+    )
+}
+
+/// Simulates samples of a dataset with the dynamics, controller, loss and solver of
+/// `config` (see [`simulate_switch_on`]); validates `settings` first.
+pub fn simulate_dataset_samples<M: EquilibriumModel>(
+    config: &Config,
+    model: &M,
+    data: &Dataset,
+    settings: &SimulationSettings,
+) -> Result<Simulation> {
+    settings.validate(data.len())?;
+    let (x, targets) = data.batch(&settings.samples);
+    let controlled = CoupledSystem::new(
+        model,
+        x,
+        targets,
+        simulation_objective(config),
+        config.dynamics.tau_v,
+        Some(config.controller_settings()),
+    )?;
+    let mut sim = simulate_switch_on(
+        &controlled,
+        &config.solver,
+        &settings.output_times(),
+        settings.t_on,
+    )?;
+    sim.samples = settings.samples.clone();
+    Ok(sim)
+}
+
+/// For every sample (column) of the controlled system: the free relaxation from rest,
+///
+/// ```text
+/// tau_v dphi/dt = f(phi, theta, x),   phi(0) = 0,   0 <= t <= t_on,
+/// ```
+///
+/// then the controller switched on at the state reached, `z(t_on) = (phi(t_on), u_i = 0, e = 0)`,
+///
+/// ```text
+/// tau_v dphi/dt = f(phi) + psi,   psi = (e, u),   u = k_i u_i - k_p grad_y L(y)
+/// tau_u du_i/dt = -grad_y L(y) - alpha u_i
+/// tau_e de/dt   = -e + s'(v) * (W^T e + D^T u)          t_on <= t <= t_end,
+/// ```
+///
+/// each integrated with `opts.method` (the controlled segment in shifted time t - t_on),
+/// recorded at `times` (t_end = the last time): before t_on the free state with u_i = e =
+/// u = 0, from t_on on the controlled state. Each segment is integrated to its last output
+/// time, whether or not its state has settled; `opts.max_time` is replaced by the segment's
+/// length, the other options apply as given.
+///
+/// Errors: `controlled` has no controller; `opts` invalid; `times` not increasing, negative
+/// or non-finite, or t_on not in [0, last time).
+pub fn simulate_switch_on<M: EquilibriumModel>(
+    controlled: &CoupledSystem<'_, M>,
+    opts: &SteadyStateOptions,
+    times: &[f64],
+    t_on: f64,
+) -> Result<Simulation> {
+    if controlled.controller().is_none() {
+        return Err(invalid(
+            "controlled",
+            "a free system",
+            "a CoupledSystem with a controller (Some(ControllerSettings))",
+        ));
+    }
+    opts.validate()?;
+    let last = times.last().copied().unwrap_or(f64::NAN);
+    if times.is_empty()
+        || times.iter().any(|t| !t.is_finite() || *t < 0.0)
+        || times.windows(2).any(|w| w[1] <= w[0])
+    {
+        return Err(invalid(
+            "times",
+            format!("{times:?}"),
+            "finite, increasing times >= 0",
+        ));
+    }
+    if !(t_on >= 0.0 && t_on < last) {
+        return Err(invalid(
+            "t_on",
+            t_on,
+            &format!("a time in [0, {last}) (the last output time)"),
+        ));
+    }
+    let objective = controlled.objective();
+    let trajectories = (0..controlled.batch())
+        .map(|j| simulate_one(&controlled.sample(j), opts, times, t_on))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Simulation {
+        times: times.to_vec(),
+        t_on,
+        switch_index: times.partition_point(|&t| t < t_on),
+        samples: (0..controlled.batch()).collect(),
+        labels: predicted_classes(controlled.targets()),
+        loss: objective.loss,
+        loss_scale: objective.scale,
+        trajectories,
+    })
+}
+
+/// One sample (a one-column controlled system).
+fn simulate_one<M: EquilibriumModel>(
+    sys: &CoupledSystem<'_, M>,
+    opts: &SteadyStateOptions,
+    times: &[f64],
+    t_on: f64,
+) -> Result<SampleTrajectory> {
+    let model = sys.model();
+    let (n_h, n_y, n_t) = (model.hidden_dim(), model.output_dim(), times.len());
+    let k_on = times.partition_point(|&t| t < t_on);
+    let nan = |rows: usize| DMatrix::from_element(rows, n_t, f64::NAN);
+    let mut out = SampleTrajectory {
+        v: nan(n_h),
+        y: nan(n_y),
+        u_i: nan(n_y),
+        u: nan(n_y),
+        e: nan(n_h),
+        psi_norm: vec![f64::NAN; n_t],
+        e_norm: vec![f64::NAN; n_t],
+        u_norm: vec![f64::NAN; n_t],
+        loss: vec![f64::NAN; n_t],
+        free: None,
+        controlled: None,
+    };
+    let loss = sys.objective().loss;
+
+    // Free segment over [0, t_on], recorded at the grid times before t_on and at t_on.
+    let free = sys.free();
+    let phi_on = if t_on > 0.0 {
+        let free_times: Vec<f64> = times[..k_on].iter().copied().chain([t_on]).collect();
+        let free_opts = SteadyStateOptions {
+            max_time: t_on,
+            ..opts.clone()
+        };
+        let rec = solve_steady_state(&free, &free.initial_state(), &free_opts, &free_times);
+        out.free = Some(SegmentRecord::new(&rec, 0.0, t_on, free_times.len()));
+        let states = rec.trajectory.map(|t| t.states);
+        if let Some(states) = &states {
+            for k in 0..states.ncols().min(k_on) {
+                let phi = states.columns(k, 1).into_owned();
+                out.v.set_column(k, &phi.column(0).rows(0, n_h));
+                out.y.set_column(k, &phi.column(0).rows(n_h, n_y));
+                out.u_i.column_mut(k).fill(0.0);
+                out.u.column_mut(k).fill(0.0);
+                out.e.column_mut(k).fill(0.0);
+                out.psi_norm[k] = 0.0;
+                out.e_norm[k] = 0.0;
+                out.u_norm[k] = 0.0;
+                out.loss[k] = loss.values(&phi.rows(n_h, n_y).into_owned(), sys.targets())[0];
+            }
+        }
+        states
+            .filter(|s| s.ncols() == free_times.len())
+            .map(|s| s.columns(free_times.len() - 1, 1).into_owned())
+    } else {
+        Some(free.initial_state())
+    };
+
+    // Controlled segment over [t_on, t_end], in shifted time.
+    let Some(phi_on) = phi_on else {
+        return Ok(out);
+    };
+    let z0 = sys.state_with_phi(&phi_on)?;
+    let shifted: Vec<f64> = times[k_on..].iter().map(|t| t - t_on).collect();
+    let end = *shifted.last().expect("t_on < last time");
+    let ctrl_opts = SteadyStateOptions {
+        max_time: end,
+        ..opts.clone()
+    };
+    let rec = solve_steady_state(sys, &z0, &ctrl_opts, &shifted);
+    out.controlled = Some(SegmentRecord::new(&rec, t_on, t_on + end, shifted.len()));
+    if let Some(traj) = rec.trajectory {
+        for c in 0..traj.states.ncols() {
+            let k = k_on + c;
+            let z = traj.states.columns(c, 1).into_owned();
+            let psi = sys.control(&z);
+            let y = z.rows_range(sys.output_rows()).into_owned();
+            let u = psi.rows_range(sys.output_rows()).into_owned();
+            let e = z.rows_range(sys.control_rows()).into_owned();
+            out.v.set_column(k, &z.column(0).rows(0, n_h));
+            out.y.set_column(k, &y.column(0));
+            out.u_i
+                .set_column(k, &z.rows_range(sys.integral_rows()).column(0));
+            out.u.set_column(k, &u.column(0));
+            out.e.set_column(k, &e.column(0));
+            out.psi_norm[k] = psi.norm();
+            out.e_norm[k] = e.norm();
+            out.u_norm[k] = u.norm();
+            out.loss[k] = loss.values(&y, sys.targets())[0];
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing a simulation folder
+// ---------------------------------------------------------------------------------------
+
+/// The folder of a simulation: `output.dir/simulate-<name>`.
+pub fn simulation_path(config: &Config, name: &str) -> PathBuf {
+    config.output.dir.join(format!("simulate-{name}"))
+}
+
+/// Checks a simulation name: non-empty, no path separators, not `.`/`..`.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        return Err(invalid(
+            "name",
+            format!("{name:?}"),
+            "a non-empty folder name without path separators",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an existing folder (simulations are never overwritten).
+pub fn ensure_new(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Err(invalid(
+            "name",
+            path.display(),
+            "a folder that does not exist yet (a simulation is never overwritten); choose another name or remove the folder",
+        ));
+    }
+    Ok(())
+}
+
+/// Where the simulated network came from and how the simulation was asked for
+/// (stored in simulate.json).
+#[derive(Clone, Debug, Serialize)]
+pub struct Provenance {
+    /// The simulation's name (folder `simulate-<name>`).
+    pub name: String,
+    /// The command line.
+    pub command: String,
+    /// "fresh network (model.seed = s)", a .npz path, or a run's params/checkpoint.
+    pub params_source: String,
+    /// The settings.
+    pub settings: SimulationSettings,
+}
+
+/// The files written by [`write_simulation`].
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Data files (config.toml, .npy, trajectories.csv, simulate.json).
+    pub files: Vec<PathBuf>,
+    /// Figures.
+    pub figures: Vec<PathBuf>,
+}
+
+/// Creates `dir` (refusing an existing one) and writes config.toml, the .npy arrays,
+/// trajectories.csv, the figures (when `config.output.figures`, in
+/// `config.output.figure_format`) and, last, simulate.json (see the module doc). Every file
+/// is written atomically.
+pub fn write_simulation(
+    dir: &Path,
+    config: &Config,
+    sim: &Simulation,
+    provenance: &Provenance,
+) -> Result<Written> {
+    ensure_new(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| LcsimError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    // create_dir (not _all) fails if another process made the folder meanwhile.
+    std::fs::create_dir(dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => ensure_new(dir).expect_err("the folder exists"),
+        _ => LcsimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        },
+    })?;
+    let mut written = Written {
+        dir: dir.to_path_buf(),
+        ..Written::default()
+    };
+    let config_path = dir.join("config.toml");
+    write_atomic(&config_path, config.to_toml().as_bytes())?;
+    written.files.push(config_path);
+    for (name, array) in simulation_arrays(sim) {
+        let path = dir.join(format!("{name}.npy"));
+        write_npy(&path, &array)?;
+        written.files.push(path);
+    }
+    let csv_path = dir.join("trajectories.csv");
+    write_atomic(&csv_path, trajectories_csv(sim).as_bytes())?;
+    written.files.push(csv_path);
+    if config.output.figures {
+        written.figures = draw_simulation_figures(
+            &dir.join("figures"),
+            sim,
+            &provenance.name,
+            provenance.settings.split,
+            provenance.settings.hidden_units,
+            config.output.figure_format,
+        )?;
+    }
+    let json_path = dir.join("simulate.json");
+    let json = simulation_json(config, sim, provenance, &written);
+    write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&json)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    written.files.push(json_path);
+    Ok(written)
+}
+
+/// The arrays of a simulation by file stem, shaped as in the module doc.
+pub fn simulation_arrays(sim: &Simulation) -> Vec<(&'static str, NpyArray)> {
+    let s = sim.trajectories.len();
+    let t = sim.times.len();
+    let cube = |get: &dyn Fn(&SampleTrajectory) -> &DMatrix<f64>| {
+        let rows = sim.trajectories.first().map_or(0, |tr| get(tr).nrows());
+        let data: Vec<f64> = sim
+            .trajectories
+            .iter()
+            .flat_map(|tr| get(tr).as_slice().to_vec())
+            .collect();
+        NpyArray {
+            shape: vec![s, t, rows],
+            data,
+        }
+    };
+    let plane = |get: &dyn Fn(&SampleTrajectory) -> &Vec<f64>| NpyArray {
+        shape: vec![s, t],
+        data: sim
+            .trajectories
+            .iter()
+            .flat_map(|tr| get(tr).clone())
+            .collect(),
+    };
+    let vector = |values: Vec<f64>| NpyArray {
+        shape: vec![values.len()],
+        data: values,
+    };
+    vec![
+        ("times", vector(sim.times.clone())),
+        (
+            "samples",
+            vector(sim.samples.iter().map(|&i| i as f64).collect()),
+        ),
+        (
+            "labels",
+            vector(sim.labels.iter().map(|&i| i as f64).collect()),
+        ),
+        ("v", cube(&|tr| &tr.v)),
+        ("y", cube(&|tr| &tr.y)),
+        ("u_i", cube(&|tr| &tr.u_i)),
+        ("u", cube(&|tr| &tr.u)),
+        ("e", cube(&|tr| &tr.e)),
+        ("psi_norm", plane(&|tr| &tr.psi_norm)),
+        ("e_norm", plane(&|tr| &tr.e_norm)),
+        ("u_norm", plane(&|tr| &tr.u_norm)),
+        ("loss", plane(&|tr| &tr.loss)),
+    ]
+}
+
+/// trajectories.csv: one row per (sample, time), columns
+/// `sample,label,time,phase,v_0..,y_0..,u_i_0..,u_0..,e_0..,psi_norm,e_norm,u_norm,loss`.
+pub fn trajectories_csv(sim: &Simulation) -> String {
+    let (n_h, n_y) = (sim.n_hidden(), sim.n_out());
+    let mut header = vec![
+        "sample".to_string(),
+        "label".into(),
+        "time".into(),
+        "phase".into(),
+    ];
+    for (prefix, n) in [("v", n_h), ("y", n_y), ("u_i", n_y), ("u", n_y), ("e", n_h)] {
+        header.extend((0..n).map(|i| format!("{prefix}_{i}")));
+    }
+    header.extend(["psi_norm", "e_norm", "u_norm", "loss"].map(String::from));
+    let mut out = header.join(",");
+    out.push('\n');
+    for ((tr, &sample), &label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
+        for (k, &t) in sim.times.iter().enumerate() {
+            let phase = if k < sim.switch_index {
+                "free"
+            } else {
+                "controlled"
+            };
+            let mut row = vec![
+                sample.to_string(),
+                label.to_string(),
+                t.to_string(),
+                phase.into(),
+            ];
+            for m in [&tr.v, &tr.y, &tr.u_i, &tr.u, &tr.e] {
+                row.extend(m.column(k).iter().map(|x| x.to_string()));
+            }
+            for values in [&tr.psi_norm, &tr.e_norm, &tr.u_norm, &tr.loss] {
+                row.push(values[k].to_string());
+            }
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One figure per sample in `dir` (created): the first `hidden_units` hidden units, all
+/// output units, the control magnitudes |psi|, |e|, |u| and the loss against time, with
+/// t_on marked. Returns the paths.
+pub fn draw_simulation_figures(
+    dir: &Path,
+    sim: &Simulation,
+    name: &str,
+    split: SplitChoice,
+    hidden_units: usize,
+    format: FigureFormat,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|source| LcsimError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths = Vec::new();
+    for ((tr, &sample), &label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
+        let (n_h, n_y) = (tr.v.nrows(), tr.y.nrows());
+        let k = hidden_units.min(n_h);
+        let row = |m: &DMatrix<f64>, i: usize| m.row(i).iter().copied().collect::<Vec<_>>();
+        let hidden: Vec<Series> = (0..k)
+            .map(|i| Series::new(format!("v{}", subscript(i)), row(&tr.v, i)))
+            .collect();
+        let outputs: Vec<Series> = (0..n_y)
+            .map(|i| {
+                let mark = if i == label { " (label)" } else { "" };
+                Series::new(format!("y{}{mark}", subscript(i)), row(&tr.y, i))
+            })
+            .collect();
+        let panels: Vec<TrajectoryPanel> = vec![
+            (
+                format!("hidden units (first {k} of {n_h})"),
+                "v".into(),
+                hidden,
+            ),
+            (format!("output units (label {label})"), "y".into(), outputs),
+            (
+                "control magnitudes".into(),
+                "L2 norm".into(),
+                vec![
+                    Series::new("|ψ|", tr.psi_norm.clone()),
+                    Series::new("|e|", tr.e_norm.clone()),
+                    Series::new("|u|", tr.u_norm.clone()),
+                ],
+            ),
+            (
+                format!("loss L(y(t)) ({})", sim.loss.name()),
+                "L".into(),
+                vec![Series::new("L", tr.loss.clone())],
+            ),
+        ];
+        let path = dir.join(format!("sample-{sample}.{}", format.extension()));
+        let title = format!("{name}: {} sample {sample}", split.name());
+        trajectories(
+            &sim.times,
+            &panels,
+            Some((sim.t_on, "control on")),
+            &title,
+            &path,
+            format,
+        )?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// `12` -> `₁₂`.
+fn subscript(i: usize) -> String {
+    i.to_string()
+        .chars()
+        .map(|c| char::from_u32(0x2080 + c.to_digit(10).unwrap_or(0)).unwrap_or(c))
+        .collect()
+}
+
+/// The content of simulate.json.
+fn simulation_json(
+    config: &Config,
+    sim: &Simulation,
+    p: &Provenance,
+    written: &Written,
+) -> serde_json::Value {
+    let last = sim.times.len().saturating_sub(1);
+    let samples: Vec<serde_json::Value> = sim
+        .trajectories
+        .iter()
+        .zip(&sim.samples)
+        .zip(&sim.labels)
+        .map(|((tr, &sample), &label)| {
+            serde_json::json!({
+                "sample": sample,
+                "label": label,
+                "free": tr.free,
+                "controlled": tr.controlled,
+                "loss_at_t_on": tr.loss.get(sim.switch_index),
+                "loss_at_t_end": tr.loss[last],
+                "psi_norm_at_t_end": tr.psi_norm[last],
+                "H_at_t_end": 0.5 * tr.psi_norm[last].powi(2),
+            })
+        })
+        .collect();
+    let names = |v: &[PathBuf]| -> Vec<String> {
+        v.iter()
+            .filter_map(|p| p.strip_prefix(&written.dir).ok())
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    serde_json::json!({
+        "lcsim_version": env!("CARGO_PKG_VERSION"),
+        "name": p.name,
+        "command": p.command,
+        "params_source": p.params_source,
+        "settings": p.settings,
+        "model_seed": config.model.seed,
+        "data_source": config.data.source.name(),
+        "data_seed": config.data.seed,
+        "time_units": "time units of dynamics.tau_v",
+        "tau_v": config.dynamics.tau_v,
+        "controller": config.controller_settings(),
+        "loss": sim.loss.name(),
+        "loss_scale": sim.loss_scale,
+        "solver": config.solver.method.name(),
+        "points": sim.times.len(),
+        "switch_index": sim.switch_index,
+        "n_hidden": sim.n_hidden(),
+        "n_out": sim.n_out(),
+        "samples": samples,
+        "files": names(&written.files),
+        "figures": names(&written.figures),
+        "shapes": {
+            "times": "(T,)", "samples": "(S,)", "labels": "(S,)",
+            "v": "(S, T, n_h)", "e": "(S, T, n_h)",
+            "y": "(S, T, n_y)", "u_i": "(S, T, n_y)", "u": "(S, T, n_y)",
+            "psi_norm": "(S, T)", "e_norm": "(S, T)", "u_norm": "(S, T)", "loss": "(S, T)",
+            "trajectories.csv": "one row per (sample, time): sample,label,time,phase,v_*,y_*,u_i_*,u_*,e_*,psi_norm,e_norm,u_norm,loss",
+        },
+    })
+}
