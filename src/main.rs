@@ -451,7 +451,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
     );
     println!("results: {}", run.path.display());
     for f in &figures {
-        println!("figure:  {f}");
+        println!("figure:  {}", run.path.join(f).display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -476,7 +476,7 @@ fn plot(args: &PlotArgs) -> Result<ExitCode> {
         &rows,
         args.format.unwrap_or(config.output.figure_format),
     )? {
-        println!("figure: {f}");
+        println!("figure: {}", run.path.join(f).display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -627,7 +627,18 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     let last = sim.times.len() - 1;
     let ended = |r: &Option<lcsim::simulate::SegmentRecord>| {
         r.as_ref()
-            .map_or("not run".to_string(), |r| r.termination.name().to_string())
+            .map_or("not run".to_string(), |r| match r.termination {
+                lcsim::steady_state::Termination::Converged => "settled".to_string(),
+                lcsim::steady_state::Termination::MaxTime => {
+                    format!("still moving at its end (residual {:.1e})", r.residual)
+                }
+                ref t => format!(
+                    "{} at t = {:.1} (residual {:.1e})",
+                    t.name(),
+                    r.time_reached,
+                    r.residual
+                ),
+            })
     };
     for ((tr, sample), label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
         println!(

@@ -271,7 +271,8 @@ impl RunDir {
     }
 }
 
-/// Draws the run's figures from its metrics into RUN/figures and returns their paths.
+/// Draws the run's figures from its metrics into RUN/figures and returns their paths
+/// relative to the run folder.
 pub fn draw_run_figures(
     run: &RunDir,
     rows: &[EpochMetrics],
@@ -293,5 +294,8 @@ pub fn draw_run_figures(
     }
     solver_statistics(rows, &title, &path("solver_statistics"), format)?;
     written.push(path("solver_statistics"));
-    Ok(written.iter().map(|p| p.display().to_string()).collect())
+    Ok(written
+        .iter()
+        .map(|p| p.strip_prefix(&run.path).unwrap_or(p).display().to_string())
+        .collect())
 }

@@ -410,10 +410,12 @@ fn euler<F: VectorField>(z0: &DMatrix<f64>, mut monitor: Monitor<'_, F>) -> Stea
             return monitor.finish(z, term, (abs, scaled), t, steps);
         }
         let next = &z + r.component_div(&tau) * opts.dt;
-        record_euler(&mut monitor, &z, &next, t, t + opts.dt);
-        z = next;
-        t += opts.dt;
         steps += 1;
+        // From the step count, so that rounding does not accumulate over long runs.
+        let t_next = steps as f64 * opts.dt;
+        record_euler(&mut monitor, &z, &next, t, t_next);
+        z = next;
+        t = t_next;
     }
 }
 

@@ -189,9 +189,14 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
 
     /// The system of sample j alone (one column).
     pub fn sample(&self, j: usize) -> Self {
+        self.select_samples(&[j])
+    }
+
+    /// The system of the samples `columns` (in that order).
+    pub fn select_samples(&self, columns: &[usize]) -> Self {
         CoupledSystem {
-            inputs: self.inputs.columns(j, 1).into_owned(),
-            targets: self.targets.columns(j, 1).into_owned(),
+            inputs: self.inputs.select_columns(columns),
+            targets: self.targets.select_columns(columns),
             ..self.clone()
         }
     }

@@ -3,7 +3,7 @@
 //! [`Observer`] (which records, checkpoints and shows progress). The loop itself writes
 //! nothing.
 
-use crate::baselines::rbp_gradient;
+use crate::baselines::{gradient_from_adjoints, rbp_gradient};
 use crate::config::{Config, ControlledStart, Method, OnUnconverged};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, Result};
@@ -309,14 +309,7 @@ fn batch_step(
             if keep.is_empty() {
                 return Ok(None);
             }
-            let sub = CoupledSystem::new(
-                net,
-                x.select_columns(&keep),
-                targets.select_columns(&keep),
-                objective,
-                tau_v,
-                Some(config.controller_settings()),
-            )?;
+            let sub = controlled.select_samples(&keep);
             let z = solve.states.select_columns(&keep);
             let h = control_magnitude(&sub, &z);
             tally.h += h.iter().sum::<f64>();
@@ -345,15 +338,11 @@ fn batch_step(
             if keep.is_empty() {
                 return Ok(None);
             }
-            let sub = CoupledSystem::new(
-                net,
-                x.select_columns(&keep),
-                targets.select_columns(&keep),
-                objective,
-                tau_v,
-                None,
-            )?;
-            let (g, _) = rbp_gradient(&sub, &phi0.select_columns(&keep), &opts);
+            let g = gradient_from_adjoints(
+                &free.select_samples(&keep),
+                &phi0.select_columns(&keep),
+                &adjoints.states.select_columns(&keep),
+            );
             Ok(Some(g))
         }
     }

@@ -347,3 +347,55 @@ fn cli_resume_of_a_finished_run_changes_nothing_and_plot_redraws() {
         );
     }
 }
+
+#[test]
+fn unconverged_solves_are_used_skipped_or_stop_training_as_configured() {
+    for method in ["lcp-di", "rbp"] {
+        let with = |policy: &str| {
+            let c = Config::load(
+                None,
+                &[
+                    format!("method.name=\"{method}\""),
+                    "model.hidden=[4]".into(),
+                    "data.source=\"xor\"".into(),
+                    "data.synthetic_samples=40".into(),
+                    "training.epochs=1".into(),
+                    "solver.method=\"euler\"".into(),
+                    "solver.max_steps=2".into(),
+                    format!("method.on_unconverged=\"{policy}\""),
+                ],
+            )
+            .unwrap();
+            let (data, state) = fresh_state(&c);
+            let initial = state.net.params().clone();
+            let mut rec = Recorder(Vec::new());
+            let result = train(&c, &data, state, &mut rec, &AtomicBool::new(false));
+            (initial, result.map(|(s, _)| s), rec.0, data.train.len())
+        };
+        // Two Euler steps never reach a steady state.
+        let (initial, used, metrics, n) = with("use");
+        let used = used.unwrap();
+        assert_eq!(metrics[0].fraction_unconverged, 1.0, "{method}");
+        assert_eq!(metrics[0].skipped_samples, 0, "{method}");
+        assert_ne!(used.net.params(), &initial, "{method}: 'use' updates");
+
+        let (initial, skipped, metrics, n2) = with("skip");
+        assert_eq!(n, n2);
+        assert_eq!(
+            skipped.unwrap().net.params(),
+            &initial,
+            "{method}: nothing to learn from"
+        );
+        assert_eq!(metrics[0].skipped_samples, n, "{method}");
+
+        let (_, stopped, _, _) = with("stop");
+        let Err(err) = stopped else {
+            panic!("{method}: 'stop' must stop")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("method.on_unconverged") && err.contains("max-steps"),
+            "{err}"
+        );
+    }
+}
