@@ -406,6 +406,20 @@ impl Config {
         }
         self.solver.validate()?;
         let t = &self.training;
+        if !(0.0..=1.0).contains(&t.min_lr_factor) {
+            return Err(invalid(
+                "training.min_lr_factor",
+                t.min_lr_factor,
+                "a fraction in [0, 1]",
+            ));
+        }
+        if t.epochs > 1_000_000 {
+            return Err(invalid(
+                "training.epochs",
+                t.epochs,
+                "an integer in 1..=1000000",
+            ));
+        }
         self.training.optimizer_settings(1).validate()?;
         ensure_non_negative("training.clip_norm", t.clip_norm)?;
         for (key, v) in [
@@ -527,7 +541,6 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("output.figure_format", "\"png\" or \"svg\""),
 ];
 
-/// Applies one `a.b.c=value` override to a TOML table; the key must exist in the schema.
 /// The dotted key (`section.key`) of the line holding byte `offset` of a TOML text.
 fn key_at(text: &str, offset: usize) -> String {
     let mut section = String::new();
@@ -550,6 +563,7 @@ fn key_at(text: &str, offset: usize) -> String {
     section
 }
 
+/// Applies one `a.b.c=value` override to a TOML table; the key must exist in the schema.
 fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
     let (key, raw) = assignment
         .split_once('=')
@@ -562,6 +576,14 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
     for (i, part) in parts.iter().enumerate() {
         match known.get(*part) {
             Some(toml::Value::Table(t)) if i + 1 < parts.len() => known = t,
+            Some(toml::Value::Table(t)) => {
+                let keys: Vec<&String> = t.keys().collect();
+                return Err(invalid(
+                    "--set",
+                    key,
+                    &format!("a key inside the table `{key}`, one of {keys:?}"),
+                ));
+            }
             Some(_) if i + 1 == parts.len() => {}
             _ => {
                 let keys: Vec<&String> = known.keys().collect();

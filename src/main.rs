@@ -427,15 +427,25 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
+    // A figure that cannot be drawn must not keep a trained run from finishing.
     let figures = if config.output.figures {
-        draw_run_figures(&run, &state.history, config.output.figure_format)?
+        draw_run_figures(&run, &state.history, config.output.figure_format).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: figures not drawn ({e}); retry with `lcsim plot {}`",
+                run.path.display()
+            );
+            Vec::new()
+        })
     } else {
         Vec::new()
     };
     let last = state.history.last().cloned();
     let summary = Summary {
         lcsim_version: env!("CARGO_PKG_VERSION").into(),
-        run: config.run_name(),
+        run: run
+            .path
+            .file_name()
+            .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned()),
         method: config.method.name.name().into(),
         epochs: state.epochs_done(),
         final_test_loss: last.as_ref().map_or(f64::NAN, |m| m.test_loss),
@@ -496,7 +506,10 @@ fn simulated_network(
             .unwrap_or_else(|| config.run_name())
     };
     let (net, source, name, field) = if let Some(run) = run {
-        let name = stem(&run.path);
+        let name = run
+            .path
+            .file_name()
+            .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned());
         let params = run.path.join("params.npz");
         if params.is_file() {
             let net = load_params(&params, layered, config.model.activation)?;

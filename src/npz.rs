@@ -598,6 +598,13 @@ fn read_member<R: Read + Seek>(
     Ok((stem.to_string(), parse_npy(&bytes, &member_path)?))
 }
 
+/// Writes `bytes` to `path` atomically (temporary file, sync, rename), like the array writers.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
+    write_atomic(path, |file| {
+        file.write_all(bytes).map_err(|e| io_error(path, e))
+    })
+}
+
 /// Writes a file through `fill` under a temporary name in the same directory,
 /// then renames it over `path`, so `path` never holds a half-written file.
 fn write_atomic(

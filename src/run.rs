@@ -21,22 +21,10 @@ use crate::train::TrainingState;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through a temporary file in the same directory.
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced to
+/// disk, then renamed over `path` ([`crate::npz::write_bytes_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| LcsimError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    Ok(crate::npz::write_bytes_atomic(path, bytes)?)
 }
 
 /// What summary.json holds.
@@ -65,33 +53,42 @@ impl RunDir {
     /// existing folder with a chosen name is refused (finished: choose another output.name;
     /// unfinished: continue it with --resume).
     pub fn create(config: &Config, command_line: &str) -> Result<RunDir> {
-        let base = config.run_name();
-        let mut path = config.output.dir.join(&base);
-        if config.output.name.is_empty() {
-            for k in 2.. {
-                if !path.exists() {
-                    break;
-                }
-                path = config.output.dir.join(format!("{base}-{k}"));
-            }
-        }
-        let run = RunDir { path };
-        if run.path.exists() {
-            let state = if run.is_finished() {
-                "a finished run"
-            } else {
-                "an unfinished run (continue it with `lcsim train --resume DIR`)"
-            };
-            return Err(invalid(
-                "output.name",
-                run.path.display(),
-                &format!("a folder that does not exist yet; it holds {state}; set --set output.name=... or remove it"),
-            ));
-        }
-        std::fs::create_dir_all(&run.path).map_err(|source| LcsimError::Io {
-            path: run.path.clone(),
+        let io = |path: &Path, source| LcsimError::Io {
+            path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let dir = &config.output.dir;
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let base = config.run_name();
+        let automatic = config.output.name.is_empty();
+        // create_dir (not _all) claims the folder, so two runs started at once never share one.
+        let mut k = 1;
+        let run = loop {
+            let name = if k == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{k}")
+            };
+            let path = dir.join(name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => break RunDir { path },
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && automatic => k += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let run = RunDir { path };
+                    let state = if run.is_finished() {
+                        "a finished run"
+                    } else {
+                        "an unfinished run (continue it with `lcsim train --resume DIR`)"
+                    };
+                    return Err(invalid(
+                        "output.name",
+                        run.path.display(),
+                        &format!("a folder that does not exist yet; it holds {state}; set --set output.name=... or remove it"),
+                    ));
+                }
+                Err(e) => return Err(io(&path, e)),
+            }
+        };
         write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
         let info = serde_json::json!({
             "lcsim_version": env!("CARGO_PKG_VERSION"),

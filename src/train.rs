@@ -44,7 +44,7 @@ impl TrainingState {
             config.model.activation,
             config.model.seed,
         )?;
-        let total = batches_per_epoch * config.training.epochs;
+        let total = batches_per_epoch.saturating_mul(config.training.epochs);
         let optimizer = Optimizer::new(config.training.optimizer_settings(total))?;
         Ok(TrainingState {
             net,
@@ -304,7 +304,7 @@ fn batch_step(
             };
             let solve = relax_from(&controlled, &start, &config.solver);
             tally.add_solves(&solve);
-            let keep = kept_samples(config, &solve)?;
+            let keep = kept_samples(config, &[&solve])?;
             tally.skipped += b - keep.len();
             if keep.is_empty() {
                 return Ok(None);
@@ -330,7 +330,9 @@ fn batch_step(
             };
             let (gradient, adjoints) = rbp_gradient(&free, &phi0, &opts);
             tally.add_solves(&adjoints);
-            let keep = kept_samples(config, &adjoints)?;
+            // The gradient is exact only at a free equilibrium: its solve counts too.
+            let solves: Vec<&BatchSteadyState> = free_records.iter().chain([&adjoints]).collect();
+            let keep = kept_samples(config, &solves)?;
             tally.skipped += b - keep.len();
             if keep.len() == b {
                 return Ok(Some(gradient));
@@ -348,30 +350,37 @@ fn batch_step(
     }
 }
 
-/// Samples whose solves enter the update: diverged or failed solves never do; unconverged
-/// ones as `method.on_unconverged` says.
-fn kept_samples(config: &Config, solves: &BatchSteadyState) -> Result<Vec<usize>> {
+/// Samples whose solves (one record per sample in each of `solves`) all enter the update:
+/// diverged or failed solves never do; unconverged ones as `method.on_unconverged` says.
+fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec<usize>> {
+    let batch = solves.first().map_or(0, |s| s.records.len());
     let mut keep = Vec::new();
-    for (j, r) in solves.records.iter().enumerate() {
-        let finite = r.state.iter().all(|v| v.is_finite());
-        match (&r.termination, config.method.on_unconverged) {
-            (Termination::Converged, _) if finite => keep.push(j),
-            (Termination::Diverged | Termination::SolverError(_), _) => {}
-            (_, OnUnconverged::Use) if finite => keep.push(j),
-            (_, OnUnconverged::Stop) => {
-                return Err(invalid(
-                    "method.on_unconverged",
-                    format!(
-                        "\"stop\": a solve ended {} at t = {:.3e} after {} steps with residual {:.3e}",
-                        r.termination.name(),
-                        r.time,
-                        r.steps,
-                        r.residual
-                    ),
-                    "\"use\" or \"skip\" to continue past unconverged solves, or a larger solver.max_time / max_steps",
-                ))
-            }
-            _ => {}
+    for j in 0..batch {
+        let mut usable = true;
+        for r in solves.iter().map(|s| &s.records[j]) {
+            let finite = r.state.iter().all(|v| v.is_finite());
+            usable &= match (&r.termination, config.method.on_unconverged) {
+                (Termination::Converged, _) => finite,
+                (Termination::Diverged | Termination::SolverError(_), _) => false,
+                (_, OnUnconverged::Use) => finite,
+                (_, OnUnconverged::Skip) => false,
+                (_, OnUnconverged::Stop) => {
+                    return Err(invalid(
+                        "method.on_unconverged",
+                        format!(
+                            "\"stop\": a solve ended {} at t = {:.3e} after {} steps with residual {:.3e}",
+                            r.termination.name(),
+                            r.time,
+                            r.steps,
+                            r.residual
+                        ),
+                        "\"use\" or \"skip\" to continue past unconverged solves, or a larger solver.max_time / max_steps",
+                    ))
+                }
+            };
+        }
+        if usable {
+            keep.push(j);
         }
     }
     Ok(keep)

@@ -189,7 +189,18 @@ fn config_errors_name_the_key() {
         (vec!["controller.alpa=0.1"], "controller.alpa"),
         (vec!["controller.alpha=-1"], "controller.alpha"),
         (vec!["training.batch_size=0"], "training.batch_size"),
-        (vec!["training.batch_size=-3"], "batch_size"),
+        (vec!["training.batch_size=-3"], "training.batch_size"),
+        (vec!["training.min_lr_factor=2"], "training.min_lr_factor"),
+        (
+            vec![
+                "training.schedule=\"constant\"",
+                "training.min_lr_factor=-3",
+            ],
+            "training.min_lr_factor",
+        ),
+        (vec!["dynamics.tau_u=0"], "tau_u"),
+        (vec!["model.hidden=[4, 4]"], "model.hidden"),
+        (vec!["model=3"], "model"),
         (vec!["training.epochs=\"three\""], "epochs"),
         (vec!["solver.atol=0"], "solver.atol"),
         (vec!["method.name=\"bp\""], "method.name"),
@@ -288,10 +299,11 @@ fn cli_train_writes_a_complete_run_folder_and_never_overwrites_one() {
     let before = std::fs::read(run.join("params.npz")).unwrap();
     let o = lcsim_in(dir.path(), &args);
     assert!(o.status.success());
-    assert!(dir
-        .path()
-        .join("runs/lcp-di-rnn-xor-seed0-2/summary.json")
-        .is_file());
+    let summary =
+        std::fs::read(dir.path().join("runs/lcp-di-rnn-xor-seed0-2/summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&summary).unwrap();
+    assert_eq!(summary["run"], "lcp-di-rnn-xor-seed0-2");
+    assert_eq!(summary["epochs"], 2);
     assert_eq!(std::fs::read(run.join("params.npz")).unwrap(), before);
 
     // A chosen name that exists is refused, naming the key.
@@ -398,4 +410,76 @@ fn unconverged_solves_are_used_skipped_or_stop_training_as_configured() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn stop_in_the_middle_of_an_epoch_discards_it_and_resume_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = xor_config("rbp", "rnn", "[6]", 3);
+    config.output.dir = dir.path().to_path_buf();
+    config.output.name = "mid-epoch".into();
+    let (data, state) = fresh_state(&config);
+    let (full, _) = train(
+        &config,
+        &data,
+        state,
+        &mut Recorder(Vec::new()),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+
+    // Checkpoints after each epoch; the stop flag rises at batch 3 of epoch 2 (Ctrl-C).
+    struct StopMidEpoch<'a> {
+        run: RunDir,
+        stop: &'a AtomicBool,
+    }
+    impl Observer for StopMidEpoch<'_> {
+        fn on_batch(&mut self, p: &lcsim::train::BatchProgress) {
+            if p.epoch == 2 && p.batch == 3 {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        fn on_epoch(&mut self, s: &TrainingState, _: &EpochMetrics) -> lcsim::error::Result<()> {
+            self.run.save_epoch(s)
+        }
+    }
+    let run = RunDir::create(&config, "test").unwrap();
+    let stop = AtomicBool::new(false);
+    let (_, state) = fresh_state(&config);
+    let (partial, outcome) = train(
+        &config,
+        &data,
+        state,
+        &mut StopMidEpoch {
+            run: run.clone(),
+            stop: &stop,
+        },
+        &stop,
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Interrupted);
+    assert_eq!(
+        partial.epochs_done(),
+        1,
+        "the interrupted epoch is discarded"
+    );
+    assert!(!run.is_finished());
+
+    let (reopened, config2) = RunDir::open(&run.path).unwrap();
+    let (_, fresh) = fresh_state(&config2);
+    let resumed = reopened.load_checkpoint(fresh).unwrap();
+    let (done, outcome) = train(
+        &config2,
+        &data,
+        resumed,
+        &mut Recorder(Vec::new()),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(
+        done.net.params(),
+        full.net.params(),
+        "bit-identical parameters"
+    );
 }
