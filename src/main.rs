@@ -359,23 +359,23 @@ impl Observer for CliObserver {
 
 fn train(args: &TrainArgs) -> Result<ExitCode> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let (run, config) = match &args.resume {
+    let (run, config, data) = match &args.resume {
         Some(dir) => {
             let (run, config) = RunDir::open(dir)?;
             if run.is_finished() {
                 println!("{} is finished; nothing to resume", dir.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            (run, config)
+            let data = load_split(&config.data)?;
+            (run, config, data)
         }
         None => {
             let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
             // Load the data before creating the folder, so bad data leaves no run behind.
-            load_split(&config.data)?;
-            (RunDir::create(&config, &command_line)?, config)
+            let data = load_split(&config.data)?;
+            (RunDir::create(&config, &command_line)?, config, data)
         }
     };
-    let data = load_split(&config.data)?;
     let batches = data.train.len().div_ceil(config.training.batch_size);
     let fresh = TrainingState::new(
         &config,
