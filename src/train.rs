@@ -161,8 +161,11 @@ pub fn train(
         }
         let evaluate = epoch.is_multiple_of(t.eval_every) || epoch == t.epochs;
         let (test_loss, test_accuracy) = if evaluate {
-            let e = evaluate_free(config, &trial_net, &data.test)?;
-            (e.loss, e.accuracy)
+            // An interrupted evaluation discards the epoch, like an interrupted batch loop.
+            match evaluate_free(config, &trial_net, &data.test, stop)? {
+                Some(e) => (e.loss, e.accuracy),
+                None => return Ok((state, Outcome::Interrupted)),
+            }
         } else {
             (f64::NAN, f64::NAN)
         };
@@ -203,11 +206,20 @@ pub struct Evaluation {
     pub fraction_unconverged: f64,
 }
 
-/// Mean (unscaled) loss and accuracy of the free equilibria on a dataset.
-pub fn evaluate_free(config: &Config, net: &RateNetwork, data: &Dataset) -> Result<Evaluation> {
+/// Mean (unscaled) loss and accuracy of the free equilibria on a dataset; None when `stop`
+/// rose before the last chunk.
+pub fn evaluate_free(
+    config: &Config,
+    net: &RateNetwork,
+    data: &Dataset,
+    stop: &AtomicBool,
+) -> Result<Option<Evaluation>> {
     let (mut loss, mut correct, mut unconverged) = (0.0, 0usize, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(config.training.batch_size.max(1)) {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let (x, targets) = data.batch(idx);
         let objective = Objective::new(
             config.method.loss,
@@ -228,11 +240,11 @@ pub fn evaluate_free(config: &Config, net: &RateNetwork, data: &Dataset) -> Resu
         correct += count_correct(net, &phi, &targets);
     }
     let n = data.len().max(1) as f64;
-    Ok(Evaluation {
+    Ok(Some(Evaluation {
         loss: loss / n,
         accuracy: correct as f64 / n,
         fraction_unconverged: unconverged as f64 / n,
-    })
+    }))
 }
 
 /// The free equilibrium phi0 (n x B): the forward pass for a layered net (exact), else a

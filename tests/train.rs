@@ -417,7 +417,6 @@ fn stop_in_the_middle_of_an_epoch_discards_it_and_resume_matches() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = xor_config("rbp", "rnn", "[6]", 3);
     config.output.dir = dir.path().to_path_buf();
-    config.output.name = "mid-epoch".into();
     let (data, state) = fresh_state(&config);
     let (full, _) = train(
         &config,
@@ -428,14 +427,16 @@ fn stop_in_the_middle_of_an_epoch_discards_it_and_resume_matches() {
     )
     .unwrap();
 
-    // Checkpoints after each epoch; the stop flag rises at batch 3 of epoch 2 (Ctrl-C).
+    // Checkpoints after each epoch; the stop flag rises (Ctrl-C) at a batch of epoch 2: in
+    // the batch loop, or after its last batch, i.e. during the test evaluation.
     struct StopMidEpoch<'a> {
         run: RunDir,
         stop: &'a AtomicBool,
+        at_batch: usize,
     }
     impl Observer for StopMidEpoch<'_> {
         fn on_batch(&mut self, p: &lcsim::train::BatchProgress) {
-            if p.epoch == 2 && p.batch == 3 {
+            if p.epoch == 2 && p.batch == self.at_batch.min(p.batches) {
                 self.stop.store(true, Ordering::SeqCst);
             }
         }
@@ -443,43 +444,41 @@ fn stop_in_the_middle_of_an_epoch_discards_it_and_resume_matches() {
             self.run.save_epoch(s)
         }
     }
-    let run = RunDir::create(&config, "test").unwrap();
-    let stop = AtomicBool::new(false);
-    let (_, state) = fresh_state(&config);
-    let (partial, outcome) = train(
-        &config,
-        &data,
-        state,
-        &mut StopMidEpoch {
+    for at_batch in [3, usize::MAX] {
+        config.output.name = format!("stop-at-{at_batch}");
+        let run = RunDir::create(&config, "test").unwrap();
+        let stop = AtomicBool::new(false);
+        let (_, state) = fresh_state(&config);
+        let mut observer = StopMidEpoch {
             run: run.clone(),
             stop: &stop,
-        },
-        &stop,
-    )
-    .unwrap();
-    assert_eq!(outcome, Outcome::Interrupted);
-    assert_eq!(
-        partial.epochs_done(),
-        1,
-        "the interrupted epoch is discarded"
-    );
-    assert!(!run.is_finished());
+            at_batch,
+        };
+        let (partial, outcome) = train(&config, &data, state, &mut observer, &stop).unwrap();
+        assert_eq!(outcome, Outcome::Interrupted);
+        assert_eq!(
+            partial.epochs_done(),
+            1,
+            "the interrupted epoch is discarded"
+        );
+        assert!(!run.is_finished());
 
-    let (reopened, config2) = RunDir::open(&run.path).unwrap();
-    let (_, fresh) = fresh_state(&config2);
-    let resumed = reopened.load_checkpoint(fresh).unwrap();
-    let (done, outcome) = train(
-        &config2,
-        &data,
-        resumed,
-        &mut Recorder(Vec::new()),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
-    assert_eq!(outcome, Outcome::Completed);
-    assert_eq!(
-        done.net.params(),
-        full.net.params(),
-        "bit-identical parameters"
-    );
+        let (reopened, config2) = RunDir::open(&run.path).unwrap();
+        let (_, fresh) = fresh_state(&config2);
+        let resumed = reopened.load_checkpoint(fresh).unwrap();
+        let (done, outcome) = train(
+            &config2,
+            &data,
+            resumed,
+            &mut Recorder(Vec::new()),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(
+            done.net.params(),
+            full.net.params(),
+            "bit-identical parameters"
+        );
+    }
 }
