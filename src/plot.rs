@@ -1395,7 +1395,7 @@ fn draw_marker<DB: DrawingBackend>(
 }
 
 enum LegendPlace {
-    /// Inside the plot rectangle, in the corner with the least data under it.
+    /// Inside the plot rectangle, in the corner (or edge middle) with the least data under it.
     Inside {
         xr: std::ops::Range<i32>,
         yr: std::ops::Range<i32>,
@@ -1451,6 +1451,8 @@ fn draw_legend<DB: DrawingBackend>(
                 (xr.start + inset, yr.end - inset - box_h),
                 ((xr.start + xr.end - box_w) / 2, yr.start + inset),
                 ((xr.start + xr.end - box_w) / 2, yr.end - inset - box_h),
+                (xr.end - inset - box_w, (yr.start + yr.end - box_h) / 2),
+                (xr.start + inset, (yr.start + yr.end - box_h) / 2),
             ];
             let mut best = (usize::MAX, candidates[0]);
             for c in candidates {
