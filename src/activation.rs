@@ -43,6 +43,15 @@ impl Activation {
         }
     }
 
+    /// The slope s'(v) given the rate s = s(v) (saves a second tanh or exp).
+    pub fn slope_at_rate(self, v: f64, s: f64) -> f64 {
+        match self {
+            Activation::Tanh => 1.0 - s * s,
+            Activation::Relu => self.slope(v),
+            Activation::Sigmoid => s * (1.0 - s),
+        }
+    }
+
     /// The curvature s''(v) (zero for relu away from its kink).
     pub fn curvature(self, v: f64) -> f64 {
         match self {

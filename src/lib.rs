@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod interop;
+pub mod linalg;
 pub mod loss;
 pub mod metrics;
 pub mod model;

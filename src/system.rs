@@ -122,6 +122,8 @@ impl Objective {
 pub struct CoupledSystem<'m, M: EquilibriumModel> {
     model: &'m M,
     inputs: DMatrix<f64>,
+    /// `model.input_drive(inputs)`, computed once.
+    drive: DMatrix<f64>,
     targets: DMatrix<f64>,
     objective: Objective,
     tau_v: f64,
@@ -133,6 +135,7 @@ impl<M: EquilibriumModel> Clone for CoupledSystem<'_, M> {
         CoupledSystem {
             model: self.model,
             inputs: self.inputs.clone(),
+            drive: self.drive.clone(),
             targets: self.targets.clone(),
             objective: self.objective,
             tau_v: self.tau_v,
@@ -171,6 +174,7 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
         check("targets", &targets, model.output_dim())?;
         Ok(CoupledSystem {
             model,
+            drive: model.input_drive(&inputs),
             inputs,
             targets,
             objective,
@@ -195,9 +199,13 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     /// The system of the samples `columns` (in that order).
     pub fn select_samples(&self, columns: &[usize]) -> Self {
         CoupledSystem {
+            model: self.model,
             inputs: self.inputs.select_columns(columns),
+            drive: self.drive.select_columns(columns),
             targets: self.targets.select_columns(columns),
-            ..self.clone()
+            objective: self.objective,
+            tau_v: self.tau_v,
+            controller: self.controller,
         }
     }
 
@@ -313,9 +321,14 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     /// The control psi = (e, u) that the controller applies to phi (zeros when free);
     /// `u = k_i u_i - k_p grad_y L`.
     pub fn control(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
+        let g = self.controller.map(|_| self.output_gradient(&self.phi(z)));
+        self.control_with_gradient(z, g.as_ref())
+    }
+
+    /// [`CoupledSystem::control`] given `g = scale * grad_y L` (None when free).
+    fn control_with_gradient(&self, z: &DMatrix<f64>, g: Option<&DMatrix<f64>>) -> DMatrix<f64> {
         let mut psi = DMatrix::zeros(self.model.state_dim(), z.ncols());
-        if let Some(c) = &self.controller {
-            let g = self.output_gradient(&self.phi(z));
+        if let (Some(c), Some(g)) = (&self.controller, g) {
             let u = z.rows_range(self.integral_rows()) * c.k_i - g * c.k_p;
             let n_h = self.model.hidden_dim();
             psi.rows_mut(0, n_h)
@@ -329,18 +342,20 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     pub fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
         let phi = self.phi(z);
         let mut r = DMatrix::zeros(self.dim(), z.ncols());
-        let mut r_phi = self.model.vector_field(&phi, &self.inputs);
-        if let Some(c) = &self.controller {
-            let psi = self.control(z);
-            r_phi += &psi;
-            let g = self.output_gradient(&phi);
-            let r_ui = -g - z.rows_range(self.integral_rows()) * c.alpha;
-            r.rows_range_mut(self.integral_rows()).copy_from(&r_ui);
-            let back = self.model.vjp(&phi, &self.inputs, &psi);
-            r.rows_range_mut(self.control_rows())
-                .copy_from(&back.rows(0, self.model.hidden_dim()));
-        }
-        r.rows_range_mut(self.phi_rows()).copy_from(&r_phi);
+        let Some(c) = &self.controller else {
+            r.copy_from(&self.model.vector_field_driven(&phi, &self.drive));
+            return r;
+        };
+        let g = self.output_gradient(&phi);
+        let psi = self.control_with_gradient(z, Some(&g));
+        let (f, back) = self
+            .model
+            .field_and_vjp(&phi, &self.inputs, &self.drive, &psi);
+        r.rows_range_mut(self.phi_rows()).copy_from(&(f + &psi));
+        let r_ui = -g - z.rows_range(self.integral_rows()) * c.alpha;
+        r.rows_range_mut(self.integral_rows()).copy_from(&r_ui);
+        r.rows_range_mut(self.control_rows())
+            .copy_from(&back.rows(0, self.model.hidden_dim()));
         r
     }
 

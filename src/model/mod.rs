@@ -21,8 +21,25 @@ pub trait EquilibriumModel {
     fn params(&self) -> &Params;
     /// The parameters theta, mutably (the optimizer writes here).
     fn params_mut(&mut self) -> &mut Params;
+    /// The part of `f` that does not depend on phi (inputs and biases; n x B), computed
+    /// once per batch: `f(phi, theta, x) = vector_field_driven(phi, input_drive(x))`.
+    fn input_drive(&self, x: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The free vector field `f(phi, theta, x)` given `drive = input_drive(x)`.
+    fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64>;
     /// The free vector field `f(phi, theta, x)`.
-    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64>;
+    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
+        self.vector_field_driven(phi, &self.input_drive(x))
+    }
+    /// `(f(phi), J_f(phi)^T w)` in one call (a model may share work between the two).
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        (self.vector_field_driven(phi, drive), self.vjp(phi, x, w))
+    }
     /// The Jacobian-vector product `J_f(phi) dphi` with `J_f = d f / d phi`.
     fn jvp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64>;
     /// The transposed product `J_f(phi)^T w`.

@@ -13,6 +13,7 @@
 use super::EquilibriumModel;
 use crate::activation::Activation;
 use crate::error::{ensure_finite, LcsimError, Result};
+use crate::linalg::{gemm, mul, mul_tr, tr_mul, Op};
 use crate::params::Params;
 use crate::rng::Rng;
 use nalgebra::DMatrix;
@@ -350,16 +351,16 @@ impl RateNetwork {
         let batch = x.ncols();
         let mut phi = DMatrix::zeros(self.state_dim(), batch);
         let first = ranges[0].clone();
-        let mut v1 = p.tensor(E).rows_range(first.clone()) * x;
+        let mut v1 = mul(p.tensor(E).rows_range(first.clone()), x.as_view());
         add_bias(&mut v1, &p.tensor(C).rows_range(first.clone()).into_owned());
         phi.rows_range_mut(first).copy_from(&v1);
         for pair in ranges.windows(2) {
             let (src, dst) = (pair[0].clone(), pair[1].clone());
             let s = phi.rows_range(src.clone()).map(|v| self.activation.rate(v));
-            let mut next = p
+            let block = p
                 .tensor(W)
-                .view((dst.start, src.start), (dst.len(), src.len()))
-                * s;
+                .view((dst.start, src.start), (dst.len(), src.len()));
+            let mut next = mul(block, s.as_view());
             add_bias(&mut next, &p.tensor(B).rows_range(dst.clone()).into_owned());
             phi.rows_range_mut(dst).copy_from(&next);
         }
@@ -367,7 +368,7 @@ impl RateNetwork {
         let s = phi
             .rows_range(last.clone())
             .map(|v| self.activation.rate(v));
-        let mut y = p.tensor(D).columns_range(last) * s;
+        let mut y = mul(p.tensor(D).columns_range(last), s.as_view());
         add_bias(&mut y, p.tensor(D_BIAS));
         let n_h = self.n_h();
         phi.rows_range_mut(n_h..n_h + self.n_y).copy_from(&y);
@@ -487,45 +488,68 @@ impl EquilibriumModel for RateNetwork {
         &mut self.params
     }
 
-    /// `f_v = -v + W s(v) + b + E x + c`, `f_y = -y + D s(v) + d`.
-    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
+    /// `(E x + b + c, d)`: the part of f that does not depend on phi.
+    fn input_drive(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let p = &self.params;
         let n_h = self.n_h();
-        let s = self.rates(phi);
-        let mut fv = p.tensor(W) * &s;
-        fv.gemm(1.0, p.tensor(E), x, 1.0);
+        let mut drive = DMatrix::zeros(self.state_dim(), x.ncols());
+        let mut hidden = drive.rows_mut(0, n_h);
+        gemm(
+            &mut hidden,
+            1.0,
+            p.tensor(E).as_view(),
+            Op::Plain,
+            x.as_view(),
+            false,
+        );
         let bias_v = p.tensor(B) + p.tensor(C);
-        add_bias(&mut fv, &bias_v);
-        fv -= phi.rows(0, n_h);
-        let mut fy = p.tensor(D) * &s;
-        add_bias(&mut fy, p.tensor(D_BIAS));
-        fy -= phi.rows(n_h, self.n_y);
-        stack(&fv, &fy)
+        for mut col in drive.column_iter_mut() {
+            let mut v = col.rows_mut(0, n_h);
+            v += bias_v.column(0);
+            let mut y = col.rows_mut(n_h, self.n_y);
+            y += p.tensor(D_BIAS).column(0);
+        }
+        drive
+    }
+
+    /// `f_v = -v + W s(v) + drive_v`, `f_y = -y + D s(v) + drive_y`.
+    fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64> {
+        let s = self.rates(phi);
+        self.driven_field(phi, drive, &s)
     }
 
     /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
     fn jvp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64> {
-        let p = &self.params;
         let n_h = self.n_h();
         let a = self.activation;
         let sd = phi
             .rows(0, n_h)
             .zip_map(&dphi.rows(0, n_h), |v, dv| a.slope(v) * dv);
-        let jv = p.tensor(W) * &sd - dphi.rows(0, n_h);
-        let jy = p.tensor(D) * &sd - dphi.rows(n_h, self.n_y);
-        stack(&jv, &jy)
+        let mut out = self.forward(&sd);
+        out -= dphi;
+        out
     }
 
     /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)`.
     fn vjp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
-        let n_h = self.n_h();
         let a = self.activation;
-        let back = self.feedback(w);
-        let jv = phi
-            .rows(0, n_h)
-            .zip_zip_map(&back, &w.rows(0, n_h), |v, g, wv| a.slope(v) * g - wv);
-        let jy = -w.rows(n_h, self.n_y);
-        stack(&jv, &jy)
+        let slopes = phi.rows(0, self.n_h()).map(|v| a.slope(v));
+        self.adjoint(&slopes, w)
+    }
+
+    /// One pass for both: s(v) and s'(v) are computed once.
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        let a = self.activation;
+        let v = phi.rows(0, self.n_h());
+        let s = v.map(|v| a.rate(v));
+        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        (self.driven_field(phi, drive, &s), self.adjoint(&slopes, w))
     }
 
     /// `(s''(v) * dv * (W^T wv + D^T wy), 0)`.
@@ -552,15 +576,15 @@ impl EquilibriumModel for RateNetwork {
     fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params {
         let n_h = self.n_h();
         let s = self.rates(phi);
-        let pv = psi.rows(0, n_h).into_owned();
-        let py = psi.rows(n_h, self.n_y).into_owned();
+        let pv = psi.rows(0, n_h);
+        let py = psi.rows(n_h, self.n_y);
         let tensors = [
-            &pv * s.transpose(),
-            column_sum(&pv),
-            &pv * x.transpose(),
-            column_sum(&pv),
-            &py * s.transpose(),
-            column_sum(&py),
+            mul_tr(pv, s.as_view()),
+            column_sum(&pv.into_owned()),
+            mul_tr(pv, x.as_view()),
+            column_sum(&pv.into_owned()),
+            mul_tr(py, s.as_view()),
+            column_sum(&py.into_owned()),
         ];
         let mut out = Params::new(
             PARAM_NAMES
@@ -577,13 +601,67 @@ impl EquilibriumModel for RateNetwork {
 }
 
 impl RateNetwork {
+    /// `(W r, D r)` stacked: what the hidden rates r (n_h x B) send to every unit.
+    fn forward(&self, r: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = &self.params;
+        let n_h = self.n_h();
+        let mut out = DMatrix::zeros(self.state_dim(), r.ncols());
+        gemm(
+            &mut out.rows_mut(0, n_h),
+            1.0,
+            p.tensor(W).as_view(),
+            Op::Plain,
+            r.as_view(),
+            false,
+        );
+        gemm(
+            &mut out.rows_mut(n_h, self.n_y),
+            1.0,
+            p.tensor(D).as_view(),
+            Op::Plain,
+            r.as_view(),
+            false,
+        );
+        out
+    }
+
+    /// `f = -phi + (W s, D s) + drive` for rates s = s(v).
+    fn driven_field(
+        &self,
+        phi: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        s: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        let mut f = self.forward(s);
+        f += drive;
+        f -= phi;
+        f
+    }
+
     /// The feedback `W^T wv + D^T wy` that hidden units receive from a signal w = (wv, wy).
     fn feedback(&self, w: &DMatrix<f64>) -> DMatrix<f64> {
         let p = &self.params;
         let n_h = self.n_h();
-        let mut back = p.tensor(W).tr_mul(&w.rows(0, n_h));
-        back.gemm_tr(1.0, p.tensor(D), &w.rows(n_h, self.n_y).into_owned(), 1.0);
+        let mut back = tr_mul(p.tensor(W).as_view(), w.rows(0, n_h));
+        gemm(
+            &mut back,
+            1.0,
+            p.tensor(D).as_view(),
+            Op::Transposed,
+            w.rows(n_h, self.n_y),
+            true,
+        );
         back
+    }
+
+    /// `J^T w = (-wv + s'(v) * feedback(w), -wy)` for the slopes s'(v) (n_h x B).
+    fn adjoint(&self, slopes: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let back = self.feedback(w);
+        let mut out = -w;
+        out.rows_mut(0, n_h)
+            .zip_zip_apply(slopes, &back, |o, sl, g| *o += sl * g);
+        out
     }
 }
 
