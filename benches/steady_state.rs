@@ -12,11 +12,10 @@ use lcsim::loss::{one_hot, Loss};
 use lcsim::model::rate::{RateNetwork, Topology};
 use lcsim::rng::Rng;
 use lcsim::steady_state::{
-    solve_steady_state, SolverMethod, SteadyStateOptions, Termination, VectorField,
+    relax_from, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
 };
 use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use nalgebra::DMatrix;
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 const N_X: usize = 784;
@@ -81,31 +80,9 @@ fn configurations() -> Vec<(&'static str, SteadyStateOptions)> {
         ("bdf", with(SolverMethod::Bdf, 0.2)),
         ("esdirk34", with(SolverMethod::Esdirk34, 0.2)),
         ("tr-bdf2", with(SolverMethod::TrBdf2, 0.2)),
+        ("anderson", with(SolverMethod::Anderson, 1.0)),
+        ("newton-krylov", with(SolverMethod::NewtonKrylov, 1.0)),
     ]
-}
-
-/// A vector field that counts its Jacobian-vector products (used only in the untimed
-/// first solve: the implicit methods assemble a dense Jacobian from `dim` of them, which
-/// the record's `rhs_evals` does not include).
-struct CountingJvp<'a, F: VectorField> {
-    inner: &'a F,
-    jvps: Cell<usize>,
-}
-
-impl<F: VectorField> VectorField for CountingJvp<'_, F> {
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn time_constants(&self) -> Vec<f64> {
-        self.inner.time_constants()
-    }
-    fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
-        self.inner.residual(z)
-    }
-    fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
-        self.jvps.set(self.jvps.get() + 1);
-        self.inner.residual_jvp(z, dz)
-    }
 }
 
 /// Solves each configuration once, prints its record and times the converged ones.
@@ -125,12 +102,8 @@ fn bench_system(c: &mut Criterion, group_name: &str, controller: Option<Controll
         .measurement_time(Duration::from_secs(2));
     for (id, opts) in configurations() {
         opts.validate().expect("valid options");
-        let counted = CountingJvp {
-            inner: &sys,
-            jvps: Cell::new(0),
-        };
         let start = Instant::now();
-        let rec = solve_steady_state(&counted, &z0, &opts, &[]);
+        let rec = solve_steady_state(&sys, &z0, &opts, &[]);
         let elapsed = start.elapsed();
         eprintln!(
             "[{group_name}/{id}] termination {}, residual {:.3e} (scaled {:.3}), t {:.1}, \
@@ -141,7 +114,7 @@ fn bench_system(c: &mut Criterion, group_name: &str, controller: Option<Controll
             rec.time,
             rec.steps,
             rec.rhs_evals,
-            counted.jvps.get(),
+            rec.jvp_evals,
             elapsed.as_secs_f64() * 1e3,
         );
         if !rec.converged() {
@@ -199,5 +172,60 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, free, controlled, kernels);
+/// A whole training batch: the 64 controlled solves of the batch from the free equilibrium
+/// (as `method.controlled_start = "free"`), on one thread, per method; the free
+/// equilibrium comes from an Euler dt = 1 relaxation outside the timing.
+fn batch(c: &mut Criterion) {
+    let net = network();
+    let sys = system(&net, BATCH, Some(ControllerSettings::default()));
+    let free = sys.free();
+    let euler = SteadyStateOptions {
+        method: SolverMethod::Euler,
+        dt: 1.0,
+        ..SteadyStateOptions::default()
+    };
+    let phi0 = free.phi(&relax_from(&free, &free.initial_state(), &euler).states);
+    let z0 = sys.state_with_phi(&phi0).expect("shapes match");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("one thread");
+    let mut group = c.benchmark_group("steady_state_batch64");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let mut configs = configurations();
+    configs.retain(|(id, _)| ["euler_dt1.0", "tsit45", "anderson", "newton-krylov"].contains(id));
+    configs.push((
+        "anderson_no_stability_check",
+        SteadyStateOptions {
+            stability_check: false,
+            ..configs[2].1.clone()
+        },
+    ));
+    for (id, opts) in configs {
+        let solve = || pool.install(|| relax_from(&sys, &z0, &opts));
+        let start = Instant::now();
+        let out = solve();
+        let rhs: usize = out.records.iter().map(|r| r.rhs_evals).sum();
+        let jvp: usize = out.records.iter().map(|r| r.jvp_evals).sum();
+        let fallback = out.records.iter().filter(|r| r.fallback_from.is_some()).count();
+        eprintln!(
+            "[steady_state_batch64/{id}] converged {:.3}, fallback {fallback}, max residual {:.2e}, \
+             mean steps {:.1}, rhs_evals/sample {:.1}, jvp_evals/sample {:.1}, first solve {:.1} ms",
+            out.fraction_converged(),
+            out.max_residual(),
+            out.mean_steps(),
+            rhs as f64 / BATCH as f64,
+            jvp as f64 / BATCH as f64,
+            start.elapsed().as_secs_f64() * 1e3,
+        );
+        group.bench_function(id, |b| b.iter(|| black_box(solve())));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, free, controlled, kernels, batch);
 criterion_main!(benches);

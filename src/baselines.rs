@@ -4,11 +4,11 @@
 
 use crate::model::EquilibriumModel;
 use crate::params::Params;
-use crate::steady_state::{solve_columns, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::steady_state::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
 use crate::system::CoupledSystem;
 use nalgebra::DMatrix;
 
-/// The adjoint system of one sample at the free equilibrium phi0:
+/// The adjoint system at the free equilibria phi0 (one column per sample):
 /// `d lambda/dt = J_f(phi0)^T lambda - grad_phi L(phi0)`, whose steady state solves
 /// `J_f^T lambda = grad_phi L` (stable whenever the free equilibrium is). For the rate
 /// network `lambda = -(g, grad_y L)` with g the RBP adjoint `g = s'(v0) * (W^T g + D^T grad_y L)`;
@@ -23,6 +23,17 @@ pub struct AdjointSystem<'a, M: EquilibriumModel> {
 impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
     fn dim(&self) -> usize {
         self.model.state_dim()
+    }
+    fn batch(&self) -> usize {
+        self.phi0.ncols()
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        AdjointSystem {
+            model: self.model,
+            phi0: self.phi0.select_columns(columns),
+            input: self.input.select_columns(columns),
+            loss_gradient: self.loss_gradient.select_columns(columns),
+        }
     }
     fn time_constants(&self) -> Vec<f64> {
         vec![1.0; self.dim()]
@@ -46,19 +57,16 @@ pub fn state_loss_gradient<M: EquilibriumModel>(
     g
 }
 
-/// The adjoint system of sample j at the free equilibria phi0 (n x B).
+/// The adjoint system of every sample at the free equilibria phi0 (n x B).
 pub fn adjoint_system<'a, M: EquilibriumModel>(
     system: &CoupledSystem<'a, M>,
     phi0: &DMatrix<f64>,
-    j: usize,
 ) -> AdjointSystem<'a, M> {
-    let phi = phi0.columns(j, 1).into_owned();
-    let sample = system.sample(j);
     AdjointSystem {
         model: system.model(),
-        loss_gradient: state_loss_gradient(&sample, &phi),
-        input: sample.inputs().clone(),
-        phi0: phi,
+        loss_gradient: state_loss_gradient(system, phi0),
+        input: system.inputs().clone(),
+        phi0: phi0.clone(),
     }
 }
 
@@ -71,7 +79,7 @@ pub fn rbp_gradient<M: EquilibriumModel>(
     opts: &SteadyStateOptions,
 ) -> (Params, BatchSteadyState) {
     let zeros = DMatrix::zeros(phi0.nrows(), phi0.ncols());
-    let adjoints = solve_columns(|j| adjoint_system(system, phi0, j), &zeros, opts);
+    let adjoints = solve_batch(&adjoint_system(system, phi0), &zeros, opts);
     (
         gradient_from_adjoints(system, phi0, &adjoints.states),
         adjoints,

@@ -11,7 +11,7 @@ use crate::model::EquilibriumModel;
 use crate::params::Params;
 use crate::plasticity::{combine, least_control_update, relaxed_energy};
 use crate::rng::Rng;
-use crate::steady_state::{newton_polish, relax, SteadyStateOptions};
+use crate::steady_state::{newton_polish, relax, SteadyStateOptions, VectorField};
 use crate::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use nalgebra::DMatrix;
 use serde::Serialize;
@@ -275,8 +275,9 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
     }
     // The adjoint system is linear: one Newton step solves it to machine precision.
     let mut lambda = adjoints.states.clone();
+    let adjoint = adjoint_system(&free, &phi0);
     for j in 0..lambda.ncols() {
-        let adjoint = adjoint_system(&free, &phi0, j);
+        let adjoint = adjoint.select_samples(&[j]);
         let col = newton_polish(&adjoint, &lambda.columns(j, 1).into_owned(), 3);
         lambda.set_column(j, &col.column(0));
     }

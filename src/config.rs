@@ -195,6 +195,8 @@ pub struct TrainingConfig {
     pub eval_every: usize,
     /// Seed of the mini-batch order.
     pub seed: u64,
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
 }
 
 impl Default for TrainingConfig {
@@ -211,6 +213,7 @@ impl Default for TrainingConfig {
             batch_size: 64,
             eval_every: 1,
             seed: 0,
+            threads: 0,
         }
     }
 }
@@ -507,8 +510,8 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
     ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
     ("method.controlled_start", "start of the controlled relaxation: \"free\" (the free equilibrium, controller at rest) or \"zero\" (all zero, as the reference)"),
-    ("solver.method", "\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
-    ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration)"),
+    ("solver.method", "\"anderson\" or \"newton-krylov\" (batched equilibrium solvers with stability check and fallback), \"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
+    ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration); anderson accelerates this Euler map"),
     ("solver.atol", "steady state when every |tau dz/dt|_i <= atol + rtol |z_i| (> 0)"),
     ("solver.rtol", "relative part of the steady-state test (>= 0)"),
     ("solver.max_time", "give up at this time (time units)"),
@@ -517,6 +520,15 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("solver.ode_atol", "local absolute error tolerance of the adaptive integrators (keep well below atol)"),
     ("solver.initial_step", "first step of the adaptive integrators (0 = diffsol's heuristic)"),
     ("solver.divergence_bound", "a state entry beyond this magnitude counts as diverged"),
+    ("solver.max_iterations", "anderson / newton-krylov: iteration cap before the fallback (>= 1)"),
+    ("solver.anderson_memory", "anderson: previous iterates mixed (>= 1)"),
+    ("solver.anderson_damping", "anderson: mixing factor in (0, 1]"),
+    ("solver.anderson_regularization", "anderson: relative Tikhonov regularisation of its least squares (>= 0)"),
+    ("solver.krylov_dim", "newton-krylov: GMRES dimension per Newton step; also the Arnoldi dimension of the stability check (>= 1)"),
+    ("solver.newton_forcing", "newton-krylov: GMRES stops at |J d + r| <= forcing |r|, in (0, 1)"),
+    ("solver.stability_check", "anderson / newton-krylov: reject an equilibrium whose Jacobian has a Ritz value with positive real part (the flow would leave it)"),
+    ("solver.fallback", "anderson / newton-krylov: integrator for the samples they do not settle (\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\", \"euler\" or \"none\")"),
+    ("solver.chunk", "anderson / newton-krylov: samples iterated together (>= 1); results do not depend on the thread count"),
     ("training.optimizer", "\"adam\" (PyTorch Adam, L2 weight decay) or \"sgd\""),
     ("training.learning_rate", "base learning rate (> 0)"),
     ("training.weight_decay", "L2 weight decay added to the gradient (>= 0)"),
@@ -528,6 +540,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("training.batch_size", "samples per mini-batch (>= 1; reference 64)"),
     ("training.eval_every", "evaluate on the test split every this many epochs, and after the last"),
     ("training.seed", "seed of the mini-batch order"),
+    ("training.threads", "worker threads for the per-sample solves (0 = all cores); results do not depend on it"),
     ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\" or \"two-moons\""),
     ("data.mnist_dir", "directory with train-images-idx3-ubyte(.gz) etc."),
     ("data.test_fraction", "test share of digits and synthetic data, in (0, 1)"),

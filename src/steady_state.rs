@@ -10,13 +10,26 @@ use diffsol::{
     OdeSolverStopReason, VectorCommon,
 };
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 
-/// A vector field `r(z) = tau * dz/dt` on states z (dim x 1) with its exact Jacobian action.
-pub trait VectorField {
+mod accelerated;
+mod krylov;
+
+pub use krylov::rightmost_ritz_values;
+
+/// A vector field `r(z) = tau * dz/dt` on a batch of states z (dim x B, one column per
+/// sample, each column evolving on its own) with its exact Jacobian action.
+pub trait VectorField: Sync {
     /// Dimension of z.
     fn dim(&self) -> usize;
+    /// Number of samples B (columns of z).
+    fn batch(&self) -> usize;
+    /// The field of the samples `columns` only (in that order).
+    fn select_samples(&self, columns: &[usize]) -> Self
+    where
+        Self: Sized;
     /// Time constant of each component.
     fn time_constants(&self) -> Vec<f64>;
     /// `r(z)`.
@@ -28,6 +41,12 @@ pub trait VectorField {
 impl<M: EquilibriumModel> VectorField for CoupledSystem<'_, M> {
     fn dim(&self) -> usize {
         CoupledSystem::dim(self)
+    }
+    fn batch(&self) -> usize {
+        CoupledSystem::batch(self)
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        CoupledSystem::select_samples(self, columns)
     }
     fn time_constants(&self) -> Vec<f64> {
         CoupledSystem::time_constants(self)
@@ -55,17 +74,38 @@ pub enum SolverMethod {
     Esdirk34,
     /// TR-BDF2 (diffsol), dense LU.
     TrBdf2,
+    /// Anderson acceleration of the Euler map `z + dt r(z) / tau` (batched; does not follow the flow).
+    Anderson,
+    /// Matrix-free Newton-Krylov on `r(z) = 0`: GMRES on J v, backtracking line search (batched).
+    NewtonKrylov,
 }
 
 impl SolverMethod {
     /// Every method, for tests and reports.
-    pub const ALL: [SolverMethod; 5] = [
+    pub const ALL: [SolverMethod; 7] = [
+        SolverMethod::Euler,
+        SolverMethod::Tsit45,
+        SolverMethod::Bdf,
+        SolverMethod::Esdirk34,
+        SolverMethod::TrBdf2,
+        SolverMethod::Anderson,
+        SolverMethod::NewtonKrylov,
+    ];
+
+    /// The methods that integrate the ODE (and can record trajectories).
+    pub const INTEGRATORS: [SolverMethod; 5] = [
         SolverMethod::Euler,
         SolverMethod::Tsit45,
         SolverMethod::Bdf,
         SolverMethod::Esdirk34,
         SolverMethod::TrBdf2,
     ];
+
+    /// True for the methods that integrate the ODE in time; false for the accelerated
+    /// equilibrium solvers (Anderson, Newton-Krylov).
+    pub fn follows_flow(self) -> bool {
+        !matches!(self, SolverMethod::Anderson | SolverMethod::NewtonKrylov)
+    }
 
     /// Name as used in configs and on the command line.
     pub fn name(self) -> &'static str {
@@ -75,6 +115,8 @@ impl SolverMethod {
             SolverMethod::Bdf => "bdf",
             SolverMethod::Esdirk34 => "esdirk34",
             SolverMethod::TrBdf2 => "tr-bdf2",
+            SolverMethod::Anderson => "anderson",
+            SolverMethod::NewtonKrylov => "newton-krylov",
         }
     }
 }
@@ -103,6 +145,57 @@ pub struct SteadyStateOptions {
     pub initial_step: f64,
     /// A state with an entry beyond this magnitude counts as diverged.
     pub divergence_bound: f64,
+    /// Iteration cap of the accelerated solvers (Anderson iterations, Newton steps).
+    pub max_iterations: usize,
+    /// Anderson: number of previous iterates mixed (m >= 1).
+    pub anderson_memory: usize,
+    /// Anderson: damping (mixing) factor in (0, 1].
+    pub anderson_damping: f64,
+    /// Anderson: Tikhonov regularisation of its least-squares problem, relative to its scale.
+    pub anderson_regularization: f64,
+    /// Newton-Krylov: GMRES dimension per Newton step; also the Arnoldi dimension of the
+    /// stability check.
+    pub krylov_dim: usize,
+    /// Newton-Krylov: GMRES stops at `|J d + r| <= forcing |r|`.
+    pub newton_forcing: f64,
+    /// Accelerated solvers: check that a found equilibrium is stable (no Ritz value of the
+    /// Jacobian `diag(1/tau) dr/dz` in the right half-plane); unstable ones are reported
+    /// as such and go to the fallback.
+    pub stability_check: bool,
+    /// Accelerated solvers: samples that did not converge (or were unstable) are solved
+    /// again from their start by this integrator ("none": keep the failed record).
+    pub fallback: Fallback,
+    /// Accelerated solvers: samples solved together in one batched iteration. Fixed
+    /// chunks make results independent of the number of threads.
+    pub chunk: usize,
+}
+
+/// The integrator that re-solves samples an accelerated solver could not settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// Keep the failed record.
+    None,
+    Euler,
+    #[default]
+    Tsit45,
+    Bdf,
+    Esdirk34,
+    TrBdf2,
+}
+
+impl Fallback {
+    /// The integrator, if any.
+    pub fn method(self) -> Option<SolverMethod> {
+        match self {
+            Fallback::None => None,
+            Fallback::Euler => Some(SolverMethod::Euler),
+            Fallback::Tsit45 => Some(SolverMethod::Tsit45),
+            Fallback::Bdf => Some(SolverMethod::Bdf),
+            Fallback::Esdirk34 => Some(SolverMethod::Esdirk34),
+            Fallback::TrBdf2 => Some(SolverMethod::TrBdf2),
+        }
+    }
 }
 
 impl Default for SteadyStateOptions {
@@ -118,6 +211,15 @@ impl Default for SteadyStateOptions {
             ode_atol: 1e-10,
             initial_step: 0.0,
             divergence_bound: 1e8,
+            max_iterations: 1000,
+            anderson_memory: 10,
+            anderson_damping: 1.0,
+            anderson_regularization: 1e-10,
+            krylov_dim: 30,
+            newton_forcing: 1e-3,
+            stability_check: true,
+            fallback: Fallback::Tsit45,
+            chunk: 16,
         }
     }
 }
@@ -133,8 +235,28 @@ impl SteadyStateOptions {
         ensure_positive("solver.ode_atol", self.ode_atol)?;
         ensure_positive("solver.divergence_bound", self.divergence_bound)?;
         crate::error::ensure_non_negative("solver.initial_step", self.initial_step)?;
-        if self.max_steps == 0 {
-            return Err(invalid("solver.max_steps", 0, "an integer >= 1"));
+        for (key, value) in [
+            ("solver.max_steps", self.max_steps),
+            ("solver.max_iterations", self.max_iterations),
+            ("solver.anderson_memory", self.anderson_memory),
+            ("solver.krylov_dim", self.krylov_dim),
+            ("solver.chunk", self.chunk),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        let d = self.anderson_damping;
+        if !(d > 0.0 && d <= 1.0) {
+            return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));
+        }
+        crate::error::ensure_non_negative(
+            "solver.anderson_regularization",
+            self.anderson_regularization,
+        )?;
+        let f = self.newton_forcing;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(invalid("solver.newton_forcing", f, "a number in (0, 1)"));
         }
         Ok(())
     }
@@ -154,6 +276,12 @@ pub enum Termination {
     Diverged,
     /// The integrator failed (message from diffsol).
     SolverError(String),
+    /// An accelerated solver stopped improving (no progress over many iterations, or no
+    /// step of its line search reduced the residual).
+    Stalled,
+    /// An accelerated solver found an equilibrium that the flow does not settle on: the
+    /// Jacobian has an eigenvalue (Ritz value) with positive real part (`max_real`).
+    Unstable { max_real: f64 },
 }
 
 impl Termination {
@@ -165,6 +293,8 @@ impl Termination {
             Termination::MaxSteps => "max-steps",
             Termination::Diverged => "diverged",
             Termination::SolverError(_) => "solver-error",
+            Termination::Stalled => "stalled",
+            Termination::Unstable { .. } => "unstable",
         }
     }
 }
@@ -187,12 +317,18 @@ pub struct SteadyState {
     pub residual: f64,
     /// `max_i |r_i| / (atol + rtol |z_i|)`: converged when <= 1.
     pub scaled_residual: f64,
-    /// Time reached.
+    /// Time reached (0 for the accelerated solvers, which do not follow the flow).
     pub time: f64,
-    /// Steps taken.
+    /// Steps taken (integrator steps, Anderson iterations or Newton steps).
     pub steps: usize,
-    /// Evaluations of the vector field (including convergence checks).
+    /// Evaluations of the vector field (including convergence checks), over all attempts.
     pub rhs_evals: usize,
+    /// Jacobian-vector products (Newton-Krylov, stability checks), over all attempts.
+    pub jvp_evals: usize,
+    /// The method that produced `state`.
+    pub solver: SolverMethod,
+    /// When a fallback produced `state`: how the accelerated solver had ended.
+    pub fallback_from: Option<Termination>,
     /// States at the requested output times that were reached.
     pub trajectory: Option<Trajectory>,
 }
@@ -204,10 +340,11 @@ impl SteadyState {
     }
 }
 
-/// Integrates `tau dz/dt = r(z)` from `z0` until `|r_i| <= atol + rtol |z_i|` for all i,
-/// `max_time` or `max_steps`. With output times, the convergence test starts only after the
-/// last one, so the trajectory is complete. Options must be valid
-/// ([`SteadyStateOptions::validate`]).
+/// Integrates `tau dz/dt = r(z)` for one sample (`field.batch() == 1`) from `z0` until
+/// `|r_i| <= atol + rtol |z_i|` for all i, `max_time` or `max_steps`. With output times, the
+/// convergence test starts only after the last one, so the trajectory is complete. An
+/// accelerated method solves for the equilibrium instead (with its fallback; no
+/// trajectory). Options must be valid ([`SteadyStateOptions::validate`]).
 pub fn solve_steady_state<F: VectorField>(
     field: &F,
     z0: &DMatrix<f64>,
@@ -217,6 +354,10 @@ pub fn solve_steady_state<F: VectorField>(
     let monitor = Monitor::new(field, opts, output_times);
     match opts.method {
         SolverMethod::Euler => euler(z0, monitor),
+        SolverMethod::Anderson | SolverMethod::NewtonKrylov => {
+            let mut batch = solve_batch(field, z0, opts);
+            batch.records.remove(0)
+        }
         _ => with_diffsol(z0, monitor),
     }
 }
@@ -255,23 +396,52 @@ impl BatchSteadyState {
     }
 }
 
-/// Solves every column of `z0` on its own (samples never share step sizes), with the
-/// vector field of sample j given by `field_of_sample(j)`.
-pub fn solve_columns<F: VectorField>(
-    field_of_sample: impl Fn(usize) -> F,
+/// Solves every sample (column of `z0`) of a batched field. Integrators solve each sample
+/// on its own (samples never share step sizes); the accelerated solvers iterate fixed
+/// chunks of `opts.chunk` samples together (batched products; a sample that has converged
+/// stops costing work) and hand samples they could not settle to `opts.fallback`.
+/// Samples and chunks run in parallel on the current rayon pool; the result does not
+/// depend on the number of threads.
+pub fn solve_batch<F: VectorField>(
+    field: &F,
     z0: &DMatrix<f64>,
     opts: &SteadyStateOptions,
 ) -> BatchSteadyState {
-    let records: Vec<SteadyState> = (0..z0.ncols())
-        .map(|j| {
-            solve_steady_state(
-                &field_of_sample(j),
-                &z0.columns(j, 1).into_owned(),
-                opts,
-                &[],
-            )
-        })
-        .collect();
+    let b = z0.ncols();
+    let column = |j: usize| z0.columns(j, 1).into_owned();
+    let one = |j: usize, o: &SteadyStateOptions| {
+        solve_steady_state(&field.select_samples(&[j]), &column(j), o, &[])
+    };
+    let records: Vec<SteadyState> = if opts.method.follows_flow() {
+        (0..b).into_par_iter().map(|j| one(j, opts)).collect()
+    } else {
+        let columns: Vec<usize> = (0..b).collect();
+        let chunks: Vec<&[usize]> = columns.chunks(opts.chunk).collect();
+        let first: Vec<SteadyState> = chunks
+            .par_iter()
+            .flat_map_iter(|cols| {
+                accelerated::solve(&field.select_samples(cols), &z0.select_columns(*cols), opts)
+            })
+            .collect();
+        let fallback = opts.fallback.method().map(|method| SteadyStateOptions {
+            method,
+            ..opts.clone()
+        });
+        first
+            .into_par_iter()
+            .enumerate()
+            .map(|(j, rec)| match &fallback {
+                Some(fb) if !rec.converged() => {
+                    let mut again = one(j, fb);
+                    again.rhs_evals += rec.rhs_evals;
+                    again.jvp_evals += rec.jvp_evals;
+                    again.fallback_from = Some(rec.termination);
+                    again
+                }
+                _ => rec,
+            })
+            .collect()
+    };
     let columns: Vec<_> = records.iter().map(|r| r.state.column(0)).collect();
     BatchSteadyState {
         states: DMatrix::from_columns(&columns),
@@ -294,7 +464,31 @@ pub fn relax_from<M: EquilibriumModel>(
     z0: &DMatrix<f64>,
     opts: &SteadyStateOptions,
 ) -> BatchSteadyState {
-    solve_columns(|j| system.sample(j), z0, opts)
+    solve_batch(system, z0, opts)
+}
+
+/// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
+/// Converged when the second is <= 1.
+fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> (f64, f64) {
+    let (mut abs, mut scaled, mut finite) = (0.0f64, 0.0f64, true);
+    for (ri, zi) in r.iter().zip(z) {
+        let a = ri.abs();
+        finite &= a <= f64::MAX;
+        abs = abs.max(a);
+        scaled = scaled.max(a / (opts.atol + opts.rtol * zi.abs()));
+    }
+    if finite {
+        (abs, scaled)
+    } else {
+        (f64::NAN, f64::NAN)
+    }
+}
+
+/// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
+/// `divergence_bound`.
+fn diverged(z: &[f64], abs: f64, opts: &SteadyStateOptions) -> bool {
+    let bound = opts.divergence_bound;
+    abs.is_nan() || z.iter().any(|v| !v.is_finite() || v.abs() > bound)
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.
@@ -330,16 +524,7 @@ impl<'f, F: VectorField> Monitor<'f, F> {
 
     /// (max |r_i|, max |r_i| / (atol + rtol |z_i|)), NaN-propagating.
     fn measure(&self, z: &DMatrix<f64>, r: &DMatrix<f64>) -> (f64, f64) {
-        let mut abs = 0.0f64;
-        let mut scaled = 0.0f64;
-        for (ri, zi) in r.iter().zip(z.iter()) {
-            if !ri.is_finite() {
-                return (f64::NAN, f64::NAN);
-            }
-            abs = abs.max(ri.abs());
-            scaled = scaled.max(ri.abs() / (self.opts.atol + self.opts.rtol * zi.abs()));
-        }
-        (abs, scaled)
+        residual_size(z.as_slice(), r.as_slice(), self.opts)
     }
 
     fn all_outputs_recorded(&self) -> bool {
@@ -348,9 +533,8 @@ impl<'f, F: VectorField> Monitor<'f, F> {
 
     /// Checks the state z (with residual r) reached at time t after `steps` steps.
     fn check(&self, z: &DMatrix<f64>, r: &DMatrix<f64>, t: f64, steps: usize) -> Check {
-        let bound = self.opts.divergence_bound;
         let (abs, scaled) = self.measure(z, r);
-        if abs.is_nan() || z.iter().any(|v| !v.is_finite() || v.abs() > bound) {
+        if diverged(z.as_slice(), abs, self.opts) {
             Check::Stop(Termination::Diverged, abs, scaled)
         } else if scaled <= 1.0 && self.all_outputs_recorded() {
             Check::Stop(Termination::Converged, abs, scaled)
@@ -393,6 +577,9 @@ impl<'f, F: VectorField> Monitor<'f, F> {
             time,
             steps,
             rhs_evals: self.evals.get(),
+            jvp_evals: 0,
+            solver: self.opts.method,
+            fallback_from: None,
             trajectory,
         }
     }
@@ -443,6 +630,7 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
     let n = field.dim();
     let tau = field.time_constants();
     let evals = Cell::new(0usize);
+    let jvps = Cell::new(0usize);
     let rhs = |z: &[f64], _p: &[f64], _t: f64, out: &mut [f64]| {
         evals.set(evals.get() + 1);
         let r = field.residual(&DMatrix::from_column_slice(n, 1, z));
@@ -451,6 +639,7 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
         }
     };
     let jac = |z: &[f64], _p: &[f64], _t: f64, v: &[f64], out: &mut [f64]| {
+        jvps.set(jvps.get() + 1);
         let zm = DMatrix::from_column_slice(n, 1, z);
         let jv = field.residual_jvp(&zm, &DMatrix::from_column_slice(n, 1, v));
         for ((o, ji), ti) in out.iter_mut().zip(jv.iter()).zip(&tau) {
@@ -474,6 +663,7 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
             0,
         );
         rec.rhs_evals += evals.get();
+        rec.jvp_evals += jvps.get();
         rec
     };
     let problem = match problem {
@@ -497,9 +687,12 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
             Ok(s) => drive(s, taken, opts),
             Err(e) => fail(taken, e.to_string()),
         },
-        SolverMethod::Euler => unreachable!("Euler is not a diffsol method"),
+        SolverMethod::Euler | SolverMethod::Anderson | SolverMethod::NewtonKrylov => {
+            unreachable!("not a diffsol method")
+        }
     };
     record.rhs_evals += evals.get();
+    record.jvp_evals += jvps.get();
     record
 }
 

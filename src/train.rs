@@ -133,6 +133,7 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<(TrainingState, Outcome)> {
     let t = &config.training;
+    let pool = thread_pool(t.threads)?;
     while state.epochs_done() < t.epochs {
         let epoch = state.epochs_done() + 1;
         let start = Instant::now();
@@ -145,7 +146,8 @@ pub fn train(
                 return Ok((state, Outcome::Interrupted));
             }
             let (x, targets) = data.train.batch(idx);
-            let descent = batch_step(config, &trial_net, &x, &targets, &mut tally)?;
+            let descent =
+                pool.install(|| batch_step(config, &trial_net, &x, &targets, &mut tally))?;
             if let Some(g) = descent {
                 trial_opt.step(trial_net.params_mut(), &g)?;
             }
@@ -162,7 +164,7 @@ pub fn train(
         let evaluate = epoch.is_multiple_of(t.eval_every) || epoch == t.epochs;
         let (test_loss, test_accuracy) = if evaluate {
             // An interrupted evaluation discards the epoch, like an interrupted batch loop.
-            match evaluate_free(config, &trial_net, &data.test, stop)? {
+            match pool.install(|| evaluate_free(config, &trial_net, &data.test, stop))? {
                 Some(e) => (e.loss, e.accuracy),
                 None => return Ok((state, Outcome::Interrupted)),
             }
@@ -196,6 +198,17 @@ pub fn train(
         observer.on_epoch(&state, &metrics)?;
     }
     Ok((state, Outcome::Completed))
+}
+
+/// A pool of `threads` workers (0 = one per core) for the per-sample solves.
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| {
+            let allowed = format!("a thread count the system can start ({e})");
+            invalid("training.threads", threads, &allowed)
+        })
 }
 
 /// Loss and accuracy of free equilibria.

@@ -10,7 +10,7 @@ use nalgebra::DMatrix;
 /// A model whose free dynamics are `tau dphi/dt = f(phi, theta, x)`. The loss reads the
 /// last [`EquilibriumModel::output_dim`] components of `phi` (the output units); the
 /// others are hidden units.
-pub trait EquilibriumModel {
+pub trait EquilibriumModel: Sync {
     /// Dimension n of the state phi.
     fn state_dim(&self) -> usize;
     /// Number of output units (the last rows of phi).

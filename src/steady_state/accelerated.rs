@@ -1,0 +1,413 @@
+//! The accelerated equilibrium solvers on one chunk of samples: Anderson acceleration of
+//! the Euler map and matrix-free Newton-Krylov. Each iteration evaluates the residual (and
+//! the Jacobian action) of all samples still running in one batched call; a sample leaves
+//! the batch as soon as it converges or fails. Neither follows the flow, so an equilibrium
+//! they find is checked for stability before it is accepted.
+
+use super::krylov::{gmres, rightmost_ritz_values};
+use super::{
+    diverged, residual_size, SolverMethod, SteadyState, SteadyStateOptions, Termination,
+    VectorField,
+};
+use nalgebra::{DMatrix, DVector};
+
+/// Solves every column of `z0` with `opts.method` (Anderson or Newton-Krylov), then checks
+/// the stability of the equilibria found when `opts.stability_check` is on.
+pub(super) fn solve<F: VectorField>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+) -> Vec<SteadyState> {
+    let mut records = match opts.method {
+        SolverMethod::Anderson => iterate(field, z0, opts, Anderson::new),
+        SolverMethod::NewtonKrylov => newton_krylov(field, z0, opts),
+        _ => unreachable!("not an accelerated method"),
+    };
+    if opts.stability_check {
+        check_stability(field, &mut records, opts);
+    }
+    records
+}
+
+/// Iterations without a new best residual after which Anderson clears its history.
+fn restart_after(opts: &SteadyStateOptions) -> usize {
+    2 * opts.anderson_memory.max(5)
+}
+
+/// Iterations without a new best residual after which a sample counts as stalled.
+fn stall_after(opts: &SteadyStateOptions) -> usize {
+    10 * opts.anderson_memory.max(5)
+}
+
+/// One sample's progress: iteration count and the best scaled residual so far.
+struct Progress {
+    iterations: usize,
+    evals: usize,
+    jvps: usize,
+    best: f64,
+    since_best: usize,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            iterations: 0,
+            evals: 0,
+            jvps: 0,
+            best: f64::INFINITY,
+            since_best: 0,
+        }
+    }
+
+    /// The stop reason at iterate z with residual r, or None to go on.
+    fn verdict(
+        &mut self,
+        z: &[f64],
+        r: &[f64],
+        opts: &SteadyStateOptions,
+    ) -> Option<(Termination, (f64, f64))> {
+        let size = residual_size(z, r, opts);
+        let stop = if diverged(z, size.0, opts) {
+            Some(Termination::Diverged)
+        } else if size.1 <= 1.0 {
+            Some(Termination::Converged)
+        } else if self.iterations >= opts.max_iterations {
+            Some(Termination::MaxSteps)
+        } else {
+            if size.1 < self.best {
+                self.best = size.1;
+                self.since_best = 0;
+            } else {
+                self.since_best += 1;
+            }
+            (self.since_best > stall_after(opts)).then_some(Termination::Stalled)
+        };
+        if stop.is_none() {
+            self.iterations += 1;
+        }
+        stop.map(|t| (t, size))
+    }
+
+    fn record(
+        &self,
+        z: DMatrix<f64>,
+        termination: Termination,
+        (residual, scaled_residual): (f64, f64),
+        method: SolverMethod,
+    ) -> SteadyState {
+        SteadyState {
+            state: z,
+            termination,
+            residual,
+            scaled_residual,
+            time: 0.0,
+            steps: self.iterations,
+            rhs_evals: self.evals,
+            jvp_evals: self.jvps,
+            solver: method,
+            fallback_from: None,
+            trajectory: None,
+        }
+    }
+}
+
+/// A method that moves one sample to its next iterate from the residual at the current one.
+trait Lane {
+    fn state(&self) -> &DVector<f64>;
+    fn progress(&mut self) -> &mut Progress;
+    /// The next iterate, given `r` at the current one.
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, opts: &SteadyStateOptions);
+}
+
+/// Runs `Lane`s of every column to a verdict, evaluating the residual of all running
+/// samples in one batched call per iteration.
+fn iterate<F: VectorField, L: Lane>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+    lane: impl Fn(DVector<f64>) -> L,
+) -> Vec<SteadyState> {
+    let n = field.dim();
+    let inv_tau = DVector::from_iterator(n, field.time_constants().iter().map(|t| 1.0 / t));
+    let mut lanes: Vec<L> = (0..z0.ncols())
+        .map(|j| lane(z0.column(j).into_owned()))
+        .collect();
+    let mut out: Vec<Option<SteadyState>> = vec![None; lanes.len()];
+    let mut active: Vec<usize> = (0..lanes.len()).collect();
+    let mut sub = field.select_samples(&active);
+    while !active.is_empty() {
+        let z = stack_columns(n, active.iter().map(|&j| lanes[j].state()));
+        let r = sub.residual(&z);
+        let mut finished = false;
+        for (k, &j) in active.iter().enumerate() {
+            let rk = &r.as_slice()[k * n..(k + 1) * n];
+            let lane = &mut lanes[j];
+            lane.progress().evals += 1;
+            let zk = lane.state().clone();
+            if let Some((term, size)) = lane.progress().verdict(zk.as_slice(), rk, opts) {
+                out[j] = Some(
+                    lane.progress()
+                        .record(as_column(&zk), term, size, opts.method),
+                );
+                finished = true;
+            } else {
+                lane.advance(rk, &inv_tau, opts);
+            }
+        }
+        if finished {
+            active.retain(|&j| out[j].is_none());
+            if !active.is_empty() {
+                sub = field.select_samples(&active);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every sample ends"))
+        .collect()
+}
+
+/// Anderson acceleration (type II, memory m) of the fixed-point map
+/// `g(z) = z + dt r(z) / tau`: with `f = g(z) - z` and the last m differences dZ, dF of
+/// iterates and of f, `gamma = argmin |f - dF gamma|^2 + lambda |gamma|^2` and
+/// `z <- z + beta f - (dZ + beta dF) gamma` (beta: damping). The history is cleared when
+/// the residual has not improved for a while (restart on stagnation) or the small
+/// least-squares problem is singular.
+struct Anderson {
+    z: DVector<f64>,
+    previous: Option<(DVector<f64>, DVector<f64>)>,
+    dz: Vec<DVector<f64>>,
+    df: Vec<DVector<f64>>,
+    /// Gram matrix dF^T dF of the stored differences (ring buffer slots).
+    gram: DMatrix<f64>,
+    slot: usize,
+    progress: Progress,
+}
+
+impl Anderson {
+    fn new(z: DVector<f64>) -> Self {
+        Anderson {
+            z,
+            previous: None,
+            dz: Vec::new(),
+            df: Vec::new(),
+            gram: DMatrix::zeros(0, 0),
+            slot: 0,
+            progress: Progress::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.dz.clear();
+        self.df.clear();
+        self.slot = 0;
+    }
+
+    fn push(&mut self, dz: DVector<f64>, df: DVector<f64>, memory: usize) {
+        if self.gram.nrows() != memory {
+            self.gram = DMatrix::zeros(memory, memory);
+        }
+        let s = self.slot;
+        if self.dz.len() < memory {
+            self.dz.push(dz);
+            self.df.push(df);
+        } else {
+            self.dz[s] = dz;
+            self.df[s] = df;
+        }
+        for i in 0..self.df.len() {
+            let g = self.df[s].dot(&self.df[i]);
+            self.gram[(s, i)] = g;
+            self.gram[(i, s)] = g;
+        }
+        self.slot = (s + 1) % memory;
+    }
+}
+
+impl Lane for Anderson {
+    fn state(&self) -> &DVector<f64> {
+        &self.z
+    }
+    fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, opts: &SteadyStateOptions) {
+        let m = opts.anderson_memory;
+        let f = DVector::from_iterator(
+            r.len(),
+            r.iter().zip(inv_tau.iter()).map(|(r, it)| opts.dt * r * it),
+        );
+        if let Some((z_prev, f_prev)) = self.previous.take() {
+            self.push(&self.z - z_prev, &f - f_prev, m);
+        }
+        let since = self.progress.since_best;
+        if since > 0 && since.is_multiple_of(restart_after(opts)) {
+            self.clear();
+        }
+        let beta = opts.anderson_damping;
+        let mut next = &self.z + &f * beta;
+        let k = self.df.len();
+        if k > 0 {
+            let mut g = self.gram.view((0, 0), (k, k)).into_owned();
+            let scale = (0..k).map(|i| g[(i, i)]).fold(0.0f64, f64::max);
+            for i in 0..k {
+                g[(i, i)] += opts.anderson_regularization * scale + f64::MIN_POSITIVE;
+            }
+            let rhs = DVector::from_fn(k, |i, _| self.df[i].dot(&f));
+            match g.cholesky().map(|c| c.solve(&rhs)) {
+                Some(gamma) if gamma.iter().all(|v| v.is_finite()) => {
+                    for (i, &gi) in gamma.iter().enumerate() {
+                        next.axpy(-gi, &self.dz[i], 1.0);
+                        next.axpy(-gi * beta, &self.df[i], 1.0);
+                    }
+                }
+                _ => self.clear(),
+            }
+        }
+        self.previous = Some((std::mem::replace(&mut self.z, next), f));
+    }
+}
+
+/// Newton's method on `r(z) = 0`: the step d solves `J d = -r` by GMRES on the exact
+/// Jacobian action (to `|J d + r| <= forcing |r|`, at most `krylov_dim` products), then a
+/// backtracking line search takes `z + lambda d` with the first lambda in 1, 1/2, 1/4, ...
+/// that reduces |r| by the factor `1 - 1e-4 lambda`; no such lambda after 10 halvings ends
+/// the sample as stalled.
+fn newton_krylov<F: VectorField>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+) -> Vec<SteadyState> {
+    let b = z0.ncols();
+    let mut z: Vec<DVector<f64>> = (0..b).map(|j| z0.column(j).into_owned()).collect();
+    let mut progress: Vec<Progress> = (0..b).map(|_| Progress::new()).collect();
+    let r0 = field.residual(z0);
+    let mut r: Vec<DVector<f64>> = (0..b).map(|j| r0.column(j).into_owned()).collect();
+    let mut out: Vec<Option<SteadyState>> = vec![None; b];
+    let mut active: Vec<usize> = (0..b).collect();
+    let n = z0.nrows();
+    let stack = |cols: &[usize], v: &[DVector<f64>]| stack_columns(n, cols.iter().map(|&j| &v[j]));
+    for p in progress.iter_mut() {
+        p.evals += 1;
+    }
+    while !active.is_empty() {
+        for &j in &active {
+            if let Some((term, size)) = progress[j].verdict(z[j].as_slice(), r[j].as_slice(), opts)
+            {
+                out[j] = Some(progress[j].record(as_column(&z[j]), term, size, opts.method));
+            }
+        }
+        active.retain(|&j| out[j].is_none());
+        if active.is_empty() {
+            break;
+        }
+        let sub = field.select_samples(&active);
+        let zs = stack(&active, &z);
+        let rs = stack(&active, &r);
+        let tol: Vec<f64> = active
+            .iter()
+            .map(|&j| opts.newton_forcing * r[j].norm())
+            .collect();
+        let (d, products) = gmres(|v| sub.residual_jvp(&zs, v), &(-&rs), &tol, opts.krylov_dim);
+        let mut pending: Vec<usize> = (0..active.len()).collect();
+        let mut lambda = 1.0;
+        for _ in 0..=10 {
+            let cols: Vec<usize> = pending.iter().map(|&k| active[k]).collect();
+            let trial = DMatrix::from_columns(
+                &pending
+                    .iter()
+                    .map(|&k| &z[active[k]] + d.column(k) * lambda)
+                    .collect::<Vec<_>>(),
+            );
+            let r_trial = field.select_samples(&cols).residual(&trial);
+            let mut still = Vec::new();
+            for (t, &k) in pending.iter().enumerate() {
+                let j = active[k];
+                progress[j].evals += 1;
+                let rt = r_trial.column(t);
+                if rt.norm() <= (1.0 - 1e-4 * lambda) * r[j].norm() {
+                    z[j] = trial.column(t).into_owned();
+                    r[j] = rt.into_owned();
+                } else {
+                    still.push(k);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            lambda *= 0.5;
+        }
+        for (k, &j) in active.iter().enumerate() {
+            progress[j].jvps += products;
+            if pending.contains(&k) {
+                let size = residual_size(z[j].as_slice(), r[j].as_slice(), opts);
+                out[j] = Some(progress[j].record(
+                    as_column(&z[j]),
+                    Termination::Stalled,
+                    size,
+                    opts.method,
+                ));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every sample ends"))
+        .collect()
+}
+
+/// The vectors as the columns of an n x k matrix.
+fn stack_columns<'a>(
+    n: usize,
+    columns: impl ExactSizeIterator<Item = &'a DVector<f64>>,
+) -> DMatrix<f64> {
+    let mut m = DMatrix::zeros(n, columns.len());
+    for (k, c) in columns.enumerate() {
+        m.set_column(k, c);
+    }
+    m
+}
+
+fn as_column(v: &DVector<f64>) -> DMatrix<f64> {
+    DMatrix::from_column_slice(v.len(), 1, v.as_slice())
+}
+
+/// Marks converged records whose equilibrium is unstable: the rightmost Ritz value of
+/// `diag(1/tau) dr/dz` there has a positive real part (beyond round-off).
+fn check_stability<F: VectorField>(
+    field: &F,
+    records: &mut [SteadyState],
+    opts: &SteadyStateOptions,
+) {
+    let converged: Vec<usize> = (0..records.len())
+        .filter(|&j| records[j].converged())
+        .collect();
+    if converged.is_empty() {
+        return;
+    }
+    let sub = field.select_samples(&converged);
+    let z = DMatrix::from_columns(
+        &converged
+            .iter()
+            .map(|&j| records[j].state.column(0))
+            .collect::<Vec<_>>(),
+    );
+    let inv_tau =
+        DVector::from_iterator(field.dim(), field.time_constants().iter().map(|t| 1.0 / t));
+    let apply = |v: &DMatrix<f64>| {
+        let mut jv = sub.residual_jvp(&z, v);
+        for mut col in jv.column_iter_mut() {
+            col.component_mul_assign(&inv_tau);
+        }
+        jv
+    };
+    let (values, products) =
+        rightmost_ritz_values(apply, field.dim(), converged.len(), opts.krylov_dim);
+    for (&j, &max_real) in converged.iter().zip(&values) {
+        let rec = &mut records[j];
+        rec.jvp_evals += products;
+        if max_real.is_nan() || max_real > 1e-9 {
+            rec.termination = Termination::Unstable { max_real };
+        }
+    }
+}
