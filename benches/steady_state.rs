@@ -211,7 +211,11 @@ fn batch(c: &mut Criterion) {
         let out = solve();
         let rhs: usize = out.records.iter().map(|r| r.rhs_evals).sum();
         let jvp: usize = out.records.iter().map(|r| r.jvp_evals).sum();
-        let fallback = out.records.iter().filter(|r| r.fallback_from.is_some()).count();
+        let fallback = out
+            .records
+            .iter()
+            .filter(|r| r.fallback_from.is_some())
+            .count();
         eprintln!(
             "[steady_state_batch64/{id}] converged {:.3}, fallback {fallback}, max residual {:.2e}, \
              mean steps {:.1}, rhs_evals/sample {:.1}, jvp_evals/sample {:.1}, first solve {:.1} ms",

@@ -39,6 +39,9 @@ pub enum Command {
     /// <output.dir>/simulate-NAME with the arrays (.npy), a table (trajectories.csv),
     /// simulate.json and one figure per sample.
     Simulate(SimulateArgs),
+    /// Training throughput (samples/s over the first mini-batches, per thread count), the
+    /// GFLOP/s of the batched controlled residual and this machine's dgemm peak.
+    Throughput(ThroughputArgs),
 }
 
 /// Network connectivity on the command line.
@@ -300,6 +303,18 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Mini-batches timed per thread count (the first ones of epoch 1, from the initial weights).
+    #[arg(long, default_value_t = 20)]
+    pub batches: usize,
+    /// Thread counts to time (0 = all cores).
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    pub threads: Vec<usize>,
 }
 
 #[derive(Args, Debug)]

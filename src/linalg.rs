@@ -83,3 +83,19 @@ pub fn mul_tr(a: DMatrixView<'_, f64>, b: DMatrixView<'_, f64>) -> DMatrix<f64> 
     );
     c
 }
+
+/// Achieved GFLOP/s of one `n x n` times `n x n` product on the calling thread (the dgemm
+/// peak of this library and machine): the best of `repeats` timed products.
+pub fn dgemm_gflops(n: usize, repeats: usize) -> f64 {
+    let a = DMatrix::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 11) as f64 * 0.1);
+    let b = DMatrix::from_fn(n, n, |i, j| ((i * 5 + j) % 13) as f64 * 0.1);
+    let mut c = DMatrix::zeros(n, n);
+    let best = (0..repeats.max(1))
+        .map(|_| {
+            let start = std::time::Instant::now();
+            gemm(&mut c, 1.0, a.as_view(), Op::Plain, b.as_view(), false);
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}

@@ -6,7 +6,7 @@ mod cli;
 use clap::Parser;
 use cli::{
     rename_simulate_field, CheckArgs, Cli, Command, ConfigArgs, EquilibriumArgs, EquilibriumMethod,
-    ModelKind, PlotArgs, SimulateArgs, TrainArgs,
+    ModelKind, PlotArgs, SimulateArgs, ThroughputArgs, TrainArgs,
 };
 use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => plot(&args),
         Command::Equilibrium(args) => equilibrium(&args),
         Command::Simulate(args) => simulate(&args),
+        Command::Throughput(args) => throughput(&args),
     };
     match outcome {
         Ok(code) => code,
@@ -355,6 +356,95 @@ impl Observer for CliObserver {
         }
         Ok(())
     }
+}
+
+/// Training throughput at each thread count, the batched kernel's GFLOP/s and the dgemm peak.
+fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
+    use lcsim::linalg::dgemm_gflops;
+    use lcsim::model::EquilibriumModel;
+    use lcsim::train::time_batches;
+    use std::time::Instant;
+    let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
+    if args.batches == 0 {
+        return Err(lcsim::error::invalid("--batches", 0, "an integer >= 1"));
+    }
+    let data = load_split(&config.data)?;
+    let t = &config.training;
+    let per_epoch = data.train.len().div_ceil(t.batch_size);
+    let fresh = || {
+        TrainingState::new(
+            &config,
+            data.train.n_inputs(),
+            data.train.n_classes,
+            per_epoch,
+        )
+    };
+    let net = fresh()?.net;
+    println!(
+        "lcsim {} throughput: {} on {}, {} {} -> {:?} -> {}, batch {}, solver {} (chunk {}, stability check {}, fallback {:?}), {} batches per thread count",
+        env!("CARGO_PKG_VERSION"),
+        config.method.name.name(),
+        config.data.source.name(),
+        format!("{:?}", config.model.kind).to_lowercase(),
+        net.n_x(),
+        config.model.hidden,
+        net.n_y(),
+        t.batch_size,
+        config.solver.method.name(),
+        config.solver.chunk,
+        config.solver.stability_check,
+        config.solver.fallback,
+        args.batches,
+    );
+    for &threads in &args.threads {
+        let m = time_batches(&config, &data, fresh()?, args.batches, threads)?;
+        println!(
+            "  training, {} thread(s): {:.0} samples/s ({} samples in {:.2} s; mean steps {:.1}, unconverged {:.2}%)",
+            m.threads,
+            m.samples_per_second(),
+            m.samples,
+            m.seconds,
+            m.mean_steps,
+            100.0 * m.fraction_unconverged,
+        );
+    }
+    // The batched controlled residual on `chunk` samples (what one solver iteration costs).
+    let b = config.solver.chunk.min(data.train.len());
+    let idx: Vec<usize> = (0..b).collect();
+    let (x, targets) = data.train.batch(&idx);
+    let objective = Objective::new(config.method.loss, config.method.loss_scale, t.batch_size);
+    let sys = CoupledSystem::new(
+        &net,
+        x,
+        targets,
+        objective,
+        config.dynamics.tau_v,
+        Some(config.controller_settings()),
+    )?;
+    let mut rng = lcsim::rng::Rng::seed_from_u64(1);
+    let z = DMatrix::from_fn(sys.dim(), b, |_, _| rng.uniform_range(-0.5, 0.5));
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(sys.residual(&z));
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let (n_h, n_y) = (net.hidden_dim() as f64, net.n_y() as f64);
+    // Forward (W; D) s(v) and feedback (W; D)^T psi: 2 * 2 n_h (n_h + n_y) flop per sample.
+    let kernel = 4.0 * n_h * (n_h + n_y) * b as f64 / median / 1e9;
+    let peak = dgemm_gflops(2048, 3);
+    println!(
+        "  batched controlled residual, {b} samples, 1 thread: {:.1} us, {kernel:.1} GFLOP/s",
+        median * 1e6
+    );
+    println!(
+        "  dgemm 2048 x 2048 x 2048 (faer), 1 thread: {peak:.1} GFLOP/s; kernel at {:.0}% of it",
+        100.0 * kernel / peak
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn train(args: &TrainArgs) -> Result<ExitCode> {

@@ -325,7 +325,9 @@ pub fn simulate_dataset_samples<M: EquilibriumModel>(
 /// tau_e de/dt   = -e + s'(v) * (W^T e + D^T u)          t_on <= t <= t_end,
 /// ```
 ///
-/// each integrated with `opts.method` (the controlled segment in shifted time t - t_on),
+/// each integrated with `opts.method` (the controlled segment in shifted time t - t_on; an
+/// accelerated method, which does not follow the flow, is replaced by its fallback
+/// integrator, see [`SteadyStateOptions::integrator`]),
 /// recorded at `times` (t_end = the last time): before t_on the free state with u_i = e =
 /// u = 0, from t_on on the controlled state. Each segment is integrated to its last output
 /// time, whether or not its state has settled; `opts.max_time` is replaced by the segment's
@@ -347,6 +349,7 @@ pub fn simulate_switch_on<M: EquilibriumModel>(
         ));
     }
     opts.validate()?;
+    let opts = &opts.integrator();
     let last = times.last().copied().unwrap_or(f64::NAN);
     if times.is_empty()
         || times.iter().any(|t| !t.is_finite() || *t < 0.0)
@@ -807,7 +810,7 @@ fn simulation_json(
         "controller": config.controller_settings(),
         "loss": sim.loss.name(),
         "loss_scale": sim.loss_scale,
-        "solver": config.solver.method.name(),
+        "solver": config.solver.integrator().method.name(),
         "points": sim.times.len(),
         "switch_index": sim.switch_index,
         "n_hidden": sim.n_hidden(),

@@ -225,6 +225,20 @@ impl Default for SteadyStateOptions {
 }
 
 impl SteadyStateOptions {
+    /// The options for following the flow in time (trajectories): these options when the
+    /// method is an integrator, else with the fallback integrator (Tsit45 if none).
+    pub fn integrator(&self) -> SteadyStateOptions {
+        let method = if self.method.follows_flow() {
+            self.method
+        } else {
+            self.fallback.method().unwrap_or(SolverMethod::Tsit45)
+        };
+        SteadyStateOptions {
+            method,
+            ..self.clone()
+        }
+    }
+
     /// Checks every field (names as in the config file's `solver` table).
     pub fn validate(&self) -> Result<()> {
         ensure_positive("solver.dt", self.dt)?;

@@ -200,6 +200,56 @@ pub fn train(
     Ok((state, Outcome::Completed))
 }
 
+/// What [`time_batches`] measured.
+#[derive(Clone, Debug)]
+pub struct BatchTiming {
+    pub threads: usize,
+    pub samples: usize,
+    pub seconds: f64,
+    /// Mean steps (iterations) of the controlled or adjoint solves.
+    pub mean_steps: f64,
+    /// Fraction of those solves that did not converge.
+    pub fraction_unconverged: f64,
+}
+
+impl BatchTiming {
+    /// Training throughput.
+    pub fn samples_per_second(&self) -> f64 {
+        self.samples as f64 / self.seconds
+    }
+}
+
+/// Trains on the first `batches` mini-batches of epoch 1 from `state` (free solve, update
+/// of the configured method, optimizer step: the whole training step) on a pool of
+/// `threads` workers, and times it. Nothing is evaluated or written.
+pub fn time_batches(
+    config: &Config,
+    data: &Split,
+    mut state: TrainingState,
+    batches: usize,
+    threads: usize,
+) -> Result<BatchTiming> {
+    let t = &config.training;
+    let pool = thread_pool(threads)?;
+    let order = epoch_batches(data.train.len(), t.batch_size, t.seed, 1);
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    for idx in order.iter().take(batches) {
+        let (x, targets) = data.train.batch(idx);
+        let descent = pool.install(|| batch_step(config, &state.net, &x, &targets, &mut tally))?;
+        if let Some(g) = descent {
+            state.optimizer.step(state.net.params_mut(), &g)?;
+        }
+    }
+    Ok(BatchTiming {
+        threads: pool.current_num_threads(),
+        samples: tally.samples,
+        seconds: start.elapsed().as_secs_f64(),
+        mean_steps: tally.steps / tally.solves.max(1) as f64,
+        fraction_unconverged: tally.unconverged as f64 / tally.solves.max(1) as f64,
+    })
+}
+
 /// A pool of `threads` workers (0 = one per core) for the per-sample solves.
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
