@@ -52,6 +52,15 @@ impl Activation {
         }
     }
 
+    /// The curvature s''(v) given the rate s = s(v).
+    pub fn curvature_at_rate(self, s: f64) -> f64 {
+        match self {
+            Activation::Tanh => -2.0 * s * (1.0 - s * s),
+            Activation::Relu => 0.0,
+            Activation::Sigmoid => s * (1.0 - s) * (1.0 - 2.0 * s),
+        }
+    }
+
     /// The curvature s''(v) (zero for relu away from its kink).
     pub fn curvature(self, v: f64) -> f64 {
         match self {

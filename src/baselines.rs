@@ -18,6 +18,25 @@ pub struct AdjointSystem<'a, M: EquilibriumModel> {
     phi0: DMatrix<f64>,
     input: DMatrix<f64>,
     loss_gradient: DMatrix<f64>,
+    /// The model linearised at phi0 (the adjoint system is linear).
+    lin: M::Linearization,
+}
+
+impl<'a, M: EquilibriumModel> AdjointSystem<'a, M> {
+    fn new(
+        model: &'a M,
+        phi0: DMatrix<f64>,
+        input: DMatrix<f64>,
+        loss_gradient: DMatrix<f64>,
+    ) -> Self {
+        AdjointSystem {
+            lin: model.linearize(&phi0, &input, None),
+            model,
+            phi0,
+            input,
+            loss_gradient,
+        }
+    }
 }
 
 impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
@@ -28,21 +47,21 @@ impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
         self.phi0.ncols()
     }
     fn select_samples(&self, columns: &[usize]) -> Self {
-        AdjointSystem {
-            model: self.model,
-            phi0: self.phi0.select_columns(columns),
-            input: self.input.select_columns(columns),
-            loss_gradient: self.loss_gradient.select_columns(columns),
-        }
+        AdjointSystem::new(
+            self.model,
+            self.phi0.select_columns(columns),
+            self.input.select_columns(columns),
+            self.loss_gradient.select_columns(columns),
+        )
     }
     fn time_constants(&self) -> Vec<f64> {
         vec![1.0; self.dim()]
     }
     fn residual(&self, lambda: &DMatrix<f64>) -> DMatrix<f64> {
-        self.model.vjp(&self.phi0, &self.input, lambda) - &self.loss_gradient
+        self.model.vjp_at(&self.lin, lambda) - &self.loss_gradient
     }
     fn residual_jvp(&self, _lambda: &DMatrix<f64>, d: &DMatrix<f64>) -> DMatrix<f64> {
-        self.model.vjp(&self.phi0, &self.input, d)
+        self.model.vjp_at(&self.lin, d)
     }
 }
 
@@ -62,12 +81,12 @@ pub fn adjoint_system<'a, M: EquilibriumModel>(
     system: &CoupledSystem<'a, M>,
     phi0: &DMatrix<f64>,
 ) -> AdjointSystem<'a, M> {
-    AdjointSystem {
-        model: system.model(),
-        loss_gradient: state_loss_gradient(system, phi0),
-        input: system.inputs().clone(),
-        phi0: phi0.clone(),
-    }
+    AdjointSystem::new(
+        system.model(),
+        phi0.clone(),
+        system.inputs().clone(),
+        state_loss_gradient(system, phi0),
+    )
 }
 
 /// The RBP gradient of the batch loss `combine * sum_samples scale * L(phi0)` at free

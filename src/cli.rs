@@ -95,8 +95,9 @@ impl DynamicsArgs {
 /// How steady states are reached.
 #[derive(Args, Debug, Clone)]
 pub struct SolverArgs {
-    /// Integration method.
-    #[arg(long, value_enum, default_value_t = SolverMethod::Tsit45)]
+    /// Steady-state method (anderson and newton-krylov check stability and fall back to
+    /// tsit45 for samples they do not settle).
+    #[arg(long, value_enum, default_value_t = SolverMethod::default())]
     pub solver: SolverMethod,
     /// Step of forward Euler (time units; dt = 1 with all tau = 1 is the reference iteration).
     #[arg(long, default_value_t = 0.2)]

@@ -19,6 +19,9 @@ mod krylov;
 
 pub use krylov::rightmost_ritz_values;
 
+/// `dz -> (dr/dz) dz` at a fixed z.
+pub type JacobianAction<'a> = Box<dyn Fn(&DMatrix<f64>) -> DMatrix<f64> + 'a>;
+
 /// A vector field `r(z) = tau * dz/dt` on a batch of states z (dim x B, one column per
 /// sample, each column evolving on its own) with its exact Jacobian action.
 pub trait VectorField: Sync {
@@ -36,6 +39,12 @@ pub trait VectorField: Sync {
     fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64>;
     /// `(dr/dz) dz`.
     fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The Jacobian action at a fixed z for many dz (a field may precompute what does not
+    /// depend on dz).
+    fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
+        let z = z.clone();
+        Box::new(move |dz| self.residual_jvp(&z, dz))
+    }
 }
 
 impl<M: EquilibriumModel> VectorField for CoupledSystem<'_, M> {
@@ -57,6 +66,9 @@ impl<M: EquilibriumModel> VectorField for CoupledSystem<'_, M> {
     fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
         CoupledSystem::residual_jvp(self, z, dz)
     }
+    fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
+        Box::new(CoupledSystem::jacobian_at(self, z))
+    }
 }
 
 /// How the ODE is integrated.
@@ -66,7 +78,6 @@ pub enum SolverMethod {
     /// Fixed-step forward Euler, `z += dt * r(z) / tau` (with dt = 1, tau = 1: the reference iteration).
     Euler,
     /// Tsitouras 5(4) explicit Runge-Kutta (diffsol), adaptive.
-    #[default]
     Tsit45,
     /// Variable-order BDF (diffsol), dense LU.
     Bdf,
@@ -74,7 +85,8 @@ pub enum SolverMethod {
     Esdirk34,
     /// TR-BDF2 (diffsol), dense LU.
     TrBdf2,
-    /// Anderson acceleration of the Euler map `z + dt r(z) / tau` (batched; does not follow the flow).
+    /// Anderson acceleration of the Euler map `z + h r(z) / tau` (batched; does not follow the flow).
+    #[default]
     Anderson,
     /// Matrix-free Newton-Krylov on `r(z) = 0`: GMRES on J v, backtracking line search (batched).
     NewtonKrylov,
@@ -147,14 +159,15 @@ pub struct SteadyStateOptions {
     pub divergence_bound: f64,
     /// Iteration cap of the accelerated solvers (Anderson iterations, Newton steps).
     pub max_iterations: usize,
+    /// Anderson: step h of the Euler map `z + h r(z) / tau` it accelerates.
+    pub anderson_step: f64,
     /// Anderson: number of previous iterates mixed (m >= 1).
     pub anderson_memory: usize,
     /// Anderson: damping (mixing) factor in (0, 1].
     pub anderson_damping: f64,
     /// Anderson: Tikhonov regularisation of its least-squares problem, relative to its scale.
     pub anderson_regularization: f64,
-    /// Newton-Krylov: GMRES dimension per Newton step; also the Arnoldi dimension of the
-    /// stability check.
+    /// Newton-Krylov: GMRES dimension per Newton step.
     pub krylov_dim: usize,
     /// Newton-Krylov: GMRES stops at `|J d + r| <= forcing |r|`.
     pub newton_forcing: f64,
@@ -162,6 +175,8 @@ pub struct SteadyStateOptions {
     /// Jacobian `diag(1/tau) dr/dz` in the right half-plane); unstable ones are reported
     /// as such and go to the fallback.
     pub stability_check: bool,
+    /// Arnoldi steps (Jacobian products) of the stability check.
+    pub stability_dim: usize,
     /// Accelerated solvers: samples that did not converge (or were unstable) are solved
     /// again from their start by this integrator ("none": keep the failed record).
     pub fallback: Fallback,
@@ -201,7 +216,7 @@ impl Fallback {
 impl Default for SteadyStateOptions {
     fn default() -> Self {
         SteadyStateOptions {
-            method: SolverMethod::Tsit45,
+            method: SolverMethod::Anderson,
             dt: 0.2,
             atol: 1e-6,
             rtol: 1e-6,
@@ -212,12 +227,14 @@ impl Default for SteadyStateOptions {
             initial_step: 0.0,
             divergence_bound: 1e8,
             max_iterations: 1000,
+            anderson_step: 1.0,
             anderson_memory: 10,
             anderson_damping: 1.0,
             anderson_regularization: 1e-10,
             krylov_dim: 30,
             newton_forcing: 1e-3,
             stability_check: true,
+            stability_dim: 20,
             fallback: Fallback::Tsit45,
             chunk: 16,
         }
@@ -254,12 +271,14 @@ impl SteadyStateOptions {
             ("solver.max_iterations", self.max_iterations),
             ("solver.anderson_memory", self.anderson_memory),
             ("solver.krylov_dim", self.krylov_dim),
+            ("solver.stability_dim", self.stability_dim),
             ("solver.chunk", self.chunk),
         ] {
             if value == 0 {
                 return Err(invalid(key, 0, "an integer >= 1"));
             }
         }
+        ensure_positive("solver.anderson_step", self.anderson_step)?;
         let d = self.anderson_damping;
         if !(d > 0.0 && d <= 1.0) {
             return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));

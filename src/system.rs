@@ -361,31 +361,42 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
 
     /// The exact directional derivative of the residual, `(d r / d z) dz`.
     pub fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
+        self.jacobian_at(z)(dz)
+    }
+
+    /// The Jacobian action `dz -> (d r / d z)(z) dz` at a fixed z, for many dz: the model is
+    /// linearised once (no nonlinearity is evaluated per product).
+    pub fn jacobian_at<'a>(
+        &'a self,
+        z: &DMatrix<f64>,
+    ) -> impl Fn(&DMatrix<f64>) -> DMatrix<f64> + 'a {
         let phi = self.phi(z);
-        let dphi = dz.rows_range(self.phi_rows()).into_owned();
-        let mut out = DMatrix::zeros(self.dim(), z.ncols());
-        let mut d_phi = self.model.jvp(&phi, &self.inputs, &dphi);
-        if let Some(c) = &self.controller {
-            let y = phi.rows_range(self.output_rows()).into_owned();
-            let dy = dphi.rows_range(self.output_rows()).into_owned();
-            let h_dy = self.objective.loss.hessian_vector(&y, &dy) * self.objective.scale;
-            let du_i = dz.rows_range(self.integral_rows()).into_owned();
-            let n_h = self.model.hidden_dim();
-            let mut dpsi = DMatrix::zeros(self.model.state_dim(), z.ncols());
-            dpsi.rows_mut(0, n_h)
-                .copy_from(&dz.rows_range(self.control_rows()));
-            dpsi.rows_range_mut(self.output_rows())
-                .copy_from(&(&du_i * c.k_i - &h_dy * c.k_p));
-            d_phi += &dpsi;
-            out.rows_range_mut(self.integral_rows())
-                .copy_from(&(-h_dy - du_i * c.alpha));
-            let psi = self.control(z);
-            let d_back = self.model.vjp(&phi, &self.inputs, &dpsi)
-                + self.model.vjp_jvp(&phi, &self.inputs, &psi, &dphi);
-            out.rows_range_mut(self.control_rows())
-                .copy_from(&d_back.rows(0, n_h));
+        let psi = self.controller.map(|_| self.control(z));
+        let lin = self.model.linearize(&phi, &self.inputs, psi.as_ref());
+        let y = phi.rows_range(self.output_rows()).into_owned();
+        move |dz: &DMatrix<f64>| {
+            let dphi = dz.rows_range(self.phi_rows()).into_owned();
+            let mut out = DMatrix::zeros(self.dim(), dz.ncols());
+            let mut d_phi = self.model.jvp_at(&lin, &dphi);
+            if let Some(c) = &self.controller {
+                let dy = dphi.rows_range(self.output_rows()).into_owned();
+                let h_dy = self.objective.loss.hessian_vector(&y, &dy) * self.objective.scale;
+                let du_i = dz.rows_range(self.integral_rows()).into_owned();
+                let n_h = self.model.hidden_dim();
+                let mut dpsi = DMatrix::zeros(self.model.state_dim(), dz.ncols());
+                dpsi.rows_mut(0, n_h)
+                    .copy_from(&dz.rows_range(self.control_rows()));
+                dpsi.rows_range_mut(self.output_rows())
+                    .copy_from(&(&du_i * c.k_i - &h_dy * c.k_p));
+                d_phi += &dpsi;
+                out.rows_range_mut(self.integral_rows())
+                    .copy_from(&(-h_dy - du_i * c.alpha));
+                let d_back = self.model.vjp_at(&lin, &dpsi) + self.model.vjp_jvp_at(&lin, &dphi);
+                out.rows_range_mut(self.control_rows())
+                    .copy_from(&d_back.rows(0, n_h));
+            }
+            out.rows_range_mut(self.phi_rows()).copy_from(&d_phi);
+            out
         }
-        out.rows_range_mut(self.phi_rows()).copy_from(&d_phi);
-        out
     }
 }

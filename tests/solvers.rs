@@ -49,7 +49,6 @@ fn batch_system(
 fn options(method: SolverMethod) -> SteadyStateOptions {
     SteadyStateOptions {
         method,
-        dt: 1.0,
         atol: 1e-10,
         rtol: 0.0,
         ode_rtol: 1e-11,

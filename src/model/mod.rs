@@ -40,19 +40,40 @@ pub trait EquilibriumModel: Sync {
     ) -> (DMatrix<f64>, DMatrix<f64>) {
         (self.vector_field_driven(phi, drive), self.vjp(phi, x, w))
     }
-    /// The Jacobian-vector product `J_f(phi) dphi` with `J_f = d f / d phi`.
-    fn jvp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64>;
+    /// What the Jacobian products need at phi, computed once for many products.
+    type Linearization: Send + Sync;
+    /// Linearises at phi; `psi` is the signal of the second-order term (see `vjp_jvp_at`).
+    fn linearize(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+    ) -> Self::Linearization;
+    /// `J_f(phi) dphi` with `J_f = d f / d phi`, at the linearisation point.
+    fn jvp_at(&self, lin: &Self::Linearization, dphi: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `J_f(phi)^T w` at the linearisation point.
+    fn vjp_at(&self, lin: &Self::Linearization, w: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `d/d eps [J_f(phi + eps dphi)^T psi]` at eps = 0 for the psi given to `linearize`
+    /// (zero without one): the second-order term of the dynamic-inversion Jacobian.
+    fn vjp_jvp_at(&self, lin: &Self::Linearization, dphi: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The Jacobian-vector product `J_f(phi) dphi`.
+    fn jvp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        self.jvp_at(&self.linearize(phi, x, None), dphi)
+    }
     /// The transposed product `J_f(phi)^T w`.
-    fn vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64>;
-    /// The directional derivative `d/d eps [J_f(phi + eps dphi)^T w]` at eps = 0 (second-order
-    /// term needed for the exact Jacobian of the dynamic-inversion controller).
+    fn vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+        self.vjp_at(&self.linearize(phi, x, None), w)
+    }
+    /// The directional derivative `d/d eps [J_f(phi + eps dphi)^T w]` at eps = 0.
     fn vjp_jvp(
         &self,
         phi: &DMatrix<f64>,
         x: &DMatrix<f64>,
         w: &DMatrix<f64>,
         dphi: &DMatrix<f64>,
-    ) -> DMatrix<f64>;
+    ) -> DMatrix<f64> {
+        self.vjp_jvp_at(&self.linearize(phi, x, Some(w)), dphi)
+    }
     /// `(d_theta f(phi, theta, x))^T psi`, summed over the columns (samples).
     fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params;
     /// The state a relaxation starts from (zeros unless a model says otherwise).

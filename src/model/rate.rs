@@ -518,23 +518,50 @@ impl EquilibriumModel for RateNetwork {
         self.driven_field(phi, drive, &s)
     }
 
-    /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
-    fn jvp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64> {
-        let n_h = self.n_h();
+    type Linearization = RateLinearization;
+
+    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)`.
+    fn linearize(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+    ) -> RateLinearization {
         let a = self.activation;
-        let sd = phi
-            .rows(0, n_h)
-            .zip_map(&dphi.rows(0, n_h), |v, dv| a.slope(v) * dv);
+        let v = phi.rows(0, self.n_h());
+        let s = v.map(|v| a.rate(v));
+        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        let curvature_feedback = psi.map(|w| {
+            let back = self.feedback(w);
+            s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
+        });
+        RateLinearization {
+            slopes,
+            curvature_feedback,
+        }
+    }
+
+    /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
+    fn jvp_at(&self, lin: &RateLinearization, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        let sd = lin.slopes.component_mul(&dphi.rows(0, self.n_h()));
         let mut out = self.forward(&sd);
         out -= dphi;
         out
     }
 
     /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)`.
-    fn vjp(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
-        let a = self.activation;
-        let slopes = phi.rows(0, self.n_h()).map(|v| a.slope(v));
-        self.adjoint(&slopes, w)
+    fn vjp_at(&self, lin: &RateLinearization, w: &DMatrix<f64>) -> DMatrix<f64> {
+        self.adjoint(&lin.slopes, w)
+    }
+
+    /// `(s''(v) * (W^T psi_v + D^T psi_y) * dv, 0)`.
+    fn vjp_jvp_at(&self, lin: &RateLinearization, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let hv = match &lin.curvature_feedback {
+            Some(c) => c.component_mul(&dphi.rows(0, n_h)),
+            None => DMatrix::zeros(n_h, dphi.ncols()),
+        };
+        stack(&hv, &DMatrix::zeros(self.n_y, dphi.ncols()))
     }
 
     /// One pass for both: s(v) and s'(v) are computed once.
@@ -550,25 +577,6 @@ impl EquilibriumModel for RateNetwork {
         let s = v.map(|v| a.rate(v));
         let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
         (self.driven_field(phi, drive, &s), self.adjoint(&slopes, w))
-    }
-
-    /// `(s''(v) * dv * (W^T wv + D^T wy), 0)`.
-    fn vjp_jvp(
-        &self,
-        phi: &DMatrix<f64>,
-        _x: &DMatrix<f64>,
-        w: &DMatrix<f64>,
-        dphi: &DMatrix<f64>,
-    ) -> DMatrix<f64> {
-        let n_h = self.n_h();
-        let a = self.activation;
-        let back = self.feedback(w);
-        let hv = phi
-            .rows(0, n_h)
-            .zip_zip_map(&dphi.rows(0, n_h), &back, |v, dv, g| {
-                a.curvature(v) * dv * g
-            });
-        stack(&hv, &DMatrix::zeros(self.n_y, phi.ncols()))
     }
 
     /// `W: psi_v s(v)^T, b: psi_v, E: psi_v x^T, c: psi_v, D: psi_y s(v)^T, d: psi_y`,
@@ -663,6 +671,15 @@ impl RateNetwork {
             .zip_zip_apply(slopes, &back, |o, sl, g| *o += sl * g);
         out
     }
+}
+
+/// The rate network linearised at phi (see [`EquilibriumModel::linearize`]).
+#[derive(Clone, Debug)]
+pub struct RateLinearization {
+    /// s'(v), n_h x B.
+    slopes: DMatrix<f64>,
+    /// `s''(v) * (W^T psi_v + D^T psi_y)`, n_h x B, when a psi was given.
+    curvature_feedback: Option<DMatrix<f64>>,
 }
 
 /// Stacks two matrices with equal column counts vertically.

@@ -167,7 +167,7 @@ fn iterate<F: VectorField, L: Lane>(
 }
 
 /// Anderson acceleration (type II, memory m) of the fixed-point map
-/// `g(z) = z + dt r(z) / tau`: with `f = g(z) - z` and the last m differences dZ, dF of
+/// `g(z) = z + h r(z) / tau` (h = `anderson_step`): with `f = g(z) - z` and the last m differences dZ, dF of
 /// iterates and of f, `gamma = argmin |f - dF gamma|^2 + lambda |gamma|^2` and
 /// `z <- z + beta f - (dZ + beta dF) gamma` (beta: damping). The history is cleared when
 /// the residual has not improved for a while (restart on stagnation) or the small
@@ -235,7 +235,9 @@ impl Lane for Anderson {
         let m = opts.anderson_memory;
         let f = DVector::from_iterator(
             r.len(),
-            r.iter().zip(inv_tau.iter()).map(|(r, it)| opts.dt * r * it),
+            r.iter()
+                .zip(inv_tau.iter())
+                .map(|(r, it)| opts.anderson_step * r * it),
         );
         if let Some((z_prev, f_prev)) = self.previous.take() {
             self.push(&self.z - z_prev, &f - f_prev, m);
@@ -308,7 +310,8 @@ fn newton_krylov<F: VectorField>(
             .iter()
             .map(|&j| opts.newton_forcing * r[j].norm())
             .collect();
-        let (d, products) = gmres(|v| sub.residual_jvp(&zs, v), &(-&rs), &tol, opts.krylov_dim);
+        let jacobian = sub.jacobian_at(&zs);
+        let (d, products) = gmres(jacobian, &(-&rs), &tol, opts.krylov_dim);
         let mut pending: Vec<usize> = (0..active.len()).collect();
         let mut lambda = 1.0;
         for _ in 0..=10 {
@@ -394,15 +397,16 @@ fn check_stability<F: VectorField>(
     );
     let inv_tau =
         DVector::from_iterator(field.dim(), field.time_constants().iter().map(|t| 1.0 / t));
+    let jacobian = sub.jacobian_at(&z);
     let apply = |v: &DMatrix<f64>| {
-        let mut jv = sub.residual_jvp(&z, v);
+        let mut jv = jacobian(v);
         for mut col in jv.column_iter_mut() {
             col.component_mul_assign(&inv_tau);
         }
         jv
     };
     let (values, products) =
-        rightmost_ritz_values(apply, field.dim(), converged.len(), opts.krylov_dim);
+        rightmost_ritz_values(apply, field.dim(), converged.len(), opts.stability_dim);
     for (&j, &max_real) in converged.iter().zip(&values) {
         let rec = &mut records[j];
         rec.jvp_evals += products;
