@@ -19,7 +19,7 @@ impl Activation {
     /// The rate s(v).
     pub fn rate(self, v: f64) -> f64 {
         match self {
-            Activation::Tanh => v.tanh(),
+            Activation::Tanh => tanh(v),
             Activation::Relu => v.max(0.0),
             Activation::Sigmoid => sigmoid(v),
         }
@@ -28,7 +28,7 @@ impl Activation {
     /// The slope s'(v).
     pub fn slope(self, v: f64) -> f64 {
         match self {
-            Activation::Tanh => 1.0 - v.tanh().powi(2),
+            Activation::Tanh => 1.0 - tanh(v).powi(2),
             Activation::Relu => {
                 if v > 0.0 {
                     1.0
@@ -65,7 +65,7 @@ impl Activation {
     pub fn curvature(self, v: f64) -> f64 {
         match self {
             Activation::Tanh => {
-                let t = v.tanh();
+                let t = tanh(v);
                 -2.0 * t * (1.0 - t * t)
             }
             Activation::Relu => 0.0,
@@ -82,6 +82,32 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::Relu => "relu",
             Activation::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+/// tanh(x) within a few ulp of the correctly rounded value, about twice as fast as libm's
+/// (which goes through expm1): the rational approximation of Cephes' tanh on |x| < 0.625,
+/// `1 - 2 / (exp(2|x|) + 1)` with the sign of x above (exact to 1 beyond |x| = 22).
+pub fn tanh(x: f64) -> f64 {
+    let a = x.abs();
+    if x == 0.0 {
+        x // keeps the sign of -0
+    } else if a < 0.625 {
+        let z = x * x;
+        let p = (-9.643_991_794_250_523e-1 * z - 9.928_772_310_019_186e1) * z
+            - 1.614_687_684_417_084_5e3;
+        let q = ((z + 1.128_116_784_916_329_3e2) * z + 2.235_488_390_601_004_6e3) * z
+            + 4.844_063_053_251_255e3;
+        x + x * z * p / q
+    } else if a < 22.0 {
+        (1.0 - 2.0 / ((2.0 * a).exp() + 1.0)).copysign(x)
+    } else {
+        // Also +-inf; NaN falls through the comparisons to here and stays NaN.
+        if a.is_nan() {
+            x
+        } else {
+            1.0f64.copysign(x)
         }
     }
 }

@@ -184,6 +184,42 @@ fn same_seed_same_numbers() {
 }
 
 #[test]
+fn training_is_identical_at_any_thread_count() {
+    use lcsim::steady_state::SolverMethod;
+    for (method, solver) in [
+        ("lcp-di", SolverMethod::Anderson),
+        ("lcp-di", SolverMethod::NewtonKrylov),
+        ("lcp-di", SolverMethod::Tsit45),
+        ("rbp", SolverMethod::Anderson),
+    ] {
+        let run = |threads: usize| {
+            let mut config = xor_config(method, "rnn", "[6]", 2);
+            config.training.threads = threads;
+            config.solver.method = solver;
+            config.solver.chunk = 5;
+            let (data, state) = fresh_state(&config);
+            let mut rec = Recorder(Vec::new());
+            let state = train(&config, &data, state, &mut rec, &AtomicBool::new(false))
+                .unwrap()
+                .0;
+            let metrics: Vec<_> = rec
+                .0
+                .into_iter()
+                .map(|m| EpochMetrics {
+                    wall_time_s: 0.0,
+                    ..m
+                })
+                .collect();
+            // Debug text: NaN entries (H of rbp) compare equal too.
+            (format!("{:?}", state.net.params()), format!("{metrics:?}"))
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "{method} {solver:?}");
+        assert_eq!(one, run(3), "{method} {solver:?}");
+    }
+}
+
+#[test]
 fn config_errors_name_the_key() {
     for (sets, key) in [
         (vec!["controller.alpa=0.1"], "controller.alpa"),

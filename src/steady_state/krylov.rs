@@ -5,14 +5,12 @@
 use nalgebra::{DMatrix, DVector};
 
 /// Orthogonalises column j of `w` against column j of every basis block (modified
-/// Gram-Schmidt, two passes); adds the coefficients to `h`.
+/// Gram-Schmidt) and writes the coefficients to `h`.
 fn orthogonalize(basis: &[DMatrix<f64>], w: &mut DMatrix<f64>, j: usize, h: &mut [f64]) {
-    for _ in 0..2 {
-        for (i, v) in basis.iter().enumerate() {
-            let c = v.column(j).dot(&w.column(j));
-            w.column_mut(j).axpy(-c, &v.column(j), 1.0);
-            h[i] += c;
-        }
+    for (i, v) in basis.iter().enumerate() {
+        let c = v.column(j).dot(&w.column(j));
+        w.column_mut(j).axpy(-c, &v.column(j), 1.0);
+        h[i] = c;
     }
 }
 
