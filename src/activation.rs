@@ -115,8 +115,9 @@ pub fn tanh(x: f64) -> f64 {
 #[inline]
 fn exp_positive(y: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero bits so that k * LN2_HI is exact.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     let shifted = y * std::f64::consts::LOG2_E + SHIFT;
     let k = shifted - SHIFT;
     let r = (y - k * LN2_HI) - k * LN2_LO;
