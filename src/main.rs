@@ -688,11 +688,13 @@ fn this_exe() -> Result<std::path::PathBuf> {
     })
 }
 
-/// "controller.alpha=0.1 model.hidden=[64]"
-fn overrides_text(run: &lcsim::sweep::RunEntry) -> String {
-    run.overrides
+/// "controller.alpha=0.1 model.hidden=[64]", in the manifest's key order.
+fn overrides_text(sweep: &lcsim::sweep::Sweep, run: &lcsim::sweep::RunEntry) -> String {
+    sweep
+        .manifest
+        .keys
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .filter_map(|k| run.overrides.get(k).map(|v| format!("{k}={v}")))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -707,7 +709,7 @@ fn sweep_plan(args: &cli::SweepPlanArgs) -> Result<ExitCode> {
         sweep.dir.display()
     );
     for run in m.runs.iter().take(3) {
-        println!("  {} {}", run.id, overrides_text(run));
+        println!("  {} {}", run.id, overrides_text(&sweep, run));
     }
     if m.runs.len() > 3 {
         println!(
@@ -744,7 +746,7 @@ fn sweep_run(args: &cli::SweepRunArgs) -> Result<ExitCode> {
             "lcsim sweep: run {i} of {} ({}): {}",
             sweep.manifest.runs.len(),
             run.id,
-            overrides_text(run)
+            overrides_text(&sweep, run)
         );
         return Ok(match run_one(&sweep, i, &exe)? {
             RunOutcome::Skipped => {
@@ -823,7 +825,7 @@ fn sweep_run(args: &cli::SweepRunArgs) -> Result<ExitCode> {
                 RunOutcome::Done { seconds } => say(format!(
                     "done    {} ({seconds:.1} s) {}",
                     run.id,
-                    overrides_text(run)
+                    overrides_text(&sweep, run)
                 )),
                 RunOutcome::Skipped => say(format!("skipped {} (done)", run.id)),
                 RunOutcome::Interrupted => say(format!("stopped {} (resumable)", run.id)),
@@ -831,7 +833,7 @@ fn sweep_run(args: &cli::SweepRunArgs) -> Result<ExitCode> {
                     say(format!(
                         "FAILED  {} {}: {reason}",
                         run.id,
-                        overrides_text(run)
+                        overrides_text(&sweep, run)
                     ));
                     failed.push(run.id.clone());
                 }
@@ -906,7 +908,6 @@ fn sweep_slurm(args: &cli::SweepSlurmArgs) -> Result<ExitCode> {
     let extra: &[&str] = if args.wait { &["--wait"] } else { &[] };
     let id = submit(&sweep, &path, extra)?;
     println!("Submitted batch job {id}");
-    println!("{id}");
     if args.wait {
         let left = sweep.pending();
         println!(
@@ -959,7 +960,7 @@ fn sweep_collect(args: &cli::SweepCollectArgs) -> Result<ExitCode> {
             "  {:<10} {} {}{why}",
             r.status.name(),
             r.run.id,
-            overrides_text(&r.run)
+            overrides_text(&sweep, &r.run)
         );
     }
     for f in draw_figures(&sweep, &results, &settings)? {

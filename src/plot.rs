@@ -394,7 +394,7 @@ pub fn parameter_lines(
                 found: format!("{} values", s.values.len()),
             });
         }
-        if log_x && xs.iter().any(|&x| !(x > 0.0)) {
+        if log_x && xs.iter().any(|&x| x.is_nan() || x <= 0.0) {
             return Err(invalid("xs", format!("{xs:?}"), "positive x on a log axis"));
         }
         let xs: Vec<f64> = if log_x {
@@ -437,8 +437,11 @@ pub struct Heatmap {
     pub y_label: String,
     pub x_ticks: Vec<String>,
     pub y_ticks: Vec<String>,
-    /// One row per y value; NaN cells (no finished run) are drawn grey, marked "n/a".
+    /// One row per y value; NaN cells (no finished run) are drawn grey, marked "n/a" or
+    /// with their note.
     pub values: Vec<Vec<f64>>,
+    /// Text of the NaN cells, same shape as `values` (empty: "n/a" everywhere).
+    pub notes: Vec<Vec<String>>,
     /// Label of the colour bar.
     pub value_label: String,
     /// Colour scale limits; None: the range of the finite values.
@@ -1809,9 +1812,18 @@ fn draw_heatmap<DB: DrawingBackend>(
             let style = font(cell_px)
                 .color(&colour)
                 .pos(Pos::new(HPos::Center, VPos::Center));
+            let note = h
+                .notes
+                .get(j)
+                .and_then(|r| r.get(i))
+                .filter(|n| !n.is_empty());
+            let text = match note {
+                Some(n) if !v.is_finite() => n.clone(),
+                _ => cell_text(v),
+            };
             text_at(
                 root,
-                &cell_text(v),
+                &text,
                 &style,
                 (
                     (cx0 + cx1) / 2,

@@ -1285,8 +1285,7 @@ pub fn results_csv(sweep: &Sweep, results: &[RunResult]) -> String {
             r.status.name().into(),
         ];
         for k in &sweep.manifest.keys {
-            let v = &r.run.overrides[k];
-            cells.push(v.trim_matches('"').to_string());
+            cells.push(display_value(&r.run.overrides[k]));
         }
         cells.push(r.epochs.to_string());
         for c in RESULT_COLUMNS {
@@ -1311,6 +1310,18 @@ pub fn results_csv(sweep: &Sweep, results: &[RunResult]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A swept value as shown in tables and figures: strings without quotes, a list of one
+/// value as that value (`[64]` -> `64`).
+pub fn display_value(text: &str) -> String {
+    let t = text.trim();
+    let inner = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .filter(|r| !r.contains(','))
+        .unwrap_or(t);
+    inner.trim().trim_matches('"').to_string()
 }
 
 /// A swept value as a number: `0.1`, `64`, or a list of one number `[64]`.
@@ -1391,7 +1402,7 @@ fn distinct_values(sweep: &Sweep, key: &str) -> Vec<String> {
 /// Whether numeric axis values read best on a log axis: all positive and spanning at least
 /// two decades, or at least three values in a constant ratio (1, 2, 4, 8).
 pub fn log_axis(values: &[f64]) -> bool {
-    if values.is_empty() || values.iter().any(|&v| !(v > 0.0)) {
+    if values.is_empty() || values.iter().any(|&v| v.is_nan() || v <= 0.0) {
         return false;
     }
     let (lo, hi) = values
@@ -1550,7 +1561,7 @@ pub fn draw_figures(
                 .iter()
                 .map(|y| {
                     let label = match (y, &y_key) {
-                        (Some(y), Some(k)) => format!("{} = {}", short(k), y.trim_matches('"')),
+                        (Some(y), Some(k)) => format!("{} = {}", short(k), display_value(y)),
                         _ => metric_label(metric),
                     };
                     let values = if continuous {
@@ -1610,16 +1621,39 @@ pub fn draw_figures(
                 .iter()
                 .map(|y| xs.iter().map(|x| cell(x, y.as_ref())).collect())
                 .collect();
+            // Why a cell is empty: its runs failed, or have not finished.
+            let notes: Vec<Vec<String>> = ys
+                .iter()
+                .map(|y| {
+                    xs.iter()
+                        .map(|x| {
+                            let at: Vec<&RunResult> = results
+                                .iter()
+                                .filter(|r| &r.run.overrides[&x_key] == x)
+                                .filter(|r| y.as_ref().is_none_or(|y| &r.run.overrides[yk] == y))
+                                .collect();
+                            if at.iter().any(|r| r.status == RunStatus::Done) {
+                                String::new()
+                            } else if at.iter().any(|r| matches!(r.status, RunStatus::Failed(_))) {
+                                "failed".into()
+                            } else {
+                                "not run".into()
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
             let h = Heatmap {
                 title: title_for(""),
                 x_label: key_label(&x_key),
                 y_label: key_label(yk),
-                x_ticks: xs.iter().map(|v| v.trim_matches('"').to_string()).collect(),
+                x_ticks: xs.iter().map(|v| display_value(v)).collect(),
                 y_ticks: ys
                     .iter()
-                    .map(|v| v.as_deref().unwrap_or("").trim_matches('"').to_string())
+                    .map(|v| display_value(v.as_deref().unwrap_or("")))
                     .collect(),
                 values,
+                notes,
                 value_label: metric_label(metric),
                 range: unit.then_some((0.0, 1.0)),
             };
