@@ -1539,9 +1539,51 @@ pub fn draw_figures(
         Some(k) => distinct_values(sweep, k).into_iter().map(Some).collect(),
         None => vec![None],
     };
-    // Random samples: every run is its own point (no grid to average on).
-    let continuous = sweep.manifest.ranges.iter().any(|r| r.key == x_key);
+    // Random samples: every run is its own point (no grid to average on), against each
+    // numeric key (or only --x).
     let mut written = Vec::new();
+    if !sweep.manifest.ranges.is_empty() {
+        let keys: Vec<&String> = match &s.x {
+            Some(k) => vec![k],
+            None => varied.iter().collect(),
+        };
+        for metric in &s.metrics {
+            let unit = metric.contains("accuracy") || metric.contains("fraction");
+            for key in &keys {
+                let pts: Vec<(f64, f64)> = done
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            numeric_value(&r.run.overrides[key.as_str()])?,
+                            r.values[metric.as_str()],
+                        ))
+                    })
+                    .collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                let (px, py): (Vec<f64>, Vec<f64>) = pts.into_iter().unzip();
+                let path = dir.join(format!("{metric}-vs-{}.{ext}", short(key)));
+                let title = format!(
+                    "{name}: {n_done} of {} runs done, one point per run",
+                    results.len()
+                );
+                parameter_lines(
+                    &[(px.clone(), Series::new("runs", py))],
+                    &key_label(key),
+                    &metric_label(metric),
+                    log_axis(&px),
+                    unit,
+                    false,
+                    &title,
+                    &path,
+                    s.format,
+                )?;
+                written.push(path);
+            }
+        }
+        return Ok(written);
+    }
     for metric in &s.metrics {
         let cell = |x: &str, y: Option<&String>| {
             mean_finite(
@@ -1557,66 +1599,32 @@ pub fn draw_figures(
         let unit = metric.contains("accuracy") || metric.contains("fraction");
         if let Some(xv) = &x_numeric {
             let log_x = log_axis(xv);
-            let series: Vec<Series> = ys
+            let series: Vec<(Vec<f64>, Series)> = ys
                 .iter()
                 .map(|y| {
                     let label = match (y, &y_key) {
                         (Some(y), Some(k)) => format!("{} = {}", short(k), display_value(y)),
                         _ => metric_label(metric),
                     };
-                    let values = if continuous {
-                        vec![]
-                    } else {
-                        xs.iter().map(|x| cell(x, y.as_ref())).collect()
-                    };
-                    Series::new(label, values)
+                    let values = xs.iter().map(|x| cell(x, y.as_ref())).collect();
+                    (xv.clone(), Series::new(label, values))
                 })
                 .collect();
             let path = dir.join(format!("{metric}-vs-{}.{ext}", short(&x_key)));
-            if continuous {
-                // One point per run.
-                let pts: Vec<(f64, f64)> = done
-                    .iter()
-                    .filter_map(|r| {
-                        Some((
-                            numeric_value(&r.run.overrides[&x_key])?,
-                            r.values[metric.as_str()],
-                        ))
-                    })
-                    .collect();
-                let (px, py): (Vec<f64>, Vec<f64>) = pts.into_iter().unzip();
-                parameter_lines(
-                    &[(px, Series::new("runs", py))],
-                    &key_label(&x_key),
-                    &metric_label(metric),
-                    log_axis(xv),
-                    unit,
-                    false,
-                    &title_for(""),
-                    &path,
-                    s.format,
-                )?;
-            } else {
-                let lines: Vec<(Vec<f64>, Series)> =
-                    series.into_iter().map(|se| (xv.clone(), se)).collect();
-                parameter_lines(
-                    &lines,
-                    &key_label(&x_key),
-                    &metric_label(metric),
-                    log_x,
-                    unit,
-                    true,
-                    &title_for(""),
-                    &path,
-                    s.format,
-                )?;
-            }
+            parameter_lines(
+                &series,
+                &key_label(&x_key),
+                &metric_label(metric),
+                log_x,
+                unit,
+                true,
+                &title_for(""),
+                &path,
+                s.format,
+            )?;
             written.push(path);
         }
-        if let (Some(yk), false) = (&y_key, continuous) {
-            if sweep.manifest.ranges.iter().any(|r| &r.key == yk) {
-                continue;
-            }
+        if let Some(yk) = &y_key {
             let values: Vec<Vec<f64>> = ys
                 .iter()
                 .map(|y| xs.iter().map(|x| cell(x, y.as_ref())).collect())
