@@ -505,4 +505,7 @@ pub struct SweepCollectArgs {
     /// Figure format.
     #[arg(long, value_enum, default_value_t = lcsim::plot::FigureFormat::Png)]
     pub format: lcsim::plot::FigureFormat,
+    /// Start of the figure titles (default: the sweep folder's name).
+    #[arg(long)]
+    pub title: Option<String>,
 }

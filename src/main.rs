@@ -936,6 +936,7 @@ fn sweep_collect(args: &cli::SweepCollectArgs) -> Result<ExitCode> {
         x: args.x.clone(),
         y: args.y.clone(),
         format: args.format,
+        title: args.title.clone(),
         ..FigureSettings::default()
     };
     if !args.metric.is_empty() {

@@ -654,6 +654,16 @@ impl Sweep {
         Ok(())
     }
 
+    /// Where runs start: the directory the plan was made in, or the current one when that
+    /// is gone (a sweep folder copied to another machine).
+    pub fn workdir(&self) -> PathBuf {
+        if self.manifest.workdir.is_dir() {
+            self.manifest.workdir.clone()
+        } else {
+            absolute(Path::new(".")).unwrap_or_else(|_| PathBuf::from("."))
+        }
+    }
+
     /// DIR/runs: the parent of the run folders.
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
@@ -816,7 +826,7 @@ pub fn run_one(sweep: &Sweep, index: usize, exe: &Path) -> Result<RunOutcome> {
     let started = std::time::Instant::now();
     let status = Command::new(exe)
         .args(&args)
-        .current_dir(&sweep.manifest.workdir)
+        .current_dir(sweep.workdir())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err(&log_path))?)
         .stderr(log.try_clone().map_err(io_err(&log_path))?)
@@ -1050,10 +1060,7 @@ pub fn slurm_script(sweep: &Sweep, indices: &[usize], s: &SlurmSettings) -> Resu
     out.push_str(&format!("#SBATCH --array={array}\n"));
     out.push_str(&format!("#SBATCH --output={}/%A_%a.out\n", logs.display()));
     out.push_str(&format!("#SBATCH --error={}/%A_%a.err\n", logs.display()));
-    out.push_str(&format!(
-        "#SBATCH --chdir={}\n",
-        sweep.manifest.workdir.display()
-    ));
+    out.push_str(&format!("#SBATCH --chdir={}\n", sweep.workdir().display()));
     out.push_str("#SBATCH --ntasks=1\n");
     out.push_str(&format!("#SBATCH --cpus-per-task={}\n", s.cpus_per_task));
     if let Some(p) = &s.partition {
@@ -1346,6 +1353,19 @@ pub fn key_label(key: &str) -> String {
     format!("{symbol} ({key})")
 }
 
+/// The symbol of a config key in legends ("α"), or its last part ("batch_size").
+pub fn key_symbol(key: &str) -> String {
+    match key {
+        "controller.alpha" => "α".into(),
+        "controller.k_i" => "kᵢ".into(),
+        "controller.k_p" => "kₚ".into(),
+        "dynamics.tau_e" => "τₑ".into(),
+        "dynamics.tau_u" => "τᵤ".into(),
+        "dynamics.tau_v" => "τᵥ".into(),
+        _ => key.rsplit('.').next().unwrap_or(key).to_string(),
+    }
+}
+
 /// A label for a result column.
 pub fn metric_label(metric: &str) -> String {
     match metric {
@@ -1430,6 +1450,8 @@ pub struct FigureSettings {
     /// y key of the heatmaps / line colour (default: the second varied key).
     pub y: Option<String>,
     pub format: crate::plot::FigureFormat,
+    /// Start of the figure titles (default: the sweep folder's name).
+    pub title: Option<String>,
 }
 
 impl Default for FigureSettings {
@@ -1439,6 +1461,7 @@ impl Default for FigureSettings {
             x: None,
             y: None,
             format: crate::plot::FigureFormat::Png,
+            title: None,
         }
     }
 }
@@ -1513,10 +1536,12 @@ pub fn draw_figures(
         .collect();
     let dir = sweep.dir.join("figures");
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let name = sweep
-        .dir
-        .file_name()
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let name = s.title.clone().unwrap_or_else(|| {
+        sweep
+            .dir
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+    });
     let done: Vec<&RunResult> = results
         .iter()
         .filter(|r| r.status == RunStatus::Done)
@@ -1548,7 +1573,7 @@ pub fn draw_figures(
             None => varied.iter().collect(),
         };
         for metric in &s.metrics {
-            let unit = metric.contains("accuracy") || metric.contains("fraction");
+            let unit = metric.contains("fraction");
             for key in &keys {
                 let pts: Vec<(f64, f64)> = done
                     .iter()
@@ -1596,14 +1621,14 @@ pub fn draw_figures(
                     .map(|r| r.values[metric.as_str()]),
             )
         };
-        let unit = metric.contains("accuracy") || metric.contains("fraction");
+        let unit = metric.contains("fraction");
         if let Some(xv) = &x_numeric {
             let log_x = log_axis(xv);
             let series: Vec<(Vec<f64>, Series)> = ys
                 .iter()
                 .map(|y| {
                     let label = match (y, &y_key) {
-                        (Some(y), Some(k)) => format!("{} = {}", short(k), display_value(y)),
+                        (Some(y), Some(k)) => format!("{} = {}", key_symbol(k), display_value(y)),
                         _ => metric_label(metric),
                     };
                     let values = xs.iter().map(|x| cell(x, y.as_ref())).collect();
