@@ -771,3 +771,61 @@ fn helpers() {
     assert!(run_id(3, 10, &o).starts_with("0003-"));
     assert!(run_id(3, 20000, &o).starts_with("00003-"));
 }
+
+#[test]
+fn heatmap_and_parameter_lines_check_their_input() {
+    use lcsim::plot::{heatmap, parameter_lines, FigureFormat, Heatmap, Series, SWEEP_FIGURE_SIZE};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = Heatmap {
+        title: "t".into(),
+        x_label: "x".into(),
+        y_label: "y".into(),
+        x_ticks: vec!["0.1".into(), "1".into()],
+        y_ticks: vec!["a".into()],
+        values: vec![vec![0.5, f64::NAN]],
+        notes: vec![vec![String::new(), "failed".into()]],
+        value_label: "v".into(),
+        range: Some((0.0, 1.0)),
+    };
+    let png = tmp.path().join("h.png");
+    heatmap(&h, &png, FigureFormat::Png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let dim = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    assert_eq!((dim(16), dim(20)), SWEEP_FIGURE_SIZE);
+    let svg = tmp.path().join("h.svg");
+    heatmap(&h, &svg, FigureFormat::Svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("0.500") && text.contains("failed"),
+        "cell values and notes printed"
+    );
+    h.values = vec![vec![0.5]];
+    assert!(heatmap(&h, &tmp.path().join("bad.png"), FigureFormat::Png).is_err());
+    assert!(!tmp.path().join("bad.png").exists());
+    let lines = [(vec![0.0, 1.0], Series::new("s", vec![0.2, 0.3]))];
+    let r = parameter_lines(
+        &lines,
+        "x",
+        "y",
+        true,
+        true,
+        true,
+        "",
+        &tmp.path().join("l.png"),
+        FigureFormat::Png,
+    );
+    assert!(r.is_err(), "x = 0 on a log axis");
+    let r = parameter_lines(
+        &lines,
+        "x",
+        "y",
+        false,
+        true,
+        true,
+        "",
+        &tmp.path().join("l.png"),
+        FigureFormat::Png,
+    );
+    assert!(r.is_ok());
+}
