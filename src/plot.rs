@@ -446,6 +446,8 @@ pub struct Heatmap {
     pub value_label: String,
     /// Colour scale limits; None: the range of the finite values.
     pub range: Option<(f64, f64)>,
+    /// Logarithmic colour scale (all values and limits must be positive).
+    pub log: bool,
 }
 
 /// Draws a [`Heatmap`]: cells coloured by value (viridis, colour-blind safe and readable in
@@ -477,6 +479,19 @@ pub fn heatmap(h: &Heatmap, path: &Path, format: FigureFormat) -> Result<()> {
                 "finite lo < hi",
             ));
         }
+    }
+    let non_positive = h
+        .values
+        .iter()
+        .flatten()
+        .any(|&v| v.is_finite() && v <= 0.0)
+        || h.range.is_some_and(|(lo, _)| lo <= 0.0);
+    if h.log && non_positive {
+        return Err(invalid(
+            "heatmap",
+            "a value or limit <= 0",
+            "positive values and limits on a log colour scale",
+        ));
     }
     render(h, path, format)
 }
@@ -1709,20 +1724,58 @@ fn cell_text(v: f64) -> String {
         "n/a".into()
     } else if v == 0.0 || (v.abs() >= 0.01 && v.abs() < 10.0) {
         format!("{v:.3}")
-    } else if v.abs() >= 10.0 && v.abs() < 1e4 {
+    } else if v.abs() >= 10.0 && v.abs() < 100.0 {
         format!("{v:.1}")
+    } else if v.abs() >= 100.0 && v.abs() < 1e5 {
+        format!("{v:.0}")
     } else {
         format!("{v:.2e}")
     }
 }
 
-impl Heatmap {
-    /// The colour scale limits (padded when the values are all equal).
-    fn limits(&self) -> (f64, f64) {
-        if let Some(r) = self.range {
-            return r;
+/// Ticks of a logarithmic colour bar over log10 values lo..hi: 1-2-5 multiples of powers
+/// of ten (only the powers when that gives more than 7), labelled plainly (200, 0.05) for
+/// moderate values and as powers of ten otherwise.
+fn log_bar_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<String>) {
+    let within = |mantissas: &[i64]| {
+        let mut out = vec![];
+        for k in (lo.floor() as i64)..=(hi.ceil() as i64) {
+            for &m in mantissas {
+                let t = (m as f64).log10() + k as f64;
+                if t >= lo - 1e-9 && t <= hi + 1e-9 {
+                    out.push((t, m, k));
+                }
+            }
         }
-        let all: Vec<f64> = self.values.iter().flatten().copied().collect();
+        out
+    };
+    let mut ticks = within(&[1, 2, 5]);
+    if ticks.len() > 7 {
+        ticks = within(&[1]);
+    }
+    ticks
+        .into_iter()
+        .map(|(t, m, k)| {
+            let v = m as f64 * 10f64.powi(k as i32);
+            let label = if (0.01..1e5).contains(&v) {
+                format!("{}", (v * 100.0).round() / 100.0)
+            } else {
+                power_of_ten(m, k)
+            };
+            (t, label)
+        })
+        .unzip()
+}
+
+impl Heatmap {
+    /// The colour scale limits in colour coordinates (log10 on a log scale; padded when the
+    /// values are all equal).
+    fn limits(&self) -> (f64, f64) {
+        let scale = |v: f64| if self.log { v.log10() } else { v };
+        if let Some((lo, hi)) = self.range {
+            return (scale(lo), scale(hi));
+        }
+        let all: Vec<f64> = self.values.iter().flatten().map(|&v| scale(v)).collect();
         match finite_range(&all) {
             Some((lo, hi)) if hi > lo => (lo, hi),
             Some(r) => padded(r, 0.0),
@@ -1768,9 +1821,14 @@ fn draw_heatmap<DB: DrawingBackend>(
     let tick = font(TICK_PX);
     let desc_band = (DESC_PX * 1.3) as i32;
     let (lo, hi) = h.limits();
-    let step = nice_step(hi - lo, 5);
-    let bar_ticks = ticks_in(lo, hi, step);
-    let bar_labels = linear_labels(&bar_ticks, step);
+    let (bar_ticks, bar_labels): (Vec<f64>, Vec<String>) = if h.log {
+        log_bar_ticks(lo, hi)
+    } else {
+        let step = nice_step(hi - lo, 5);
+        let ticks = ticks_in(lo, hi, step);
+        let labels = linear_labels(&ticks, step);
+        (ticks, labels)
+    };
     let y_tick_w = max_text_width(root, h.y_ticks.iter().cloned(), &tick)?;
     let bar_tick_w = max_text_width(root, bar_labels.iter().cloned(), &tick)?;
     const BAR_W: i32 = 34;
@@ -1790,7 +1848,7 @@ fn draw_heatmap<DB: DrawingBackend>(
             let cx1 = x0 + ((i + 1) as f64 * cw).round() as i32;
             let cy1 = y1 - (j as f64 * ch).round() as i32;
             let cy0 = y1 - ((j + 1) as f64 * ch).round() as i32;
-            let t = (v - lo) / (hi - lo);
+            let t = (if h.log { v.log10() } else { v } - lo) / (hi - lo);
             let fill = if v.is_finite() {
                 viridis(t)
             } else {

@@ -1676,6 +1676,17 @@ pub fn draw_figures(
                         .collect()
                 })
                 .collect();
+            // Counts and magnitudes spanning a decade or more read best on a log scale.
+            let finite: Vec<f64> = values
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            let log = !unit
+                && finite.iter().all(|&v| v > 0.0)
+                && finite.iter().cloned().fold(f64::MIN, f64::max)
+                    >= 10.0 * finite.iter().cloned().fold(f64::MAX, f64::min);
             let h = Heatmap {
                 title: title_for(""),
                 x_label: key_label(&x_key),
@@ -1689,6 +1700,7 @@ pub fn draw_figures(
                 notes,
                 value_label: metric_label(metric),
                 range: unit.then_some((0.0, 1.0)),
+                log,
             };
             let path = dir.join(format!("{metric}-{}-{}.{ext}", short(&x_key), short(yk)));
             heatmap(&h, &path, s.format)?;

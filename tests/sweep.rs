@@ -786,6 +786,7 @@ fn heatmap_and_parameter_lines_check_their_input() {
         notes: vec![vec![String::new(), "failed".into()]],
         value_label: "v".into(),
         range: Some((0.0, 1.0)),
+        log: false,
     };
     let png = tmp.path().join("h.png");
     heatmap(&h, &png, FigureFormat::Png).unwrap();
@@ -800,6 +801,13 @@ fn heatmap_and_parameter_lines_check_their_input() {
         text.contains("0.500") && text.contains("failed"),
         "cell values and notes printed"
     );
+    h.log = true;
+    assert!(
+        heatmap(&h, &tmp.path().join("bad.png"), FigureFormat::Png).is_err(),
+        "log scale from 0"
+    );
+    h.range = None;
+    heatmap(&h, &png, FigureFormat::Png).unwrap();
     h.values = vec![vec![0.5]];
     assert!(heatmap(&h, &tmp.path().join("bad.png"), FigureFormat::Png).is_err());
     assert!(!tmp.path().join("bad.png").exists());
