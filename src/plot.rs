@@ -360,14 +360,24 @@ pub fn trajectories(
 /// Size in pixels (width, height) of [`parameter_lines`] and [`heatmap`] figures.
 pub const SWEEP_FIGURE_SIZE: (u32, u32) = (1200, 900);
 
+/// The y axis of [`parameter_lines`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YScale {
+    /// Linear over the data.
+    Linear,
+    /// Fixed to 0..1 (fractions).
+    Unit,
+    /// Logarithmic over the data (the finite values must be positive).
+    Log,
+}
+
 /// A metric against one swept parameter: one line with markers per series `(xs, series)`
 /// (`series.values[k]` belongs to `xs[k]`; NaN points are skipped), x logarithmic when
-/// `log_x` (all x must then be positive), y fixed to 0..1 when `unit_y` (fractions and
-/// accuracies), markers only when `connect` is false (random samples). Written with size
-/// [`SWEEP_FIGURE_SIZE`].
+/// `log_x` (all x must then be positive), y as `y_scale` says, markers only when `connect`
+/// is false (random samples). Written with size [`SWEEP_FIGURE_SIZE`].
 ///
-/// Errors: no series, a series whose length differs from its xs, or a non-positive x on a
-/// log axis ([`LcsimError::InvalidValue`] / [`LcsimError::Shape`]); the file cannot be
+/// Errors: no series, a series whose length differs from its xs, or a non-positive x or y on
+/// a log axis ([`LcsimError::InvalidValue`] / [`LcsimError::Shape`]); the file cannot be
 /// written ([`LcsimError::Io`] naming `path`).
 #[allow(clippy::too_many_arguments)]
 pub fn parameter_lines(
@@ -375,7 +385,7 @@ pub fn parameter_lines(
     x_label: &str,
     y_label: &str,
     log_x: bool,
-    unit_y: bool,
+    y_scale: YScale,
     connect: bool,
     title: &str,
     path: &Path,
@@ -384,7 +394,7 @@ pub fn parameter_lines(
     if lines.is_empty() {
         return Err(invalid("lines", "no series", "at least one series"));
     }
-    let mut all_x = Vec::new();
+    let (mut all_x, mut all_y) = (Vec::new(), Vec::new());
     let mut out = Vec::new();
     for (i, (xs, s)) in lines.iter().enumerate() {
         if xs.len() != s.values.len() {
@@ -397,13 +407,27 @@ pub fn parameter_lines(
         if log_x && xs.iter().any(|&x| x.is_nan() || x <= 0.0) {
             return Err(invalid("xs", format!("{xs:?}"), "positive x on a log axis"));
         }
+        let log_y = y_scale == YScale::Log;
+        if log_y && s.values.iter().any(|&y| y.is_finite() && y <= 0.0) {
+            return Err(invalid(
+                "values",
+                format!("{:?}", s.values),
+                "positive y on a log axis",
+            ));
+        }
         let xs: Vec<f64> = if log_x {
             xs.iter().map(|x| x.log10()).collect()
         } else {
             xs.clone()
         };
+        let ys: Vec<f64> = if log_y {
+            s.values.iter().map(|y| y.log10()).collect()
+        } else {
+            s.values.clone()
+        };
         all_x.extend(xs.iter().copied());
-        let mut l = Line::new(&s.label, OKABE_ITO[i % OKABE_ITO.len()], &xs, &s.values).markers();
+        all_y.extend(ys.iter().copied());
+        let mut l = Line::new(&s.label, OKABE_ITO[i % OKABE_ITO.len()], &xs, &ys).markers();
         l.dashed = (i / OKABE_ITO.len()) % 2 == 1;
         l.square = i % 2 == 1;
         l.points_only = !connect;
@@ -415,8 +439,10 @@ pub fn parameter_lines(
         Axis::linear(&all_x, 6)
     };
     let mut panel = Panel::new(x, x_label, y_label, out, None);
-    if unit_y {
-        panel.y = Axis::unit_interval();
+    match y_scale {
+        YScale::Linear => {}
+        YScale::Unit => panel.y = Axis::unit_interval(),
+        YScale::Log => panel.y = Axis::log10(&all_y),
     }
     let fig = Figure {
         size: SWEEP_FIGURE_SIZE,

@@ -21,6 +21,7 @@
 use crate::config::{Config, KEY_DOCS};
 use crate::error::{invalid, LcsimError, Result};
 use crate::metrics::{read_csv, EpochMetrics};
+use crate::plot::YScale;
 use crate::rng::Rng;
 use crate::run::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -1499,6 +1500,22 @@ pub fn check_figure_settings(sweep: &Sweep, s: &FigureSettings) -> Result<()> {
     Ok(())
 }
 
+/// How a metric reads best: fractions on 0..1, positive values spanning a decade or more
+/// (steps, H, times) on a log scale, the rest linearly.
+fn y_scale(metric: &str, values: &[f64]) -> YScale {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    if metric.contains("fraction") {
+        YScale::Unit
+    } else if !finite.is_empty() && lo > 0.0 && hi >= 10.0 * lo {
+        YScale::Log
+    } else {
+        YScale::Linear
+    }
+}
+
 /// Mean of the finite values.
 fn mean_finite(values: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = values
@@ -1573,7 +1590,6 @@ pub fn draw_figures(
             None => varied.iter().collect(),
         };
         for metric in &s.metrics {
-            let unit = metric.contains("fraction");
             for key in &keys {
                 let pts: Vec<(f64, f64)> = done
                     .iter()
@@ -1593,12 +1609,13 @@ pub fn draw_figures(
                     "{name}: {n_done} of {} runs done, one point per run",
                     results.len()
                 );
+                let scale = y_scale(metric, &py);
                 parameter_lines(
                     &[(px.clone(), Series::new("runs", py))],
                     &key_label(key),
                     &metric_label(metric),
                     log_axis(&px),
-                    unit,
+                    scale,
                     false,
                     &title,
                     &path,
@@ -1636,12 +1653,13 @@ pub fn draw_figures(
                 })
                 .collect();
             let path = dir.join(format!("{metric}-vs-{}.{ext}", short(&x_key)));
+            let all: Vec<f64> = series.iter().flat_map(|(_, s)| s.values.clone()).collect();
             parameter_lines(
                 &series,
                 &key_label(&x_key),
                 &metric_label(metric),
                 log_x,
-                unit,
+                y_scale(metric, &all),
                 true,
                 &title_for(""),
                 &path,
@@ -1683,10 +1701,7 @@ pub fn draw_figures(
                 .copied()
                 .filter(|v| v.is_finite())
                 .collect();
-            let log = !unit
-                && finite.iter().all(|&v| v > 0.0)
-                && finite.iter().cloned().fold(f64::MIN, f64::max)
-                    >= 10.0 * finite.iter().cloned().fold(f64::MAX, f64::min);
+            let log = y_scale(metric, &finite) == YScale::Log;
             let h = Heatmap {
                 title: title_for(""),
                 x_label: key_label(&x_key),

@@ -774,7 +774,9 @@ fn helpers() {
 
 #[test]
 fn heatmap_and_parameter_lines_check_their_input() {
-    use lcsim::plot::{heatmap, parameter_lines, FigureFormat, Heatmap, Series, SWEEP_FIGURE_SIZE};
+    use lcsim::plot::{
+        heatmap, parameter_lines, FigureFormat, Heatmap, Series, YScale, SWEEP_FIGURE_SIZE,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut h = Heatmap {
         title: "t".into(),
@@ -817,7 +819,7 @@ fn heatmap_and_parameter_lines_check_their_input() {
         "x",
         "y",
         true,
-        true,
+        YScale::Unit,
         true,
         "",
         &tmp.path().join("l.png"),
@@ -829,11 +831,24 @@ fn heatmap_and_parameter_lines_check_their_input() {
         "x",
         "y",
         false,
-        true,
+        YScale::Log,
         true,
         "",
         &tmp.path().join("l.png"),
         FigureFormat::Png,
     );
     assert!(r.is_ok());
+    let bad = [(vec![1.0, 2.0], Series::new("s", vec![0.0, 0.3]))];
+    let r = parameter_lines(
+        &bad,
+        "x",
+        "y",
+        false,
+        YScale::Log,
+        true,
+        "",
+        &tmp.path().join("l.png"),
+        FigureFormat::Png,
+    );
+    assert!(r.is_err(), "y = 0 on a log axis");
 }
