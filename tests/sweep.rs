@@ -852,3 +852,65 @@ fn heatmap_and_parameter_lines_check_their_input() {
     );
     assert!(r.is_err(), "y = 0 on a log axis");
 }
+
+#[test]
+fn ctrl_c_stops_the_runs_resumably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = plan(
+        tmp.path(),
+        "s",
+        &[
+            "--set",
+            "training.epochs=6",
+            "--set",
+            "data.train_limit=0",
+            "--grid",
+            "controller.alpha=0.1,0.2",
+        ],
+    );
+    let sweep = tmp.path().join("s");
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(["sweep", "run", "s", "--jobs", "2"])
+        .current_dir(tmp.path())
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // After the first completed epoch, SIGINT to the group (what Ctrl-C in a terminal does).
+    let metrics = |r: &lcsim::sweep::RunEntry| sweep.join("runs").join(&r.id).join("metrics.csv");
+    let mut waited = 0;
+    while !m.runs.iter().any(|r| metrics(r).is_file()) && waited < 6000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    let pgid = format!("-{}", child.id());
+    assert!(Command::new("kill")
+        .args(["-INT", "--", &pgid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("resumable"), "{stdout}");
+    for r in &m.runs {
+        let dir = sweep.join("runs").join(&r.id);
+        assert!(
+            !dir.join("error.txt").exists(),
+            "an interruption is no failure"
+        );
+        assert!(!dir.join("summary.json").exists(), "stopped before the end");
+    }
+    let o = lcsim_in(tmp.path(), &["sweep", "run", "s", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for r in &m.runs {
+        assert!(summary(&sweep, &r.id).is_file());
+        let log =
+            std::fs::read_to_string(sweep.join("logs").join(format!("{}.log", r.id))).unwrap();
+        let last = log.rsplit("=== lcsim sweep: attempt").next().unwrap();
+        assert!(last.contains("--resume"), "{log}");
+    }
+}
