@@ -870,7 +870,7 @@ fn ctrl_c_stops_the_runs_resumably() {
     );
     let sweep = tmp.path().join("s");
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
+    let child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
         .args(["sweep", "run", "s", "--jobs", "2"])
         .current_dir(tmp.path())
         .env_remove("SLURM_ARRAY_TASK_ID")
