@@ -781,6 +781,21 @@ fn tail(text: &str, n: usize) -> String {
 /// unless it is done: a fresh start, or `--resume` when its folder holds an interrupted run.
 /// Output is appended to DIR/logs/ID.log; a failure is recorded in DIR/runs/ID/error.txt.
 pub fn run_one(sweep: &Sweep, index: usize, exe: &Path) -> Result<RunOutcome> {
+    run_one_until(sweep, index, exe, &AtomicBool::new(false))
+}
+
+/// How long a run may take to stop by itself once `stop` is raised before it is killed
+/// (either way it resumes from its last completed epoch).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// [`run_one`], stopping the run when `stop` is raised: a run that has not stopped by itself
+/// (Ctrl-C reaches it too) within a grace period is killed, and counts as interrupted.
+pub fn run_one_until(
+    sweep: &Sweep,
+    index: usize,
+    exe: &Path,
+    stop: &AtomicBool,
+) -> Result<RunOutcome> {
     let run = sweep.run(index, "--index")?;
     let dir = sweep.run_dir(run);
     if read_summary(&dir).is_some() {
@@ -825,19 +840,34 @@ pub fn run_one(sweep: &Sweep, index: usize, exe: &Path) -> Result<RunOutcome> {
     )
     .map_err(io_err(&log_path))?;
     let started = std::time::Instant::now();
-    let status = Command::new(exe)
+    let mut child = Command::new(exe)
         .args(&args)
         .current_dir(sweep.workdir())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_err(&log_path))?)
         .stderr(log.try_clone().map_err(io_err(&log_path))?)
-        .status()
+        .spawn()
         .map_err(io_err(exe))?;
+    let mut stop_seen: Option<std::time::Instant> = None;
+    let mut killed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io_err(exe))? {
+            break status;
+        }
+        if stop.load(Ordering::SeqCst) {
+            let since = *stop_seen.get_or_insert_with(std::time::Instant::now);
+            if !killed && since.elapsed() > STOP_GRACE {
+                let _ = child.kill();
+                killed = true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let seconds = started.elapsed().as_secs_f64();
     if status.success() && read_summary(&dir).is_some() {
         return Ok(RunOutcome::Done { seconds });
     }
-    if status.code() == Some(130) {
+    if status.code() == Some(130) || killed {
         return Ok(RunOutcome::Interrupted);
     }
     let mut output = String::new();
@@ -878,8 +908,8 @@ pub enum RunEvent {
 }
 
 /// Runs the runs `indices` with `jobs` child processes at a time; `on_event` sees every start
-/// and finish (on the calling thread). Raising `stop` starts no further runs; the ones
-/// running are waited for (Ctrl-C reaches them too and they stop resumably). Returns the
+/// and finish (on the calling thread). Raising `stop` starts no further runs and stops the
+/// running ones resumably ([`run_one_until`]). Returns the
 /// outcomes in the order of `indices` (None: not started).
 pub fn run_local(
     sweep: &Sweep,
@@ -910,9 +940,10 @@ pub fn run_local(
                     break;
                 };
                 let _ = tx.send((slot, RunEvent::Started { index }));
-                let outcome = run_one(sweep, index, exe).unwrap_or_else(|e| RunOutcome::Failed {
-                    reason: format!("could not run: {e}"),
-                });
+                let outcome =
+                    run_one_until(sweep, index, exe, stop).unwrap_or_else(|e| RunOutcome::Failed {
+                        reason: format!("could not run: {e}"),
+                    });
                 let _ = tx.send((slot, RunEvent::Finished { index, outcome }));
             });
         }

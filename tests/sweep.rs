@@ -914,3 +914,63 @@ fn ctrl_c_stops_the_runs_resumably() {
         assert!(last.contains("--resume"), "{log}");
     }
 }
+
+#[test]
+fn interrupting_only_the_sweep_stops_its_runs_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = plan(
+        tmp.path(),
+        "s",
+        &[
+            "--set",
+            "training.epochs=20",
+            "--set",
+            "data.train_limit=0",
+            "--grid",
+            "controller.alpha=0.1,0.2",
+        ],
+    );
+    let sweep = tmp.path().join("s");
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(["sweep", "run", "s", "--jobs", "2"])
+        .current_dir(tmp.path())
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let metrics = |r: &lcsim::sweep::RunEntry| sweep.join("runs").join(&r.id).join("metrics.csv");
+    let mut waited = 0;
+    while !m.runs.iter().all(|r| metrics(r).is_file()) && waited < 6000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    // SIGINT to the sweep process alone: it stops (kills) its runs after a short grace.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    for r in &m.runs {
+        let dir = sweep.join("runs").join(&r.id);
+        assert!(
+            !dir.join("error.txt").exists(),
+            "an interruption is no failure"
+        );
+        assert!(!dir.join("summary.json").exists(), "stopped before the end");
+    }
+    // No run keeps going on its own: nothing changes in the run folders any more.
+    let snapshot = |r: &lcsim::sweep::RunEntry| std::fs::read_to_string(metrics(r)).unwrap();
+    let before: Vec<String> = m.runs.iter().map(snapshot).collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(before, m.runs.iter().map(snapshot).collect::<Vec<_>>());
+    let o = lcsim_in(tmp.path(), &["sweep", "run", "s", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(m.runs.iter().all(|r| summary(&sweep, &r.id).is_file()));
+}
