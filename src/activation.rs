@@ -115,7 +115,7 @@ pub fn tanh(x: f64) -> f64 {
 #[inline]
 fn exp_positive(y: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-    // ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero bits so that k * LN2_HI is exact.
+                                                // ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero bits so that k * LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     let shifted = y * std::f64::consts::LOG2_E + SHIFT;

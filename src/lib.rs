@@ -19,5 +19,6 @@ pub mod rng;
 pub mod run;
 pub mod simulate;
 pub mod steady_state;
+pub mod sweep;
 pub mod system;
 pub mod train;
