@@ -4,23 +4,38 @@
 
 use nalgebra::{DMatrix, DVector};
 
-/// Orthogonalises column j of `w` against column j of every basis block (modified
-/// Gram-Schmidt) and writes the coefficients to `h`.
-fn orthogonalize(basis: &[DMatrix<f64>], w: &mut DMatrix<f64>, j: usize, h: &mut [f64]) {
-    for (i, v) in basis.iter().enumerate() {
-        let c = v.column(j).dot(&w.column(j));
-        w.column_mut(j).axpy(-c, &v.column(j), 1.0);
-        h[i] = c;
-    }
-}
-
-/// Column j of `w` scaled to unit norm into `next`; returns the norm.
-fn normalize_into(w: &DMatrix<f64>, next: &mut DMatrix<f64>, j: usize) -> f64 {
-    let norm = w.column(j).norm();
-    if norm > 0.0 {
-        next.column_mut(j).copy_from(&(w.column(j) / norm));
-    }
-    norm
+/// One Arnoldi step for every column j with `!done[j]`: `w = A v_i` (one call of `apply` on
+/// the last basis block), orthogonalised against column j of every basis block (modified
+/// Gram-Schmidt) and normalised into the next block, which is pushed. Returns column j's
+/// Hessenberg entries `h[0..=i+1]` (None for the columns that are done).
+fn arnoldi_step(
+    apply: &impl Fn(&DMatrix<f64>) -> DMatrix<f64>,
+    basis: &mut Vec<DMatrix<f64>>,
+    done: &[bool],
+) -> Vec<Option<Vec<f64>>> {
+    let i = basis.len() - 1;
+    let mut w = apply(&basis[i]);
+    let mut next = DMatrix::zeros(w.nrows(), w.ncols());
+    let columns = (0..w.ncols())
+        .map(|j| {
+            if done[j] {
+                return None;
+            }
+            let mut h = vec![0.0; i + 2];
+            for (q, v) in basis.iter().enumerate() {
+                let c = v.column(j).dot(&w.column(j));
+                w.column_mut(j).axpy(-c, &v.column(j), 1.0);
+                h[q] = c;
+            }
+            h[i + 1] = w.column(j).norm();
+            if h[i + 1] > 0.0 {
+                next.column_mut(j).copy_from(&(w.column(j) / h[i + 1]));
+            }
+            Some(h)
+        })
+        .collect();
+    basis.push(next);
+    columns
 }
 
 /// GMRES without restart from x = 0 for every column of `A x = b`, with `apply(V) = A V` on
@@ -60,16 +75,10 @@ pub(super) fn gmres(
         if done.iter().all(|&d| d) {
             break;
         }
-        let mut w = apply(&basis[i]);
+        let step = arnoldi_step(&apply, &mut basis, &done);
         applications += 1;
-        let mut next = DMatrix::zeros(n, p);
-        for j in 0..p {
-            if done[j] {
-                continue;
-            }
-            let mut h = vec![0.0; i + 2];
-            orthogonalize(&basis, &mut w, j, &mut h[..=i]);
-            h[i + 1] = normalize_into(&w, &mut next, j);
+        for (j, h) in step.into_iter().enumerate() {
+            let Some(mut h) = h else { continue };
             for (q, &(c, s)) in rotations[j].iter().enumerate() {
                 let (a, d) = (h[q], h[q + 1]);
                 h[q] = c * a + s * d;
@@ -95,7 +104,6 @@ pub(super) fn gmres(
                 done[j] = true;
             }
         }
-        basis.push(next);
     }
     let mut x = DMatrix::zeros(n, p);
     for j in 0..p {
@@ -141,16 +149,10 @@ pub fn rightmost_ritz_values(
         if done.iter().all(|&d| d) {
             break;
         }
-        let mut w = apply(&basis[i]);
+        let step = arnoldi_step(&apply, &mut basis, &done);
         applications += 1;
-        let mut next = DMatrix::zeros(n, p);
-        for j in 0..p {
-            if done[j] {
-                continue;
-            }
-            let mut h = vec![0.0; i + 2];
-            orthogonalize(&basis, &mut w, j, &mut h[..=i]);
-            h[i + 1] = normalize_into(&w, &mut next, j);
+        for (j, h) in step.into_iter().enumerate() {
+            let Some(h) = h else { continue };
             for (q, &hq) in h.iter().enumerate() {
                 hess[j][(q, i)] = hq;
             }
@@ -161,7 +163,6 @@ pub fn rightmost_ritz_values(
                 done[j] = true;
             }
         }
-        basis.push(next);
     }
     let values = (0..p)
         .map(|j| {
