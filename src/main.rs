@@ -282,7 +282,8 @@ fn push_params(
     }
 }
 
-/// Per-sample solver records: converged (0/1), residual, time, steps.
+/// Per-sample solver records: converged (0/1), residual, time, steps, RHS and JVP
+/// evaluations, and fallback (1 when the fallback integrator produced the state).
 fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteadyState) {
     let col = |f: &dyn Fn(&lcsim::steady_state::SteadyState) -> f64| {
         vector(&b.records.iter().map(f).collect::<Vec<_>>())
@@ -294,6 +295,12 @@ fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteady
     out.push((format!("{prefix}_residual"), col(&|r| r.residual)));
     out.push((format!("{prefix}_time"), col(&|r| r.time)));
     out.push((format!("{prefix}_steps"), col(&|r| r.steps as f64)));
+    out.push((format!("{prefix}_rhs_evals"), col(&|r| r.rhs_evals as f64)));
+    out.push((format!("{prefix}_jvp_evals"), col(&|r| r.jvp_evals as f64)));
+    out.push((
+        format!("{prefix}_fallback"),
+        col(&|r| r.fallback_from.is_some() as u8 as f64),
+    ));
 }
 
 fn summarize(what: &str, b: &BatchSteadyState) {
@@ -301,8 +308,13 @@ fn summarize(what: &str, b: &BatchSteadyState) {
     for r in &b.records {
         *counts.entry(r.termination.name()).or_insert(0usize) += 1;
     }
+    let fallbacks = b
+        .records
+        .iter()
+        .filter(|r| r.fallback_from.is_some())
+        .count();
     println!(
-        "{what}: {} samples, {:?}, max residual {:.3e}, mean steps {:.1}",
+        "{what}: {} samples, {:?}, max residual {:.3e}, mean steps {:.1}, {fallbacks} by the fallback integrator",
         b.records.len(),
         counts,
         b.max_residual(),

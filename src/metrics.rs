@@ -21,7 +21,8 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     /// Mean control magnitude H = 1/2 |psi*|^2 per sample (LCP methods).
     pub mean_h: f64,
-    /// Mean steps of the controlled (LCP) or adjoint (RBP) solves.
+    /// Mean steps of the controlled (LCP) or adjoint (RBP) solves (iterations of an accelerated
+    /// solver, or the integrator's steps for samples its fallback solved).
     pub mean_steps: f64,
     /// Largest number of steps of one such solve.
     pub max_steps: f64,
