@@ -242,6 +242,11 @@ fn config_errors_name_the_key() {
         (vec!["method.name=\"bp\""], "method.name"),
         (vec!["data.test_fraction=1.5"], "data.test_fraction"),
         (vec!["model.hidden=[0]"], "model.hidden"),
+        (vec!["training.threads=5000"], "training.threads"),
+        (vec!["solver.method=\"andersen\""], "solver.method"),
+        (vec!["solver.fallback=\"rk4\""], "solver.fallback"),
+        (vec!["solver.anderson_step=0"], "solver.anderson_step"),
+        (vec!["solver.stability_dim=0"], "solver.stability_dim"),
     ] {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let err = Config::load(None, &sets)
