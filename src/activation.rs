@@ -86,67 +86,30 @@ impl Activation {
     }
 }
 
-/// tanh(x) within a few ulp of the correctly rounded value, branch-free so that loops over
-/// it vectorise: the rational approximation of Cephes' tanh on |x| < 0.625, else
-/// `1 - 2 / (exp(2|x|) + 1)` with the sign of x ([`exp_positive`]; exactly +-1 beyond
-/// |x| = 22, where tanh rounds to 1).
+/// tanh(x) within a few ulp of the correctly rounded value and about twice as fast as
+/// libm's here (which goes through expm1): the rational approximation of Cephes' tanh on
+/// |x| < 0.625, `1 - 2 / (exp(2|x|) + 1)` with the sign of x up to |x| = 22, +-1 beyond.
+/// (A branch-free version with a polynomial exp, meant to vectorise, measured slower.)
 #[inline]
 pub fn tanh(x: f64) -> f64 {
     let a = x.abs();
-    let z = x * x;
-    let p =
-        (-9.643_991_794_250_523e-1 * z - 9.928_772_310_019_186e1) * z - 1.614_687_684_417_084_5e3;
-    let q = ((z + 1.128_116_784_916_329_3e2) * z + 2.235_488_390_601_004_6e3) * z
-        + 4.844_063_053_251_255e3;
-    let small = x + x * (z * p / q);
-    let large = (1.0 - 2.0 / (exp_positive(2.0 * a.min(22.0)) + 1.0)).copysign(x);
-    let t = if a < 0.625 { small } else { large };
-    // tanh is odd: the sign of x (also for -0); NaN stays NaN.
-    if x.is_nan() {
+    if x == 0.0 {
+        x // keeps the sign of -0
+    } else if a < 0.625 {
+        let z = x * x;
+        let p = (-9.643_991_794_250_523e-1 * z - 9.928_772_310_019_186e1) * z
+            - 1.614_687_684_417_084_5e3;
+        let q = ((z + 1.128_116_784_916_329_3e2) * z + 2.235_488_390_601_004_6e3) * z
+            + 4.844_063_053_251_255e3;
+        x + x * z * p / q
+    } else if a < 22.0 {
+        (1.0 - 2.0 / ((2.0 * a).exp() + 1.0)).copysign(x)
+    } else if a.is_nan() {
         x
     } else {
-        t.copysign(x)
+        1.0f64.copysign(x)
     }
 }
-
-/// exp(y) for 0 <= y <= 709 without a libm call: y = k ln 2 + r with |r| <= ln 2 / 2
-/// (ln 2 in two parts), a degree-13 Taylor polynomial for exp(r) (truncation < 1e-17),
-/// times 2^k built from its bits.
-#[inline]
-fn exp_positive(y: f64) -> f64 {
-    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-                                                // ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero bits so that k * LN2_HI is exact.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    let shifted = y * std::f64::consts::LOG2_E + SHIFT;
-    let k = shifted - SHIFT;
-    let r = (y - k * LN2_HI) - k * LN2_LO;
-    let mut poly = INV_FACT[13];
-    for c in INV_FACT[..13].iter().rev() {
-        poly = poly * r + c;
-    }
-    // k sits in the low bits of `shifted`: 2^k = bits (k + 1023) << 52, in integer lanes.
-    let k_int = shifted.to_bits().wrapping_sub(SHIFT.to_bits());
-    poly * f64::from_bits(k_int.wrapping_add(1023) << 52)
-}
-
-/// 1 / d! for d = 0..13.
-const INV_FACT: [f64; 14] = [
-    1.0,
-    1.0,
-    0.5,
-    1.0 / 6.0,
-    1.0 / 24.0,
-    1.0 / 120.0,
-    1.0 / 720.0,
-    1.0 / 5_040.0,
-    1.0 / 40_320.0,
-    1.0 / 362_880.0,
-    1.0 / 3_628_800.0,
-    1.0 / 39_916_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 6_227_020_800.0,
-];
 
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
