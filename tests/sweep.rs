@@ -853,39 +853,57 @@ fn heatmap_and_parameter_lines_check_their_input() {
     assert!(r.is_err(), "y = 0 on a log axis");
 }
 
-#[test]
-fn ctrl_c_stops_the_runs_resumably() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Plans two runs of `epochs` epochs in `tmp/s`, starts `sweep run s --jobs 2` as the leader
+/// of its own process group and waits until `ready` holds for the runs' metrics.csv files
+/// (which of them are written). Returns the plan, the sweep folder and the running sweep.
+fn start_sweep_in_own_group(
+    tmp: &Path,
+    epochs: usize,
+    ready: fn(&[bool]) -> bool,
+) -> (Manifest, std::path::PathBuf, std::process::Child) {
+    let epochs = format!("training.epochs={epochs}");
     let m = plan(
-        tmp.path(),
+        tmp,
         "s",
         &[
             "--set",
-            "training.epochs=6",
+            &epochs,
             "--set",
             "data.train_limit=0",
             "--grid",
             "controller.alpha=0.1,0.2",
         ],
     );
-    let sweep = tmp.path().join("s");
+    let sweep = tmp.join("s");
     use std::os::unix::process::CommandExt;
     let child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
         .args(["sweep", "run", "s", "--jobs", "2"])
-        .current_dir(tmp.path())
+        .current_dir(tmp)
         .env_remove("SLURM_ARRAY_TASK_ID")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .unwrap();
-    // After the first completed epoch, SIGINT to the group (what Ctrl-C in a terminal does).
-    let metrics = |r: &lcsim::sweep::RunEntry| sweep.join("runs").join(&r.id).join("metrics.csv");
+    let written = || -> Vec<bool> {
+        m.runs
+            .iter()
+            .map(|r| sweep.join("runs").join(&r.id).join("metrics.csv").is_file())
+            .collect()
+    };
     let mut waited = 0;
-    while !m.runs.iter().any(|r| metrics(r).is_file()) && waited < 6000 {
+    while !ready(&written()) && waited < 6000 {
         std::thread::sleep(std::time::Duration::from_millis(10));
         waited += 1;
     }
+    (m, sweep, child)
+}
+
+#[test]
+fn ctrl_c_stops_the_runs_resumably() {
+    let tmp = tempfile::tempdir().unwrap();
+    // After the first completed epoch, SIGINT to the group (what Ctrl-C in a terminal does).
+    let (m, sweep, child) = start_sweep_in_own_group(tmp.path(), 6, |w| w.iter().any(|&x| x));
     let pgid = format!("-{}", child.id());
     assert!(Command::new("kill")
         .args(["-INT", "--", &pgid])
@@ -918,35 +936,8 @@ fn ctrl_c_stops_the_runs_resumably() {
 #[test]
 fn interrupting_only_the_sweep_stops_its_runs_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = plan(
-        tmp.path(),
-        "s",
-        &[
-            "--set",
-            "training.epochs=20",
-            "--set",
-            "data.train_limit=0",
-            "--grid",
-            "controller.alpha=0.1,0.2",
-        ],
-    );
-    let sweep = tmp.path().join("s");
-    use std::os::unix::process::CommandExt;
-    let child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .args(["sweep", "run", "s", "--jobs", "2"])
-        .current_dir(tmp.path())
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let (m, sweep, child) = start_sweep_in_own_group(tmp.path(), 20, |w| w.iter().all(|&x| x));
     let metrics = |r: &lcsim::sweep::RunEntry| sweep.join("runs").join(&r.id).join("metrics.csv");
-    let mut waited = 0;
-    while !m.runs.iter().all(|r| metrics(r).is_file()) && waited < 6000 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        waited += 1;
-    }
     // SIGINT to the sweep process alone: it stops (kills) its runs after a short grace.
     let pid = child.id().to_string();
     assert!(Command::new("kill")
