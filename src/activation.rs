@@ -25,10 +25,15 @@ impl Activation {
         }
     }
 
-    /// The slope s'(v).
+    /// The slope s'(v) (s'(0) = 0 for relu, as PyTorch).
     pub fn slope(self, v: f64) -> f64 {
+        self.slope_at_rate(v, self.rate(v))
+    }
+
+    /// The slope s'(v) given the rate s = s(v) (saves a second tanh or exp).
+    pub fn slope_at_rate(self, v: f64, s: f64) -> f64 {
         match self {
-            Activation::Tanh => 1.0 - tanh(v).powi(2),
+            Activation::Tanh => 1.0 - s * s,
             Activation::Relu => {
                 if v > 0.0 {
                     1.0
@@ -36,18 +41,6 @@ impl Activation {
                     0.0
                 }
             }
-            Activation::Sigmoid => {
-                let s = sigmoid(v);
-                s * (1.0 - s)
-            }
-        }
-    }
-
-    /// The slope s'(v) given the rate s = s(v) (saves a second tanh or exp).
-    pub fn slope_at_rate(self, v: f64, s: f64) -> f64 {
-        match self {
-            Activation::Tanh => 1.0 - s * s,
-            Activation::Relu => self.slope(v),
             Activation::Sigmoid => s * (1.0 - s),
         }
     }
@@ -63,17 +56,7 @@ impl Activation {
 
     /// The curvature s''(v) (zero for relu away from its kink).
     pub fn curvature(self, v: f64) -> f64 {
-        match self {
-            Activation::Tanh => {
-                let t = tanh(v);
-                -2.0 * t * (1.0 - t * t)
-            }
-            Activation::Relu => 0.0,
-            Activation::Sigmoid => {
-                let s = sigmoid(v);
-                s * (1.0 - s) * (1.0 - 2.0 * s)
-            }
-        }
+        self.curvature_at_rate(self.rate(v))
     }
 
     /// Name as used in configs and files.

@@ -528,9 +528,7 @@ impl EquilibriumModel for RateNetwork {
         psi: Option<&DMatrix<f64>>,
     ) -> RateLinearization {
         let a = self.activation;
-        let v = phi.rows(0, self.n_h());
-        let s = v.map(|v| a.rate(v));
-        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        let (s, slopes) = self.rates_and_slopes(phi);
         let curvature_feedback = psi.map(|w| {
             let back = self.feedback(w);
             s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
@@ -572,10 +570,7 @@ impl EquilibriumModel for RateNetwork {
         drive: &DMatrix<f64>,
         w: &DMatrix<f64>,
     ) -> (DMatrix<f64>, DMatrix<f64>) {
-        let a = self.activation;
-        let v = phi.rows(0, self.n_h());
-        let s = v.map(|v| a.rate(v));
-        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        let (s, slopes) = self.rates_and_slopes(phi);
         (self.driven_field(phi, drive, &s), self.adjoint(&slopes, w))
     }
 
@@ -586,11 +581,12 @@ impl EquilibriumModel for RateNetwork {
         let s = self.rates(phi);
         let pv = psi.rows(0, n_h);
         let py = psi.rows(n_h, self.n_y);
+        let bias_v = column_sum(&pv.into_owned());
         let tensors = [
             mul_tr(pv, s.as_view()),
-            column_sum(&pv.into_owned()),
+            bias_v.clone(),
             mul_tr(pv, x.as_view()),
-            column_sum(&pv.into_owned()),
+            bias_v,
             mul_tr(py, s.as_view()),
             column_sum(&py.into_owned()),
         ];
@@ -609,6 +605,15 @@ impl EquilibriumModel for RateNetwork {
 }
 
 impl RateNetwork {
+    /// The rates s(v) and slopes s'(v) of the hidden rows of phi (n_h x B each).
+    fn rates_and_slopes(&self, phi: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+        let a = self.activation;
+        let v = phi.rows(0, self.n_h());
+        let s = v.map(|v| a.rate(v));
+        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        (s, slopes)
+    }
+
     /// `(W r, D r)` stacked: what the hidden rates r (n_h x B) send to every unit.
     fn forward(&self, r: &DMatrix<f64>) -> DMatrix<f64> {
         let p = &self.params;
