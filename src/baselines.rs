@@ -30,7 +30,7 @@ impl<'a, M: EquilibriumModel> AdjointSystem<'a, M> {
         loss_gradient: DMatrix<f64>,
     ) -> Self {
         AdjointSystem {
-            lin: model.linearize(&phi0, &input, None),
+            lin: model.linearize(&phi0, &input, None, None),
             model,
             phi0,
             input,

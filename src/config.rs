@@ -23,6 +23,64 @@ pub struct Config {
     pub training: TrainingConfig,
     pub data: DataConfig,
     pub output: OutputConfig,
+    /// LCP-KP's settings (only with `method.name = "lcp-kp"`; filled with the defaults there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kp: Option<KpConfig>,
+    /// LCP-LF's settings (only with `method.name = "lcp-lf"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lf: Option<LfConfig>,
+    /// LCP-EBD's settings (only with `method.name = "lcp-ebd"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebd: Option<EbdConfig>,
+}
+
+/// `[kp]`: Kolen-Pollack feedback (spec 3.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpConfig {
+    /// Multiplicative decay `(1 - weight_decay)` of W, b, D, d, B, G before every batch.
+    pub weight_decay: f64,
+}
+
+impl Default for KpConfig {
+    /// The authors' MNIST setting.
+    fn default() -> Self {
+        KpConfig { weight_decay: 1e-6 }
+    }
+}
+
+/// `[lf]`: linear feedback e = Q u with Q learned from noise (spec 3.3).
+pub type LfConfig = crate::feedback::NoisyPhase;
+
+/// `[ebd]`: energy-based descent (spec 3.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EbdConfig {
+    pub descent: crate::energy::EnergyDescentMethod,
+    /// Adam's learning rate on the state (descent = "adam").
+    pub learning_rate: f64,
+    /// Adam steps (descent = "adam").
+    pub steps: usize,
+}
+
+impl Default for EbdConfig {
+    fn default() -> Self {
+        EbdConfig {
+            descent: crate::energy::EnergyDescentMethod::Flow,
+            learning_rate: 1e-3,
+            steps: 200,
+        }
+    }
+}
+
+impl EbdConfig {
+    /// Adam's settings.
+    pub fn adam(&self) -> crate::energy::StateAdam {
+        crate::energy::StateAdam {
+            learning_rate: self.learning_rate,
+            steps: self.steps,
+        }
+    }
 }
 
 /// Network connectivity.
@@ -103,6 +161,12 @@ impl Default for ControllerConfig {
 pub enum Method {
     /// Least control with dynamic inversion (spec 3.1).
     LcpDi,
+    /// Least control with learned Kolen-Pollack feedback weights (spec 3.2).
+    LcpKp,
+    /// Least control with linear feedback e = Q u, Q learned from noise (spec 3.3).
+    LcpLf,
+    /// Least control by descent on the relaxed energy (spec 3.4).
+    LcpEbd,
     /// Recurrent backprop at the free equilibrium (rnn).
     Rbp,
     /// Backprop (ff; RBP on a layered net is exactly backprop).
@@ -114,9 +178,17 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::LcpDi => "lcp-di",
+            Method::LcpKp => "lcp-kp",
+            Method::LcpLf => "lcp-lf",
+            Method::LcpEbd => "lcp-ebd",
             Method::Rbp => "rbp",
             Method::Bp => "bp",
         }
+    }
+
+    /// True for the least-control methods (they have a controlled equilibrium and H).
+    pub fn is_least_control(self) -> bool {
+        !matches!(self, Method::Rbp | Method::Bp)
     }
 }
 
@@ -330,8 +402,32 @@ impl Config {
                 "keys and types as in `lcsim config`",
             )
         })?;
+        let config = config.resolved();
         config.validate()?;
         Ok(config)
+    }
+
+    /// The config with the defaults of its method's own section filled in (what a run
+    /// records as resolved).
+    pub fn resolved(mut self) -> Config {
+        match self.method.name {
+            Method::LcpKp => self.kp = self.kp.or_else(|| Some(KpConfig::default())),
+            Method::LcpLf => self.lf = self.lf.or_else(|| Some(LfConfig::default())),
+            Method::LcpEbd => self.ebd = self.ebd.or_else(|| Some(EbdConfig::default())),
+            _ => {}
+        }
+        self
+    }
+
+    /// Every key a config may hold: the default with all method sections present.
+    pub fn schema_table() -> toml::Table {
+        let all = Config {
+            kp: Some(KpConfig::default()),
+            lf: Some(LfConfig::default()),
+            ebd: Some(EbdConfig::default()),
+            ..Config::default()
+        };
+        toml::Table::try_from(all).expect("the config schema serialises")
     }
 
     /// The default as TOML text, every key preceded by a comment with its meaning,
@@ -341,17 +437,29 @@ impl Config {
             toml::to_string_pretty(&Config::default()).expect("the default config serialises");
         let mut out = String::from("# lcsim run config: every key, its meaning and default.\n# Override any key on the command line: --set section.key=value\n");
         let mut section = String::new();
-        for line in plain.lines() {
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = name.to_string();
-            } else if let Some((key, _)) = line.split_once(" = ") {
-                let full = format!("{section}.{key}");
-                if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
-                    out.push_str(&format!("# {doc}\n"));
+        let mut document = |text: &str, comment: &str, out: &mut String| {
+            for line in text.lines() {
+                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = name.to_string();
+                } else if let Some((key, _)) = line.split_once(" = ") {
+                    let full = format!("{section}.{key}");
+                    if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
+                        out.push_str(&format!("# {doc}\n"));
+                    }
                 }
+                out.push_str(comment);
+                out.push_str(line);
+                out.push('\n');
             }
-            out.push_str(line);
-            out.push('\n');
+        };
+        document(&plain, "", &mut out);
+        out.push_str("\n# The sections below belong to one method each; give one only with its method.\n");
+        for (method, name) in [("lcp-kp", "kp"), ("lcp-lf", "lf"), ("lcp-ebd", "ebd")] {
+            let mut one = toml::Table::new();
+            one.insert(name.into(), Config::schema_table()[name].clone());
+            let text = toml::to_string_pretty(&one).expect("a section serialises");
+            out.push_str(&format!("\n# method.name = \"{method}\" only:\n"));
+            document(&text, "# ", &mut out);
         }
         out
     }
@@ -408,6 +516,7 @@ impl Config {
             _ => {}
         }
         self.solver.validate()?;
+        self.validate_method_sections()?;
         let t = &self.training;
         if !(0.0..=1.0).contains(&t.min_lr_factor) {
             return Err(invalid(
@@ -455,6 +564,42 @@ impl Config {
                 d.synthetic_samples,
                 "an integer >= 4",
             ));
+        }
+        Ok(())
+    }
+
+    /// A method section belongs to its method only, and its values must be valid.
+    fn validate_method_sections(&self) -> Result<()> {
+        let name = self.method.name;
+        let given = [
+            ("kp", Method::LcpKp, self.kp.is_some()),
+            ("lf", Method::LcpLf, self.lf.is_some()),
+            ("ebd", Method::LcpEbd, self.ebd.is_some()),
+        ];
+        for (section, owner, present) in given {
+            if present && name != owner {
+                return Err(invalid(
+                    &format!("[{section}]"),
+                    format!("given with method.name = \"{}\"", name.name()),
+                    &format!(
+                        "[{section}] only with method.name = \"{}\", which takes it; remove it for \"{}\"",
+                        owner.name(),
+                        name.name()
+                    ),
+                ));
+            }
+        }
+        if let Some(kp) = &self.kp {
+            let wd = kp.weight_decay;
+            if !(0.0..1.0).contains(&wd) {
+                return Err(invalid("kp.weight_decay", wd, "a fraction in [0, 1)"));
+            }
+        }
+        if let Some(lf) = &self.lf {
+            lf.validate()?;
+        }
+        if let Some(ebd) = &self.ebd {
+            ebd.adam().validate()?;
         }
         Ok(())
     }
@@ -512,7 +657,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("controller.alpha", "leak of the integral controller (> 0; small = strong control, H -> least control)"),
     ("controller.k_i", "integral gain (>= 0)"),
     ("controller.k_p", "proportional gain (>= 0; reference 0)"),
-    ("method.name", "\"lcp-di\" (least control, dynamic inversion), \"rbp\" (recurrent backprop, rnn) or \"bp\" (backprop, ff)"),
+    ("method.name", "least control: \"lcp-di\" (dynamic inversion), \"lcp-kp\" (learned Kolen-Pollack feedback, [kp]), \"lcp-lf\" (linear feedback e = Q u, [lf]), \"lcp-ebd\" (energy descent, [ebd]); gradients: \"rbp\" (recurrent backprop, rnn) or \"bp\" (backprop, ff)"),
     ("method.loss", "\"cross-entropy\" (softmax of y vs label) or \"squared-error\""),
     ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
     ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
@@ -561,6 +706,17 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("output.name", "run folder name (empty: method-model-data-seedN)"),
     ("output.figures", "draw figures at the end of the run"),
     ("output.figure_format", "\"png\" or \"svg\""),
+    ("kp.weight_decay", "lcp-kp: W, b, D, d and the feedback weights B, G shrink by (1 - weight_decay) before every batch, in [0, 1) (reference MNIST: 1e-6)"),
+    ("lf.sigma", "lcp-lf: amplitude of the Ornstein-Uhlenbeck noise added to the hidden units' feedback in the noisy phase (> 0; reference 0.01)"),
+    ("lf.tau_q", "lcp-lf: time constant of Q; Q moves by dt / tau_q per batch (> 0; reference 1e5)"),
+    ("lf.weight_decay", "lcp-lf: decay of Q inside its update (>= 0; reference 0.01)"),
+    ("lf.tau_eps", "lcp-lf: time constant of the noise (> 0); its correlation time is timescale_factor * tau_eps"),
+    ("lf.timescale_factor", "lcp-lf: T >= 1; in the noisy phase the output units and the controller run T^2 slower than v (reference 5)"),
+    ("lf.steps", "lcp-lf: Euler-Maruyama steps of the noisy phase per batch (>= 1; reference 800)"),
+    ("lf.dt", "lcp-lf: step of the noisy phase (time units, > 0; reference 1)"),
+    ("ebd.descent", "lcp-ebd: \"flow\" (gradient flow on E_alpha solved to steady state by [solver]) or \"adam\" (Adam on the state, as the reference)"),
+    ("ebd.learning_rate", "lcp-ebd, descent = \"adam\": Adam's step on the state (> 0; reference: 0.001 rnn, 0.01 ff)"),
+    ("ebd.steps", "lcp-ebd, descent = \"adam\": Adam steps (>= 1; reference: 200 rnn, 800 ff)"),
 ];
 
 /// The dotted key (`section.key`) of the line holding byte `offset` of a TOML text.
@@ -591,7 +747,7 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
         .split_once('=')
         .ok_or_else(|| invalid("--set", assignment, "key=value, e.g. controller.alpha=0.05"))?;
     let key = key.trim();
-    let defaults = toml::Table::try_from(Config::default()).expect("the default config serialises");
+    let defaults = Config::schema_table();
     let parts: Vec<&str> = key.split('.').collect();
     // The key must name a field of the schema.
     let mut known = &defaults;

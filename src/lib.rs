@@ -4,6 +4,8 @@ pub mod baselines;
 pub mod check;
 pub mod config;
 pub mod data;
+pub mod energy;
+pub mod feedback;
 pub mod error;
 pub mod interop;
 pub mod linalg;

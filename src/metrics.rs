@@ -36,10 +36,16 @@ pub struct EpochMetrics {
     pub learning_rate: f64,
     /// Wall-clock seconds of the epoch (training and evaluation).
     pub wall_time_s: f64,
+    /// LCP-KP at the end of the epoch: angle in degrees between the feedback weights B and
+    /// W^T (NaN for other methods).
+    pub feedback_angle_w: f64,
+    /// LCP-KP: angle in degrees between G and D^T (NaN for other methods).
+    pub feedback_angle_d: f64,
 }
 
-/// Column names of metrics.csv, in order.
-pub const COLUMNS: [&str; 13] = [
+/// Column names of metrics.csv, in order (tables written before the feedback columns
+/// existed have the first 13 and are read with NaN there).
+pub const COLUMNS: [&str; 15] = [
     "epoch",
     "train_loss",
     "train_accuracy",
@@ -53,10 +59,15 @@ pub const COLUMNS: [&str; 13] = [
     "skipped_samples",
     "learning_rate",
     "wall_time_s",
+    "feedback_angle_w",
+    "feedback_angle_d",
 ];
 
+/// Columns of tables written before the feedback angles.
+const OLD_COLUMNS: usize = 13;
+
 impl EpochMetrics {
-    fn values(&self) -> [f64; 13] {
+    fn values(&self) -> [f64; 15] {
         [
             self.epoch as f64,
             self.train_loss,
@@ -71,6 +82,8 @@ impl EpochMetrics {
             self.skipped_samples as f64,
             self.learning_rate,
             self.wall_time_s,
+            self.feedback_angle_w,
+            self.feedback_angle_d,
         ]
     }
 
@@ -89,6 +102,8 @@ impl EpochMetrics {
             skipped_samples: v[10] as usize,
             learning_rate: v[11],
             wall_time_s: v[12],
+            feedback_angle_w: v.get(13).copied().unwrap_or(f64::NAN),
+            feedback_angle_d: v.get(14).copied().unwrap_or(f64::NAN),
         }
     }
 }
@@ -118,9 +133,13 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     };
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    if header != COLUMNS.join(",") {
+    let width = if header == COLUMNS.join(",") {
+        COLUMNS.len()
+    } else if header == COLUMNS[..OLD_COLUMNS].join(",") {
+        OLD_COLUMNS
+    } else {
         return Err(bad(1, format!("header `{header}`")));
-    }
+    };
     lines
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -130,7 +149,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
                 .map(|c| c.trim().parse::<f64>())
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| bad(i + 2, format!("`{l}` ({e})")))?;
-            if v.len() != COLUMNS.len() {
+            if v.len() != width {
                 return Err(bad(i + 2, format!("{} cells", v.len())));
             }
             Ok(EpochMetrics::from_values(&v))

@@ -14,10 +14,19 @@ pub fn least_control_update<M: EquilibriumModel>(
     system: &CoupledSystem<'_, M>,
     z_star: &DMatrix<f64>,
 ) -> Params {
-    let psi = system.control(z_star);
+    update_from_control(system, &system.phi(z_star), &system.control(z_star))
+}
+
+/// [`least_control_update`] from the equilibrium phi* and its control psi* (n x B each),
+/// however they were found (LCP-EBD reads psi* = -f(phi*)).
+pub fn update_from_control<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    phi_star: &DMatrix<f64>,
+    psi_star: &DMatrix<f64>,
+) -> Params {
     let mut update = system
         .model()
-        .param_vjp(&system.phi(z_star), system.inputs(), &psi);
+        .param_vjp(phi_star, system.inputs(), psi_star);
     update.scale(system.objective().combine);
     update
 }
@@ -27,11 +36,12 @@ pub fn control_magnitude<M: EquilibriumModel>(
     system: &CoupledSystem<'_, M>,
     z_star: &DMatrix<f64>,
 ) -> Vec<f64> {
-    system
-        .control(z_star)
-        .column_iter()
-        .map(|c| 0.5 * c.norm_squared())
-        .collect()
+    half_squared_norms(&system.control(z_star))
+}
+
+/// `1/2 |psi_j|^2` of every column j of a control psi (n x B).
+pub fn half_squared_norms(psi: &DMatrix<f64>) -> Vec<f64> {
+    psi.column_iter().map(|c| 0.5 * c.norm_squared()).collect()
 }
 
 /// The relaxed energy of each sample (spec 2.1),

@@ -6,6 +6,7 @@
 //! RUN/config.toml     resolved config          RUN/metrics.csv   one row per epoch
 //! RUN/run.json        version, seeds, command  RUN/checkpoint.npz  state after the last epoch
 //! RUN/params.npz      final parameters         RUN/summary.json  written last
+//! RUN/feedback.npz    final feedback weights (lcp-kp: B, G; lcp-lf: Q)
 //! RUN/figures/        learning curves, H, solver statistics
 //! ```
 
@@ -158,13 +159,32 @@ impl RunDir {
             }
         };
         push(&mut arrays, "param_", state.net.params());
+        let scalar = |v: usize| NpyArray {
+            shape: vec![],
+            data: vec![v as f64],
+        };
+        let optimizers = [
+            (Some(&state.optimizer), ""),
+            (state.feedback_optimizer.as_ref(), "feedback_"),
+        ];
+        for (opt, prefix) in optimizers {
+            let Some(opt) = opt.map(|o| o.state()) else {
+                continue;
+            };
+            if let Some(m) = &opt.first_moment {
+                push(&mut arrays, &format!("{prefix}moment1_"), m);
+            }
+            if let Some(v) = &opt.second_moment {
+                push(&mut arrays, &format!("{prefix}moment2_"), v);
+            }
+            if !prefix.is_empty() {
+                arrays.push((format!("{prefix}optimizer_step"), scalar(opt.step)));
+            }
+        }
+        if let Some(fb) = &state.feedback {
+            push(&mut arrays, "feedback_", fb);
+        }
         let opt = state.optimizer.state();
-        if let Some(m) = &opt.first_moment {
-            push(&mut arrays, "moment1_", m);
-        }
-        if let Some(v) = &opt.second_moment {
-            push(&mut arrays, "moment2_", v);
-        }
         arrays.push((
             "epoch".into(),
             NpyArray {
@@ -240,6 +260,24 @@ impl RunDir {
             second_moment: read("moment2_", &layout)?,
         };
         fresh.optimizer = Optimizer::from_state(fresh.optimizer.settings().clone(), state)?;
+        if let Some(layout) = fresh.feedback.clone() {
+            let names: Vec<&str> = layout.names().collect();
+            let feedback = read("feedback_", &layout)?.ok_or_else(|| LcsimError::MissingArray {
+                name: format!("feedback_{}", names[0]),
+                path: path.clone(),
+                required: format!("the controller's feedback weights {names:?}"),
+            })?;
+            if let Some(opt) = &fresh.feedback_optimizer {
+                let state = OptimizerState {
+                    step: scalar("feedback_optimizer_step")?,
+                    first_moment: read("feedback_moment1_", &layout)?,
+                    second_moment: read("feedback_moment2_", &layout)?,
+                };
+                fresh.feedback_optimizer =
+                    Some(Optimizer::from_state(opt.settings().clone(), state)?);
+            }
+            fresh.feedback = Some(feedback);
+        }
         let epoch = scalar("epoch")?;
         let history: Vec<EpochMetrics> = read_csv(&self.path.join("metrics.csv"))?
             .into_iter()
@@ -259,6 +297,15 @@ impl RunDir {
     /// Writes params.npz and, last, summary.json.
     pub fn finish(&self, state: &TrainingState, summary: &Summary) -> Result<()> {
         save_params(&self.path.join("params.npz"), &state.net)?;
+        if let Some(fb) = &state.feedback {
+            let arrays: Vec<(String, NpyArray)> = fb
+                .iter()
+                .map(|(n, m)| (n.to_string(), npy_from_matrix(m, true)))
+                .collect();
+            let refs: Vec<(&str, &NpyArray)> =
+                arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+            write_npz(&self.path.join("feedback.npz"), &refs)?;
+        }
         write_atomic(
             &self.path.join("summary.json"),
             serde_json::to_string_pretty(summary)

@@ -90,6 +90,11 @@ pub enum SolverMethod {
     Anderson,
     /// Matrix-free Newton-Krylov on `r(z) = 0`: GMRES on J v, backtracking line search (batched).
     NewtonKrylov,
+    /// Adam on the state along a gradient (LCP-EBD's reference descent, chosen by
+    /// `ebd.descent = "adam"`): appears in records, never as `solver.method`.
+    #[serde(skip)]
+    #[value(skip)]
+    AdamOnState,
 }
 
 impl SolverMethod {
@@ -116,7 +121,10 @@ impl SolverMethod {
     /// True for the methods that integrate the ODE in time; false for the accelerated
     /// equilibrium solvers (Anderson, Newton-Krylov).
     pub fn follows_flow(self) -> bool {
-        !matches!(self, SolverMethod::Anderson | SolverMethod::NewtonKrylov)
+        !matches!(
+            self,
+            SolverMethod::Anderson | SolverMethod::NewtonKrylov | SolverMethod::AdamOnState
+        )
     }
 
     /// Name as used in configs and on the command line.
@@ -129,6 +137,7 @@ impl SolverMethod {
             SolverMethod::TrBdf2 => "tr-bdf2",
             SolverMethod::Anderson => "anderson",
             SolverMethod::NewtonKrylov => "newton-krylov",
+            SolverMethod::AdamOnState => "adam-on-state",
         }
     }
 }
@@ -277,6 +286,13 @@ impl SteadyStateOptions {
             if value == 0 {
                 return Err(invalid(key, 0, "an integer >= 1"));
             }
+        }
+        if self.method == SolverMethod::AdamOnState {
+            return Err(invalid(
+                "solver.method",
+                "adam-on-state",
+                "a steady-state solver; Adam on the state is LCP-EBD's ebd.descent = \"adam\"",
+            ));
         }
         ensure_positive("solver.anderson_step", self.anderson_step)?;
         let d = self.anderson_damping;
@@ -502,7 +518,7 @@ pub fn relax_from<M: EquilibriumModel>(
 
 /// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
 /// Converged when the second is <= 1.
-fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> (f64, f64) {
+pub(crate) fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> (f64, f64) {
     let (mut abs, mut scaled, mut finite) = (0.0f64, 0.0f64, true);
     for (ri, zi) in r.iter().zip(z) {
         let a = ri.abs();
@@ -519,7 +535,7 @@ fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> (f64, f64) 
 
 /// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
 /// `divergence_bound`.
-fn diverged(z: &[f64], abs: f64, opts: &SteadyStateOptions) -> bool {
+pub(crate) fn diverged(z: &[f64], abs: f64, opts: &SteadyStateOptions) -> bool {
     let bound = opts.divergence_bound;
     abs.is_nan() || z.iter().any(|v| !v.is_finite() || v.abs() > bound)
 }
@@ -720,7 +736,10 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
             Ok(s) => drive(s, taken, opts),
             Err(e) => fail(taken, e.to_string()),
         },
-        SolverMethod::Euler | SolverMethod::Anderson | SolverMethod::NewtonKrylov => {
+        SolverMethod::Euler
+        | SolverMethod::Anderson
+        | SolverMethod::NewtonKrylov
+        | SolverMethod::AdamOnState => {
             unreachable!("not a diffsol method")
         }
     };

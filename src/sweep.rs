@@ -124,7 +124,7 @@ pub struct Sweep {
 
 /// The default config as a TOML table (to look keys and their types up).
 fn default_table() -> toml::Table {
-    toml::Table::try_from(Config::default()).expect("the default config serialises")
+    Config::schema_table()
 }
 
 /// The default value of a dotted key, or a clear error when it is not a config key.

@@ -15,13 +15,42 @@
 //! ```
 //!
 //! Time constants: tau_v for phi, tau_u for u_i, tau_e for e.
+//!
+//! The hidden control e is produced as [`Feedback`] says: dynamic inversion (above, LCP-DI),
+//! learned Kolen-Pollack weights in place of the transposes (`r_e = -e + s'(v) * (B e + G u)`,
+//! LCP-KP), or the instant linear feedback `e = Q u` (LCP-LF: no e rows in the state).
 
 use crate::error::{ensure_finite, ensure_non_negative, ensure_positive, LcsimError, Result};
 use crate::loss::Loss;
 use crate::model::EquilibriumModel;
+use crate::params::Params;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
+
+/// How the control e that reaches the hidden units is produced (spec 3.1-3.3).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Feedback {
+    /// LCP-DI: `tau_e de/dt = [J_f(phi)^T psi]_hidden`.
+    #[default]
+    DynamicInversion,
+    /// LCP-KP: `J_f^T` with its transposed weights replaced by learned ones
+    /// ([`EquilibriumModel::init_feedback`]'s layout; rate net: B, G).
+    KolenPollack(Arc<Params>),
+    /// LCP-LF: `e = Q u` at every instant (Q: n_hidden x n_out).
+    Linear(Arc<DMatrix<f64>>),
+}
+
+impl Feedback {
+    /// The learned weights of the feedback path (KP), if any.
+    fn learned(&self) -> Option<&Arc<Params>> {
+        match self {
+            Feedback::KolenPollack(p) => Some(p),
+            _ => None,
+        }
+    }
+}
 
 /// Gains and time constants of the leaky PI controller and the dynamic inversion (spec 3).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +157,7 @@ pub struct CoupledSystem<'m, M: EquilibriumModel> {
     objective: Objective,
     tau_v: f64,
     controller: Option<ControllerSettings>,
+    feedback: Feedback,
 }
 
 impl<M: EquilibriumModel> Clone for CoupledSystem<'_, M> {
@@ -140,6 +170,7 @@ impl<M: EquilibriumModel> Clone for CoupledSystem<'_, M> {
             objective: self.objective,
             tau_v: self.tau_v,
             controller: self.controller,
+            feedback: self.feedback.clone(),
         }
     }
 }
@@ -180,7 +211,60 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
             objective,
             tau_v,
             controller,
+            feedback: Feedback::DynamicInversion,
         })
+    }
+
+    /// The same system with the hidden control produced by `feedback` (checked against the
+    /// model's shapes).
+    pub fn with_feedback(mut self, feedback: Feedback) -> Result<Self> {
+        let shape_error = |field: &str, expected: String, found: String| LcsimError::Shape {
+            field: field.into(),
+            expected,
+            found,
+        };
+        match &feedback {
+            Feedback::DynamicInversion => {}
+            Feedback::KolenPollack(p) => {
+                let layout = self.model.init_feedback(0);
+                for ((name, m), (_, l)) in p.iter().zip(layout.iter()) {
+                    if m.shape() != l.shape() {
+                        return Err(shape_error(
+                            name,
+                            format!("{:?}", l.shape()),
+                            format!("{:?}", m.shape()),
+                        ));
+                    }
+                    ensure_finite(name, m.as_slice())?;
+                }
+                if p.len() != layout.len() {
+                    let names: Vec<&str> = layout.names().collect();
+                    return Err(shape_error(
+                        "feedback",
+                        format!("tensors {names:?}"),
+                        format!("{} tensors", p.len()),
+                    ));
+                }
+            }
+            Feedback::Linear(q) => {
+                let shape = (self.model.hidden_dim(), self.model.output_dim());
+                if q.shape() != shape {
+                    return Err(shape_error(
+                        "Q",
+                        format!("{shape:?}"),
+                        format!("{:?}", q.shape()),
+                    ));
+                }
+                ensure_finite("Q", q.as_slice())?;
+            }
+        }
+        self.feedback = feedback;
+        Ok(self)
+    }
+
+    /// How the hidden control is produced.
+    pub fn feedback(&self) -> &Feedback {
+        &self.feedback
     }
 
     /// The same system without its controller.
@@ -206,6 +290,7 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
             objective: self.objective,
             tau_v: self.tau_v,
             controller: self.controller,
+            feedback: self.feedback.clone(),
         }
     }
 
@@ -216,6 +301,10 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     /// Inputs, n_x x B.
     pub fn inputs(&self) -> &DMatrix<f64> {
         &self.inputs
+    }
+    /// `model.input_drive(inputs)` (n x B), computed once.
+    pub fn drive(&self) -> &DMatrix<f64> {
+        &self.drive
     }
     /// Targets, n_out x B.
     pub fn targets(&self) -> &DMatrix<f64> {
@@ -253,13 +342,14 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
         };
         n..n + k
     }
-    /// Rows of the hidden control e (empty when free).
+    /// Rows of the hidden control e (empty when free, and for the instant `e = Q u` of LCP-LF).
     pub fn control_rows(&self) -> Range<usize> {
         let start = self.integral_rows().end;
-        let k = if self.controller.is_some() {
-            self.model.hidden_dim()
-        } else {
-            0
+        let k = match (&self.controller, &self.feedback) {
+            (Some(_), Feedback::DynamicInversion | Feedback::KolenPollack(_)) => {
+                self.model.hidden_dim()
+            }
+            _ => 0,
         };
         start..start + k
     }
@@ -319,7 +409,7 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     }
 
     /// The control psi = (e, u) that the controller applies to phi (zeros when free);
-    /// `u = k_i u_i - k_p grad_y L`.
+    /// `u = k_i u_i - k_p grad_y L`, and `e = Q u` for LCP-LF.
     pub fn control(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
         let g = self.controller.map(|_| self.output_gradient(&self.phi(z)));
         self.control_with_gradient(z, g.as_ref())
@@ -331,8 +421,12 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
         if let (Some(c), Some(g)) = (&self.controller, g) {
             let u = z.rows_range(self.integral_rows()) * c.k_i - g * c.k_p;
             let n_h = self.model.hidden_dim();
-            psi.rows_mut(0, n_h)
-                .copy_from(&z.rows_range(self.control_rows()));
+            match &self.feedback {
+                Feedback::Linear(q) => psi.rows_mut(0, n_h).copy_from(&(&**q * &u)),
+                _ => psi
+                    .rows_mut(0, n_h)
+                    .copy_from(&z.rows_range(self.control_rows())),
+            }
             psi.rows_range_mut(self.output_rows()).copy_from(&u);
         }
         psi
@@ -348,14 +442,23 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
         };
         let g = self.output_gradient(&phi);
         let psi = self.control_with_gradient(z, Some(&g));
-        let (f, back) = self
-            .model
-            .field_and_vjp(&phi, &self.inputs, &self.drive, &psi);
-        r.rows_range_mut(self.phi_rows()).copy_from(&(f + &psi));
-        let r_ui = -g - z.rows_range(self.integral_rows()) * c.alpha;
+        let r_ui = -&g - z.rows_range(self.integral_rows()) * c.alpha;
         r.rows_range_mut(self.integral_rows()).copy_from(&r_ui);
-        r.rows_range_mut(self.control_rows())
-            .copy_from(&back.rows(0, self.model.hidden_dim()));
+        let f = if let Feedback::Linear(_) = self.feedback {
+            self.model.vector_field_driven(&phi, &self.drive)
+        } else {
+            let (f, back) = self.model.field_and_vjp(
+                &phi,
+                &self.inputs,
+                &self.drive,
+                &psi,
+                self.feedback.learned(),
+            );
+            r.rows_range_mut(self.control_rows())
+                .copy_from(&back.rows(0, self.model.hidden_dim()));
+            f
+        };
+        r.rows_range_mut(self.phi_rows()).copy_from(&(f + &psi));
         r
     }
 
@@ -372,7 +475,9 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     ) -> impl Fn(&DMatrix<f64>) -> DMatrix<f64> + 'a {
         let phi = self.phi(z);
         let psi = self.controller.map(|_| self.control(z));
-        let lin = self.model.linearize(&phi, &self.inputs, psi.as_ref());
+        let lin = self
+            .model
+            .linearize(&phi, &self.inputs, psi.as_ref(), self.feedback.learned());
         let y = phi.rows_range(self.output_rows()).into_owned();
         move |dz: &DMatrix<f64>| {
             let dphi = dz.rows_range(self.phi_rows()).into_owned();
@@ -384,16 +489,23 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
                 let du_i = dz.rows_range(self.integral_rows()).into_owned();
                 let n_h = self.model.hidden_dim();
                 let mut dpsi = DMatrix::zeros(self.model.state_dim(), dz.ncols());
-                dpsi.rows_mut(0, n_h)
-                    .copy_from(&dz.rows_range(self.control_rows()));
-                dpsi.rows_range_mut(self.output_rows())
-                    .copy_from(&(&du_i * c.k_i - &h_dy * c.k_p));
+                let du = &du_i * c.k_i - &h_dy * c.k_p;
+                match &self.feedback {
+                    Feedback::Linear(q) => dpsi.rows_mut(0, n_h).copy_from(&(&**q * &du)),
+                    _ => dpsi
+                        .rows_mut(0, n_h)
+                        .copy_from(&dz.rows_range(self.control_rows())),
+                }
+                dpsi.rows_range_mut(self.output_rows()).copy_from(&du);
                 d_phi += &dpsi;
                 out.rows_range_mut(self.integral_rows())
                     .copy_from(&(-h_dy - du_i * c.alpha));
-                let d_back = self.model.vjp_at(&lin, &dpsi) + self.model.vjp_jvp_at(&lin, &dphi);
-                out.rows_range_mut(self.control_rows())
-                    .copy_from(&d_back.rows(0, n_h));
+                if !self.control_rows().is_empty() {
+                    let d_back =
+                        self.model.vjp_at(&lin, &dpsi) + self.model.vjp_jvp_at(&lin, &dphi);
+                    out.rows_range_mut(self.control_rows())
+                        .copy_from(&d_back.rows(0, n_h));
+                }
             }
             out.rows_range_mut(self.phi_rows()).copy_from(&d_phi);
             out

@@ -13,21 +13,40 @@ use crate::model::rate::{RateNetwork, Topology};
 use crate::model::EquilibriumModel;
 use crate::optim::Optimizer;
 use crate::params::Params;
-use crate::plasticity::{control_magnitude, least_control_update};
-use crate::steady_state::{
-    relax, relax_from, BatchSteadyState, SolverMethod, SteadyStateOptions, Termination,
+use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
+use crate::feedback::{
+    initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
+    linear_feedback_update,
 };
-use crate::system::{CoupledSystem, Objective};
+use crate::plasticity::{
+    control_magnitude, half_squared_norms, least_control_update, update_from_control,
+};
+use crate::steady_state::{
+    relax, relax_from, solve_batch, BatchSteadyState, SolverMethod, SteadyStateOptions,
+    Termination, VectorField,
+};
+use crate::system::{CoupledSystem, Feedback, Objective};
+use std::sync::Arc;
 use nalgebra::DMatrix;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Where training stands: the network, the optimizer and the completed epochs.
+/// Where training stands: the network, the optimizer, the controller's learned feedback
+/// and the completed epochs.
+#[derive(Clone)]
 pub struct TrainingState {
     pub net: RateNetwork,
     pub optimizer: Optimizer,
+    /// The controller's learned weights: LCP-KP's (B, G), LCP-LF's (Q); None otherwise.
+    pub feedback: Option<Params>,
+    /// LCP-KP: the optimizer of B and G (the network's settings, clipped on its own as the
+    /// reference does).
+    pub feedback_optimizer: Option<Optimizer>,
     pub history: Vec<EpochMetrics>,
 }
+
+/// Offset of the feedback weights' seed from `model.seed`.
+const FEEDBACK_SEED: u64 = 0x6c63_7369_6d5f_6662;
 
 impl TrainingState {
     /// A fresh network and optimizer for `config`, for `batches_per_epoch` batches per epoch.
@@ -45,12 +64,69 @@ impl TrainingState {
             config.model.seed,
         )?;
         let total = batches_per_epoch.saturating_mul(config.training.epochs);
-        let optimizer = Optimizer::new(config.training.optimizer_settings(total))?;
+        let settings = config.training.optimizer_settings(total);
+        let optimizer = Optimizer::new(settings.clone())?;
+        let seed = config.model.seed ^ FEEDBACK_SEED;
+        let (feedback, feedback_optimizer) = match config.method.name {
+            Method::LcpKp => (Some(net.init_feedback(seed)), Some(Optimizer::new(settings)?)),
+            Method::LcpLf => {
+                let q = initial_linear_feedback(&net, seed);
+                (Some(Params::new(vec![("Q".into(), q)])), None)
+            }
+            _ => (None, None),
+        };
         Ok(TrainingState {
             net,
             optimizer,
+            feedback,
+            feedback_optimizer,
             history: Vec::new(),
         })
+    }
+
+    /// One training step on a mini-batch: LCP-KP's decay, the free and controlled solves,
+    /// and the optimizer steps of the network and of the feedback weights.
+    fn step(
+        &mut self,
+        config: &Config,
+        x: &DMatrix<f64>,
+        targets: &DMatrix<f64>,
+        tally: &mut Tally,
+        noise_seed: u64,
+    ) -> Result<()> {
+        if let (Some(kp), Some(fb)) = (&config.kp, self.feedback.as_mut()) {
+            kolen_pollack_decay(&mut self.net, fb, kp.weight_decay);
+        }
+        let update = batch_step(
+            config,
+            &self.net,
+            self.feedback.as_ref(),
+            x,
+            targets,
+            tally,
+            noise_seed,
+        )?;
+        if let Some(g) = update.network {
+            self.optimizer.step(self.net.params_mut(), &g)?;
+        }
+        match (update.feedback, self.feedback.as_mut()) {
+            (Some(FeedbackUpdate::Descent(g)), Some(fb)) => {
+                if let Some(opt) = self.feedback_optimizer.as_mut() {
+                    opt.step(fb, &g)?;
+                }
+            }
+            (Some(FeedbackUpdate::Set(q)), Some(fb)) => *fb = q,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// LCP-KP: the angles (degrees) between B and W^T and between G and D^T.
+    pub fn feedback_angles(&self, config: &Config) -> (f64, f64) {
+        match (&self.feedback, config.method.name) {
+            (Some(fb), Method::LcpKp) => kolen_pollack_angles(&self.net, fb),
+            _ => (f64::NAN, f64::NAN),
+        }
     }
 
     /// Completed epochs.
@@ -137,8 +213,7 @@ pub fn train(
     while state.epochs_done() < t.epochs {
         let epoch = state.epochs_done() + 1;
         let start = Instant::now();
-        let mut trial_net = state.net.clone();
-        let mut trial_opt = state.optimizer.clone();
+        let mut trial = state.clone();
         let batches = epoch_batches(data.train.len(), t.batch_size, t.seed, epoch);
         let mut tally = Tally::default();
         for (i, idx) in batches.iter().enumerate() {
@@ -146,11 +221,8 @@ pub fn train(
                 return Ok((state, Outcome::Interrupted));
             }
             let (x, targets) = data.train.batch(idx);
-            let descent =
-                pool.install(|| batch_step(config, &trial_net, &x, &targets, &mut tally))?;
-            if let Some(g) = descent {
-                trial_opt.step(trial_net.params_mut(), &g)?;
-            }
+            let seed = noise_seed(t.seed, epoch, i);
+            pool.install(|| trial.step(config, &x, &targets, &mut tally, seed))?;
             observer.on_batch(&BatchProgress {
                 epoch,
                 batch: i + 1,
@@ -164,7 +236,7 @@ pub fn train(
         let evaluate = epoch.is_multiple_of(t.eval_every) || epoch == t.epochs;
         let (test_loss, test_accuracy) = if evaluate {
             // An interrupted evaluation discards the epoch, like an interrupted batch loop.
-            match pool.install(|| evaluate_free(config, &trial_net, &data.test, stop))? {
+            match pool.install(|| evaluate_free(config, &trial.net, &data.test, stop))? {
                 Some(e) => (e.loss, e.accuracy),
                 None => return Ok((state, Outcome::Interrupted)),
             }
@@ -172,6 +244,7 @@ pub fn train(
             (f64::NAN, f64::NAN)
         };
         let n = tally.samples.max(1) as f64;
+        let (feedback_angle_w, feedback_angle_d) = trial.feedback_angles(config);
         let metrics = EpochMetrics {
             epoch,
             train_loss: tally.loss / n,
@@ -189,12 +262,13 @@ pub fn train(
             fraction_free_unconverged: tally.free_unconverged as f64
                 / tally.free_solves.max(1) as f64,
             skipped_samples: tally.skipped,
-            learning_rate: trial_opt.current_learning_rate(),
+            learning_rate: trial.optimizer.current_learning_rate(),
             wall_time_s: start.elapsed().as_secs_f64(),
+            feedback_angle_w,
+            feedback_angle_d,
         };
-        state.net = trial_net;
-        state.optimizer = trial_opt;
-        state.history.push(metrics.clone());
+        trial.history.push(metrics.clone());
+        state = trial;
         observer.on_epoch(&state, &metrics)?;
     }
     Ok((state, Outcome::Completed))
@@ -234,12 +308,10 @@ pub fn time_batches(
     let order = epoch_batches(data.train.len(), t.batch_size, t.seed, 1);
     let mut tally = Tally::default();
     let start = Instant::now();
-    for idx in order.iter().take(batches) {
+    for (i, idx) in order.iter().take(batches).enumerate() {
         let (x, targets) = data.train.batch(idx);
-        let descent = pool.install(|| batch_step(config, &state.net, &x, &targets, &mut tally))?;
-        if let Some(g) = descent {
-            state.optimizer.step(state.net.params_mut(), &g)?;
-        }
+        let seed = noise_seed(t.seed, 1, i);
+        pool.install(|| state.step(config, &x, &targets, &mut tally, seed))?;
     }
     Ok(BatchTiming {
         threads: pool.current_num_threads(),
@@ -335,16 +407,48 @@ fn count_correct(net: &RateNetwork, phi: &DMatrix<f64>, targets: &DMatrix<f64>) 
         .count()
 }
 
+/// The seed of LCP-LF's noise in mini-batch `batch` (from 0) of `epoch`: a function of
+/// the training seed and the batch alone, so a resumed run draws the same noise.
+fn noise_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    let mut rng = crate::rng::Rng::seed_from_u64(seed ^ ((epoch as u64) << 32) ^ batch as u64);
+    (rng.uniform() * 2f64.powi(53)) as u64
+}
+
+/// What one mini-batch asks the optimizers to do.
+struct BatchUpdate {
+    /// Descent direction of the network's parameters (None when every sample was skipped).
+    network: Option<Params>,
+    feedback: Option<FeedbackUpdate>,
+}
+
+/// How the controller's learned feedback changes.
+enum FeedbackUpdate {
+    /// LCP-KP: a descent direction for B, G (through their optimizer).
+    Descent(Params),
+    /// LCP-LF: the new Q of the noisy phase.
+    Set(Params),
+}
+
+impl BatchUpdate {
+    fn network(network: Option<Params>) -> Self {
+        BatchUpdate {
+            network,
+            feedback: None,
+        }
+    }
+}
+
 /// One mini-batch: free equilibrium (train metrics), then the update of the configured
-/// method. Returns the descent direction for the optimizer (None when every sample was
-/// skipped).
+/// method.
 fn batch_step(
     config: &Config,
     net: &RateNetwork,
+    feedback: Option<&Params>,
     x: &DMatrix<f64>,
     targets: &DMatrix<f64>,
     tally: &mut Tally,
-) -> Result<Option<Params>> {
+    noise_seed: u64,
+) -> Result<BatchUpdate> {
     let b = x.ncols();
     let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
     let tau_v = config.dynamics.tau_v;
@@ -363,8 +467,19 @@ fn batch_step(
         .sum::<f64>();
     tally.correct += count_correct(net, &phi0, targets);
 
-    match config.method.name {
-        Method::LcpDi => {
+    let method = config.method.name;
+    match method {
+        Method::LcpDi | Method::LcpKp | Method::LcpLf => {
+            let learned = || {
+                feedback.cloned().ok_or_else(|| {
+                    invalid("feedback", "missing", "learned feedback weights for lcp-kp / lcp-lf")
+                })
+            };
+            let circuit = match method {
+                Method::LcpKp => Feedback::KolenPollack(Arc::new(learned()?)),
+                Method::LcpLf => Feedback::Linear(Arc::new(learned()?.tensor(0).clone())),
+                _ => Feedback::DynamicInversion,
+            };
             let controlled = CoupledSystem::new(
                 net,
                 x.clone(),
@@ -372,7 +487,8 @@ fn batch_step(
                 objective,
                 tau_v,
                 Some(config.controller_settings()),
-            )?;
+            )?
+            .with_feedback(circuit)?;
             let start = match config.method.controlled_start {
                 ControlledStart::Free => controlled.state_with_phi(&phi0)?,
                 ControlledStart::Zero => controlled.initial_state(),
@@ -382,16 +498,61 @@ fn batch_step(
             let keep = kept_samples(config, &[&solve])?;
             tally.skipped += b - keep.len();
             if keep.is_empty() {
-                return Ok(None);
+                return Ok(BatchUpdate::network(None));
             }
             let sub = controlled.select_samples(&keep);
             let z = solve.states.select_columns(&keep);
             let h = control_magnitude(&sub, &z);
             tally.h += h.iter().sum::<f64>();
             tally.h_samples += h.len();
-            let mut descent = least_control_update(&sub, &z);
-            descent.scale(-1.0);
-            Ok(Some(descent))
+            let mut update = match method {
+                Method::LcpLf => linear_feedback_update(&sub, &z),
+                _ => least_control_update(&sub, &z),
+            };
+            let feedback = match (method, &config.lf) {
+                (Method::LcpKp, _) => Some(FeedbackUpdate::Descent(kolen_pollack_descent(
+                    net, &update,
+                ))),
+                (Method::LcpLf, Some(lf)) => {
+                    let q = lf.learn_q(&sub, &z, noise_seed)?;
+                    Some(FeedbackUpdate::Set(Params::new(vec![("Q".into(), q)])))
+                }
+                _ => None,
+            };
+            update.scale(-1.0);
+            Ok(BatchUpdate {
+                network: Some(update),
+                feedback,
+            })
+        }
+        Method::LcpEbd => {
+            let ebd = config.ebd.clone().unwrap_or_default();
+            let flow = EnergyDescent::new(&free, config.controller_settings().beta())?;
+            let start = match config.method.controlled_start {
+                ControlledStart::Free => phi0.clone(),
+                ControlledStart::Zero => DMatrix::zeros(phi0.nrows(), b),
+            };
+            let solve = match ebd.descent {
+                EnergyDescentMethod::Flow => solve_batch(&flow, &start, &config.solver),
+                EnergyDescentMethod::Adam => {
+                    adam_on_state(&flow, &start, &ebd.adam(), &config.solver)
+                }
+            };
+            tally.add_solves(&solve);
+            let keep = kept_samples(config, &[&solve])?;
+            tally.skipped += b - keep.len();
+            if keep.is_empty() {
+                return Ok(BatchUpdate::network(None));
+            }
+            let sub = flow.select_samples(&keep);
+            let phi = solve.states.select_columns(&keep);
+            let psi = sub.control(&phi);
+            let h = half_squared_norms(&psi);
+            tally.h += h.iter().sum::<f64>();
+            tally.h_samples += h.len();
+            let mut update = update_from_control(sub.system(), &phi, &psi);
+            update.scale(-1.0);
+            Ok(BatchUpdate::network(Some(update)))
         }
         Method::Rbp | Method::Bp => {
             let opts = match config.method.name {
@@ -410,17 +571,17 @@ fn batch_step(
             let keep = kept_samples(config, &solves)?;
             tally.skipped += b - keep.len();
             if keep.len() == b {
-                return Ok(Some(gradient));
+                return Ok(BatchUpdate::network(Some(gradient)));
             }
             if keep.is_empty() {
-                return Ok(None);
+                return Ok(BatchUpdate::network(None));
             }
             let g = gradient_from_adjoints(
                 &free.select_samples(&keep),
                 &phi0.select_columns(&keep),
                 &adjoints.states.select_columns(&keep),
             );
-            Ok(Some(g))
+            Ok(BatchUpdate::network(Some(g)))
         }
     }
 }

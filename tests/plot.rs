@@ -30,6 +30,8 @@ fn row(epoch: usize) -> EpochMetrics {
         skipped_samples: 0,
         learning_rate: 0.01,
         wall_time_s: 1.0,
+        feedback_angle_w: f64::NAN,
+        feedback_angle_d: f64::NAN,
     }
 }
 

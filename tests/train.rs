@@ -52,6 +52,10 @@ fn each_method_learns_xor() {
         ("rbp", "rnn", "[8]", 0.01),
         ("bp", "ff", "[8, 8]", 0.03),
         ("lcp-di", "ff", "[8, 8]", 0.03),
+        ("lcp-kp", "ff", "[8, 8]", 0.03),
+        ("lcp-lf", "ff", "[8, 8]", 0.03),
+        ("lcp-ebd", "rnn", "[8]", 0.02),
+        ("lcp-ebd", "ff", "[8, 8]", 0.03),
     ] {
         let config = xor_config_lr(method, kind, hidden, 30, lr);
         let (data, state) = fresh_state(&config);
@@ -73,7 +77,7 @@ fn each_method_learns_xor() {
             first.train_loss,
             last.train_loss
         );
-        if method == "lcp-di" {
+        if method.starts_with("lcp") {
             // The principle's signature: less control is needed as the task is learned.
             assert!(
                 last.mean_h < 0.5 * first.mean_h,
@@ -85,13 +89,46 @@ fn each_method_learns_xor() {
             assert!(last.mean_h.is_nan());
         }
         assert_eq!(last.fraction_unconverged, 0.0);
+        if method == "lcp-kp" {
+            assert!(last.feedback_angle_w < first.feedback_angle_w);
+        } else {
+            assert!(last.feedback_angle_w.is_nan() && last.feedback_angle_d.is_nan());
+        }
+    }
+}
+
+#[test]
+fn kolen_pollack_feedback_aligns_with_the_transposes_over_training() {
+    for (kind, hidden, lr) in [("ff", "[8, 8]", 0.03), ("rnn", "[8]", 0.02)] {
+        let config = xor_config_lr("lcp-kp", kind, hidden, 20, lr);
+        let (data, state) = fresh_state(&config);
+        let (w0, d0) = state.feedback_angles(&config);
+        assert!(w0 > 60.0 && d0 > 40.0, "{kind}: random start {w0:.1} / {d0:.1} degrees");
+        let mut rec = Recorder(Vec::new());
+        train(&config, &data, state, &mut rec, &AtomicBool::new(false)).unwrap();
+        let angles: Vec<(f64, f64)> = rec
+            .0
+            .iter()
+            .map(|m| (m.feedback_angle_w, m.feedback_angle_d))
+            .collect();
+        let (w, d) = angles[19];
+        assert!(
+            w < 0.6 * w0 && d < 0.8 * d0 && w < angles[4].0 && d < angles[4].1,
+            "{kind}: angles B vs W^T, G vs D^T from ({w0:.1}, {d0:.1}): {angles:.1?}"
+        );
     }
 }
 
 #[test]
 fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    for method in ["lcp-di", "lcp-kp", "lcp-lf"] {
+        resume_matches(method);
+    }
+}
+
+fn resume_matches(method: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = xor_config("lcp-di", "rnn", "[6]", 3);
+    let mut config = xor_config(method, "rnn", "[6]", 3);
     config.output.dir = dir.path().to_path_buf();
     config.output.name = "resumed".into();
 
@@ -152,17 +189,20 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     assert_eq!(
         done.net.params(),
         full.net.params(),
-        "bit-identical parameters"
+        "{method}: bit-identical parameters"
     );
+    assert_eq!(done.feedback, full.feedback, "{method}: same feedback weights");
     let strip = |h: &[EpochMetrics]| {
-        h.iter()
+        let rows: Vec<_> = h
+            .iter()
             .map(|m| EpochMetrics {
                 wall_time_s: 0.0,
                 ..m.clone()
             })
-            .collect::<Vec<_>>()
+            .collect();
+        format!("{rows:?}")
     };
-    assert_eq!(strip(&done.history), strip(&full.history));
+    assert_eq!(strip(&done.history), strip(&full.history), "{method}");
 }
 
 #[test]
@@ -191,6 +231,9 @@ fn training_is_identical_at_any_thread_count() {
         ("lcp-di", SolverMethod::NewtonKrylov),
         ("lcp-di", SolverMethod::Tsit45),
         ("rbp", SolverMethod::Anderson),
+        ("lcp-kp", SolverMethod::Anderson),
+        ("lcp-lf", SolverMethod::Anderson),
+        ("lcp-ebd", SolverMethod::NewtonKrylov),
     ] {
         let run = |threads: usize| {
             let mut config = xor_config(method, "rnn", "[6]", 2);
@@ -211,7 +254,10 @@ fn training_is_identical_at_any_thread_count() {
                 })
                 .collect();
             // Debug text: NaN entries (H of rbp) compare equal too.
-            (format!("{:?}", state.net.params()), format!("{metrics:?}"))
+            (
+                format!("{:?} {:?}", state.net.params(), state.feedback),
+                format!("{metrics:?}"),
+            )
         };
         let one = run(1);
         assert_eq!(one, run(2), "{method} {solver:?}");

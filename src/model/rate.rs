@@ -13,12 +13,13 @@
 use super::EquilibriumModel;
 use crate::activation::Activation;
 use crate::error::{ensure_finite, LcsimError, Result};
-use crate::linalg::{gemm, mul, mul_tr, tr_mul, Op};
+use crate::linalg::{gemm, mul, mul_tr, Op};
 use crate::params::Params;
 use crate::rng::Rng;
 use nalgebra::DMatrix;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Index of W (n_h x n_h, recurrent) in the parameter list.
 pub const W: usize = 0;
@@ -520,23 +521,74 @@ impl EquilibriumModel for RateNetwork {
 
     type Linearization = RateLinearization;
 
-    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)`.
+    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)` (`B psi_v + G psi_y`
+    /// with feedback weights B, G).
     fn linearize(
         &self,
         phi: &DMatrix<f64>,
         _x: &DMatrix<f64>,
         psi: Option<&DMatrix<f64>>,
+        feedback: Option<&Arc<Params>>,
     ) -> RateLinearization {
         let a = self.activation;
         let (s, slopes) = self.rates_and_slopes(phi);
         let curvature_feedback = psi.map(|w| {
-            let back = self.feedback(w);
+            let back = self.feedback(w, feedback.map(|f| &**f));
             s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
         });
         RateLinearization {
             slopes,
             curvature_feedback,
+            feedback: feedback.cloned(),
         }
+    }
+
+    /// B (n_h x n_h, the transposed structure of W) PyTorch-uniform, then each block scaled
+    /// to unit Frobenius norm; G (n_h x n_y, rows of the last layer) normal with variance
+    /// 1 / (n_y n_last) (spec 3.2, reference initialisation).
+    fn init_feedback(&self, seed: u64) -> Params {
+        let n_h = self.n_h();
+        let ranges = self.topology.layer_ranges();
+        let mut rng = Rng::seed_from_u64(seed);
+        let mut b = DMatrix::zeros(n_h, n_h);
+        let blocks: Vec<(Range<usize>, Range<usize>)> = match &self.topology {
+            Topology::Recurrent { .. } => vec![(0..n_h, 0..n_h)],
+            // W maps layer k to k+1, so B maps layer k+1 back to k.
+            Topology::Layered { .. } => ranges
+                .windows(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+        };
+        for (rows, cols) in blocks {
+            let bound = 1.0 / (cols.len() as f64).sqrt();
+            let mut block = b.view_mut((rows.start, cols.start), (rows.len(), cols.len()));
+            for i in 0..rows.len() {
+                for j in 0..cols.len() {
+                    block[(i, j)] = rng.uniform_range(-bound, bound);
+                }
+            }
+            let norm = block.norm();
+            if norm > 0.0 {
+                block /= norm;
+            }
+        }
+        let last = ranges[ranges.len() - 1].clone();
+        let sd = 1.0 / ((self.n_y * last.len()) as f64).sqrt();
+        let mut g = DMatrix::zeros(n_h, self.n_y);
+        for i in last {
+            for j in 0..self.n_y {
+                g[(i, j)] = sd * rng.normal();
+            }
+        }
+        Params::new(vec![("B".into(), b), ("G".into(), g)])
+    }
+
+    /// `(B: (Delta W)^T, G: (Delta D)^T)`.
+    fn transposed_update(&self, update: &Params) -> Params {
+        Params::new(vec![
+            ("B".into(), update.tensor(W).transpose()),
+            ("G".into(), update.tensor(D).transpose()),
+        ])
     }
 
     /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
@@ -547,9 +599,10 @@ impl EquilibriumModel for RateNetwork {
         out
     }
 
-    /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)`.
+    /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)` (`B wv + G wy` with feedback
+    /// weights).
     fn vjp_at(&self, lin: &RateLinearization, w: &DMatrix<f64>) -> DMatrix<f64> {
-        self.adjoint(&lin.slopes, w)
+        self.adjoint(&lin.slopes, w, lin.feedback.as_deref())
     }
 
     /// `(s''(v) * (W^T psi_v + D^T psi_y) * dv, 0)`.
@@ -569,9 +622,11 @@ impl EquilibriumModel for RateNetwork {
         _x: &DMatrix<f64>,
         drive: &DMatrix<f64>,
         w: &DMatrix<f64>,
+        feedback: Option<&Arc<Params>>,
     ) -> (DMatrix<f64>, DMatrix<f64>) {
         let (s, slopes) = self.rates_and_slopes(phi);
-        (self.driven_field(phi, drive, &s), self.adjoint(&slopes, w))
+        let back = self.adjoint(&slopes, w, feedback.map(|f| &**f));
+        (self.driven_field(phi, drive, &s), back)
     }
 
     /// `W: psi_v s(v)^T, b: psi_v, E: psi_v x^T, c: psi_v, D: psi_y s(v)^T, d: psi_y`,
@@ -651,26 +706,30 @@ impl RateNetwork {
         f
     }
 
-    /// The feedback `W^T wv + D^T wy` that hidden units receive from a signal w = (wv, wy).
-    fn feedback(&self, w: &DMatrix<f64>) -> DMatrix<f64> {
-        let p = &self.params;
+    /// The feedback that hidden units receive from a signal w = (wv, wy): `W^T wv + D^T wy`,
+    /// or `B wv + G wy` with learned feedback weights (B, G).
+    fn feedback(&self, w: &DMatrix<f64>, learned: Option<&Params>) -> DMatrix<f64> {
         let n_h = self.n_h();
-        let mut back = tr_mul(p.tensor(W).as_view(), w.rows(0, n_h));
-        gemm(
-            &mut back,
-            1.0,
-            p.tensor(D).as_view(),
-            Op::Transposed,
-            w.rows(n_h, self.n_y),
-            true,
-        );
+        let (wv, wy) = (w.rows(0, n_h), w.rows(n_h, self.n_y));
+        let mut back = DMatrix::zeros(n_h, w.ncols());
+        let (first, second, op) = match learned {
+            None => (self.params.tensor(W), self.params.tensor(D), Op::Transposed),
+            Some(fb) => (fb.tensor(0), fb.tensor(1), Op::Plain),
+        };
+        gemm(&mut back, 1.0, first.as_view(), op, wv, false);
+        gemm(&mut back, 1.0, second.as_view(), op, wy, true);
         back
     }
 
     /// `J^T w = (-wv + s'(v) * feedback(w), -wy)` for the slopes s'(v) (n_h x B).
-    fn adjoint(&self, slopes: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+    fn adjoint(
+        &self,
+        slopes: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        learned: Option<&Params>,
+    ) -> DMatrix<f64> {
         let n_h = self.n_h();
-        let back = self.feedback(w);
+        let back = self.feedback(w, learned);
         let mut out = -w;
         out.rows_mut(0, n_h)
             .zip_zip_apply(slopes, &back, |o, sl, g| *o += sl * g);
@@ -683,8 +742,10 @@ impl RateNetwork {
 pub struct RateLinearization {
     /// s'(v), n_h x B.
     slopes: DMatrix<f64>,
-    /// `s''(v) * (W^T psi_v + D^T psi_y)`, n_h x B, when a psi was given.
+    /// `s''(v) * feedback(psi)`, n_h x B, when a psi was given.
     curvature_feedback: Option<DMatrix<f64>>,
+    /// Learned feedback weights (B, G) that replace W^T, D^T in the transposed products.
+    feedback: Option<Arc<Params>>,
 }
 
 /// Stacks two matrices with equal column counts vertically.
