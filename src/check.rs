@@ -1,20 +1,30 @@
 //! The checks that pin the implementation down (spec 6.3 and 6.4), on a random network:
 //! the least-control update against finite differences of `H_alpha`, the RBP gradient
 //! against finite differences of `L(phi0)`, and the alignment of the two as alpha grows.
+//! The variants: LCP-EBD's energy minimum and update equal LCP-DI's; LCP-KP with
+//! B = W^T, G = D^T is LCP-DI; LCP-KP with random feedback and LCP-LF with a random Q
+//! have no exact reference, and their cosine to the LCP-DI update is reported.
 
 use crate::activation::Activation;
 use crate::baselines::{adjoint_system, gradient_from_adjoints, rbp_gradient};
+use crate::energy::EnergyDescent;
 use crate::error::{ensure_positive, invalid, LcsimError, Result};
+use crate::feedback::{initial_linear_feedback, linear_feedback_update};
 use crate::loss::{one_hot, Loss};
 use crate::model::rate::{RateNetwork, Topology};
+use crate::model::rate::{D, W};
 use crate::model::EquilibriumModel;
 use crate::params::Params;
+use crate::plasticity::update_from_control;
 use crate::plasticity::{combine, least_control_update, relaxed_energy};
 use crate::rng::Rng;
-use crate::steady_state::{newton_polish, relax, SteadyStateOptions, VectorField};
-use crate::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use crate::steady_state::{
+    newton_polish, relax_from, solve_batch, SteadyStateOptions, VectorField,
+};
+use crate::system::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
 use nalgebra::DMatrix;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What to check and on which random network.
 #[derive(Clone, Debug)]
@@ -92,12 +102,23 @@ pub struct CheckReport {
     pub passed_fd_lcp: bool,
     pub passed_fd_rbp: bool,
     pub passed_alignment: bool,
+    /// LCP-EBD (energy flow, Newton-refined): |phi*_EBD - phi*_DI| / |phi*_DI|.
+    pub ebd_rel_error_equilibrium: f64,
+    /// LCP-EBD update vs LCP-DI update, relative.
+    pub ebd_rel_error_update: f64,
+    /// LCP-KP with B = W^T, G = D^T: update vs LCP-DI update, relative.
+    pub kp_transposes_rel_error_update: f64,
+    /// cosine(LCP-KP update with its random initial B, G; LCP-DI update) (no pass criterion).
+    pub kp_random_cosine_to_di: f64,
+    /// cosine(LCP-LF update with its random initial Q; LCP-DI update) (no pass criterion).
+    pub lf_random_cosine_to_di: f64,
+    pub passed_variants: bool,
 }
 
 impl CheckReport {
     /// True when every check passed.
     pub fn passed(&self) -> bool {
-        self.passed_fd_lcp && self.passed_fd_rbp && self.passed_alignment
+        self.passed_fd_lcp && self.passed_fd_rbp && self.passed_alignment && self.passed_variants
     }
 }
 
@@ -145,7 +166,16 @@ pub fn precise_equilibrium<M: EquilibriumModel>(
     system: &CoupledSystem<'_, M>,
     opts: &SteadyStateOptions,
 ) -> Result<DMatrix<f64>> {
-    let relaxed = relax(system, opts);
+    precise_equilibrium_from(system, &system.initial_state(), opts)
+}
+
+/// [`precise_equilibrium`] relaxed from the states `z0`.
+pub fn precise_equilibrium_from<M: EquilibriumModel>(
+    system: &CoupledSystem<'_, M>,
+    z0: &DMatrix<f64>,
+    opts: &SteadyStateOptions,
+) -> Result<DMatrix<f64>> {
+    let relaxed = relax_from(system, z0, opts);
     if let Some((j, r)) = relaxed
         .records
         .iter()
@@ -304,6 +334,8 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         ratios.push(upd.norm() / (c.beta() * rbp.norm()));
     }
 
+    let variants = check_variants(&controlled, &phi0, &z_star, &update, &s.solver)?;
+
     let fd_lcp = max_error(&lcp_per_tensor);
     let fd_rbp = max_error(&rbp_per_tensor);
     let last = *cosines.last().unwrap_or(&f64::NAN);
@@ -320,5 +352,79 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         norm_ratio_lcp_vs_beta_rbp: ratios,
         fd_tolerance: s.fd_tolerance,
         cosine_tolerance: s.cosine_tolerance,
+        passed_variants: variants.ebd_equilibrium <= s.fd_tolerance
+            && variants.ebd_update <= s.fd_tolerance
+            && variants.kp_transposes <= s.fd_tolerance,
+        ebd_rel_error_equilibrium: variants.ebd_equilibrium,
+        ebd_rel_error_update: variants.ebd_update,
+        kp_transposes_rel_error_update: variants.kp_transposes,
+        kp_random_cosine_to_di: variants.kp_random_cosine,
+        lf_random_cosine_to_di: variants.lf_random_cosine,
+    })
+}
+
+/// What [`check_variants`] measured.
+struct VariantErrors {
+    ebd_equilibrium: f64,
+    ebd_update: f64,
+    kp_transposes: f64,
+    kp_random_cosine: f64,
+    lf_random_cosine: f64,
+}
+
+/// The variants against LCP-DI's precise equilibrium `z_di` and update `di` on `controlled`,
+/// each relaxed from the free equilibrium `phi0`.
+fn check_variants(
+    controlled: &CoupledSystem<'_, RateNetwork>,
+    phi0: &DMatrix<f64>,
+    z_di: &DMatrix<f64>,
+    di: &Params,
+    opts: &SteadyStateOptions,
+) -> Result<VariantErrors> {
+    let net = controlled.model();
+    let rel = |a: &Params, b: &Params| {
+        let mut d = a.clone();
+        d.axpy(-1.0, b);
+        d.norm() / a.norm().max(b.norm()).max(f64::MIN_POSITIVE)
+    };
+    let beta = controlled.controller().map_or(f64::NAN, |c| c.beta());
+    let flow = EnergyDescent::new(controlled, beta)?;
+    let phi_di = controlled.phi(z_di);
+    let solved = solve_batch(&flow, phi0, opts);
+    let mut phi = solved.states.clone();
+    for j in 0..phi.ncols() {
+        let one = flow.select_samples(&[j]);
+        let col = newton_polish(&one, &phi.columns(j, 1).into_owned(), 30);
+        phi.set_column(j, &col.column(0));
+    }
+    let ebd_equilibrium = (&phi - &phi_di).norm() / phi_di.norm();
+    let ebd = update_from_control(controlled, &phi, &flow.control(&phi));
+
+    let p = net.params();
+    let transposes = Params::new(vec![
+        ("B".into(), p.tensor(W).transpose()),
+        ("G".into(), p.tensor(D).transpose()),
+    ]);
+    let variant_update = |feedback: Feedback| -> Result<Params> {
+        let sys = controlled.clone().with_feedback(feedback)?;
+        let lf = matches!(sys.feedback(), Feedback::Linear(_));
+        let start = sys.state_with_phi(phi0)?;
+        let z = precise_equilibrium_from(&sys, &start, opts)?;
+        Ok(if lf {
+            linear_feedback_update(&sys, &z)
+        } else {
+            least_control_update(&sys, &z)
+        })
+    };
+    let kp_exact = variant_update(Feedback::KolenPollack(Arc::new(transposes)))?;
+    let kp_random = variant_update(Feedback::KolenPollack(Arc::new(net.init_feedback(1))))?;
+    let q = initial_linear_feedback(net, 1);
+    let lf_random = variant_update(Feedback::Linear(Arc::new(q)))?;
+    Ok(VariantErrors {
+        ebd_equilibrium,
+        ebd_update: rel(&ebd, di),
+        kp_transposes: rel(&kp_exact, di),
+        kp_random_cosine: kp_random.cosine(di),
+        lf_random_cosine: lf_random.cosine(di),
     })
 }

@@ -20,7 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a network on a dataset (digits by default) with LCP-DI or a gradient baseline;
+    /// Train a network on a dataset (digits by default) with a least-control method (LCP-DI,
+    /// -KP, -LF, -EBD) or a gradient baseline (RBP, BP);
     /// writes a run folder with config, metrics, checkpoints, parameters and figures.
     Train(TrainArgs),
     /// Print the config (the documented default, or a file with its overrides applied).
@@ -28,8 +29,9 @@ pub enum Command {
     /// Re-render every figure of a run folder from its saved metrics.
     Plot(PlotArgs),
     /// Verify an installation or a setting: the LCP-DI update against finite differences of
-    /// H_alpha, the RBP gradient against finite differences of L(phi0), and the alignment of
-    /// the two as alpha grows (spec 6). Exits non-zero when a check fails.
+    /// H_alpha, the RBP gradient against finite differences of L(phi0), the alignment of
+    /// the two as alpha grows (spec 6), and the variants: LCP-EBD and LCP-KP with B = W^T,
+    /// G = D^T against LCP-DI (spec 3.2, 3.4). Exits non-zero when a check fails.
     Check(CheckArgs),
     /// Free and controlled equilibria, LCP updates and RBP gradients for one batch of
     /// saved parameters and data; writes them to an .npz file.

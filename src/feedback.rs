@@ -2,6 +2,7 @@
 //! feedback weights start from and how they learn. The controlled dynamics that use them
 //! are in [`crate::system`] ([`Feedback`]).
 
+use crate::config::Method;
 use crate::error::{ensure_non_negative, ensure_positive, invalid, Result};
 use crate::model::rate::{RateNetwork, B, D, D_BIAS, W};
 use crate::model::EquilibriumModel;
@@ -9,8 +10,10 @@ use crate::params::Params;
 use crate::rng::Rng;
 use crate::system::{CoupledSystem, Feedback};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::ops::AddAssign;
+use std::sync::Arc;
 
 /// The angle in degrees between two matrices seen as vectors (90 when either is zero).
 pub fn angle_degrees(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
@@ -68,9 +71,37 @@ pub fn linear_feedback_update(
     let a = net.activation();
     let n_h = net.n_h();
     let v = phi.rows(0, n_h);
-    psi.rows_mut(0, n_h)
-        .zip_apply(&v, |e, v| *e *= a.slope(v));
+    psi.rows_mut(0, n_h).zip_apply(&v, |e, v| *e *= a.slope(v));
     crate::plasticity::update_from_control(system, &phi, &psi)
+}
+
+/// `eps <- keep * eps + kick * xi` with standard normal xi, column j from `streams[j]`
+/// (columns in parallel).
+fn ornstein_uhlenbeck_step(eps: &mut DMatrix<f64>, streams: &mut [Rng], keep: f64, kick: f64) {
+    let rows = eps.nrows().max(1);
+    eps.as_mut_slice()
+        .par_chunks_mut(rows)
+        .zip(streams.par_iter_mut())
+        .for_each(|(col, rng)| rng.add_normals(col, keep, kick));
+}
+
+/// How the hidden control is produced for a least-control `method`, given the controller's
+/// learned weights (LCP-KP's B, G; LCP-LF's Q). Errors when a learned method lacks them.
+pub fn circuit(method: Method, learned: Option<&Params>) -> Result<Feedback> {
+    let weights = || {
+        learned.cloned().ok_or_else(|| {
+            invalid(
+                "feedback",
+                "missing",
+                &format!("learned feedback weights for method {}", method.name()),
+            )
+        })
+    };
+    Ok(match method {
+        Method::LcpKp => Feedback::KolenPollack(Arc::new(weights()?)),
+        Method::LcpLf => Feedback::Linear(Arc::new(weights()?.tensor(0).clone())),
+        _ => Feedback::DynamicInversion,
+    })
 }
 
 /// `[lf]`: the noisy phase that teaches Q (spec 3.3; defaults: the authors' MNIST run).
@@ -136,8 +167,9 @@ impl NoisyPhase {
     }
 
     /// Runs the noisy phase of an LCP-LF system (its feedback must be `Feedback::Linear`)
-    /// from the controlled equilibria `z_star` and returns the new Q. The noise comes from
-    /// `seed` alone, drawn sample by sample, so the result does not depend on threads.
+    /// from the controlled equilibria `z_star` and returns the new Q. Sample j's noise is
+    /// its own stream drawn from `(seed, j)`, so the result depends neither on the threads
+    /// nor on the other samples' noise.
     pub fn learn_q<M: EquilibriumModel>(
         &self,
         system: &CoupledSystem<'_, M>,
@@ -157,10 +189,15 @@ impl NoisyPhase {
         let (dt, t2) = (self.dt, self.timescale_factor * self.timescale_factor);
         let mut phi = system.phi(z_star);
         let mut u_i = z_star.rows_range(system.integral_rows()).into_owned();
-        let u_ref = system.control(z_star).rows_range(system.output_rows()).into_owned();
-        let mut rng = Rng::seed_from_u64(seed);
-        let mut normal = |rows: usize, cols: usize| DMatrix::from_fn(rows, cols, |_, _| rng.normal());
-        let mut eps = normal(n_h, b);
+        let u_ref = system
+            .control(z_star)
+            .rows_range(system.output_rows())
+            .into_owned();
+        let mut streams: Vec<Rng> = (0..b as u64)
+            .map(|j| Rng::seed_from_u64(seed ^ j.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        let mut eps = DMatrix::zeros(n_h, b);
+        ornstein_uhlenbeck_step(&mut eps, &mut streams, 0.0, 1.0);
         let mut acc = DMatrix::zeros(n_h, model.output_dim());
         let decay_eps = dt / (self.timescale_factor * self.tau_eps);
         let kick_eps = dt.sqrt() / self.tau_eps;
@@ -179,7 +216,7 @@ impl NoisyPhase {
             phi.rows_mut(0, n_h).add_assign(&dv);
             phi.rows_range_mut(rows).add_assign(&dy);
             u_i += du_i;
-            eps = &eps * (1.0 - decay_eps) + normal(n_h, b) * kick_eps;
+            ornstein_uhlenbeck_step(&mut eps, &mut streams, 1.0 - decay_eps, kick_eps);
         }
         let new_q = q + (acc - q * self.weight_decay) * (dt / self.tau_q);
         if !new_q.iter().all(|v| v.is_finite()) {

@@ -6,6 +6,7 @@ use crate::activation::Activation;
 use crate::error::{ensure_finite, LcsimError, Result};
 use crate::model::rate::RateNetwork;
 use crate::npz::{read_npy, read_npz, write_npz, NpyArray};
+use crate::params::Params;
 use nalgebra::DMatrix;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,6 +52,30 @@ pub fn save_params(path: &Path, net: &RateNetwork) -> Result<()> {
         .collect();
     let refs: Vec<(&str, &NpyArray)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     Ok(write_npz(path, &refs)?)
+}
+
+/// Loads feedback weights (feedback.npz of a run: B, G or Q) with the names and shapes of
+/// `layout`.
+pub fn load_feedback(path: &Path, layout: &Params) -> Result<Params> {
+    let raw = read_npz(path)?;
+    let mut out = layout.clone();
+    for (i, name) in layout.names().enumerate() {
+        let a = raw.get(name).ok_or_else(|| LcsimError::MissingArray {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            required: format!("{:?}", layout.names().collect::<Vec<_>>()),
+        })?;
+        let m = matrix_from_npy(name, a)?;
+        if m.shape() != layout.tensor(i).shape() {
+            return Err(LcsimError::Shape {
+                field: name.to_string(),
+                expected: format!("{:?}", layout.tensor(i).shape()),
+                found: format!("{:?}", m.shape()),
+            });
+        }
+        *out.tensor_mut(i) = m;
+    }
+    Ok(out)
 }
 
 /// Loads a network from an .npz parameter set; `layered` selects the layout of

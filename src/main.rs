@@ -171,6 +171,29 @@ fn print_check_tables(s: &CheckSettings, r: &CheckReport) {
     );
     println!();
     println!(
+        "(3.2-3.4) the variants against LCP-DI at alpha = {}",
+        s.controller.alpha
+    );
+    println!(
+        "    LCP-EBD energy minimum vs DI equilibrium  {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_equilibrium, r.fd_tolerance
+    );
+    println!(
+        "    LCP-EBD update vs DI update               {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_update, r.fd_tolerance
+    );
+    println!(
+        "    LCP-KP (B = W^T, G = D^T) update vs DI    {:>10.3e}  <= {:.0e}  {}",
+        r.kp_transposes_rel_error_update,
+        r.fd_tolerance,
+        verdict(r.passed_variants)
+    );
+    println!(
+        "    cosine to the DI update (no exact reference): LCP-KP random B, G {:.4}; LCP-LF random Q {:.4}",
+        r.kp_random_cosine_to_di, r.lf_random_cosine_to_di
+    );
+    println!();
+    println!(
         "{}",
         if r.passed() {
             "all checks passed"
@@ -613,7 +636,7 @@ fn simulated_network(
     data: &lcsim::data::Split,
     args: &SimulateArgs,
     run: Option<&RunDir>,
-) -> Result<(RateNetwork, String, String)> {
+) -> Result<(RateNetwork, Option<lcsim::params::Params>, String, String)> {
     let layered = config.model.kind == lcsim::config::ModelKind::Ff;
     let stem = |p: &std::path::Path| {
         p.file_stem()
@@ -621,6 +644,10 @@ fn simulated_network(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| config.run_name())
     };
+    let batches = data.train.len().div_ceil(config.training.batch_size);
+    let fresh = TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches)?;
+    // The controller's learned weights (lcp-kp, lcp-lf): the run's, else the initial ones.
+    let mut feedback = fresh.feedback.clone();
     let (net, source, name, field) = if let Some(run) = run {
         let name = run
             .path
@@ -629,13 +656,17 @@ fn simulated_network(
         let params = run.path.join("params.npz");
         if params.is_file() {
             let net = load_params(&params, layered, config.model.activation)?;
+            if let Some(layout) = &feedback {
+                feedback = Some(lcsim::interop::load_feedback(
+                    &run.path.join("feedback.npz"),
+                    layout,
+                )?);
+            }
             let source = format!("{} (finished run)", params.display());
             (net, source, name, "--run")
         } else if run.path.join("checkpoint.npz").is_file() {
-            let batches = data.train.len().div_ceil(config.training.batch_size);
-            let fresh =
-                TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches)?;
             let state = run.load_checkpoint(fresh)?;
+            feedback = state.feedback.clone();
             let source = format!(
                 "{} after epoch {} (unfinished run)",
                 run.path.join("checkpoint.npz").display(),
@@ -653,15 +684,8 @@ fn simulated_network(
         let net = load_params(path, layered, config.model.activation)?;
         (net, path.display().to_string(), stem(path), "--params")
     } else {
-        let net = RateNetwork::new(
-            data.train.n_inputs(),
-            config.topology(),
-            data.train.n_classes,
-            config.model.activation,
-            config.model.seed,
-        )?;
         let source = format!("fresh network (model.seed = {})", config.model.seed);
-        (net, source, config.run_name(), "model")
+        (fresh.net, source, config.run_name(), "model")
     };
     if net.topology() != &config.topology()
         || net.n_x() != data.train.n_inputs()
@@ -683,7 +707,7 @@ fn simulated_network(
             ),
         });
     }
-    Ok((net, source, name))
+    Ok((net, feedback, source, name))
 }
 
 fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
@@ -710,7 +734,8 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     settings
         .validate(dataset.len())
         .map_err(rename_simulate_field)?;
-    let (net, params_source, default_name) = simulated_network(&config, &data, args, run.as_ref())?;
+    let (net, feedback, params_source, default_name) =
+        simulated_network(&config, &data, args, run.as_ref())?;
     let (name, dir) = match &args.name {
         Some(name) => {
             validate_name(name).map_err(rename_simulate_field)?;
@@ -743,7 +768,7 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
         config.solver.method.name()
     );
     println!("network: {params_source}");
-    let sim = simulate_dataset_samples(&config, &net, dataset, &settings)
+    let sim = simulate_dataset_samples(&config, &net, feedback.as_ref(), dataset, &settings)
         .map_err(rename_simulate_field)?;
     let provenance = Provenance {
         name,

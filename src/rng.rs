@@ -30,4 +30,17 @@ impl Rng {
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
+
+    /// `out[i] = keep * out[i] + kick * xi_i` with standard normal xi (Box-Muller, both draws
+    /// of each pair used).
+    pub fn add_normals(&mut self, out: &mut [f64], keep: f64, kick: f64) {
+        for pair in out.chunks_mut(2) {
+            let u1 = 1.0 - self.uniform();
+            let (s, c) = (std::f64::consts::TAU * self.uniform()).sin_cos();
+            let r = (-2.0 * u1.ln()).sqrt();
+            for (v, z) in pair.iter_mut().zip([r * c, r * s]) {
+                *v = keep * *v + kick * z;
+            }
+        }
+    }
 }

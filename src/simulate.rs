@@ -29,15 +29,19 @@
 //! `df[df["sample"] == i].plot(x="time", y=["y_0", "y_1"])`. Points a solve did not reach
 //! (it diverged or hit `solver.max_steps`) are NaN.
 
-use crate::config::Config;
+use crate::config::{Config, Method};
 use crate::data::Dataset;
+use crate::energy::EnergyDescent;
 use crate::error::{invalid, LcsimError, Result};
 use crate::loss::{predicted_classes, Loss};
 use crate::model::EquilibriumModel;
 use crate::npz::{write_npy, NpyArray};
+use crate::params::Params;
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
 use crate::run::write_atomic;
-use crate::steady_state::{solve_steady_state, SteadyState, SteadyStateOptions, Termination};
+use crate::steady_state::{
+    solve_steady_state, SteadyState, SteadyStateOptions, Termination, VectorField,
+};
 use crate::system::{CoupledSystem, Objective};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -259,6 +263,9 @@ pub struct Simulation {
     pub loss_scale: f64,
     /// One trajectory per sample.
     pub trajectories: Vec<SampleTrajectory>,
+    /// The controller's learned weights during the simulation (LCP-KP: B, G; LCP-LF: Q),
+    /// written as feedback_NAME.npy.
+    pub feedback: Option<Params>,
 }
 
 impl Simulation {
@@ -284,14 +291,26 @@ pub fn simulation_objective(config: &Config) -> Objective {
 }
 
 /// Simulates samples of a dataset with the dynamics, controller, loss and solver of
-/// `config` (see [`simulate_switch_on`]); validates `settings` first.
+/// `config` (see [`simulate_switch_on`]); validates `settings` first. The controller is
+/// `method.name`'s: LCP-KP and LCP-LF need their learned weights (`feedback`: B, G or Q,
+/// which the simulation records), LCP-EBD follows the gradient flow on E_alpha instead of
+/// a controller ([`simulate_switch_on_with`]).
 pub fn simulate_dataset_samples<M: EquilibriumModel>(
     config: &Config,
     model: &M,
+    feedback: Option<&Params>,
     data: &Dataset,
     settings: &SimulationSettings,
 ) -> Result<Simulation> {
     settings.validate(data.len())?;
+    let method = config.method.name;
+    if !method.is_least_control() {
+        return Err(invalid(
+            "method.name",
+            method.name(),
+            "a least-control method (lcp-di, lcp-kp, lcp-lf, lcp-ebd): simulate switches a controller on",
+        ));
+    }
     let (x, targets) = data.batch(&settings.samples);
     let controlled = CoupledSystem::new(
         model,
@@ -300,15 +319,48 @@ pub fn simulate_dataset_samples<M: EquilibriumModel>(
         simulation_objective(config),
         config.dynamics.tau_v,
         Some(config.controller_settings()),
-    )?;
-    let mut sim = simulate_switch_on(
-        &controlled,
-        &config.solver,
-        &settings.output_times(),
-        settings.t_on,
-    )?;
+    )?
+    .with_feedback(crate::feedback::circuit(method, feedback)?)?;
+    let (times, t_on) = (settings.output_times(), settings.t_on);
+    let mut sim = if method == Method::LcpEbd {
+        let flow = EnergyDescent::new(&controlled, config.controller_settings().beta())?;
+        simulate_switch_on_with(&controlled, &flow, &config.solver, &times, t_on)?
+    } else {
+        simulate_switch_on(&controlled, &config.solver, &times, t_on)?
+    };
     sim.samples = settings.samples.clone();
+    sim.feedback = feedback
+        .filter(|_| matches!(method, Method::LcpKp | Method::LcpLf))
+        .cloned();
     Ok(sim)
+}
+
+/// What the controlled segment of a simulation integrates, and how its state reads.
+pub trait ControlledSegment: VectorField {
+    /// The segment's start when the network stands at phi (the controller at rest).
+    fn start(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>>;
+    /// `(phi, u_i, psi)` of a state (u_i None when there is no integral controller).
+    fn read(&self, z: &DMatrix<f64>) -> (DMatrix<f64>, Option<DMatrix<f64>>, DMatrix<f64>);
+}
+
+impl<M: EquilibriumModel> ControlledSegment for CoupledSystem<'_, M> {
+    fn start(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        self.state_with_phi(phi)
+    }
+    fn read(&self, z: &DMatrix<f64>) -> (DMatrix<f64>, Option<DMatrix<f64>>, DMatrix<f64>) {
+        let u_i = z.rows_range(self.integral_rows()).into_owned();
+        (self.phi(z), Some(u_i), self.control(z))
+    }
+}
+
+impl<M: EquilibriumModel> ControlledSegment for EnergyDescent<'_, M> {
+    fn start(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        Ok(phi.clone())
+    }
+    /// phi itself, no integral controller, and the control it implies, `psi = -f(phi)`.
+    fn read(&self, z: &DMatrix<f64>) -> (DMatrix<f64>, Option<DMatrix<f64>>, DMatrix<f64>) {
+        (z.clone(), None, self.control(z))
+    }
 }
 
 /// For every sample (column) of the controlled system: the free relaxation from rest,
@@ -337,6 +389,20 @@ pub fn simulate_dataset_samples<M: EquilibriumModel>(
 /// or non-finite, or t_on not in [0, last time).
 pub fn simulate_switch_on<M: EquilibriumModel>(
     controlled: &CoupledSystem<'_, M>,
+    opts: &SteadyStateOptions,
+    times: &[f64],
+    t_on: f64,
+) -> Result<Simulation> {
+    simulate_switch_on_with(controlled, controlled, opts, times, t_on)
+}
+
+/// [`simulate_switch_on`] with another controlled segment after t_on (same samples as
+/// `controlled`, whose free system runs before t_on): LCP-EBD's gradient flow
+/// `tau_v dphi/dt = -grad E_alpha(phi)` from phi(t_on), recorded with `psi = -f(phi)` and
+/// u_i = NaN.
+pub fn simulate_switch_on_with<M: EquilibriumModel, S: ControlledSegment>(
+    controlled: &CoupledSystem<'_, M>,
+    segment: &S,
     opts: &SteadyStateOptions,
     times: &[f64],
     t_on: f64,
@@ -370,7 +436,10 @@ pub fn simulate_switch_on<M: EquilibriumModel>(
     }
     let objective = controlled.objective();
     let trajectories = (0..controlled.batch())
-        .map(|j| simulate_one(&controlled.sample(j), opts, times, t_on))
+        .map(|j| {
+            let segment = segment.select_samples(&[j]);
+            simulate_one(&controlled.sample(j), &segment, opts, times, t_on)
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Simulation {
         times: times.to_vec(),
@@ -381,12 +450,14 @@ pub fn simulate_switch_on<M: EquilibriumModel>(
         loss: objective.loss,
         loss_scale: objective.scale,
         trajectories,
+        feedback: None,
     })
 }
 
-/// One sample (a one-column controlled system).
-fn simulate_one<M: EquilibriumModel>(
+/// One sample (a one-column controlled system and its controlled segment).
+fn simulate_one<M: EquilibriumModel, S: ControlledSegment>(
     sys: &CoupledSystem<'_, M>,
+    segment: &S,
     opts: &SteadyStateOptions,
     times: &[f64],
     t_on: f64,
@@ -446,27 +517,28 @@ fn simulate_one<M: EquilibriumModel>(
     let Some(phi_on) = phi_on else {
         return Ok(out);
     };
-    let z0 = sys.state_with_phi(&phi_on)?;
+    let z0 = segment.start(&phi_on)?;
     let shifted: Vec<f64> = times[k_on..].iter().map(|t| t - t_on).collect();
     let end = *shifted.last().expect("t_on < last time");
     let ctrl_opts = SteadyStateOptions {
         max_time: end,
         ..opts.clone()
     };
-    let rec = solve_steady_state(sys, &z0, &ctrl_opts, &shifted);
+    let rec = solve_steady_state(segment, &z0, &ctrl_opts, &shifted);
     out.controlled = Some(SegmentRecord::new(&rec, t_on, t_on + end, shifted.len()));
     if let Some(traj) = rec.trajectory {
         for c in 0..traj.states.ncols() {
             let k = k_on + c;
-            let z = traj.states.columns(c, 1).into_owned();
-            let psi = sys.control(&z);
-            let y = z.rows_range(sys.output_rows()).into_owned();
+            let (phi, u_i, psi) = segment.read(&traj.states.columns(c, 1).into_owned());
+            let y = phi.rows_range(sys.output_rows()).into_owned();
             let u = psi.rows_range(sys.output_rows()).into_owned();
-            let e = z.rows_range(sys.control_rows()).into_owned();
-            out.v.set_column(k, &z.column(0).rows(0, n_h));
+            let e = psi.rows(0, n_h).into_owned();
+            out.v.set_column(k, &phi.column(0).rows(0, n_h));
             out.y.set_column(k, &y.column(0));
-            out.u_i
-                .set_column(k, &z.rows_range(sys.integral_rows()).column(0));
+            match u_i {
+                Some(u_i) => out.u_i.set_column(k, &u_i.column(0)),
+                None => out.u_i.column_mut(k).fill(f64::NAN),
+            }
             out.u.set_column(k, &u.column(0));
             out.e.set_column(k, &e.column(0));
             out.psi_norm[k] = psi.norm();
@@ -626,7 +698,7 @@ pub fn simulation_arrays(sim: &Simulation) -> Vec<(&'static str, NpyArray)> {
         shape: vec![values.len()],
         data: values,
     };
-    vec![
+    let mut arrays = vec![
         ("times", vector(sim.times.clone())),
         (
             "samples",
@@ -645,7 +717,17 @@ pub fn simulation_arrays(sim: &Simulation) -> Vec<(&'static str, NpyArray)> {
         ("e_norm", plane(&|tr| &tr.e_norm)),
         ("u_norm", plane(&|tr| &tr.u_norm)),
         ("loss", plane(&|tr| &tr.loss)),
-    ]
+    ];
+    for (name, m) in sim.feedback.iter().flat_map(|p| p.iter()) {
+        let file = match name {
+            "B" => "feedback_B",
+            "G" => "feedback_G",
+            _ => "feedback_Q",
+        };
+        // Row-major (C order) like every other array here.
+        arrays.push((file, crate::interop::npy_from_matrix(m, true)));
+    }
+    arrays
 }
 
 /// trajectories.csv: one row per (sample, time), columns

@@ -6,18 +6,18 @@
 use crate::baselines::{gradient_from_adjoints, rbp_gradient};
 use crate::config::{Config, ControlledStart, Method, OnUnconverged};
 use crate::data::{epoch_batches, Dataset, Split};
+use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
 use crate::error::{invalid, Result};
+use crate::feedback::{
+    circuit, initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay,
+    kolen_pollack_descent, linear_feedback_update,
+};
 use crate::loss::predicted_classes;
 use crate::metrics::EpochMetrics;
 use crate::model::rate::{RateNetwork, Topology};
 use crate::model::EquilibriumModel;
 use crate::optim::Optimizer;
 use crate::params::Params;
-use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
-use crate::feedback::{
-    initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
-    linear_feedback_update,
-};
 use crate::plasticity::{
     control_magnitude, half_squared_norms, least_control_update, update_from_control,
 };
@@ -25,8 +25,7 @@ use crate::steady_state::{
     relax, relax_from, solve_batch, BatchSteadyState, SolverMethod, SteadyStateOptions,
     Termination, VectorField,
 };
-use crate::system::{CoupledSystem, Feedback, Objective};
-use std::sync::Arc;
+use crate::system::{CoupledSystem, Objective};
 use nalgebra::DMatrix;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -68,7 +67,10 @@ impl TrainingState {
         let optimizer = Optimizer::new(settings.clone())?;
         let seed = config.model.seed ^ FEEDBACK_SEED;
         let (feedback, feedback_optimizer) = match config.method.name {
-            Method::LcpKp => (Some(net.init_feedback(seed)), Some(Optimizer::new(settings)?)),
+            Method::LcpKp => (
+                Some(net.init_feedback(seed)),
+                Some(Optimizer::new(settings)?),
+            ),
             Method::LcpLf => {
                 let q = initial_linear_feedback(&net, seed);
                 (Some(Params::new(vec![("Q".into(), q)])), None)
@@ -470,16 +472,6 @@ fn batch_step(
     let method = config.method.name;
     match method {
         Method::LcpDi | Method::LcpKp | Method::LcpLf => {
-            let learned = || {
-                feedback.cloned().ok_or_else(|| {
-                    invalid("feedback", "missing", "learned feedback weights for lcp-kp / lcp-lf")
-                })
-            };
-            let circuit = match method {
-                Method::LcpKp => Feedback::KolenPollack(Arc::new(learned()?)),
-                Method::LcpLf => Feedback::Linear(Arc::new(learned()?.tensor(0).clone())),
-                _ => Feedback::DynamicInversion,
-            };
             let controlled = CoupledSystem::new(
                 net,
                 x.clone(),
@@ -488,7 +480,7 @@ fn batch_step(
                 tau_v,
                 Some(config.controller_settings()),
             )?
-            .with_feedback(circuit)?;
+            .with_feedback(circuit(method, feedback)?)?;
             let start = match config.method.controlled_start {
                 ControlledStart::Free => controlled.state_with_phi(&phi0)?,
                 ControlledStart::Zero => controlled.initial_state(),
@@ -510,9 +502,9 @@ fn batch_step(
                 _ => least_control_update(&sub, &z),
             };
             let feedback = match (method, &config.lf) {
-                (Method::LcpKp, _) => Some(FeedbackUpdate::Descent(kolen_pollack_descent(
-                    net, &update,
-                ))),
+                (Method::LcpKp, _) => {
+                    Some(FeedbackUpdate::Descent(kolen_pollack_descent(net, &update)))
+                }
                 (Method::LcpLf, Some(lf)) => {
                     let q = lf.learn_q(&sub, &z, noise_seed)?;
                     Some(FeedbackUpdate::Set(Params::new(vec![("Q".into(), q)])))

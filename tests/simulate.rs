@@ -104,7 +104,7 @@ fn segments_end_at_the_free_and_the_controlled_equilibria() {
     let config = config(SolverMethod::Tsit45);
     // t_on off the grid: the switch state is inserted at t_on.
     let s = settings(&[0, 2, 3], 60.3, 600.0, 41);
-    let sim = simulate_dataset_samples(&config, &net, &data, &s).unwrap();
+    let sim = simulate_dataset_samples(&config, &net, None, &data, &s).unwrap();
     assert_eq!(sim.times.len(), 42);
     assert_eq!(sim.times[sim.switch_index], 60.3);
     assert_eq!(sim.samples, vec![0, 2, 3]);
@@ -215,7 +215,7 @@ fn recorded_states_follow_an_independent_integrator() {
         (SolverMethod::Euler, 1e-3),
     ] {
         let config = config(method);
-        let sim = simulate_dataset_samples(&config, &net, &data, &s).unwrap();
+        let sim = simulate_dataset_samples(&config, &net, None, &data, &s).unwrap();
         let tr = &sim.trajectories[0];
         let (x, t) = data.batch(&s.samples);
         let controlled = CoupledSystem::new(
@@ -259,8 +259,14 @@ fn controller_is_off_before_t_on_and_at_rest_when_it_switches_on() {
     let net = net(7);
     let mut config = config(SolverMethod::Tsit45);
     config.controller.k_p = 0.5; // u jumps to -k_p grad L at t_on
-    let sim = simulate_dataset_samples(&config, &net, &data(), &settings(&[0, 4], 10.0, 30.0, 31))
-        .unwrap();
+    let sim = simulate_dataset_samples(
+        &config,
+        &net,
+        None,
+        &data(),
+        &settings(&[0, 4], 10.0, 30.0, 31),
+    )
+    .unwrap();
     let k_on = sim.switch_index;
     assert_eq!(sim.times[k_on], 10.0);
     for tr in &sim.trajectories {
@@ -300,9 +306,14 @@ fn an_equilibrium_state_is_recorded_at_every_output_time() {
     for method in SolverMethod::ALL {
         let mut config = config(method);
         config.solver.dt = 0.1;
-        let sim =
-            simulate_dataset_samples(&config, &net, &data, &settings(&[0], 100.0, 120.0, 121))
-                .unwrap();
+        let sim = simulate_dataset_samples(
+            &config,
+            &net,
+            None,
+            &data,
+            &settings(&[0], 100.0, 120.0, 121),
+        )
+        .unwrap();
         let tr = &sim.trajectories[0];
         let free = tr.free.as_ref().unwrap();
         assert_eq!(
@@ -330,8 +341,14 @@ fn an_unfinished_free_segment_is_reported_not_hidden() {
     let mut config = config(SolverMethod::Euler);
     config.solver.dt = 0.1;
     config.solver.max_steps = 30;
-    let sim = simulate_dataset_samples(&config, &net(2), &data(), &settings(&[0], 10.0, 20.0, 21))
-        .unwrap();
+    let sim = simulate_dataset_samples(
+        &config,
+        &net(2),
+        None,
+        &data(),
+        &settings(&[0], 10.0, 20.0, 21),
+    )
+    .unwrap();
     let tr = &sim.trajectories[0];
     let free = tr.free.as_ref().unwrap();
     assert_eq!(free.termination, Termination::MaxSteps);
@@ -415,7 +432,7 @@ fn bad_settings_name_the_field() {
         let e = s.validate(5).expect_err(field).to_string();
         assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
         // The simulation refuses them too.
-        let e = simulate_dataset_samples(&config(SolverMethod::Tsit45), &net(0), &data(), &s)
+        let e = simulate_dataset_samples(&config(SolverMethod::Tsit45), &net(0), None, &data(), &s)
             .expect_err(field)
             .to_string();
         assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
@@ -465,7 +482,7 @@ fn the_folder_holds_every_array_the_table_and_figures_and_is_never_overwritten()
     let mut config = config(SolverMethod::Tsit45);
     config.output.dir = dir.path().to_path_buf();
     let s = settings(&[0, 3], 2.0, 6.0, 7);
-    let sim = simulate_dataset_samples(&config, &net(0), &data(), &s).unwrap();
+    let sim = simulate_dataset_samples(&config, &net(0), None, &data(), &s).unwrap();
     let provenance = Provenance {
         name: "toy".into(),
         command: "test".into(),
@@ -767,5 +784,88 @@ fn cli_simulate_uses_a_runs_weights_or_a_parameter_file() {
         stderr(&o).contains("--params") && stderr(&o).contains("model.hidden"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// The variants: LCP-EBD's gradient flow ends where LCP-DI's controller does (same
+/// minimiser of E_alpha), LCP-LF records e = Q u, LCP-KP and LCP-LF record their learned
+/// weights and refuse to run without them.
+#[test]
+fn each_variant_is_simulated_with_its_own_controller() {
+    let run = |method: &str, feedback: Option<&lcsim::params::Params>| {
+        let mut c = config(SolverMethod::Tsit45);
+        c.method.name = Config::load(None, &[format!("method.name=\"{method}\"")])
+            .unwrap()
+            .method
+            .name;
+        simulate_dataset_samples(
+            &c,
+            &net(3),
+            feedback,
+            &data(),
+            &settings(&[0, 1], 20.0, 400.0, 41),
+        )
+    };
+    let di = run("lcp-di", None).unwrap();
+    let ebd = run("lcp-ebd", None).unwrap();
+    for (a, b) in di.trajectories.iter().zip(&ebd.trajectories) {
+        let last = a.v.ncols() - 1;
+        assert!(
+            max_abs_diff(
+                &a.v.columns(last, 1).into_owned(),
+                &b.v.columns(last, 1).into_owned()
+            ) < 1e-6
+        );
+        assert!(
+            max_abs_diff(
+                &a.e.columns(last, 1).into_owned(),
+                &b.e.columns(last, 1).into_owned()
+            ) < 1e-6
+        );
+        assert!(
+            max_abs_diff(
+                &a.u.columns(last, 1).into_owned(),
+                &b.u.columns(last, 1).into_owned()
+            ) < 1e-6
+        );
+        assert!(
+            b.u_i.column(last).iter().all(|v| v.is_nan()),
+            "EBD has no integral controller"
+        );
+        assert!(a.u_i.column(last).iter().all(|v| v.is_finite()));
+    }
+    assert!(ebd.feedback.is_none());
+
+    let net = net(3);
+    let q = lcsim::params::Params::new(vec![(
+        "Q".into(),
+        lcsim::feedback::initial_linear_feedback(&net, 4),
+    )]);
+    let lf = run("lcp-lf", Some(&q)).unwrap();
+    for tr in &lf.trajectories {
+        for k in [10, 40] {
+            let qu = q.tensor(0) * tr.u.columns(k, 1);
+            assert!(max_abs_diff(&qu, &tr.e.columns(k, 1).into_owned()) < 1e-12);
+        }
+    }
+    let names: Vec<&str> = lcsim::simulate::simulation_arrays(&lf)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"feedback_Q"));
+    let kp = run("lcp-kp", Some(&net.init_feedback(2))).unwrap();
+    let names: Vec<&str> = lcsim::simulate::simulation_arrays(&kp)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"feedback_B") && names.contains(&"feedback_G"));
+    for method in ["lcp-kp", "lcp-lf"] {
+        let err = run(method, None).unwrap_err().to_string();
+        assert!(err.contains("feedback") && err.contains(method), "{err}");
+    }
+    let err = run("rbp", None).unwrap_err().to_string();
+    assert!(
+        err.contains("method.name") && err.contains("least-control"),
+        "{err}"
     );
 }
