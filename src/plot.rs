@@ -227,6 +227,53 @@ pub fn control_magnitude(
     Ok(true)
 }
 
+/// LCP-KP's feedback alignment over training: the angle (degrees) between the feedback
+/// weights B and W^T, and between G and D^T, at the end of every epoch (they shrink as the
+/// Kolen-Pollack updates make B -> W^T, G -> D^T). Written with size [`ONE_PANEL_SIZE`].
+///
+/// Returns `Ok(false)` and writes nothing when no epoch has a finite angle (every method
+/// but LCP-KP), `Ok(true)` when the figure was written.
+///
+/// Errors: the file cannot be written ([`LcsimError::Io`] naming `path`).
+pub fn feedback_alignment(
+    rows: &[EpochMetrics],
+    title: &str,
+    path: &Path,
+    format: FigureFormat,
+) -> Result<bool> {
+    if !rows.iter().any(|r| r.feedback_angle_w.is_finite()) {
+        return Ok(false);
+    }
+    let rows = sorted_rows(rows, "rows")?;
+    let epochs: Vec<f64> = rows.iter().map(|r| r.epoch as f64).collect();
+    let w: Vec<f64> = rows.iter().map(|r| r.feedback_angle_w).collect();
+    let d: Vec<f64> = rows.iter().map(|r| r.feedback_angle_d).collect();
+    let mut g_line = Line::new("G vs Dᵀ", OKABE_ITO[1], &epochs, &d).markers();
+    g_line.dashed = true;
+    let lines = vec![
+        Line::new("B vs Wᵀ", OKABE_ITO[0], &epochs, &w).markers(),
+        g_line,
+    ];
+    let all: Vec<f64> = w.iter().chain(&d).copied().chain([0.0]).collect();
+    let mut panel = Panel::new(
+        Axis::epochs(&epochs),
+        EPOCH_LABEL,
+        "angle between feedback and transpose (degrees)",
+        lines,
+        None,
+    );
+    panel.y = Axis::linear(&all, 6);
+    let fig = Figure {
+        size: ONE_PANEL_SIZE,
+        title: title.to_string(),
+        panels: vec![panel],
+        layout: Layout::Row,
+        marker: None,
+    };
+    render(&fig, path, format)?;
+    Ok(true)
+}
+
 /// Two panels side by side, x = epoch: the mean and the largest number of solver steps of
 /// the controlled (LCP) or adjoint (RBP) solves (left), and the fraction of those solves and
 /// of the free solves that did not converge (right, axis fixed to 0..1). Written with size

@@ -322,7 +322,7 @@ pub fn draw_run_figures(
     rows: &[EpochMetrics],
     format: crate::plot::FigureFormat,
 ) -> Result<Vec<String>> {
-    use crate::plot::{control_magnitude, learning_curves, solver_statistics};
+    use crate::plot::{control_magnitude, feedback_alignment, learning_curves, solver_statistics};
     let dir = run.figures_dir()?;
     let title = run
         .path
@@ -338,6 +338,9 @@ pub fn draw_run_figures(
     }
     solver_statistics(rows, &title, &path("solver_statistics"), format)?;
     written.push(path("solver_statistics"));
+    if feedback_alignment(rows, &title, &path("feedback_alignment"), format)? {
+        written.push(path("feedback_alignment"));
+    }
     Ok(written
         .iter()
         .map(|p| p.strip_prefix(&run.path).unwrap_or(p).display().to_string())

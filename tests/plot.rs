@@ -6,9 +6,9 @@
 use lcsim::error::LcsimError;
 use lcsim::metrics::EpochMetrics;
 use lcsim::plot::{
-    control_magnitude, learning_curves, solver_statistics, trajectories, trajectories_size,
-    FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL, LOSS_LABEL,
-    ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE, UNCONVERGED_LABEL,
+    control_magnitude, feedback_alignment, learning_curves, solver_statistics, trajectories,
+    trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL,
+    LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE, UNCONVERGED_LABEL,
 };
 use std::path::{Path, PathBuf};
 
@@ -440,6 +440,25 @@ fn degenerate_metrics_are_drawn() {
             keep_sample(&p);
         }
     }
+}
+
+#[test]
+fn feedback_alignment_is_drawn_for_kolen_pollack_runs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp: Vec<EpochMetrics> = (1..=4)
+        .map(|e| EpochMetrics {
+            feedback_angle_w: 80.0 / e as f64,
+            feedback_angle_d: 60.0 / e as f64,
+            ..row(e)
+        })
+        .collect();
+    let path = dir.path().join("fb.png");
+    assert!(feedback_alignment(&kp, "kp", &path, FigureFormat::Png).unwrap());
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    keep_sample(&path);
+    let other = dir.path().join("none.svg");
+    assert!(!feedback_alignment(&[row(1), row(2)], "di", &other, FigureFormat::Svg).unwrap());
+    assert!(!other.exists());
 }
 
 #[test]
