@@ -716,7 +716,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("lf.timescale_factor", "lcp-lf: T >= 1; in the noisy phase the output units and the controller run T^2 slower than v (reference 5)"),
     ("lf.steps", "lcp-lf: Euler-Maruyama steps of the noisy phase per batch (>= 1; reference 800)"),
     ("lf.dt", "lcp-lf: step of the noisy phase (time units, > 0; reference 1)"),
-    ("ebd.descent", "lcp-ebd: \"flow\" (gradient flow on E_alpha solved to steady state by [solver]) or \"adam\" (Adam on the state, as the reference)"),
+    ("ebd.descent", "lcp-ebd: \"flow\" (gradient flow on E_alpha solved to steady state by [solver]; use newton-krylov or anderson: the flow is stiff and Euler with dt = 1 diverges) or \"adam\" (Adam on the state, as the reference)"),
     ("ebd.learning_rate", "lcp-ebd, descent = \"adam\": Adam's step on the state (> 0; reference: 0.001 rnn, 0.01 ff)"),
     ("ebd.steps", "lcp-ebd, descent = \"adam\": Adam steps (>= 1; reference: 200 rnn, 800 ff)"),
 ];
