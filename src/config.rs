@@ -505,14 +505,14 @@ impl Config {
                 return Err(invalid(
                     "method.name",
                     "bp",
-                    "\"rbp\" or \"lcp-di\" for model.kind = \"rnn\" (bp needs a layered net)",
+                    "\"rbp\" or a least-control method (\"lcp-di\", \"lcp-kp\", \"lcp-lf\", \"lcp-ebd\") for model.kind = \"rnn\" (bp needs a layered net)",
                 ))
             }
             (Method::Rbp, ModelKind::Ff) => {
                 return Err(invalid(
                     "method.name",
                     "rbp",
-                    "\"bp\" or \"lcp-di\" for model.kind = \"ff\"",
+                    "\"bp\" or a least-control method (\"lcp-di\", \"lcp-kp\", \"lcp-lf\", \"lcp-ebd\") for model.kind = \"ff\"",
                 ))
             }
             _ => {}
