@@ -453,7 +453,9 @@ impl Config {
             }
         };
         document(&plain, "", &mut out);
-        out.push_str("\n# The sections below belong to one method each; give one only with its method.\n");
+        out.push_str(
+            "\n# The sections below belong to one method each; give one only with its method.\n",
+        );
         for (method, name) in [("lcp-kp", "kp"), ("lcp-lf", "lf"), ("lcp-ebd", "ebd")] {
             let mut one = toml::Table::new();
             one.insert(name.into(), Config::schema_table()[name].clone());

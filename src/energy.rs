@@ -169,11 +169,8 @@ pub fn adam_on_state<M: EquilibriumModel>(
         let g = sub.energy_gradient(&phi_a);
         let mut still = Vec::with_capacity(active.len());
         for (k, &j) in active.iter().enumerate() {
-            let (abs, scaled) = residual_size(
-                phi_a.column(k).as_slice(),
-                g.column(k).as_slice(),
-                opts,
-            );
+            let (abs, scaled) =
+                residual_size(phi_a.column(k).as_slice(), g.column(k).as_slice(), opts);
             let stop = if diverged(phi_a.column(k).as_slice(), abs, opts) {
                 Some(Termination::Diverged)
             } else if scaled <= 1.0 {
@@ -204,7 +201,9 @@ pub fn adam_on_state<M: EquilibriumModel>(
     let records = (0..b)
         .map(|j| {
             let (termination, residual, scaled_residual) =
-                done[j].clone().unwrap_or((Termination::MaxSteps, f64::NAN, f64::NAN));
+                done[j]
+                    .clone()
+                    .unwrap_or((Termination::MaxSteps, f64::NAN, f64::NAN));
             SteadyState {
                 state: phi.columns(j, 1).into_owned(),
                 termination,

@@ -68,8 +68,7 @@ pub fn linear_feedback_update(
     let a = net.activation();
     let n_h = net.n_h();
     let v = phi.rows(0, n_h);
-    psi.rows_mut(0, n_h)
-        .zip_apply(&v, |e, v| *e *= a.slope(v));
+    psi.rows_mut(0, n_h).zip_apply(&v, |e, v| *e *= a.slope(v));
     crate::plasticity::update_from_control(system, &phi, &psi)
 }
 
@@ -157,9 +156,13 @@ impl NoisyPhase {
         let (dt, t2) = (self.dt, self.timescale_factor * self.timescale_factor);
         let mut phi = system.phi(z_star);
         let mut u_i = z_star.rows_range(system.integral_rows()).into_owned();
-        let u_ref = system.control(z_star).rows_range(system.output_rows()).into_owned();
+        let u_ref = system
+            .control(z_star)
+            .rows_range(system.output_rows())
+            .into_owned();
         let mut rng = Rng::seed_from_u64(seed);
-        let mut normal = |rows: usize, cols: usize| DMatrix::from_fn(rows, cols, |_, _| rng.normal());
+        let mut normal =
+            |rows: usize, cols: usize| DMatrix::from_fn(rows, cols, |_, _| rng.normal());
         let mut eps = normal(n_h, b);
         let mut acc = DMatrix::zeros(n_h, model.output_dim());
         let decay_eps = dt / (self.timescale_factor * self.tau_eps);

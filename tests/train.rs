@@ -103,7 +103,10 @@ fn kolen_pollack_feedback_aligns_with_the_transposes_over_training() {
         let config = xor_config_lr("lcp-kp", kind, hidden, 20, lr);
         let (data, state) = fresh_state(&config);
         let (w0, d0) = state.feedback_angles(&config);
-        assert!(w0 > 60.0 && d0 > 40.0, "{kind}: random start {w0:.1} / {d0:.1} degrees");
+        assert!(
+            w0 > 60.0 && d0 > 40.0,
+            "{kind}: random start {w0:.1} / {d0:.1} degrees"
+        );
         let mut rec = Recorder(Vec::new());
         train(&config, &data, state, &mut rec, &AtomicBool::new(false)).unwrap();
         let angles: Vec<(f64, f64)> = rec
@@ -191,7 +194,10 @@ fn resume_matches(method: &str) {
         full.net.params(),
         "{method}: bit-identical parameters"
     );
-    assert_eq!(done.feedback, full.feedback, "{method}: same feedback weights");
+    assert_eq!(
+        done.feedback, full.feedback,
+        "{method}: same feedback weights"
+    );
     let strip = |h: &[EpochMetrics]| {
         let rows: Vec<_> = h
             .iter()

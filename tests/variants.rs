@@ -68,7 +68,11 @@ fn opts(method: SolverMethod) -> SteadyStateOptions {
 /// Solves every sample of `field` from `z0` and refines each column by Newton's method.
 fn polished<F: VectorField>(field: &F, z0: &DMatrix<f64>, method: SolverMethod) -> DMatrix<f64> {
     let solve = solve_batch(field, z0, &opts(method));
-    assert_eq!(solve.fraction_converged(), 1.0, "{method:?} did not converge");
+    assert_eq!(
+        solve.fraction_converged(),
+        1.0,
+        "{method:?} did not converge"
+    );
     let mut z = solve.states.clone();
     for j in 0..z.ncols() {
         let one = field.select_samples(&[j]);
@@ -108,8 +112,19 @@ fn energy_descent_lands_on_the_lcp_di_equilibrium_and_update() {
     ] {
         let net = net(topology.clone(), 3);
         let sys = controlled(&net, 4, alpha, 8);
-        let phi0 = sys.phi(&relax_from(&sys.free(), &sys.free().initial_state(), &opts(SolverMethod::Tsit45)).states);
-        let z_di = polished(&sys, &sys.state_with_phi(&phi0).unwrap(), SolverMethod::Tsit45);
+        let phi0 = sys.phi(
+            &relax_from(
+                &sys.free(),
+                &sys.free().initial_state(),
+                &opts(SolverMethod::Tsit45),
+            )
+            .states,
+        );
+        let z_di = polished(
+            &sys,
+            &sys.state_with_phi(&phi0).unwrap(),
+            SolverMethod::Tsit45,
+        );
         let flow = EnergyDescent::new(&sys, sys.controller().unwrap().beta()).unwrap();
         let phi_ebd = polished(&flow, &phi0, SolverMethod::NewtonKrylov);
         let what = format!("{topology:?} alpha {alpha}");
@@ -136,7 +151,14 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
     let net = rnn(3);
     let sys = controlled(&net, 4, 0.1, 8);
     let flow = EnergyDescent::new(&sys, sys.controller().unwrap().beta()).unwrap();
-    let phi0 = sys.phi(&relax_from(&sys.free(), &sys.free().initial_state(), &opts(SolverMethod::Tsit45)).states);
+    let phi0 = sys.phi(
+        &relax_from(
+            &sys.free(),
+            &sys.free().initial_state(),
+            &opts(SolverMethod::Tsit45),
+        )
+        .states,
+    );
     let exact = polished(&flow, &phi0, SolverMethod::NewtonKrylov);
     let psi = flow.control(&exact);
     let update = update_from_control(&sys, &exact, &psi);
@@ -152,7 +174,10 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
         &opts(SolverMethod::Tsit45),
     );
     assert_eq!(short.fraction_converged(), 0.0);
-    assert!(short.records.iter().all(|r| r.steps == 200 && r.residual > 1e-8));
+    assert!(short
+        .records
+        .iter()
+        .all(|r| r.steps == 200 && r.residual > 1e-8));
     // With a long run and a decaying error the update agrees to a few parts in a thousand.
     let long = adam_on_state(
         &flow,
@@ -165,7 +190,10 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
     );
     let adam_update = update_from_control(&sys, &long.states, &flow.control(&long.states));
     let err = params_rel_diff(&update, &adam_update);
-    assert!(err < 1e-2, "Adam's update differs from the flow's by {err:e}");
+    assert!(
+        err < 1e-2,
+        "Adam's update differs from the flow's by {err:e}"
+    );
     let short_update = update_from_control(&sys, &short.states, &flow.control(&short.states));
     assert!(err < params_rel_diff(&update, &short_update));
 }
@@ -189,7 +217,10 @@ fn kolen_pollack_with_transposed_weights_is_dynamic_inversion() {
     assert!(rel_diff(&sys.jacobian_at(&z)(&dz), &kp.jacobian_at(&z)(&dz)) < 1e-14);
     // Random feedback weights change the control path, not the network's own dynamics.
     let random = Arc::new(net.init_feedback(1));
-    let kp = sys.clone().with_feedback(Feedback::KolenPollack(random)).unwrap();
+    let kp = sys
+        .clone()
+        .with_feedback(Feedback::KolenPollack(random))
+        .unwrap();
     let (r_di, r_kp) = (sys.residual(&z), kp.residual(&z));
     let phi = sys.phi_rows();
     assert_eq!(r_di.rows_range(phi.clone()), r_kp.rows_range(phi));
@@ -211,7 +242,10 @@ fn feedback_jacobians_match_finite_differences() {
         let z = random_matrix(kp.dim(), 3, 10, 0.5);
         assert_jacobian_matches_fd(&kp, &z, &format!("KP {topology:?}"));
         let q = Arc::new(initial_linear_feedback(&net, 3));
-        let lf = sys.clone().with_feedback(Feedback::Linear(q.clone())).unwrap();
+        let lf = sys
+            .clone()
+            .with_feedback(Feedback::Linear(q.clone()))
+            .unwrap();
         assert_eq!(lf.dim(), net.state_dim() + net.n_y(), "LF has no e rows");
         let z = random_matrix(lf.dim(), 3, 11, 0.5);
         assert_jacobian_matches_fd(&lf, &z, &format!("LF {topology:?}"));
@@ -265,7 +299,9 @@ fn learning_q_from_noise_aligns_linear_feedback_with_dynamic_inversion() {
         ..NoisyPhase::default()
     };
     let probe = sys_for(&net, 1000);
-    let start = probe.state_with_phi(&net.forward_pass(probe.inputs())).unwrap();
+    let start = probe
+        .state_with_phi(&net.forward_pass(probe.inputs()))
+        .unwrap();
     let z_di = polished(&probe, &start, SolverMethod::Tsit45);
     let mut q = initial_linear_feedback(&net, 1);
     let mut history = vec![cosine_to_dynamic_inversion(&probe, &z_di, &q)];
@@ -279,7 +315,9 @@ fn learning_q_from_noise_aligns_linear_feedback_with_dynamic_inversion() {
         let settled: Vec<usize> = (0..16).filter(|&j| solve.records[j].converged()).collect();
         unsettled += 16 - settled.len();
         let z = solve.states.select_columns(&settled);
-        q = phase.learn_q(&sys.select_samples(&settled), &z, round).unwrap();
+        q = phase
+            .learn_q(&sys.select_samples(&settled), &z, round)
+            .unwrap();
         history.push(cosine_to_dynamic_inversion(&probe, &z_di, &q));
     }
     let (before, after) = (history[0], history[60]);
@@ -304,21 +342,39 @@ fn options_of_one_variant_given_to_another_name_the_method_that_takes_them() {
     for (sets, needle) in [
         (vec!["lf.sigma=0.1"], "lcp-lf"),
         (vec!["method.name=\"lcp-kp\"", "lf.tau_q=10"], "lcp-lf"),
-        (vec!["method.name=\"lcp-lf\"", "kp.weight_decay=0.1"], "lcp-kp"),
+        (
+            vec!["method.name=\"lcp-lf\"", "kp.weight_decay=0.1"],
+            "lcp-kp",
+        ),
         (vec!["method.name=\"rbp\"", "ebd.steps=10"], "lcp-ebd"),
     ] {
         let sets: Vec<String> = sets.into_iter().map(String::from).collect();
         let err = Config::load(None, &sets).unwrap_err().to_string();
-        assert!(err.contains(needle) && err.contains("only with"), "{sets:?}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("only with"),
+            "{sets:?}: {err}"
+        );
     }
     for (sets, key) in [
         (vec!["method.name=\"lcp-lf\"", "lf.sigma=-1"], "lf.sigma"),
-        (vec!["method.name=\"lcp-lf\"", "lf.timescale_factor=0.5"], "lf.timescale_factor"),
+        (
+            vec!["method.name=\"lcp-lf\"", "lf.timescale_factor=0.5"],
+            "lf.timescale_factor",
+        ),
         (vec!["method.name=\"lcp-lf\"", "lf.steps=0"], "lf.steps"),
-        (vec!["method.name=\"lcp-kp\"", "kp.weight_decay=1"], "kp.weight_decay"),
+        (
+            vec!["method.name=\"lcp-kp\"", "kp.weight_decay=1"],
+            "kp.weight_decay",
+        ),
         (vec!["method.name=\"lcp-ebd\"", "ebd.steps=0"], "ebd.steps"),
-        (vec!["method.name=\"lcp-ebd\"", "ebd.learning_rate=0"], "ebd.learning_rate"),
-        (vec!["method.name=\"lcp-ebd\"", "ebd.descent=\"sgd\""], "ebd.descent"),
+        (
+            vec!["method.name=\"lcp-ebd\"", "ebd.learning_rate=0"],
+            "ebd.learning_rate",
+        ),
+        (
+            vec!["method.name=\"lcp-ebd\"", "ebd.descent=\"sgd\""],
+            "ebd.descent",
+        ),
     ] {
         let sets: Vec<String> = sets.into_iter().map(String::from).collect();
         let err = Config::load(None, &sets).unwrap_err().to_string();
