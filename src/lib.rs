@@ -1,12 +1,13 @@
 #![doc = include_str!("../README.md")]
 pub mod activation;
+pub mod alignment;
 pub mod baselines;
 pub mod check;
 pub mod config;
 pub mod data;
 pub mod energy;
-pub mod feedback;
 pub mod error;
+pub mod feedback;
 pub mod interop;
 pub mod linalg;
 pub mod loss;
@@ -24,3 +25,4 @@ pub mod steady_state;
 pub mod sweep;
 pub mod system;
 pub mod train;
+pub mod variant;
