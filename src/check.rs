@@ -6,6 +6,7 @@
 //! have no exact reference, and their cosine to the LCP-DI update is reported.
 
 use crate::activation::Activation;
+use crate::alignment::compare_with_gradient;
 use crate::baselines::{adjoint_system, gradient_from_adjoints, rbp_gradient};
 use crate::energy::EnergyDescent;
 use crate::error::{ensure_positive, invalid, LcsimError, Result};
@@ -128,12 +129,7 @@ impl CheckSettings {
         if self.batch == 0 {
             return Err(invalid("batch", 0, "an integer >= 1"));
         }
-        if self.alphas.is_empty() {
-            return Err(invalid("alphas", "[]", "at least one alpha > 0"));
-        }
-        for &a in &self.alphas {
-            ensure_positive("alphas", a)?;
-        }
+        crate::alignment::validate_alphas("alphas", &self.alphas)?;
         ensure_positive("fd_step", self.fd_step)?;
         ensure_positive("fd_tolerance", self.fd_tolerance)?;
         ensure_positive("dynamics.tau_v", self.tau_v)?;
@@ -328,10 +324,9 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         let sys = system(&net, Some(c))?;
         let z = precise_equilibrium(&sys, &s.solver)?;
         let upd = least_control_update(&sys, &z);
-        let mut descent = rbp.clone();
-        descent.scale(-1.0);
-        cosines.push(upd.cosine(&descent));
-        ratios.push(upd.norm() / (c.beta() * rbp.norm()));
+        let (cosine, ratio) = compare_with_gradient(&upd, &rbp, c.beta());
+        cosines.push(cosine);
+        ratios.push(ratio);
     }
 
     let variants = check_variants(&controlled, &phi0, &z_star, &update, &s.solver)?;

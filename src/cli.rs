@@ -44,6 +44,16 @@ pub enum Command {
     /// Training throughput (samples/s over the first mini-batches, per thread count), the
     /// GFLOP/s of the batched controlled residual and this machine's dgemm peak.
     Throughput(ThroughputArgs),
+    /// Alignment study: for each least-control variant (DI, KP, LF, EBD) and each controller
+    /// leak alpha, the cosine between its update and the negative RBP gradient and the norm
+    /// ratio |update| / (beta |gradient|), on a fixed batch, for the config's untrained
+    /// network (and initial feedback weights) and for trained runs (--run). Writes
+    /// alignment.csv, alignment.json and a figure to --out.
+    Align(AlignArgs),
+    /// The least-control principle across runs: mean control magnitude H and test loss over
+    /// training, one panel per run folder, drawn from each run's metrics.csv. Writes
+    /// h_and_test_loss.png (or .svg), h_and_test_loss.csv and compare.json to --out.
+    Compare(CompareArgs),
     /// Parameter sweeps: plan runs over a grid and/or random samples of config keys, run
     /// them locally in parallel (resumable) or as a Slurm job array, collect the results.
     #[command(subcommand)]
@@ -524,6 +534,121 @@ pub struct SweepCollectArgs {
     #[arg(long, value_enum, default_value_t = lcsim::plot::FigureFormat::Png)]
     pub format: lcsim::plot::FigureFormat,
     /// Start of the figure titles (default: the sweep folder's name).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// The alphas of `lcsim align` by default: every half decade from 1e-3 to 1e3.
+pub const DEFAULT_ALPHAS: &str = "0.001,0.00316,0.01,0.0316,0.1,0.316,1,3.16,10,31.6,100,316,1000";
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct AlignArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// A finished training run of a least-control method (repeatable, one per variant): its
+    /// params.npz (and feedback.npz for lcp-kp / lcp-lf) are measured as "trained". The
+    /// study's own config (--config) sets the data, controller gains, solver and loss.
+    #[arg(long = "run", value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Controller leaks alpha (comma-separated, each > 0; beta = k_i / alpha + k_p).
+    #[arg(long, default_value = DEFAULT_ALPHAS)]
+    pub alphas: String,
+    /// Variants measured on the untrained network (comma-separated; "none" for trained runs
+    /// only).
+    #[arg(long, default_value = "lcp-di,lcp-kp,lcp-lf,lcp-ebd")]
+    pub variants: String,
+    /// The batch: the first N samples of --split.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub samples: usize,
+    /// The split the batch comes from.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// Output folder (created if needed; its alignment.* files are replaced). Default:
+    /// <output.dir>/alignment-alpha.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Figure format (default: output.figure_format).
+    #[arg(long, value_enum)]
+    pub format: Option<lcsim::plot::FigureFormat>,
+    /// Figure title (default: data, network and batch).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// The least-control methods by config name.
+const LEAST_CONTROL: &str = "lcp-di, lcp-kp, lcp-lf or lcp-ebd";
+
+impl AlignArgs {
+    /// The validated alphas, increasing.
+    pub fn alphas(&self) -> Result<Vec<f64>> {
+        let mut values = Vec::new();
+        for part in self
+            .alphas
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let v: f64 = part.parse().map_err(|_| {
+                invalid(
+                    "--alphas",
+                    format!("`{part}` in `{}`", self.alphas),
+                    "comma-separated numbers > 0, e.g. 0.001,0.1,10,1000",
+                )
+            })?;
+            values.push(v);
+        }
+        lcsim::alignment::validate_alphas("--alphas", &values)
+    }
+
+    /// The validated variants of the untrained network (distinct, least-control).
+    pub fn variants(&self) -> Result<Vec<lcsim::config::Method>> {
+        use lcsim::config::Method;
+        let allowed = format!("comma-separated distinct names among {LEAST_CONTROL}, or none");
+        if self.variants.trim() == "none" {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<Method> = Vec::new();
+        for part in self.variants.split(',').map(str::trim) {
+            let m = <Method as ValueEnum>::from_str(part, false)
+                .ok()
+                .filter(|m| m.is_least_control() && !out.contains(m))
+                .ok_or_else(|| invalid("--variants", format!("`{part}`"), &allowed))?;
+            out.push(m);
+        }
+        Ok(out)
+    }
+}
+
+/// A run of `lcsim align --run` must be of a least-control method.
+pub fn least_control_run(
+    dir: &std::path::Path,
+    method: lcsim::config::Method,
+) -> Result<lcsim::config::Method> {
+    if method.is_least_control() {
+        Ok(method)
+    } else {
+        Err(invalid(
+            "--run",
+            format!("{} (method.name = \"{}\")", dir.display(), method.name()),
+            &format!("a run of a least-control method: {LEAST_CONTROL}"),
+        ))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run folders made by `lcsim train` (each with config.toml and metrics.csv), one panel
+    /// each, in this order.
+    #[arg(value_name = "RUN_DIR", required = true, num_args = 1..=16)]
+    pub run_dirs: Vec<PathBuf>,
+    /// Output folder (created if needed; its files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Figure format.
+    #[arg(long, value_enum, default_value_t = lcsim::plot::FigureFormat::Png)]
+    pub format: lcsim::plot::FigureFormat,
+    /// Figure title (default: the data source of the first run).
     #[arg(long)]
     pub title: Option<String>,
 }

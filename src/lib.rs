@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 pub mod activation;
+pub mod alignment;
 pub mod baselines;
 pub mod check;
 pub mod config;
@@ -24,3 +25,4 @@ pub mod steady_state;
 pub mod sweep;
 pub mod system;
 pub mod train;
+pub mod variant;

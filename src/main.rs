@@ -5,8 +5,9 @@ mod cli;
 
 use clap::Parser;
 use cli::{
-    rename_simulate_field, CheckArgs, Cli, Command, ConfigArgs, EquilibriumArgs, EquilibriumMethod,
-    ModelKind, PlotArgs, SimulateArgs, SweepCommand, ThroughputArgs, TrainArgs,
+    least_control_run, rename_simulate_field, AlignArgs, CheckArgs, Cli, Command, CompareArgs,
+    ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs, SimulateArgs,
+    SweepCommand, ThroughputArgs, TrainArgs,
 };
 use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
@@ -46,6 +47,8 @@ fn main() -> ExitCode {
         Command::Equilibrium(args) => equilibrium(&args),
         Command::Simulate(args) => simulate(&args),
         Command::Throughput(args) => throughput(&args),
+        Command::Align(args) => align(&args),
+        Command::Compare(args) => compare(&args),
         Command::Sweep(cmd) => sweep(&cmd),
     };
     match outcome {
@@ -1107,5 +1110,398 @@ fn sweep_collect(args: &cli::SweepCollectArgs) -> Result<ExitCode> {
     for f in draw_figures(&sweep, &results, &settings)? {
         println!("figure: {}", f.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `dir` (and its parents) for results.
+fn create_out_dir(flag: &str, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| LcsimError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !dir.is_dir() {
+        return Err(lcsim::error::invalid(flag, dir.display(), "a directory"));
+    }
+    Ok(())
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON serialises");
+    lcsim::run::write_atomic(path, text.as_bytes())
+}
+
+/// The alignment study (see `lcsim align --help`).
+fn align(args: &AlignArgs) -> Result<ExitCode> {
+    use lcsim::alignment::{alignment_csv, alignment_curve, draw_alignment, Subject};
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    // Validate everything before any work or any file.
+    let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
+    let alphas = args.alphas()?;
+    let variants = args.variants()?;
+    if args.samples == 0 {
+        return Err(lcsim::error::invalid("--samples", 0, "an integer >= 1"));
+    }
+    let mut trained = Vec::new();
+    for dir in &args.runs {
+        let (run, run_config) = RunDir::open(dir)?;
+        let method = least_control_run(dir, run_config.method.name)?;
+        if trained.iter().any(|(_, _, m, _, _)| *m == method) {
+            return Err(lcsim::error::invalid(
+                "--run",
+                format!("{} (a second run of {})", dir.display(), method.name()),
+                "one trained run per variant",
+            ));
+        }
+        let (net, feedback) = run.load_trained(&run_config)?;
+        trained.push((run, run_config, method, net, feedback));
+    }
+    if variants.is_empty() && trained.is_empty() {
+        return Err(lcsim::error::invalid(
+            "--variants",
+            "none",
+            "at least one variant, or none with at least one --run",
+        ));
+    }
+    let data = load_split(&config.data)?;
+    let dataset = args.split.of(&data);
+    if args.samples > dataset.len() {
+        return Err(lcsim::error::invalid(
+            "--samples",
+            args.samples,
+            &format!(
+                "at most the {} samples of the {} split",
+                dataset.len(),
+                args.split.name()
+            ),
+        ));
+    }
+    for (run, _, _, net, _) in &trained {
+        if net.n_x() != dataset.n_inputs() || net.n_y() != dataset.n_classes {
+            return Err(LcsimError::Shape {
+                field: format!("--run {}", run.path.display()),
+                expected: format!(
+                    "a network with {} inputs and {} outputs (the data of --config)",
+                    dataset.n_inputs(),
+                    dataset.n_classes
+                ),
+                found: format!("{} inputs and {} outputs", net.n_x(), net.n_y()),
+            });
+        }
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| config.output.dir.join("alignment-alpha"));
+    let format = args.format.unwrap_or(config.output.figure_format);
+    create_out_dir("--out", &out)?;
+    let idx: Vec<usize> = (0..args.samples).collect();
+    let (x, targets) = dataset.batch(&idx);
+    let n_h = config.topology().hidden_units();
+    let describe = format!(
+        "{} {} {}-{}-{}, {} {} samples",
+        dataset.name,
+        format!("{:?}", config.model.kind).to_uppercase(),
+        dataset.n_inputs(),
+        n_h,
+        dataset.n_classes,
+        args.samples,
+        args.split.name()
+    );
+    println!(
+        "lcsim {} align: {describe}; {} alphas from {:e} to {:e}; solver {}{}, atol {:e}, max_time {}; {} untrained variant(s), {} trained run(s)",
+        env!("CARGO_PKG_VERSION"),
+        alphas.len(),
+        alphas[0],
+        alphas[alphas.len() - 1],
+        config.solver.method.name(),
+        if config.solver.method.follows_flow() {
+            String::new()
+        } else {
+            format!(" (fallback {:?})", config.solver.fallback).to_lowercase()
+        },
+        config.solver.atol,
+        config.solver.max_time,
+        variants.len(),
+        trained.len()
+    );
+    let batches = 1;
+    let mut curves = Vec::new();
+    let mut sources = Vec::new();
+    let mut measure = |subject: Subject<'_>, source: String| -> Result<()> {
+        let start = std::time::Instant::now();
+        let curve = alignment_curve(&config, &subject, &x, &targets, &alphas)?;
+        let (c, n) = curve.converged();
+        println!(
+            "  {:<9} {:<7}: controlled solves converged {c}/{n}, free {}/{s}, adjoint {}/{s} ({:.1} s)",
+            curve.network,
+            curve.variant.name(),
+            curve.free_converged,
+            curve.adjoint_converged,
+            start.elapsed().as_secs_f64(),
+            s = curve.samples,
+        );
+        curves.push(curve);
+        sources.push(source);
+        Ok(())
+    };
+    for &v in &variants {
+        let mut c = config.clone();
+        c.method.name = v;
+        let state = TrainingState::new(&c, dataset.n_inputs(), dataset.n_classes, batches)?;
+        measure(
+            Subject {
+                network: "untrained".into(),
+                variant: v,
+                net: &state.net,
+                feedback: state.feedback.as_ref(),
+            },
+            format!(
+                "initial weights (model.seed = {}, feedback seed model.seed ^ {:#x})",
+                config.model.seed,
+                lcsim::train::FEEDBACK_SEED
+            ),
+        )?;
+    }
+    for (run, _, method, net, feedback) in &trained {
+        measure(
+            Subject {
+                network: "trained".into(),
+                variant: *method,
+                net,
+                feedback: feedback.as_ref(),
+            },
+            run.path.display().to_string(),
+        )?;
+    }
+    println!();
+    println!(
+        "  {:<9} {:<7} {:>9} {:>10} {:>12} {:>10}",
+        "network", "variant", "alpha", "cosine", "norm ratio", "converged"
+    );
+    for c in &curves {
+        for p in &c.points {
+            println!(
+                "  {:<9} {:<7} {:>9.3e} {:>10.6} {:>12.4e} {:>6}/{}",
+                c.network,
+                c.variant.name(),
+                p.alpha,
+                p.cosine,
+                p.norm_ratio,
+                p.converged,
+                p.solves
+            );
+        }
+    }
+    let csv = out.join("alignment.csv");
+    lcsim::run::write_atomic(&csv, alignment_csv(&curves).as_bytes())?;
+    let figure = out.join(format!("alignment.{}", format.extension()));
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("LC update vs RBP gradient: {describe}"));
+    draw_alignment(&curves, &title, &figure, format)?;
+    let runs: Vec<serde_json::Value> = trained
+        .iter()
+        .map(|(run, rc, method, _, _)| {
+            serde_json::json!({
+                "dir": run.path.display().to_string(),
+                "method": method.name(),
+                "epochs": rc.training.epochs,
+                "model_seed": rc.model.seed,
+                "training_seed": rc.training.seed,
+            })
+        })
+        .collect();
+    let summary: Vec<serde_json::Value> = curves
+        .iter()
+        .zip(&sources)
+        .map(|(c, source)| {
+            let (conv, n) = c.converged();
+            serde_json::json!({
+                "network": c.network,
+                "variant": c.variant.name(),
+                "weights": source,
+                "controlled_converged": conv,
+                "controlled_solves": n,
+                "free_converged": c.free_converged,
+                "adjoint_converged": c.adjoint_converged,
+                "samples": c.samples,
+            })
+        })
+        .collect();
+    let info = serde_json::json!({
+        "lcsim_version": env!("CARGO_PKG_VERSION"),
+        "command": command_line,
+        "alphas": alphas,
+        "samples": args.samples,
+        "split": args.split.name(),
+        "sample_indices": format!("0..{}", args.samples),
+        "data": dataset.name,
+        "model_seed": config.model.seed,
+        "data_seed": config.data.seed,
+        "feedback_seed": config.model.seed ^ lcsim::train::FEEDBACK_SEED,
+        "ebd_descent": format!("{:?}", config.ebd.clone().unwrap_or_default().descent).to_lowercase(),
+        "runs": runs,
+        "curves": summary,
+        "csv": csv.display().to_string(),
+        "figure": figure.display().to_string(),
+        "config": config.to_toml(),
+    });
+    let json = out.join("alignment.json");
+    write_json(&json, &info)?;
+    let (conv, n) = curves.iter().fold((0, 0), |(a, b), c| {
+        let (x, y) = c.converged();
+        (a + x, b + y)
+    });
+    println!();
+    println!("controlled solves converged: {conv} of {n}");
+    println!("table:    {}", csv.display());
+    println!("settings: {}", json.display());
+    println!("figure:   {}", figure.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// H and test loss over training for several runs (see `lcsim compare --help`).
+fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    use lcsim::plot::control_magnitude_panels;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    // Read and check every run before writing anything.
+    let mut runs = Vec::new();
+    for dir in &args.run_dirs {
+        let metrics = dir.join("metrics.csv");
+        if !metrics.is_file() {
+            return Err(lcsim::error::invalid(
+                "RUN_DIR",
+                format!("{} (no metrics.csv there)", dir.display()),
+                "a run folder made by `lcsim train` with at least one completed epoch",
+            ));
+        }
+        let (run, config) = RunDir::open(dir)?;
+        let rows = lcsim::metrics::read_csv(&metrics)?;
+        if rows.is_empty() || !rows.iter().any(|r| r.mean_h.is_finite()) {
+            return Err(lcsim::error::invalid(
+                "RUN_DIR",
+                format!(
+                    "{} (method {}, {} epochs, no finite mean_h)",
+                    dir.display(),
+                    config.method.name.name(),
+                    rows.len()
+                ),
+                "a least-control run (lcp-di, lcp-kp, lcp-lf, lcp-ebd) with at least one completed epoch",
+            ));
+        }
+        let name = run
+            .path
+            .file_name()
+            .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned());
+        runs.push((run, config, name, rows));
+    }
+    create_out_dir("--out", &args.out)?;
+    let panels: Vec<(String, Vec<lcsim::metrics::EpochMetrics>)> = runs
+        .iter()
+        .map(|(_, c, name, rows)| {
+            let method = c.method.name.name();
+            let caption = if name == method {
+                method.to_uppercase()
+            } else {
+                format!("{} ({name})", method.to_uppercase())
+            };
+            (caption, rows.clone())
+        })
+        .collect();
+    let first = &runs[0].1;
+    let title = args.title.clone().unwrap_or_else(|| {
+        format!(
+            "Control magnitude H and test loss over training ({}, {} {:?})",
+            first.data.source.name(),
+            format!("{:?}", first.model.kind).to_uppercase(),
+            first.model.hidden
+        )
+    });
+    let figure = args
+        .out
+        .join(format!("h_and_test_loss.{}", args.format.extension()));
+    control_magnitude_panels(&panels, &title, &figure, args.format)?;
+    let mut csv = String::from(
+        "run,method,epoch,mean_h,test_loss,train_loss,test_accuracy,h_over_first,test_loss_over_first\n",
+    );
+    let mut table = Vec::new();
+    println!(
+        "{:<28} {:<8} {:>6} {:>11} {:>11} {:>9} {:>10} {:>10} {:>8}",
+        "run",
+        "method",
+        "epochs",
+        "H first",
+        "H last",
+        "H ratio",
+        "loss first",
+        "loss last",
+        "acc last"
+    );
+    for (run, config, name, rows) in &runs {
+        let first_finite = |f: fn(&lcsim::metrics::EpochMetrics) -> f64| {
+            rows.iter()
+                .map(f)
+                .find(|v| v.is_finite())
+                .unwrap_or(f64::NAN)
+        };
+        let last_finite = |f: fn(&lcsim::metrics::EpochMetrics) -> f64| {
+            rows.iter()
+                .rev()
+                .map(f)
+                .find(|v| v.is_finite())
+                .unwrap_or(f64::NAN)
+        };
+        let (h0, l0) = (first_finite(|r| r.mean_h), first_finite(|r| r.test_loss));
+        for r in rows {
+            csv.push_str(&format!(
+                "{name},{},{},{},{},{},{},{},{}\n",
+                config.method.name.name(),
+                r.epoch,
+                r.mean_h,
+                r.test_loss,
+                r.train_loss,
+                r.test_accuracy,
+                r.mean_h / h0,
+                r.test_loss / l0
+            ));
+        }
+        let (h1, l1) = (last_finite(|r| r.mean_h), last_finite(|r| r.test_loss));
+        let acc = last_finite(|r| r.test_accuracy);
+        println!(
+            "{name:<28} {:<8} {:>6} {h0:>11.3e} {h1:>11.3e} {:>9.3} {l0:>10.4} {l1:>10.4} {acc:>8.4}",
+            config.method.name.name(),
+            rows.len(),
+            h1 / h0
+        );
+        table.push(serde_json::json!({
+            "dir": run.path.display().to_string(),
+            "method": config.method.name.name(),
+            "epochs": rows.len(),
+            "model_seed": config.model.seed,
+            "training_seed": config.training.seed,
+            "mean_h_first": h0,
+            "mean_h_last": h1,
+            "test_loss_first": l0,
+            "test_loss_last": l1,
+            "test_accuracy_last": acc,
+        }));
+    }
+    let csv_path = args.out.join("h_and_test_loss.csv");
+    lcsim::run::write_atomic(&csv_path, csv.as_bytes())?;
+    let json = args.out.join("compare.json");
+    write_json(
+        &json,
+        &serde_json::json!({
+            "lcsim_version": env!("CARGO_PKG_VERSION"),
+            "command": command_line,
+            "runs": table,
+            "figure": figure.display().to_string(),
+            "csv": csv_path.display().to_string(),
+        }),
+    )?;
+    println!("table:    {}", csv_path.display());
+    println!("settings: {}", json.display());
+    println!("figure:   {}", figure.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -174,23 +174,44 @@ pub fn control_magnitude(
         return Ok(false);
     }
     let rows = sorted_rows(rows, "rows")?;
+    let panel = h_and_loss_panel(&rows, all_h_positive(&rows), None);
+    let fig = Figure {
+        size: ONE_PANEL_SIZE,
+        title: title.to_string(),
+        panels: vec![panel],
+        layout: Layout::Row,
+        marker: None,
+    };
+    render(&fig, path, format)?;
+    Ok(true)
+}
+
+/// True when every finite H of `rows` is positive (H can then go on a log axis).
+fn all_h_positive(rows: &[EpochMetrics]) -> bool {
+    rows.iter()
+        .map(|r| r.mean_h)
+        .filter(|v| v.is_finite())
+        .all(|v| v > 0.0)
+}
+
+/// The panel of [`control_magnitude`] for rows sorted by epoch: mean H on the left axis
+/// (log10 when `log`), the test loss (the training loss if the test split was never
+/// evaluated) dashed with markers on the right axis.
+fn h_and_loss_panel(rows: &[EpochMetrics], log: bool, caption: Option<String>) -> Panel {
     let epochs: Vec<f64> = rows.iter().map(|r| r.epoch as f64).collect();
     let h: Vec<f64> = rows.iter().map(|r| r.mean_h).collect();
-    let log = h.iter().filter(|v| v.is_finite()).all(|&v| v > 0.0);
-    let (y, h_line) = if log {
+    let mut h_line = if log {
         let logs: Vec<f64> = h.iter().map(|&v| v.log10()).collect();
-        (
-            Axis::log10(&logs),
-            Line::new("mean H (left axis)", OKABE_ITO[0], &epochs, &logs),
-        )
+        Line::new("mean H (left axis)", OKABE_ITO[0], &epochs, &logs)
     } else {
-        (
-            Axis::linear(&h, 6),
-            Line::new("mean H (left axis)", OKABE_ITO[0], &epochs, &h),
-        )
+        Line::new("mean H (left axis)", OKABE_ITO[0], &epochs, &h)
     };
-    let mut h_line = h_line;
     h_line.square = true;
+    let y = if log {
+        Axis::log10(&h_line.points.iter().map(|p| p.1).collect::<Vec<_>>())
+    } else {
+        Axis::linear(&h, 6)
+    };
     let mut lines = vec![h_line];
     let test: Vec<f64> = rows.iter().map(|r| r.test_loss).collect();
     let train: Vec<f64> = rows.iter().map(|r| r.train_loss).collect();
@@ -199,7 +220,7 @@ pub fn control_magnitude(
     } else {
         (train, "train")
     };
-    let mut panel = Panel::new(Axis::epochs(&epochs), EPOCH_LABEL, H_LABEL, vec![], None);
+    let mut panel = Panel::new(Axis::epochs(&epochs), EPOCH_LABEL, H_LABEL, vec![], caption);
     if loss.iter().any(|v| v.is_finite()) {
         panel.y2 = Some(Axis::linear(&loss, 6));
         panel.y2_desc = format!("{loss_name} {LOSS_LABEL}");
@@ -216,15 +237,91 @@ pub fn control_magnitude(
     }
     panel.y = y;
     panel.lines = lines;
+    panel
+}
+
+/// Size in pixels (width, height) of one panel of [`control_magnitude_panels`]; the figure
+/// is a grid of two columns of them plus the title band.
+pub const GRID_PANEL_SIZE: (u32, u32) = (1000, 640);
+
+/// The least-control principle across runs: one panel of [`control_magnitude`] per run
+/// `(caption, rows)` (mean H on a log left axis, test loss on the right axis), in a grid of
+/// two columns (one for a single run). Every panel has the same epoch, H and loss axes, so the
+/// runs compare at a glance. Written with size `(columns * 1000, rows * 640 + 64)` px.
+///
+/// Errors: no runs, a run without epochs or without any finite H (gradient baselines), or
+/// more than 16 runs ([`LcsimError::InvalidValue`] naming the run); the file cannot be
+/// written ([`LcsimError::Io`] naming `path`).
+pub fn control_magnitude_panels(
+    runs: &[(String, Vec<EpochMetrics>)],
+    title: &str,
+    path: &Path,
+    format: FigureFormat,
+) -> Result<()> {
+    if runs.is_empty() || runs.len() > 16 {
+        return Err(invalid("runs", runs.len(), "1 to 16 runs"));
+    }
+    let mut sorted = Vec::with_capacity(runs.len());
+    for (caption, rows) in runs {
+        let rows = sorted_rows(rows, caption)?;
+        if !rows.iter().any(|r| r.mean_h.is_finite()) {
+            return Err(invalid(
+                caption,
+                "no finite mean_h in any epoch",
+                "a least-control run (gradient baselines record no control magnitude H)",
+            ));
+        }
+        sorted.push((caption.clone(), rows));
+    }
+    let log = sorted.iter().all(|(_, rows)| all_h_positive(rows));
+    let mut panels: Vec<Panel> = sorted
+        .iter()
+        .map(|(c, rows)| h_and_loss_panel(rows, log, Some(c.clone())))
+        .collect();
+    // Shared axes: the union of every panel's data.
+    let points = |right: bool, x: bool| -> Vec<f64> {
+        panels
+            .iter()
+            .flat_map(|p| p.lines.iter())
+            .filter(|l| l.right == right)
+            .flat_map(|l| l.points.iter().map(move |p| if x { p.0 } else { p.1 }))
+            .collect()
+    };
+    let mut all_x = points(false, true);
+    all_x.extend(points(true, true));
+    let x = Axis::epochs(&all_x);
+    let y = if log {
+        Axis::log10(&points(false, false))
+    } else {
+        Axis::linear(&points(false, false), 6)
+    };
+    let loss = points(true, false);
+    let y2 = (!loss.is_empty()).then(|| Axis::linear(&loss, 6));
+    for p in &mut panels {
+        p.x = x.clone();
+        p.y = y.clone();
+        if p.y2.is_some() {
+            p.y2 = y2.clone();
+        }
+    }
+    let columns = panels.len().min(2);
+    let grid_rows = panels.len().div_ceil(columns) as u32;
+    let band = if title.trim().is_empty() {
+        0
+    } else {
+        TITLE_HEIGHT
+    };
     let fig = Figure {
-        size: ONE_PANEL_SIZE,
+        size: (
+            columns as u32 * GRID_PANEL_SIZE.0,
+            grid_rows * GRID_PANEL_SIZE.1 + band,
+        ),
         title: title.to_string(),
-        panels: vec![panel],
-        layout: Layout::Row,
+        panels,
+        layout: Layout::Grid(columns),
         marker: None,
     };
-    render(&fig, path, format)?;
-    Ok(true)
+    render(&fig, path, format)
 }
 
 /// LCP-KP's feedback alignment over training: the angle (degrees) between the feedback
@@ -418,6 +515,135 @@ pub enum YScale {
     Log,
 }
 
+/// How a curve of [`line_panels`] is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CurveStyle {
+    /// Index into the colour-blind safe palette (taken modulo its 8 colours).
+    pub color: usize,
+    pub dashed: bool,
+    /// Square instead of round markers.
+    pub square: bool,
+    /// Markers only, no connecting line (random samples).
+    pub points_only: bool,
+}
+
+/// A curve of [`line_panels`]: `series.values[k]` belongs to `xs[k]` (NaN points skipped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Curve {
+    pub xs: Vec<f64>,
+    pub series: Series,
+    pub style: CurveStyle,
+}
+
+/// One panel of [`line_panels`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinePanel {
+    /// Text above the panel (empty: none).
+    pub caption: String,
+    pub y_label: String,
+    pub y_scale: YScale,
+    pub curves: Vec<Curve>,
+    /// Draw the legend in this panel (where it covers the least data).
+    pub legend: bool,
+}
+
+/// Size in pixels (width, height) of one panel of [`line_panels`].
+pub const LINE_PANEL_SIZE: (u32, u32) = (1100, 900);
+
+/// Curves with markers against a common x (logarithmic when `log_x`; every x must then be
+/// positive), panels side by side, each y axis as its [`YScale`] says. Written with size
+/// `(panels * 1100, 900)` px.
+///
+/// Errors: no panels, a panel without curves, a curve whose length differs from its xs, or a
+/// non-positive x or y on a log axis ([`LcsimError::InvalidValue`] / [`LcsimError::Shape`]);
+/// the file cannot be written ([`LcsimError::Io`] naming `path`).
+pub fn line_panels(
+    panels: &[LinePanel],
+    x_label: &str,
+    log_x: bool,
+    title: &str,
+    path: &Path,
+    format: FigureFormat,
+) -> Result<()> {
+    if panels.is_empty() || panels.len() > 8 {
+        return Err(invalid("panels", panels.len(), "1 to 8 panels"));
+    }
+    let mut out = Vec::with_capacity(panels.len());
+    for p in panels {
+        out.push(build_line_panel(p, x_label, log_x)?);
+    }
+    let fig = Figure {
+        size: (LINE_PANEL_SIZE.0 * panels.len() as u32, LINE_PANEL_SIZE.1),
+        title: title.to_string(),
+        panels: out,
+        layout: Layout::Row,
+        marker: None,
+    };
+    render(&fig, path, format)
+}
+
+/// The [`Panel`] of a [`LinePanel`] (checks its data).
+fn build_line_panel(p: &LinePanel, x_label: &str, log_x: bool) -> Result<Panel> {
+    if p.curves.is_empty() {
+        return Err(invalid("lines", "no series", "at least one series"));
+    }
+    let log_y = p.y_scale == YScale::Log;
+    let (mut all_x, mut all_y) = (Vec::new(), Vec::new());
+    let mut lines = Vec::new();
+    for c in &p.curves {
+        let (xs, s) = (&c.xs, &c.series);
+        if xs.len() != s.values.len() {
+            return Err(LcsimError::Shape {
+                field: format!("series `{}`", s.label),
+                expected: format!("{} values (one per x)", xs.len()),
+                found: format!("{} values", s.values.len()),
+            });
+        }
+        if log_x && xs.iter().any(|&x| x.is_nan() || x <= 0.0) {
+            return Err(invalid("xs", format!("{xs:?}"), "positive x on a log axis"));
+        }
+        if log_y && s.values.iter().any(|&y| y.is_finite() && y <= 0.0) {
+            return Err(invalid(
+                "values",
+                format!("{:?}", s.values),
+                "positive y on a log axis",
+            ));
+        }
+        let xs: Vec<f64> = if log_x {
+            xs.iter().map(|x| x.log10()).collect()
+        } else {
+            xs.clone()
+        };
+        let ys: Vec<f64> = if log_y {
+            s.values.iter().map(|y| y.log10()).collect()
+        } else {
+            s.values.clone()
+        };
+        all_x.extend(xs.iter().copied());
+        all_y.extend(ys.iter().copied());
+        let color = OKABE_ITO[c.style.color % OKABE_ITO.len()];
+        let mut l = Line::new(&s.label, color, &xs, &ys).markers();
+        l.dashed = c.style.dashed;
+        l.square = c.style.square;
+        l.points_only = c.style.points_only;
+        lines.push(l);
+    }
+    let x = if log_x {
+        Axis::log10(&all_x)
+    } else {
+        Axis::linear(&all_x, 6)
+    };
+    let caption = (!p.caption.is_empty()).then(|| p.caption.clone());
+    let mut panel = Panel::new(x, x_label, &p.y_label, lines, caption);
+    match p.y_scale {
+        YScale::Linear => {}
+        YScale::Unit => panel.y = Axis::unit_interval(),
+        YScale::Log => panel.y = Axis::log10(&all_y),
+    }
+    panel.legend = p.legend;
+    Ok(panel)
+}
+
 /// A metric against one swept parameter: one line with markers per series `(xs, series)`
 /// (`series.values[k]` belongs to `xs[k]`; NaN points are skipped), x logarithmic when
 /// `log_x` (all x must then be positive), y as `y_scale` says, markers only when `connect`
@@ -438,63 +664,31 @@ pub fn parameter_lines(
     path: &Path,
     format: FigureFormat,
 ) -> Result<()> {
-    if lines.is_empty() {
-        return Err(invalid("lines", "no series", "at least one series"));
-    }
-    let (mut all_x, mut all_y) = (Vec::new(), Vec::new());
-    let mut out = Vec::new();
-    for (i, (xs, s)) in lines.iter().enumerate() {
-        if xs.len() != s.values.len() {
-            return Err(LcsimError::Shape {
-                field: format!("series `{}`", s.label),
-                expected: format!("{} values (one per x)", xs.len()),
-                found: format!("{} values", s.values.len()),
-            });
-        }
-        if log_x && xs.iter().any(|&x| x.is_nan() || x <= 0.0) {
-            return Err(invalid("xs", format!("{xs:?}"), "positive x on a log axis"));
-        }
-        let log_y = y_scale == YScale::Log;
-        if log_y && s.values.iter().any(|&y| y.is_finite() && y <= 0.0) {
-            return Err(invalid(
-                "values",
-                format!("{:?}", s.values),
-                "positive y on a log axis",
-            ));
-        }
-        let xs: Vec<f64> = if log_x {
-            xs.iter().map(|x| x.log10()).collect()
-        } else {
-            xs.clone()
-        };
-        let ys: Vec<f64> = if log_y {
-            s.values.iter().map(|y| y.log10()).collect()
-        } else {
-            s.values.clone()
-        };
-        all_x.extend(xs.iter().copied());
-        all_y.extend(ys.iter().copied());
-        let mut l = Line::new(&s.label, OKABE_ITO[i % OKABE_ITO.len()], &xs, &ys).markers();
-        l.dashed = (i / OKABE_ITO.len()) % 2 == 1;
-        l.square = i % 2 == 1;
-        l.points_only = !connect;
-        out.push(l);
-    }
-    let x = if log_x {
-        Axis::log10(&all_x)
-    } else {
-        Axis::linear(&all_x, 6)
+    let curves = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (xs, series))| Curve {
+            xs: xs.clone(),
+            series: series.clone(),
+            style: CurveStyle {
+                color: i,
+                dashed: (i / OKABE_ITO.len()) % 2 == 1,
+                square: i % 2 == 1,
+                points_only: !connect,
+            },
+        })
+        .collect();
+    let panel = LinePanel {
+        caption: String::new(),
+        y_label: y_label.to_string(),
+        y_scale,
+        curves,
+        legend: true,
     };
-    let mut panel = Panel::new(x, x_label, y_label, out, None);
-    match y_scale {
-        YScale::Linear => {}
-        YScale::Unit => panel.y = Axis::unit_interval(),
-        YScale::Log => panel.y = Axis::log10(&all_y),
-    }
     let fig = Figure {
         size: SWEEP_FIGURE_SIZE,
         title: title.to_string(),
-        panels: vec![panel],
+        panels: vec![build_line_panel(&panel, x_label, log_x)?],
         layout: Layout::Row,
         marker: None,
     };
@@ -1001,6 +1195,8 @@ struct Panel {
     y_desc: String,
     y2_desc: String,
     lines: Vec<Line>,
+    /// Draw this panel's legend.
+    legend: bool,
 }
 
 impl Panel {
@@ -1021,6 +1217,7 @@ impl Panel {
             y_desc: y_desc.to_string(),
             y2_desc: String::new(),
             lines,
+            legend: true,
         }
     }
 
@@ -1035,6 +1232,8 @@ enum Layout {
     Row,
     /// Panels stacked on a shared x axis, legends to the right of the panels.
     Column,
+    /// Panels in a grid of this many columns, filled row by row, each as in `Row`.
+    Grid(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -1268,8 +1467,13 @@ fn draw_figure<DB: DrawingBackend>(
     let tick_w = |axis: &Axis| max_text_width(root, axis.labels.iter().cloned(), &tick);
     let desc_band = (DESC_PX * 1.3) as i32;
     match fig.layout {
-        Layout::Row => {
-            let areas = body.split_evenly((1, fig.panels.len().max(1)));
+        Layout::Row | Layout::Grid(_) => {
+            let n = fig.panels.len().max(1);
+            let columns = match fig.layout {
+                Layout::Grid(c) => c.clamp(1, n),
+                _ => n,
+            };
+            let areas = body.split_evenly((n.div_ceil(columns), columns));
             for (panel, area) in fig.panels.iter().zip(areas.iter()) {
                 let y2_area = match &panel.y2 {
                     Some(a) => tick_w(a)? + 2 * TICK_MARK + desc_band + 20,
@@ -1560,6 +1764,9 @@ fn draw_panel<DB: DrawingBackend>(
             &style,
             ((xr.start + xr.end) / 2, (yr.start + yr.end) / 2 + dy),
         )?;
+        return Ok(());
+    }
+    if !panel.legend {
         return Ok(());
     }
     match legend_area {

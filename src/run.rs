@@ -294,6 +294,62 @@ impl RunDir {
         Ok(fresh)
     }
 
+    /// The trained network of a finished run (params.npz, in the layout of the run's
+    /// `config`) and, for LCP-KP and LCP-LF, its learned feedback weights (feedback.npz:
+    /// B, G or Q, shaped as the method starts them). Errors name the missing file or array.
+    pub fn load_trained(
+        &self,
+        config: &Config,
+    ) -> Result<(crate::model::rate::RateNetwork, Option<Params>)> {
+        if !self.is_finished() {
+            return Err(invalid(
+                "RUN_DIR",
+                self.path.display(),
+                "a finished run (summary.json is written when training ends)",
+            ));
+        }
+        let layered = config.model.kind == crate::config::ModelKind::Ff;
+        let params = self.path.join("params.npz");
+        if !params.is_file() {
+            return Err(invalid(
+                "RUN_DIR",
+                params.display(),
+                "a finished run folder with params.npz",
+            ));
+        }
+        let net = crate::interop::load_params(&params, layered, config.model.activation)?;
+        let layout = TrainingState::new(config, net.n_x(), net.n_y(), 1)?.feedback;
+        let Some(layout) = layout else {
+            return Ok((net, None));
+        };
+        let path = self.path.join("feedback.npz");
+        let names: Vec<String> = layout.names().map(String::from).collect();
+        let missing = |name: &str| LcsimError::MissingArray {
+            name: name.to_string(),
+            path: path.clone(),
+            required: format!("the controller's feedback weights {names:?}"),
+        };
+        if !path.is_file() {
+            return Err(missing(&names[0]));
+        }
+        let raw = read_npz(&path)?;
+        let mut tensors = Vec::with_capacity(layout.len());
+        for (name, like) in layout.iter() {
+            let a = raw.get(name).ok_or_else(|| missing(name))?;
+            let field = format!("{}: {name}", path.display());
+            let m = matrix_from_npy(&field, a)?;
+            if m.shape() != like.shape() {
+                return Err(LcsimError::Shape {
+                    field,
+                    expected: format!("{:?}", like.shape()),
+                    found: format!("{:?}", m.shape()),
+                });
+            }
+            tensors.push((name.to_string(), m));
+        }
+        Ok((net, Some(Params::new(tensors))))
+    }
+
     /// Writes params.npz and, last, summary.json.
     pub fn finish(&self, state: &TrainingState, summary: &Summary) -> Result<()> {
         save_params(&self.path.join("params.npz"), &state.net)?;

@@ -318,6 +318,10 @@ impl<'m, M: EquilibriumModel> CoupledSystem<'m, M> {
     pub fn controller(&self) -> Option<&ControllerSettings> {
         self.controller.as_ref()
     }
+    /// Time constant tau_v of the network units.
+    pub fn tau_v(&self) -> f64 {
+        self.tau_v
+    }
     /// Batch size B.
     pub fn batch(&self) -> usize {
         self.inputs.ncols()

@@ -4,13 +4,11 @@
 //! nothing.
 
 use crate::baselines::{gradient_from_adjoints, rbp_gradient};
-use crate::config::{Config, ControlledStart, Method, OnUnconverged};
+use crate::config::{Config, Method, OnUnconverged};
 use crate::data::{epoch_batches, Dataset, Split};
-use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
 use crate::error::{invalid, Result};
 use crate::feedback::{
-    circuit, initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay,
-    kolen_pollack_descent, linear_feedback_update,
+    initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
 };
 use crate::loss::predicted_classes;
 use crate::metrics::EpochMetrics;
@@ -18,14 +16,9 @@ use crate::model::rate::{RateNetwork, Topology};
 use crate::model::EquilibriumModel;
 use crate::optim::Optimizer;
 use crate::params::Params;
-use crate::plasticity::{
-    control_magnitude, half_squared_norms, least_control_update, update_from_control,
-};
-use crate::steady_state::{
-    relax, relax_from, solve_batch, BatchSteadyState, SolverMethod, SteadyStateOptions,
-    Termination, VectorField,
-};
+use crate::steady_state::{relax, BatchSteadyState, SolverMethod, SteadyStateOptions, Termination};
 use crate::system::{CoupledSystem, Objective};
+use crate::variant::ControlledEquilibrium;
 use nalgebra::DMatrix;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -44,8 +37,9 @@ pub struct TrainingState {
     pub history: Vec<EpochMetrics>,
 }
 
-/// Offset of the feedback weights' seed from `model.seed`.
-const FEEDBACK_SEED: u64 = 0x6c63_7369_6d5f_6662;
+/// Offset of the feedback weights' seed from `model.seed`: LCP-KP's B, G and LCP-LF's Q
+/// start from the seed `model.seed ^ FEEDBACK_SEED`.
+pub const FEEDBACK_SEED: u64 = 0x6c63_7369_6d5f_6662;
 
 impl TrainingState {
     /// A fresh network and optimizer for `config`, for `batches_per_epoch` batches per epoch.
@@ -386,7 +380,7 @@ pub fn evaluate_free(
 
 /// The free equilibrium phi0 (n x B): the forward pass for a layered net (exact), else a
 /// relaxation (with its records).
-fn free_equilibrium<'m>(
+pub fn free_equilibrium<'m>(
     free: &CoupledSystem<'m, RateNetwork>,
     net: &RateNetwork,
     opts: &SteadyStateOptions,
@@ -471,42 +465,27 @@ fn batch_step(
 
     let method = config.method.name;
     match method {
-        Method::LcpDi | Method::LcpKp | Method::LcpLf => {
-            let controlled = CoupledSystem::new(
-                net,
-                x.clone(),
-                targets.clone(),
-                objective,
-                tau_v,
-                Some(config.controller_settings()),
-            )?
-            .with_feedback(circuit(method, feedback)?)?;
-            let start = match config.method.controlled_start {
-                ControlledStart::Free => controlled.state_with_phi(&phi0)?,
-                ControlledStart::Zero => controlled.initial_state(),
-            };
-            let solve = relax_from(&controlled, &start, &config.solver);
-            tally.add_solves(&solve);
-            let keep = kept_samples(config, &[&solve])?;
+        Method::LcpDi | Method::LcpKp | Method::LcpLf | Method::LcpEbd => {
+            let controller = config.controller_settings();
+            let eq =
+                ControlledEquilibrium::find(config, method, controller, feedback, &free, &phi0)?;
+            tally.add_solves(&eq.solve);
+            let keep = kept_samples(config, &[&eq.solve])?;
             tally.skipped += b - keep.len();
             if keep.is_empty() {
                 return Ok(BatchUpdate::network(None));
             }
-            let sub = controlled.select_samples(&keep);
-            let z = solve.states.select_columns(&keep);
-            let h = control_magnitude(&sub, &z);
+            let eq = eq.select_samples(&keep);
+            let h = eq.control_magnitudes();
             tally.h += h.iter().sum::<f64>();
             tally.h_samples += h.len();
-            let mut update = match method {
-                Method::LcpLf => linear_feedback_update(&sub, &z),
-                _ => least_control_update(&sub, &z),
-            };
+            let mut update = eq.update();
             let feedback = match (method, &config.lf) {
                 (Method::LcpKp, _) => {
                     Some(FeedbackUpdate::Descent(kolen_pollack_descent(net, &update)))
                 }
                 (Method::LcpLf, Some(lf)) => {
-                    let q = lf.learn_q(&sub, &z, noise_seed)?;
+                    let q = eq.learn_q(lf, noise_seed)?;
                     Some(FeedbackUpdate::Set(Params::new(vec![("Q".into(), q)])))
                 }
                 _ => None,
@@ -516,35 +495,6 @@ fn batch_step(
                 network: Some(update),
                 feedback,
             })
-        }
-        Method::LcpEbd => {
-            let ebd = config.ebd.clone().unwrap_or_default();
-            let flow = EnergyDescent::new(&free, config.controller_settings().beta())?;
-            let start = match config.method.controlled_start {
-                ControlledStart::Free => phi0.clone(),
-                ControlledStart::Zero => DMatrix::zeros(phi0.nrows(), b),
-            };
-            let solve = match ebd.descent {
-                EnergyDescentMethod::Flow => solve_batch(&flow, &start, &config.solver),
-                EnergyDescentMethod::Adam => {
-                    adam_on_state(&flow, &start, &ebd.adam(), &config.solver)
-                }
-            };
-            tally.add_solves(&solve);
-            let keep = kept_samples(config, &[&solve])?;
-            tally.skipped += b - keep.len();
-            if keep.is_empty() {
-                return Ok(BatchUpdate::network(None));
-            }
-            let sub = flow.select_samples(&keep);
-            let phi = solve.states.select_columns(&keep);
-            let psi = sub.control(&phi);
-            let h = half_squared_norms(&psi);
-            tally.h += h.iter().sum::<f64>();
-            tally.h_samples += h.len();
-            let mut update = update_from_control(sub.system(), &phi, &psi);
-            update.scale(-1.0);
-            Ok(BatchUpdate::network(Some(update)))
         }
         Method::Rbp | Method::Bp => {
             let opts = match config.method.name {
@@ -580,7 +530,7 @@ fn batch_step(
 
 /// Samples whose solves (one record per sample in each of `solves`) all enter the update:
 /// diverged or failed solves never do; unconverged ones as `method.on_unconverged` says.
-fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec<usize>> {
+pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec<usize>> {
     let batch = solves.first().map_or(0, |s| s.records.len());
     let mut keep = Vec::new();
     for j in 0..batch {

@@ -1,0 +1,178 @@
+//! The four least-control variants of one batch (spec 3.1-3.4), built in one place for
+//! training ([`crate::train`]) and for the alignment study ([`crate::alignment`]): each
+//! variant's controlled system, its controlled equilibrium, the control psi* there and the
+//! update
+//!
+//! ```text
+//! Delta theta = combine * sum_samples (d_theta f(phi*, theta, x))^T psi*      (DI, KP, EBD)
+//! Delta theta_W = combine * sum_samples (s'(v*) * e*) s(v*)^T, ...             (LF, hidden rows)
+//! ```
+//!
+//! (`-grad_theta H_alpha` for LCP-DI and LCP-EBD, whose equilibria are both the minimiser of
+//! E_alpha; multiply by a learning rate to apply it).
+
+use crate::config::{Config, ControlledStart, Method};
+use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
+use crate::error::{invalid, Result};
+use crate::feedback::{circuit, linear_feedback_update};
+use crate::model::rate::RateNetwork;
+use crate::params::Params;
+use crate::plasticity::{half_squared_norms, least_control_update, update_from_control};
+use crate::steady_state::{relax_from, solve_batch, BatchSteadyState, VectorField};
+use crate::system::{ControllerSettings, CoupledSystem};
+use nalgebra::DMatrix;
+
+/// Where a variant's controlled equilibrium lives.
+enum Dynamics<'m> {
+    /// LCP-DI, -KP, -LF: the network coupled to its controller; states z = (phi, u_i, e).
+    Coupled(CoupledSystem<'m, RateNetwork>),
+    /// LCP-EBD: descent on E_alpha; states phi.
+    Energy(EnergyDescent<'m, RateNetwork>),
+}
+
+/// One batch's controlled equilibrium under a least-control variant, with the record of
+/// every sample's solve (`solve.states` are the equilibria: z* for the coupled variants,
+/// phi* for LCP-EBD).
+pub struct ControlledEquilibrium<'m> {
+    method: Method,
+    dynamics: Dynamics<'m>,
+    pub solve: BatchSteadyState,
+}
+
+impl<'m> ControlledEquilibrium<'m> {
+    /// Solves for the controlled equilibria of the batch of `free` (the free system) with
+    /// free equilibria `phi0` (n x B), under `method` with `controller` (alpha, gains, time
+    /// constants) and the learned `feedback` of LCP-KP / LCP-LF. Everything else comes from
+    /// `config`: the start of the solve (`method.controlled_start`), LCP-EBD's descent
+    /// (`[ebd]`, gradient flow by default) and the solver (`[solver]`).
+    pub fn find(
+        config: &Config,
+        method: Method,
+        controller: ControllerSettings,
+        feedback: Option<&Params>,
+        free: &CoupledSystem<'m, RateNetwork>,
+        phi0: &DMatrix<f64>,
+    ) -> Result<Self> {
+        let b = free.batch();
+        let start_at_free = config.method.controlled_start == ControlledStart::Free;
+        let (dynamics, solve) = match method {
+            Method::LcpDi | Method::LcpKp | Method::LcpLf => {
+                let controlled = CoupledSystem::new(
+                    free.model(),
+                    free.inputs().clone(),
+                    free.targets().clone(),
+                    free.objective(),
+                    free.tau_v(),
+                    Some(controller),
+                )?
+                .with_feedback(circuit(method, feedback)?)?;
+                let start = if start_at_free {
+                    controlled.state_with_phi(phi0)?
+                } else {
+                    controlled.initial_state()
+                };
+                let solve = relax_from(&controlled, &start, &config.solver);
+                (Dynamics::Coupled(controlled), solve)
+            }
+            Method::LcpEbd => {
+                let ebd = config.ebd.clone().unwrap_or_default();
+                let flow = EnergyDescent::new(free, controller.beta())?;
+                let start = if start_at_free {
+                    phi0.clone()
+                } else {
+                    DMatrix::zeros(phi0.nrows(), b)
+                };
+                let solve = match ebd.descent {
+                    EnergyDescentMethod::Flow => solve_batch(&flow, &start, &config.solver),
+                    EnergyDescentMethod::Adam => {
+                        ebd.adam().validate()?;
+                        adam_on_state(&flow, &start, &ebd.adam(), &config.solver)
+                    }
+                };
+                (Dynamics::Energy(flow), solve)
+            }
+            Method::Rbp | Method::Bp => {
+                return Err(invalid(
+                    "method.name",
+                    method.name(),
+                    "a least-control method: \"lcp-di\", \"lcp-kp\", \"lcp-lf\" or \"lcp-ebd\"",
+                ))
+            }
+        };
+        Ok(ControlledEquilibrium {
+            method,
+            dynamics,
+            solve,
+        })
+    }
+
+    /// The variant.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The same equilibria for the samples `columns` only (in that order).
+    pub fn select_samples(&self, columns: &[usize]) -> Self {
+        let dynamics = match &self.dynamics {
+            Dynamics::Coupled(s) => Dynamics::Coupled(s.select_samples(columns)),
+            Dynamics::Energy(f) => Dynamics::Energy(f.select_samples(columns)),
+        };
+        ControlledEquilibrium {
+            method: self.method,
+            dynamics,
+            solve: BatchSteadyState {
+                states: self.solve.states.select_columns(columns),
+                records: columns
+                    .iter()
+                    .map(|&j| self.solve.records[j].clone())
+                    .collect(),
+            },
+        }
+    }
+
+    /// The network part phi* of the equilibria (n x B).
+    pub fn phi(&self) -> DMatrix<f64> {
+        match &self.dynamics {
+            Dynamics::Coupled(s) => s.phi(&self.solve.states),
+            Dynamics::Energy(_) => self.solve.states.clone(),
+        }
+    }
+
+    /// The control psi* = (e*, u*) at the equilibria (n x B); LCP-EBD reads it off as
+    /// `psi* = -f(phi*)`.
+    pub fn control(&self) -> DMatrix<f64> {
+        match &self.dynamics {
+            Dynamics::Coupled(s) => s.control(&self.solve.states),
+            Dynamics::Energy(f) => f.control(&self.solve.states),
+        }
+    }
+
+    /// The control magnitude `H = 1/2 |psi*|^2` of each sample.
+    pub fn control_magnitudes(&self) -> Vec<f64> {
+        half_squared_norms(&self.control())
+    }
+
+    /// The variant's update Delta theta (see the module doc; LCP-LF's hidden rows use the
+    /// rate change `s'(v*) * e*`).
+    pub fn update(&self) -> Params {
+        match (&self.dynamics, self.method) {
+            (Dynamics::Coupled(s), Method::LcpLf) => linear_feedback_update(s, &self.solve.states),
+            (Dynamics::Coupled(s), _) => least_control_update(s, &self.solve.states),
+            (Dynamics::Energy(f), _) => {
+                update_from_control(f.system(), &self.solve.states, &self.control())
+            }
+        }
+    }
+
+    /// LCP-LF: the new Q after the noisy phase from these equilibria (spec 3.3).
+    pub fn learn_q(&self, lf: &crate::feedback::NoisyPhase, seed: u64) -> Result<DMatrix<f64>> {
+        match &self.dynamics {
+            Dynamics::Coupled(s) => lf.learn_q(s, &self.solve.states, seed),
+            Dynamics::Energy(_) => Err(invalid(
+                "method.name",
+                self.method.name(),
+                "\"lcp-lf\" (only linear feedback learns Q)",
+            )),
+        }
+    }
+}
