@@ -175,6 +175,12 @@ pub fn control_magnitude(
     }
     let rows = sorted_rows(rows, "rows")?;
     let panel = h_and_loss_panel(&rows, all_h_positive(&rows), None);
+    render_one_panel(panel, title, path, format)?;
+    Ok(true)
+}
+
+/// A figure of one panel, size [`ONE_PANEL_SIZE`].
+fn render_one_panel(panel: Panel, title: &str, path: &Path, format: FigureFormat) -> Result<()> {
     let fig = Figure {
         size: ONE_PANEL_SIZE,
         title: title.to_string(),
@@ -182,8 +188,7 @@ pub fn control_magnitude(
         layout: Layout::Row,
         marker: None,
     };
-    render(&fig, path, format)?;
-    Ok(true)
+    render(&fig, path, format)
 }
 
 /// True when every finite H of `rows` is positive (H can then go on a log axis).
@@ -360,14 +365,7 @@ pub fn feedback_alignment(
         None,
     );
     panel.y = Axis::linear(&all, 6);
-    let fig = Figure {
-        size: ONE_PANEL_SIZE,
-        title: title.to_string(),
-        panels: vec![panel],
-        layout: Layout::Row,
-        marker: None,
-    };
-    render(&fig, path, format)?;
+    render_one_panel(panel, title, path, format)?;
     Ok(true)
 }
 

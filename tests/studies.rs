@@ -244,17 +244,20 @@ fn compare_draws_two_runs_and_names_a_folder_without_metrics() {
 fn align_writes_table_settings_and_figure() {
     let dir = scratch("align");
     let out = dir.join("out");
-    let o = lcsim(&[
-        "align",
-        "--variants",
-        "lcp-di,lcp-lf",
-        "--alphas",
-        "10,0.1",
-        "--samples",
-        "6",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let align = |out: &std::path::Path| {
+        lcsim(&[
+            "align",
+            "--variants",
+            "lcp-di,lcp-lf",
+            "--alphas",
+            "10,0.1",
+            "--samples",
+            "6",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = align(&out);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("controlled solves converged"), "{stdout}");
@@ -282,17 +285,7 @@ fn align_writes_table_settings_and_figure() {
     assert_eq!(&png[1..4], b"PNG");
     // Same seed, same numbers.
     let again = dir.join("again");
-    let o = lcsim(&[
-        "align",
-        "--variants",
-        "lcp-di,lcp-lf",
-        "--alphas",
-        "10,0.1",
-        "--samples",
-        "6",
-        "--out",
-        again.to_str().unwrap(),
-    ]);
+    let o = align(&again);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         csv,

@@ -83,6 +83,12 @@ fn polished<F: VectorField>(field: &F, z0: &DMatrix<f64>, method: SolverMethod) 
     z
 }
 
+/// The free equilibria phi0 of a system's samples (Tsit45 from rest).
+fn free_equilibrium(sys: &Sys<'_>) -> DMatrix<f64> {
+    let free = sys.free();
+    sys.phi(&relax_from(&free, &free.initial_state(), &opts(SolverMethod::Tsit45)).states)
+}
+
 fn rel_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
     (a - b).norm() / a.norm().max(b.norm()).max(1e-300)
 }
@@ -112,14 +118,7 @@ fn energy_descent_lands_on_the_lcp_di_equilibrium_and_update() {
     ] {
         let net = net(topology.clone(), 3);
         let sys = controlled(&net, 4, alpha, 8);
-        let phi0 = sys.phi(
-            &relax_from(
-                &sys.free(),
-                &sys.free().initial_state(),
-                &opts(SolverMethod::Tsit45),
-            )
-            .states,
-        );
+        let phi0 = free_equilibrium(&sys);
         let z_di = polished(
             &sys,
             &sys.state_with_phi(&phi0).unwrap(),
@@ -151,14 +150,7 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
     let net = rnn(3);
     let sys = controlled(&net, 4, 0.1, 8);
     let flow = EnergyDescent::new(&sys, sys.controller().unwrap().beta()).unwrap();
-    let phi0 = sys.phi(
-        &relax_from(
-            &sys.free(),
-            &sys.free().initial_state(),
-            &opts(SolverMethod::Tsit45),
-        )
-        .states,
-    );
+    let phi0 = free_equilibrium(&sys);
     let exact = polished(&flow, &phi0, SolverMethod::NewtonKrylov);
     let psi = flow.control(&exact);
     let update = update_from_control(&sys, &exact, &psi);
