@@ -7,14 +7,14 @@
 //! evaluations) is printed to stderr; a configuration that does not converge is not timed.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode};
-use lcsim::activation::Activation;
-use lcsim::loss::{one_hot, Loss};
-use lcsim::model::rate::{RateNetwork, Topology};
-use lcsim::rng::Rng;
-use lcsim::steady_state::{
-    relax_from, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
+use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::numerics::activation::Activation;
+use lcsim::numerics::rng::Rng;
+use lcsim::solve::{
+    solve_batch, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
 };
-use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::system::loss::{one_hot, Loss};
+use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
 use std::time::{Duration, Instant};
 
@@ -184,7 +184,7 @@ fn batch(c: &mut Criterion) {
         dt: 1.0,
         ..SteadyStateOptions::default()
     };
-    let phi0 = free.phi(&relax_from(&free, &free.initial_state(), &euler).states);
+    let phi0 = free.phi(&solve_batch(&free, &free.initial_state(), &euler).states);
     let z0 = sys.state_with_phi(&phi0).expect("shapes match");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -206,7 +206,7 @@ fn batch(c: &mut Criterion) {
         },
     ));
     for (id, opts) in configs {
-        let solve = || pool.install(|| relax_from(&sys, &z0, &opts));
+        let solve = || pool.install(|| solve_batch(&sys, &z0, &opts));
         let start = Instant::now();
         let out = solve();
         let rhs: usize = out.records.iter().map(|r| r.rhs_evals).sum();

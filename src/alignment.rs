@@ -24,16 +24,17 @@
 //! and the gradient are both computed on the samples that `method.on_unconverged` keeps
 //! (`"use"`: every sample with a finite state), so the two always cover the same samples.
 
-use crate::baselines::{gradient_from_adjoints, rbp_gradient};
 use crate::config::{Config, Method};
+use crate::control::free_equilibrium;
+use crate::control::{CoupledSystem, Objective};
 use crate::error::{invalid, Result};
-use crate::model::rate::RateNetwork;
-use crate::params::Params;
-use crate::plasticity::combine;
-use crate::steady_state::BatchSteadyState;
-use crate::system::{CoupledSystem, Objective};
-use crate::train::{free_equilibrium, kept_samples};
-use crate::variant::ControlledEquilibrium;
+use crate::learn::plasticity::combine;
+use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
+use crate::learn::variant::ControlledEquilibrium;
+use crate::solve::BatchSteadyState;
+use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
+use crate::train::kept_samples;
 use nalgebra::DMatrix;
 use serde::Serialize;
 
@@ -165,21 +166,15 @@ pub fn alignment_curve(
         config.dynamics.tau_v,
         None,
     )?;
-    let (phi0, free_solve) = free_equilibrium(&free, net, &config.solver);
+    let (phi0, free_solve) = free_equilibrium(&free, &config.solver);
     let (gradient, adjoints) = rbp_gradient(&free, &phi0, &config.solver);
     let count = |s: &BatchSteadyState| s.records.iter().filter(|r| r.converged()).count();
     let mut points = Vec::with_capacity(alphas.len());
     for &alpha in &alphas {
         let mut controller = config.controller_settings();
         controller.alpha = alpha;
-        let eq = ControlledEquilibrium::find(
-            config,
-            subject.variant,
-            controller,
-            subject.feedback,
-            &free,
-            &phi0,
-        )?;
+        let settings = config.variant(subject.variant, controller);
+        let eq = ControlledEquilibrium::find(&settings, subject.feedback, &free, &phi0)?;
         let mut solves: Vec<&BatchSteadyState> = free_solve.iter().collect();
         solves.extend([&adjoints, &eq.solve]);
         let keep = kept_samples(config, &solves)?;
@@ -188,7 +183,7 @@ pub fn alignment_curve(
             (None, None, f64::NAN)
         } else if keep.len() == b {
             let h = combine(&free, &eq.control_magnitudes());
-            (Some(eq.update()), Some(gradient.clone()), h)
+            (Some(eq.update()?), Some(gradient.clone()), h)
         } else {
             let sub = eq.select_samples(&keep);
             let g = gradient_from_adjoints(
@@ -197,7 +192,7 @@ pub fn alignment_curve(
                 &adjoints.states.select_columns(&keep),
             );
             (
-                Some(sub.update()),
+                Some(sub.update()?),
                 Some(g),
                 combine(&free, &sub.control_magnitudes()),
             )

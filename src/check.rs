@@ -5,24 +5,22 @@
 //! B = W^T, G = D^T is LCP-DI; LCP-KP with random feedback and LCP-LF with a random Q
 //! have no exact reference, and their cosine to the LCP-DI update is reported.
 
-use crate::activation::Activation;
 use crate::alignment::compare_with_gradient;
-use crate::baselines::{adjoint_system, gradient_from_adjoints, rbp_gradient};
-use crate::energy::EnergyDescent;
+use crate::control::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
 use crate::error::{ensure_positive, invalid, LcsimError, Result};
-use crate::feedback::{initial_linear_feedback, linear_feedback_update};
-use crate::loss::{one_hot, Loss};
-use crate::model::rate::{RateNetwork, Topology};
-use crate::model::rate::{D, W};
-use crate::model::EquilibriumModel;
-use crate::params::Params;
-use crate::plasticity::update_from_control;
-use crate::plasticity::{combine, least_control_update, relaxed_energy};
-use crate::rng::Rng;
-use crate::steady_state::{
-    newton_polish, relax_from, solve_batch, SteadyStateOptions, VectorField,
-};
-use crate::system::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
+use crate::learn::energy::EnergyDescent;
+use crate::learn::feedback::{initial_linear_feedback, kolen_pollack_of, linear_feedback_update};
+use crate::learn::plasticity::update_from_control;
+use crate::learn::plasticity::{combine, least_control_update, relaxed_energy};
+use crate::learn::rbp::{adjoint_system, gradient_from_adjoints, rbp_gradient};
+use crate::numerics::activation::Activation;
+use crate::numerics::rng::Rng;
+use crate::solve::{newton_polish, solve_batch, SteadyStateOptions, VectorField};
+use crate::system::loss::{one_hot, Loss};
+use crate::system::params::Params;
+use crate::system::rate::{RateNetwork, Topology};
+use crate::system::rate::{D, W};
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 use serde::Serialize;
 use std::sync::Arc;
@@ -158,7 +156,7 @@ pub fn random_problem(s: &CheckSettings) -> Result<(RateNetwork, DMatrix<f64>, D
 
 /// Equilibrium of every sample, relaxed by the ODE solver and refined by Newton's method.
 /// An unconverged relaxation or a refinement that leaves `max |r| > 1e-9` is an error.
-pub fn precise_equilibrium<M: EquilibriumModel>(
+pub fn precise_equilibrium<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     opts: &SteadyStateOptions,
 ) -> Result<DMatrix<f64>> {
@@ -166,12 +164,12 @@ pub fn precise_equilibrium<M: EquilibriumModel>(
 }
 
 /// [`precise_equilibrium`] relaxed from the states `z0`.
-pub fn precise_equilibrium_from<M: EquilibriumModel>(
+pub fn precise_equilibrium_from<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z0: &DMatrix<f64>,
     opts: &SteadyStateOptions,
 ) -> Result<DMatrix<f64>> {
-    let relaxed = relax_from(system, z0, opts);
+    let relaxed = solve_batch(system, z0, opts);
     if let Some((j, r)) = relaxed
         .records
         .iter()
@@ -194,7 +192,7 @@ pub fn precise_equilibrium_from<M: EquilibriumModel>(
 }
 
 /// Newton refinement of every column of z near an equilibrium.
-fn refine<M: EquilibriumModel>(
+fn refine<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
@@ -273,14 +271,21 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
     let objective = Objective::new(s.loss, s.loss_scale, s.batch);
     let ctrl = s.controller;
     let beta = ctrl.beta();
-    let system = |n, c| CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, c);
+    let system = |n, c| CoupledSystem::new(n, x.clone(), t.clone(), objective.clone(), s.tau_v, c);
 
     // 6.3: the LCP-DI update equals -grad H_alpha.
     let controlled = system(&net, Some(ctrl))?;
     let z_star = precise_equilibrium(&controlled, &s.solver)?;
     let update = least_control_update(&controlled, &z_star);
     let h_alpha = |n: &RateNetwork| -> Result<f64> {
-        let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, Some(ctrl))?;
+        let sys = CoupledSystem::new(
+            n,
+            x.clone(),
+            t.clone(),
+            objective.clone(),
+            s.tau_v,
+            Some(ctrl),
+        )?;
         let z = refine(&sys, &z_star)?;
         Ok(combine(&sys, &relaxed_energy(&sys, &sys.phi(&z), beta)))
     };
@@ -309,9 +314,9 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
     }
     let rbp = gradient_from_adjoints(&free, &phi0, &lambda);
     let loss_at_free = |n: &RateNetwork| -> Result<f64> {
-        let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective, s.tau_v, None)?;
+        let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective.clone(), s.tau_v, None)?;
         let z = refine(&sys, &phi0)?;
-        Ok(combine(&sys, &sys.output_loss(&z)))
+        Ok(combine(&sys, &sys.losses(&z)))
     };
     let fd_l = finite_difference_gradient(&net, s.fd_step, loss_at_free)?;
     let rbp_per_tensor = relative_errors(&rbp, &fd_l);
@@ -406,13 +411,15 @@ fn check_variants(
         let start = sys.state_with_phi(phi0)?;
         let z = precise_equilibrium_from(&sys, &start, opts)?;
         Ok(if lf {
-            linear_feedback_update(&sys, &z)
+            linear_feedback_update(&sys, &z)?
         } else {
             least_control_update(&sys, &z)
         })
     };
     let kp_exact = variant_update(Feedback::KolenPollack(Arc::new(transposes)))?;
-    let kp_random = variant_update(Feedback::KolenPollack(Arc::new(net.init_feedback(1))))?;
+    let kp_random = variant_update(Feedback::KolenPollack(Arc::new(
+        kolen_pollack_of(net)?.init_feedback(1),
+    )))?;
     let q = initial_linear_feedback(net, 1);
     let lf_random = variant_update(Feedback::Linear(Arc::new(q)))?;
     Ok(VariantErrors {

@@ -1,13 +1,13 @@
 //! Raw command-line flags (clap) and their translation into validated library settings.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lcsim::activation::Activation;
+use lcsim::control::{ControllerSettings, LossScale};
 use lcsim::error::{invalid, Result};
-use lcsim::loss::Loss;
-use lcsim::model::rate::Topology;
+use lcsim::numerics::activation::Activation;
 use lcsim::simulate::{SimulationSettings, SplitChoice};
-use lcsim::steady_state::{SolverMethod, SteadyStateOptions};
-use lcsim::system::{ControllerSettings, LossScale};
+use lcsim::solve::{SolverMethod, SteadyStateOptions};
+use lcsim::system::loss::Loss;
+use lcsim::system::rate::Topology;
 use std::path::PathBuf;
 
 /// lcsim: learning at equilibrium by the least-control principle, as coupled ODEs.

@@ -1,13 +1,13 @@
 //! The one TOML schema of a run (serde; unknown keys rejected), `--set key=value`
 //! overrides, and validation into library settings. `lcsim config` prints the default.
 
-use crate::activation::Activation;
+use crate::control::{ControllerSettings, LossScale};
 use crate::error::{ensure_non_negative, ensure_positive, invalid, LcsimError, Result};
-use crate::loss::Loss;
-use crate::model::rate::Topology;
+use crate::numerics::activation::Activation;
 use crate::optim::{OptimizerKind, OptimizerSettings, Schedule};
-use crate::steady_state::SteadyStateOptions;
-use crate::system::{ControllerSettings, LossScale};
+use crate::solve::SteadyStateOptions;
+use crate::system::loss::Loss;
+use crate::system::rate::Topology;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -50,38 +50,9 @@ impl Default for KpConfig {
 }
 
 /// `[lf]`: linear feedback e = Q u with Q learned from noise (spec 3.3).
-pub type LfConfig = crate::feedback::NoisyPhase;
+pub type LfConfig = crate::learn::feedback::NoisyPhase;
 
-/// `[ebd]`: energy-based descent (spec 3.4).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EbdConfig {
-    pub descent: crate::energy::EnergyDescentMethod,
-    /// Adam's learning rate on the state (descent = "adam").
-    pub learning_rate: f64,
-    /// Adam steps (descent = "adam").
-    pub steps: usize,
-}
-
-impl Default for EbdConfig {
-    fn default() -> Self {
-        EbdConfig {
-            descent: crate::energy::EnergyDescentMethod::Flow,
-            learning_rate: 1e-3,
-            steps: 200,
-        }
-    }
-}
-
-impl EbdConfig {
-    /// Adam's settings.
-    pub fn adam(&self) -> crate::energy::StateAdam {
-        crate::energy::StateAdam {
-            learning_rate: self.learning_rate,
-            steps: self.steps,
-        }
-    }
-}
+pub use crate::learn::energy::EbdConfig;
 
 /// Network connectivity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -155,42 +126,7 @@ impl Default for ControllerConfig {
     }
 }
 
-/// The learning method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Least control with dynamic inversion (spec 3.1).
-    LcpDi,
-    /// Least control with learned Kolen-Pollack feedback weights (spec 3.2).
-    LcpKp,
-    /// Least control with linear feedback e = Q u, Q learned from noise (spec 3.3).
-    LcpLf,
-    /// Least control by descent on the relaxed energy (spec 3.4).
-    LcpEbd,
-    /// Recurrent backprop at the free equilibrium (rnn).
-    Rbp,
-    /// Backprop (ff; RBP on a layered net is exactly backprop).
-    Bp,
-}
-
-impl Method {
-    /// Name as in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::LcpDi => "lcp-di",
-            Method::LcpKp => "lcp-kp",
-            Method::LcpLf => "lcp-lf",
-            Method::LcpEbd => "lcp-ebd",
-            Method::Rbp => "rbp",
-            Method::Bp => "bp",
-        }
-    }
-
-    /// True for the least-control methods (they have a controlled equilibrium and H).
-    pub fn is_least_control(self) -> bool {
-        !matches!(self, Method::Rbp | Method::Bp)
-    }
-}
+pub use crate::learn::variant::{ControlledStart, Method};
 
 /// What training does with a sample whose controlled (or adjoint) solve did not converge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -202,17 +138,6 @@ pub enum OnUnconverged {
     Skip,
     /// Stop training with an error.
     Stop,
-}
-
-/// Where the controlled relaxation starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ControlledStart {
-    /// At the free equilibrium phi0 with the controller at rest: the controller switches on
-    /// at a network at rest, and the controlled equilibrium continues phi0.
-    Free,
-    /// At zero (v = y = u_i = e = 0), as the reference code.
-    Zero,
 }
 
 /// `[method]`
@@ -626,6 +551,22 @@ impl Config {
             alpha: self.controller.alpha,
             k_i: self.controller.k_i,
             k_p: self.controller.k_p,
+        }
+    }
+
+    /// How the controlled equilibrium of least-control `method` under `controller` is sought
+    /// (`method.controlled_start`, `[ebd]`, `[solver]`).
+    pub fn variant(
+        &self,
+        method: Method,
+        controller: ControllerSettings,
+    ) -> crate::learn::variant::VariantSettings<'_> {
+        crate::learn::variant::VariantSettings {
+            method,
+            controller,
+            start: self.method.controlled_start,
+            ebd: self.ebd.clone().unwrap_or_default(),
+            solver: &self.solver,
         }
     }
 

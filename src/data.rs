@@ -20,7 +20,7 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, LcsimError, Result};
-use crate::rng::Rng;
+use crate::numerics::rng::Rng;
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -158,7 +158,7 @@ impl Dataset {
         let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
         (
             self.inputs.select_columns(indices),
-            crate::loss::one_hot(&labels, self.n_classes),
+            crate::system::loss::one_hot(&labels, self.n_classes),
         )
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Errors of lcsim. Numerical non-convergence is *not* an error: it is a reported
-/// [`crate::steady_state::Termination`].
+/// [`crate::solve::Termination`].
 #[derive(Debug, thiserror::Error)]
 pub enum LcsimError {
     /// A setting or argument outside its allowed range.

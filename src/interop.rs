@@ -2,11 +2,11 @@
 //! (rows = postsynaptic, so a PyTorch Linear weight (out, in) maps directly) and `.npy`
 //! batches with one sample per row, as NumPy and PyTorch store them.
 
-use crate::activation::Activation;
 use crate::error::{ensure_finite, LcsimError, Result};
-use crate::model::rate::RateNetwork;
 use crate::npz::{read_npy, read_npz, write_npz, NpyArray};
-use crate::params::Params;
+use crate::numerics::activation::Activation;
+use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
 use nalgebra::DMatrix;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -131,7 +131,7 @@ pub fn load_targets(path: &Path, n_y: usize) -> Result<DMatrix<f64>> {
                 }
                 labels.push(l as usize);
             }
-            Ok(crate::loss::one_hot(&labels, n_y))
+            Ok(crate::system::loss::one_hot(&labels, n_y))
         }
         [_, c] if *c == n_y => matrix_from_npy(&field, &a).map(|m| m.transpose()),
         _ => Err(LcsimError::Shape {

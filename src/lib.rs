@@ -1,28 +1,24 @@
 #![doc = include_str!("../README.md")]
-pub mod activation;
+//! The layers, each importing only those above it in this list (see ARCHITECTURE.md):
+//! numerics -> system (f, its Jacobians, the loss on the state) -> solve (steady states of a
+//! vector field) -> control (the controlled system, psi) -> learn (plasticity, variants,
+//! gradient baselines) -> optim -> config -> data -> train -> studies, io, plot, sweep.
 pub mod alignment;
-pub mod baselines;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod data;
-pub mod energy;
 pub mod error;
-pub mod feedback;
 pub mod interop;
-pub mod linalg;
-pub mod loss;
+pub mod learn;
 pub mod metrics;
-pub mod model;
 pub mod npz;
+pub mod numerics;
 pub mod optim;
-pub mod params;
-pub mod plasticity;
 pub mod plot;
-pub mod rng;
 pub mod run;
 pub mod simulate;
-pub mod steady_state;
+pub mod solve;
 pub mod sweep;
 pub mod system;
 pub mod train;
-pub mod variant;

@@ -9,17 +9,18 @@ use cli::{
     ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs, SimulateArgs,
     SweepCommand, ThroughputArgs, TrainArgs,
 };
-use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::config::Config;
+use lcsim::control::relax;
+use lcsim::control::{CoupledSystem, Objective};
 use lcsim::error::{LcsimError, Result};
 use lcsim::interop::{load_inputs, load_params, load_targets, npy_from_matrix};
-use lcsim::model::rate::RateNetwork;
+use lcsim::learn::plasticity::{control_magnitude, least_control_update};
+use lcsim::learn::rbp::rbp_gradient;
 use lcsim::npz::{write_npz, NpyArray};
-use lcsim::plasticity::{control_magnitude, least_control_update};
 use lcsim::run::{draw_run_figures, RunDir, Summary};
-use lcsim::steady_state::{relax, relax_from, BatchSteadyState};
-use lcsim::system::{CoupledSystem, Objective};
+use lcsim::solve::{solve_batch, BatchSteadyState};
+use lcsim::system::rate::RateNetwork;
 use lcsim::train::{load_split, BatchProgress, Observer, Outcome, TrainingState};
 use nalgebra::DMatrix;
 use std::process::ExitCode;
@@ -240,7 +241,7 @@ fn equilibrium(args: &EquilibriumArgs) -> Result<ExitCode> {
         &net,
         x.clone(),
         t.clone(),
-        objective,
+        objective.clone(),
         args.dynamics.tau_v,
         None,
     )?;
@@ -252,7 +253,7 @@ fn equilibrium(args: &EquilibriumArgs) -> Result<ExitCode> {
     push_rows(&mut out, "free_v", &phi0.rows(0, n_h).into_owned());
     push_rows(&mut out, "free_y", &phi0.rows(n_h, net.n_y()).into_owned());
     push_records(&mut out, "free", &free_solve);
-    out.push(("free_loss".into(), vector(&free.output_loss(&phi0))));
+    out.push(("free_loss".into(), vector(&free.losses(&phi0))));
     summarize("free", &free_solve);
 
     if args.method != EquilibriumMethod::Free {
@@ -262,19 +263,25 @@ fn equilibrium(args: &EquilibriumArgs) -> Result<ExitCode> {
         summarize("adjoint (RBP)", &adjoints);
     }
     if args.method == EquilibriumMethod::LcpDi {
-        let controlled =
-            CoupledSystem::new(&net, x, t, objective, args.dynamics.tau_v, Some(controller))?;
-        let solve = relax_from(&controlled, &controlled.state_with_phi(&phi0)?, &opts);
+        let controlled = CoupledSystem::new(
+            &net,
+            x,
+            t,
+            objective.clone(),
+            args.dynamics.tau_v,
+            Some(controller),
+        )?;
+        let solve = solve_batch(&controlled, &controlled.state_with_phi(&phi0)?, &opts);
         let z = &solve.states;
         let psi = controlled.control(z);
         let rows = |r: std::ops::Range<usize>| z.rows_range(r).into_owned();
         push_rows(&mut out, "v", &rows(0..n_h));
-        push_rows(&mut out, "y", &rows(controlled.output_rows()));
+        push_rows(&mut out, "y", &rows(controlled.loss_rows()));
         push_rows(&mut out, "u_i", &rows(controlled.integral_rows()));
         push_rows(
             &mut out,
             "u",
-            &psi.rows_range(controlled.output_rows()).into_owned(),
+            &psi.rows_range(controlled.loss_rows()).into_owned(),
         );
         push_rows(&mut out, "e", &rows(controlled.control_rows()));
         push_records(&mut out, "controlled", &solve);
@@ -314,7 +321,7 @@ fn push_params(
     out: &mut Vec<(String, NpyArray)>,
     prefix: &str,
     net: &RateNetwork,
-    p: &lcsim::params::Params,
+    p: &lcsim::system::params::Params,
 ) {
     for (n, m) in net.named_arrays_of(p) {
         out.push((format!("{prefix}{n}"), npy_from_matrix(&m, true)));
@@ -324,7 +331,7 @@ fn push_params(
 /// Per-sample solver records: converged (0/1), residual, time, steps, RHS and JVP
 /// evaluations, and fallback (1 when the fallback integrator produced the state).
 fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteadyState) {
-    let col = |f: &dyn Fn(&lcsim::steady_state::SteadyState) -> f64| {
+    let col = |f: &dyn Fn(&lcsim::solve::SteadyState) -> f64| {
         vector(&b.records.iter().map(f).collect::<Vec<_>>())
     };
     out.push((
@@ -412,8 +419,7 @@ impl Observer for CliObserver {
 
 /// Training throughput at each thread count, the batched kernel's GFLOP/s and the dgemm peak.
 fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
-    use lcsim::linalg::dgemm_gflops;
-    use lcsim::model::EquilibriumModel;
+    use lcsim::numerics::linalg::dgemm_gflops;
     use lcsim::train::time_batches;
     use std::time::Instant;
     let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
@@ -469,11 +475,11 @@ fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
         &net,
         x,
         targets,
-        objective,
+        objective.clone(),
         config.dynamics.tau_v,
         Some(config.controller_settings()),
     )?;
-    let mut rng = lcsim::rng::Rng::seed_from_u64(1);
+    let mut rng = lcsim::numerics::rng::Rng::seed_from_u64(1);
     let z = DMatrix::from_fn(sys.dim(), b, |_, _| rng.uniform_range(-0.5, 0.5));
     let mut times: Vec<f64> = (0..200)
         .map(|_| {
@@ -484,7 +490,7 @@ fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
         .collect();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    let (n_h, n_y) = (net.hidden_dim() as f64, net.n_y() as f64);
+    let (n_h, n_y) = (net.n_h() as f64, net.n_y() as f64);
     // Forward (W; D) s(v) and feedback (W; D)^T psi: 2 * 2 n_h (n_h + n_y) flop per sample.
     let kernel = 4.0 * n_h * (n_h + n_y) * b as f64 / median / 1e9;
     let peak = dgemm_gflops(2048, 3);
@@ -639,7 +645,12 @@ fn simulated_network(
     data: &lcsim::data::Split,
     args: &SimulateArgs,
     run: Option<&RunDir>,
-) -> Result<(RateNetwork, Option<lcsim::params::Params>, String, String)> {
+) -> Result<(
+    RateNetwork,
+    Option<lcsim::system::params::Params>,
+    String,
+    String,
+)> {
     let layered = config.model.kind == lcsim::config::ModelKind::Ff;
     let stem = |p: &std::path::Path| {
         p.file_stem()
@@ -785,8 +796,8 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     let ended = |r: &Option<lcsim::simulate::SegmentRecord>| {
         r.as_ref()
             .map_or("not run".to_string(), |r| match r.termination {
-                lcsim::steady_state::Termination::Converged => "settled".to_string(),
-                lcsim::steady_state::Termination::MaxTime => {
+                lcsim::solve::Termination::Converged => "settled".to_string(),
+                lcsim::solve::Termination::MaxTime => {
                     format!("still moving at its end (residual {:.1e})", r.residual)
                 }
                 ref t => format!(

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{
     ensure_finite, ensure_non_negative, ensure_positive, invalid, LcsimError, Result,
 };
-use crate::params::Params;
+use crate::system::params::Params;
 
 /// Which update rule to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

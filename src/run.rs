@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::error::{invalid, LcsimError, Result};
 use crate::interop::{matrix_from_npy, npy_from_matrix, save_params};
 use crate::metrics::{read_csv, to_csv, EpochMetrics};
-use crate::model::EquilibriumModel;
 use crate::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
-use crate::params::Params;
+use crate::system::params::Params;
+use crate::system::EquilibriumSystem;
 use crate::train::TrainingState;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -300,7 +300,7 @@ impl RunDir {
     pub fn load_trained(
         &self,
         config: &Config,
-    ) -> Result<(crate::model::rate::RateNetwork, Option<Params>)> {
+    ) -> Result<(crate::system::rate::RateNetwork, Option<Params>)> {
         if !self.is_finished() {
             return Err(invalid(
                 "RUN_DIR",

@@ -30,19 +30,17 @@
 //! (it diverged or hit `solver.max_steps`) are NaN.
 
 use crate::config::{Config, Method};
+use crate::control::{CoupledSystem, Objective};
 use crate::data::Dataset;
-use crate::energy::EnergyDescent;
 use crate::error::{invalid, LcsimError, Result};
-use crate::loss::{predicted_classes, Loss};
-use crate::model::EquilibriumModel;
+use crate::learn::energy::EnergyDescent;
 use crate::npz::{write_npy, NpyArray};
-use crate::params::Params;
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
 use crate::run::write_atomic;
-use crate::steady_state::{
-    solve_steady_state, SteadyState, SteadyStateOptions, Termination, VectorField,
-};
-use crate::system::{CoupledSystem, Objective};
+use crate::solve::{solve_steady_state, SteadyState, SteadyStateOptions, Termination, VectorField};
+use crate::system::loss::predicted_classes;
+use crate::system::params::Params;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -258,7 +256,7 @@ pub struct Simulation {
     /// Class of each sample (argmax of its target).
     pub labels: Vec<usize>,
     /// The loss read from y.
-    pub loss: Loss,
+    pub loss: std::sync::Arc<dyn crate::system::loss::StateLoss>,
     /// Scale of grad_y L that drives each controller (see [`simulation_objective`]).
     pub loss_scale: f64,
     /// One trajectory per sample.
@@ -295,7 +293,7 @@ pub fn simulation_objective(config: &Config) -> Objective {
 /// `method.name`'s: LCP-KP and LCP-LF need their learned weights (`feedback`: B, G or Q,
 /// which the simulation records), LCP-EBD follows the gradient flow on E_alpha instead of
 /// a controller ([`simulate_switch_on_with`]).
-pub fn simulate_dataset_samples<M: EquilibriumModel>(
+pub fn simulate_dataset_samples<M: EquilibriumSystem>(
     config: &Config,
     model: &M,
     feedback: Option<&Params>,
@@ -320,7 +318,7 @@ pub fn simulate_dataset_samples<M: EquilibriumModel>(
         config.dynamics.tau_v,
         Some(config.controller_settings()),
     )?
-    .with_feedback(crate::feedback::circuit(method, feedback)?)?;
+    .with_feedback(crate::learn::feedback::circuit(method, feedback)?)?;
     let (times, t_on) = (settings.output_times(), settings.t_on);
     let mut sim = if method == Method::LcpEbd {
         let flow = EnergyDescent::new(&controlled, config.controller_settings().beta())?;
@@ -343,7 +341,7 @@ pub trait ControlledSegment: VectorField {
     fn read(&self, z: &DMatrix<f64>) -> (DMatrix<f64>, Option<DMatrix<f64>>, DMatrix<f64>);
 }
 
-impl<M: EquilibriumModel> ControlledSegment for CoupledSystem<'_, M> {
+impl<M: EquilibriumSystem> ControlledSegment for CoupledSystem<'_, M> {
     fn start(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>> {
         self.state_with_phi(phi)
     }
@@ -353,7 +351,7 @@ impl<M: EquilibriumModel> ControlledSegment for CoupledSystem<'_, M> {
     }
 }
 
-impl<M: EquilibriumModel> ControlledSegment for EnergyDescent<'_, M> {
+impl<M: EquilibriumSystem> ControlledSegment for EnergyDescent<'_, M> {
     fn start(&self, phi: &DMatrix<f64>) -> Result<DMatrix<f64>> {
         Ok(phi.clone())
     }
@@ -387,7 +385,7 @@ impl<M: EquilibriumModel> ControlledSegment for EnergyDescent<'_, M> {
 ///
 /// Errors: `controlled` has no controller; `opts` invalid; `times` not increasing, negative
 /// or non-finite, or t_on not in [0, last time).
-pub fn simulate_switch_on<M: EquilibriumModel>(
+pub fn simulate_switch_on<M: EquilibriumSystem>(
     controlled: &CoupledSystem<'_, M>,
     opts: &SteadyStateOptions,
     times: &[f64],
@@ -400,7 +398,7 @@ pub fn simulate_switch_on<M: EquilibriumModel>(
 /// `controlled`, whose free system runs before t_on): LCP-EBD's gradient flow
 /// `tau_v dphi/dt = -grad E_alpha(phi)` from phi(t_on), recorded with `psi = -f(phi)` and
 /// u_i = NaN.
-pub fn simulate_switch_on_with<M: EquilibriumModel, S: ControlledSegment>(
+pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
     controlled: &CoupledSystem<'_, M>,
     segment: &S,
     opts: &SteadyStateOptions,
@@ -455,7 +453,7 @@ pub fn simulate_switch_on_with<M: EquilibriumModel, S: ControlledSegment>(
 }
 
 /// One sample (a one-column controlled system and its controlled segment).
-fn simulate_one<M: EquilibriumModel, S: ControlledSegment>(
+fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     sys: &CoupledSystem<'_, M>,
     segment: &S,
     opts: &SteadyStateOptions,
@@ -463,7 +461,7 @@ fn simulate_one<M: EquilibriumModel, S: ControlledSegment>(
     t_on: f64,
 ) -> Result<SampleTrajectory> {
     let model = sys.model();
-    let (n_h, n_y, n_t) = (model.hidden_dim(), model.output_dim(), times.len());
+    let (n_h, n_y, n_t) = (sys.controlled_rows().len(), model.loss_dim(), times.len());
     let k_on = times.partition_point(|&t| t < t_on);
     let nan = |rows: usize| DMatrix::from_element(rows, n_t, f64::NAN);
     let mut out = SampleTrajectory {
@@ -530,8 +528,8 @@ fn simulate_one<M: EquilibriumModel, S: ControlledSegment>(
         for c in 0..traj.states.ncols() {
             let k = k_on + c;
             let (phi, u_i, psi) = segment.read(&traj.states.columns(c, 1).into_owned());
-            let y = phi.rows_range(sys.output_rows()).into_owned();
-            let u = psi.rows_range(sys.output_rows()).into_owned();
+            let y = phi.rows_range(sys.loss_rows()).into_owned();
+            let u = psi.rows_range(sys.loss_rows()).into_owned();
             let e = psi.rows(0, n_h).into_owned();
             out.v.set_column(k, &phi.column(0).rows(0, n_h));
             out.y.set_column(k, &y.column(0));

@@ -21,8 +21,8 @@
 use crate::config::{Config, KEY_DOCS};
 use crate::error::{invalid, LcsimError, Result};
 use crate::metrics::{read_csv, EpochMetrics};
+use crate::numerics::rng::Rng;
 use crate::plot::YScale;
-use crate::rng::Rng;
 use crate::run::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,13 +1,14 @@
 //! The `lcsim` binary as a user runs it: `check` and `equilibrium`, including bad input.
 
-use lcsim::activation::Activation;
+use lcsim::control::relax;
+use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::interop::{npy_from_matrix, save_params};
-use lcsim::loss::one_hot;
-use lcsim::model::rate::{RateNetwork, Topology};
+use lcsim::learn::plasticity::least_control_update;
 use lcsim::npz::{read_npz, write_npy, write_npz, NpyArray};
-use lcsim::plasticity::least_control_update;
-use lcsim::steady_state::{relax, relax_from, SteadyStateOptions};
-use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::numerics::activation::Activation;
+use lcsim::solve::{solve_batch, SteadyStateOptions};
+use lcsim::system::loss::one_hot;
+use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -122,18 +123,30 @@ fn equilibrium_writes_what_the_library_computes() {
     }
     assert!(r["controlled_converged"].data.iter().all(|&c| c == 1.0));
     // The same computation through the library gives the same update.
-    let objective = Objective::new(lcsim::loss::Loss::CrossEntropy, LossScale::BatchMean, 5);
+    let objective = Objective::new(
+        lcsim::system::loss::Loss::CrossEntropy,
+        LossScale::BatchMean,
+        5,
+    );
     let ctrl = ControllerSettings {
         alpha: 0.5,
         ..ControllerSettings::default()
     };
-    let sys = CoupledSystem::new(&net, x, one_hot(&labels, 3), objective, 1.0, Some(ctrl)).unwrap();
+    let sys = CoupledSystem::new(
+        &net,
+        x,
+        one_hot(&labels, 3),
+        objective.clone(),
+        1.0,
+        Some(ctrl),
+    )
+    .unwrap();
     // The controller switches on at the free equilibrium.
     let opts = SteadyStateOptions::default();
     let phi0 = sys.phi(&relax(&sys.free(), &opts).states);
-    let z = relax_from(&sys, &sys.state_with_phi(&phi0).unwrap(), &opts).states;
+    let z = solve_batch(&sys, &sys.state_with_phi(&phi0).unwrap(), &opts).states;
     let w = least_control_update(&sys, &z)
-        .tensor(lcsim::model::rate::W)
+        .tensor(lcsim::system::rate::W)
         .clone();
     let from_file = DMatrix::from_row_slice(6, 6, &r["lcp_W"].data);
     assert!((w - from_file).amax() <= 1e-12);

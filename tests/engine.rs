@@ -6,20 +6,21 @@
 
 use std::collections::BTreeMap;
 
-use lcsim::activation::Activation;
-use lcsim::baselines::rbp_gradient;
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
+use lcsim::control::relax;
+use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::error::LcsimError;
-use lcsim::loss::{one_hot, Loss};
-use lcsim::model::rate::{RateNetwork, Topology, B, C, D, D_BIAS, E, W};
-use lcsim::model::EquilibriumModel;
-use lcsim::params::Params;
-use lcsim::plasticity::least_control_update;
-use lcsim::rng::Rng;
-use lcsim::steady_state::{
-    newton_polish, relax, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
+use lcsim::learn::plasticity::least_control_update;
+use lcsim::learn::rbp::rbp_gradient;
+use lcsim::numerics::activation::Activation;
+use lcsim::numerics::rng::Rng;
+use lcsim::solve::{
+    newton_polish, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
 };
-use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::system::loss::{one_hot, Loss};
+use lcsim::system::params::Params;
+use lcsim::system::rate::{RateNetwork, Topology, B, C, D, D_BIAS, E, W};
+use lcsim::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 
 // ---------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ fn system<'a>(
     ctrl: Option<ControllerSettings>,
 ) -> Sys<'a> {
     let objective = Objective::new(loss, scale, x.ncols());
-    CoupledSystem::new(net, x.clone(), t.clone(), objective, 1.0, ctrl).unwrap()
+    CoupledSystem::new(net, x.clone(), t.clone(), objective.clone(), 1.0, ctrl).unwrap()
 }
 
 /// Solver options with an absolute-only stopping rule `max |r| <= atol`.
@@ -278,7 +279,9 @@ fn model_vjp_jvp_matches_finite_differences_of_vjp() {
         let h = 1e-6;
         let fd = (net.vjp(&(&phi + &dphi * h), &x, &w) - net.vjp(&(&phi - &dphi * h), &x, &w))
             / (2.0 * h);
-        let exact = net.vjp_jvp(&phi, &x, &w, &dphi);
+        let exact = net
+            .second_order_at(&net.linearize(&phi, &x, Some(&w)), &dphi)
+            .unwrap();
         assert!(fd.norm() > 1e-3, "degenerate direction");
         assert_matrix_close(&exact, &fd, 1e-6, &format!("vjp_jvp ({})", act.name()));
     }
@@ -406,7 +409,7 @@ fn spec_6_2_output_reaches_target_as_alpha_vanishes() {
             Some(controller(alpha, 1.0, 0.0)),
         );
         let z = equilibrium(&sys);
-        let y = z.rows_range(sys.output_rows()).into_owned();
+        let y = z.rows_range(sys.loss_rows()).into_owned();
         errors.push((&y - &t).norm() / t.norm());
     }
     assert!(
@@ -1048,7 +1051,7 @@ fn time_constants_scale_each_block() {
         tau_e: 4.0,
         ..controller(0.1, 1.0, 0.5)
     };
-    let sys = CoupledSystem::new(&net, x.clone(), t.clone(), obj, 0.5, Some(ctrl)).unwrap();
+    let sys = CoupledSystem::new(&net, x.clone(), t.clone(), obj.clone(), 0.5, Some(ctrl)).unwrap();
     // One Euler step of 0.5 from zero, by hand: s(0) = 0, s'(0) = 1, softmax(0) = 1/2.
     let step = SteadyStateOptions {
         dt: 0.5,
@@ -1083,12 +1086,12 @@ fn time_constants_scale_each_block() {
         &net,
         x.clone(),
         t.clone(),
-        obj,
+        obj.clone(),
         1.0,
         Some(ControllerSettings::default()),
     )
     .unwrap();
-    let slow = CoupledSystem::new(&net, x, t, obj, 2.0, Some(slow_ctrl)).unwrap();
+    let slow = CoupledSystem::new(&net, x, t, obj.clone(), 2.0, Some(slow_ctrl)).unwrap();
     let z0 = DMatrix::zeros(fast.dim(), 1);
     let run = |sys: &Sys<'_>, dt: f64| {
         let o = SteadyStateOptions {
@@ -1226,7 +1229,7 @@ fn bad_inputs_are_errors_naming_the_field() {
 
     let mut bad = x.clone();
     bad[(1, 0)] = f64::NAN;
-    match CoupledSystem::new(&net, bad, t.clone(), obj, 1.0, ctrl) {
+    match CoupledSystem::new(&net, bad, t.clone(), obj.clone(), 1.0, ctrl) {
         Err(LcsimError::NonFinite {
             field,
             index,
@@ -1241,29 +1244,29 @@ fn bad_inputs_are_errors_naming_the_field() {
     let mut bad_t = t.clone();
     bad_t[(0, 1)] = f64::INFINITY;
     assert!(matches!(
-        CoupledSystem::new(&net, x.clone(), bad_t, obj, 1.0, ctrl),
+        CoupledSystem::new(&net, x.clone(), bad_t, obj.clone(), 1.0, ctrl),
         Err(LcsimError::NonFinite { ref field, .. }) if field == "targets"
     ));
 
     assert!(matches!(
-        CoupledSystem::new(&net, inputs(4, 2, 162), t.clone(), obj, 1.0, ctrl),
+        CoupledSystem::new(&net, inputs(4, 2, 162), t.clone(), obj.clone(), 1.0, ctrl),
         Err(LcsimError::Shape { ref field, .. }) if field == "inputs"
     ));
     assert!(matches!(
-        CoupledSystem::new(&net, x.clone(), labels(2, 3), obj, 1.0, ctrl),
+        CoupledSystem::new(&net, x.clone(), labels(2, 3), obj.clone(), 1.0, ctrl),
         Err(LcsimError::Shape { ref field, .. }) if field == "targets"
     ));
 
-    let err = CoupledSystem::new(&net, x.clone(), t.clone(), obj, 0.0, ctrl).unwrap_err();
+    let err = CoupledSystem::new(&net, x.clone(), t.clone(), obj.clone(), 0.0, ctrl).unwrap_err();
     assert!(matches!(err, LcsimError::InvalidValue { .. }), "{err:?}");
     assert!(err.to_string().contains("tau_v"), "{err}");
 
     let neg = Some(controller(-1.0, 1.0, 0.0));
-    let err = CoupledSystem::new(&net, x.clone(), t.clone(), obj, 1.0, neg).unwrap_err();
+    let err = CoupledSystem::new(&net, x.clone(), t.clone(), obj.clone(), 1.0, neg).unwrap_err();
     assert!(matches!(err, LcsimError::InvalidValue { .. }), "{err:?}");
     assert!(err.to_string().contains("alpha"), "{err}");
 
-    assert!(CoupledSystem::new(&net, x, t, obj, 1.0, ctrl).is_ok());
+    assert!(CoupledSystem::new(&net, x, t, obj.clone(), 1.0, ctrl).is_ok());
 }
 
 #[test]
@@ -1438,7 +1441,7 @@ fn layered_arrays_of_wrong_shape_are_errors() {
 fn tanh_matches_libm_within_a_few_ulp() {
     let mut worst = 0.0f64;
     let mut check = |x: f64| {
-        let (ours, libm) = (lcsim::activation::tanh(x), x.tanh());
+        let (ours, libm) = (lcsim::numerics::activation::tanh(x), x.tanh());
         let rel = if libm == 0.0 {
             ours.abs()
         } else {
@@ -1468,10 +1471,10 @@ fn tanh_matches_libm_within_a_few_ulp() {
         }
     }
     check(0.0);
-    assert!(lcsim::activation::tanh(-0.0).is_sign_negative());
-    assert_eq!(lcsim::activation::tanh(f64::INFINITY), 1.0);
-    assert_eq!(lcsim::activation::tanh(f64::NEG_INFINITY), -1.0);
-    assert!(lcsim::activation::tanh(f64::NAN).is_nan());
+    assert!(lcsim::numerics::activation::tanh(-0.0).is_sign_negative());
+    assert_eq!(lcsim::numerics::activation::tanh(f64::INFINITY), 1.0);
+    assert_eq!(lcsim::numerics::activation::tanh(f64::NEG_INFINITY), -1.0);
+    assert!(lcsim::numerics::activation::tanh(f64::NAN).is_nan());
     assert!(
         worst > 0.0,
         "the comparison saw rounding differences at all"

@@ -7,7 +7,7 @@ use lcsim::error::LcsimError;
 use lcsim::optim::{
     clip_by_global_norm, Optimizer, OptimizerKind, OptimizerSettings, OptimizerState, Schedule,
 };
-use lcsim::params::Params;
+use lcsim::system::params::Params;
 use nalgebra::DMatrix;
 
 fn scalar(value: f64) -> Params {

@@ -2,19 +2,21 @@
 //! time course against equilibria and an independent integrator, bad settings, the folder
 //! it writes and the command line.
 
-use lcsim::activation::Activation;
 use lcsim::config::Config;
+use lcsim::control::relax;
+use lcsim::control::CoupledSystem;
 use lcsim::data::Dataset;
 use lcsim::interop::save_params;
-use lcsim::model::rate::{RateNetwork, Topology};
-use lcsim::model::EquilibriumModel;
 use lcsim::npz::read_npy;
+use lcsim::numerics::activation::Activation;
 use lcsim::simulate::{
     simulate_dataset_samples, simulate_switch_on, simulation_objective, write_simulation,
     Provenance, SampleTrajectory, SimulationSettings, SplitChoice,
 };
-use lcsim::steady_state::{relax, relax_from, SolverMethod, SteadyStateOptions, Termination};
-use lcsim::system::CoupledSystem;
+use lcsim::solve::{solve_batch, SolverMethod, SteadyStateOptions, Termination};
+use lcsim::system::rate::{RateNetwork, Topology};
+use lcsim::system::EquilibriumSystem;
+use lcsim::system::KolenPollack;
 use nalgebra::DMatrix;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -125,7 +127,7 @@ fn segments_end_at_the_free_and_the_controlled_equilibria() {
     let free_eq = relax(&free, opts);
     assert_eq!(free_eq.fraction_converged(), 1.0);
     let phi0 = free.phi(&free_eq.states);
-    let ctrl_eq = relax_from(
+    let ctrl_eq = solve_batch(
         &controlled,
         &controlled.state_with_phi(&phi0).unwrap(),
         opts,
@@ -176,7 +178,7 @@ fn segments_end_at_the_free_and_the_controlled_equilibria() {
 
 /// Classical RK4 with a fixed small step on `tau dz/dt = r(z)`, recording at `times`
 /// (multiples of the step) — independent of the crate's integrators.
-fn rk4_states<M: EquilibriumModel>(
+fn rk4_states<M: EquilibriumSystem>(
     sys: &CoupledSystem<'_, M>,
     z0: &DMatrix<f64>,
     dt: f64,
@@ -792,7 +794,7 @@ fn cli_simulate_uses_a_runs_weights_or_a_parameter_file() {
 /// weights and refuse to run without them.
 #[test]
 fn each_variant_is_simulated_with_its_own_controller() {
-    let run = |method: &str, feedback: Option<&lcsim::params::Params>| {
+    let run = |method: &str, feedback: Option<&lcsim::system::params::Params>| {
         let mut c = config(SolverMethod::Tsit45);
         c.method.name = Config::load(None, &[format!("method.name=\"{method}\"")])
             .unwrap()
@@ -837,9 +839,9 @@ fn each_variant_is_simulated_with_its_own_controller() {
     assert!(ebd.feedback.is_none());
 
     let net = net(3);
-    let q = lcsim::params::Params::new(vec![(
+    let q = lcsim::system::params::Params::new(vec![(
         "Q".into(),
-        lcsim::feedback::initial_linear_feedback(&net, 4),
+        lcsim::learn::feedback::initial_linear_feedback(&net, 4),
     )]);
     let lf = run("lcp-lf", Some(&q)).unwrap();
     for tr in &lf.trajectories {

@@ -4,15 +4,16 @@
 //! and give bit-identical results at any thread count. Reference values come from the
 //! diffsol integrators or from closed forms, never from the solver under test.
 
-use lcsim::activation::Activation;
-use lcsim::loss::{one_hot, Loss};
-use lcsim::model::rate::{RateNetwork, Topology};
-use lcsim::rng::Rng;
-use lcsim::steady_state::{
-    relax, relax_from, rightmost_ritz_values, solve_batch, Fallback, SolverMethod,
-    SteadyStateOptions, Termination, VectorField,
+use lcsim::control::relax;
+use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::numerics::activation::Activation;
+use lcsim::numerics::rng::Rng;
+use lcsim::solve::{
+    rightmost_ritz_values, solve_batch, Fallback, SolverMethod, SteadyStateOptions, Termination,
+    VectorField,
 };
-use lcsim::system::{ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::system::loss::{one_hot, Loss};
+use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
 
 fn network(n_x: usize, n_h: usize, n_y: usize, seed: u64) -> RateNetwork {
@@ -39,7 +40,7 @@ fn batch_system(
         net,
         x,
         one_hot(&labels, net.n_y()),
-        objective,
+        objective.clone(),
         1.0,
         controller,
     )
@@ -74,14 +75,14 @@ fn accelerated_solvers_land_on_the_equilibrium_the_flow_reaches() {
     let start = controlled
         .state_with_phi(&free.phi(&flow_free.states))
         .unwrap();
-    let flow = relax_from(&controlled, &start, &options(SolverMethod::Tsit45));
+    let flow = solve_batch(&controlled, &start, &options(SolverMethod::Tsit45));
     assert_eq!(flow.fraction_converged(), 1.0);
     for method in ACCELERATED {
         for (what, sys, z0, reference) in [
             ("free", &free, free.initial_state(), &flow_free.states),
             ("controlled", &controlled, start.clone(), &flow.states),
         ] {
-            let solved = relax_from(sys, &z0, &options(method));
+            let solved = solve_batch(sys, &z0, &options(method));
             for rec in &solved.records {
                 assert_eq!(rec.termination, Termination::Converged, "{what} {method:?}");
                 assert_eq!(rec.solver, method, "{what}: produced by the method itself");
@@ -302,12 +303,12 @@ fn results_do_not_depend_on_the_thread_count() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| relax_from(&controlled, &z0, &options(method)))
+            pool.install(|| solve_batch(&controlled, &z0, &options(method)))
         };
         let (one, two, three) = (run(1), run(2), run(3));
         assert_eq!(one.states, two.states, "{method:?}");
         assert_eq!(one.states, three.states, "{method:?}");
-        let steps = |b: &lcsim::steady_state::BatchSteadyState| {
+        let steps = |b: &lcsim::solve::BatchSteadyState| {
             b.records.iter().map(|r| r.steps).collect::<Vec<_>>()
         };
         assert_eq!(steps(&one), steps(&two));

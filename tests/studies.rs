@@ -6,10 +6,11 @@ use lcsim::alignment::{alignment_curve, compare_with_gradient, validate_alphas, 
 use lcsim::check::{random_problem, CheckSettings};
 use lcsim::config::{Config, Method};
 use lcsim::metrics::{to_csv, EpochMetrics};
-use lcsim::model::rate::{D, W};
-use lcsim::model::EquilibriumModel;
-use lcsim::params::Params;
-use lcsim::steady_state::SteadyStateOptions;
+use lcsim::solve::SteadyStateOptions;
+use lcsim::system::params::Params;
+use lcsim::system::rate::{D, W};
+use lcsim::system::EquilibriumSystem;
+use lcsim::system::KolenPollack;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,8 +2,8 @@
 
 use lcsim::config::{Config, KEY_DOCS};
 use lcsim::metrics::EpochMetrics;
-use lcsim::model::EquilibriumModel;
 use lcsim::run::RunDir;
+use lcsim::system::EquilibriumSystem;
 use lcsim::train::{load_split, train, Observer, Outcome, TrainingState};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -231,7 +231,7 @@ fn same_seed_same_numbers() {
 
 #[test]
 fn training_is_identical_at_any_thread_count() {
-    use lcsim::steady_state::SolverMethod;
+    use lcsim::solve::SolverMethod;
     for (method, solver) in [
         ("lcp-di", SolverMethod::Anderson),
         ("lcp-di", SolverMethod::NewtonKrylov),

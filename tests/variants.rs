@@ -3,20 +3,19 @@
 //! independent computations: LCP-DI's equilibrium (Newton-polished), finite differences of
 //! the residuals, and closed forms (KP with B = W^T, G = D^T is DI).
 
-use lcsim::activation::Activation;
 use lcsim::config::Config;
-use lcsim::energy::{adam_on_state, EnergyDescent, StateAdam};
-use lcsim::feedback::{initial_linear_feedback, NoisyPhase};
-use lcsim::loss::{one_hot, Loss};
-use lcsim::model::rate::{RateNetwork, Topology, D, W};
-use lcsim::model::EquilibriumModel;
-use lcsim::params::Params;
-use lcsim::plasticity::{least_control_update, update_from_control};
-use lcsim::rng::Rng;
-use lcsim::steady_state::{
-    newton_polish, relax_from, solve_batch, SolverMethod, SteadyStateOptions, VectorField,
-};
-use lcsim::system::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
+use lcsim::control::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
+use lcsim::learn::energy::{adam_on_state, EnergyDescent, StateAdam};
+use lcsim::learn::feedback::{initial_linear_feedback, NoisyPhase};
+use lcsim::learn::plasticity::{least_control_update, update_from_control};
+use lcsim::numerics::activation::Activation;
+use lcsim::numerics::rng::Rng;
+use lcsim::solve::{newton_polish, solve_batch, SolverMethod, SteadyStateOptions, VectorField};
+use lcsim::system::loss::{one_hot, Loss};
+use lcsim::system::params::Params;
+use lcsim::system::rate::{RateNetwork, Topology, D, W};
+use lcsim::system::EquilibriumSystem;
+use lcsim::system::KolenPollack;
 use nalgebra::DMatrix;
 use std::sync::Arc;
 
@@ -53,7 +52,7 @@ fn controlled_scaled<'a>(
         alpha,
         ..ControllerSettings::default()
     };
-    CoupledSystem::new(net, x, t, objective, 1.0, Some(ctrl)).unwrap()
+    CoupledSystem::new(net, x, t, objective.clone(), 1.0, Some(ctrl)).unwrap()
 }
 
 fn opts(method: SolverMethod) -> SteadyStateOptions {
@@ -86,7 +85,7 @@ fn polished<F: VectorField>(field: &F, z0: &DMatrix<f64>, method: SolverMethod) 
 /// The free equilibria phi0 of a system's samples (Tsit45 from rest).
 fn free_equilibrium(sys: &Sys<'_>) -> DMatrix<f64> {
     let free = sys.free();
-    sys.phi(&relax_from(&free, &free.initial_state(), &opts(SolverMethod::Tsit45)).states)
+    sys.phi(&solve_batch(&free, &free.initial_state(), &opts(SolverMethod::Tsit45)).states)
 }
 
 fn rel_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
@@ -243,7 +242,7 @@ fn feedback_jacobians_match_finite_differences() {
         assert_jacobian_matches_fd(&lf, &z, &format!("LF {topology:?}"));
         // e = Q u at every instant.
         let psi = lf.control(&z);
-        let u = psi.rows_range(lf.output_rows()).into_owned();
+        let u = psi.rows_range(lf.loss_rows()).into_owned();
         assert!(rel_diff(&psi.rows(0, net.n_h()).into_owned(), &(&*q * &u)) < 1e-15);
     }
 }
@@ -273,7 +272,7 @@ fn cosine_to_dynamic_inversion(sys: &Sys<'_>, z_di: &DMatrix<f64>, q: &DMatrix<f
     let psi = sys.control(z_di);
     let n_h = sys.model().n_h();
     let e = psi.rows(0, n_h).into_owned();
-    let qu = q * psi.rows_range(sys.output_rows());
+    let qu = q * psi.rows_range(sys.loss_rows());
     e.dot(&qu) / (e.norm() * qu.norm())
 }
 

@@ -2,10 +2,10 @@
 //! equilibrium; on the layered net it is exactly backprop. Gradients come back in the
 //! same [`Params`] layout as the least-control update, so the two compare directly.
 
-use crate::model::EquilibriumModel;
-use crate::params::Params;
-use crate::steady_state::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
-use crate::system::CoupledSystem;
+use crate::control::CoupledSystem;
+use crate::solve::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::system::params::Params;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 
 /// The adjoint system at the free equilibria phi0 (one column per sample):
@@ -13,7 +13,7 @@ use nalgebra::DMatrix;
 /// `J_f^T lambda = grad_phi L` (stable whenever the free equilibrium is). For the rate
 /// network `lambda = -(g, grad_y L)` with g the RBP adjoint `g = s'(v0) * (W^T g + D^T grad_y L)`;
 /// forward Euler with dt = 1 is the reference's adjoint iteration.
-pub struct AdjointSystem<'a, M: EquilibriumModel> {
+pub struct AdjointSystem<'a, M: EquilibriumSystem> {
     model: &'a M,
     phi0: DMatrix<f64>,
     input: DMatrix<f64>,
@@ -22,7 +22,7 @@ pub struct AdjointSystem<'a, M: EquilibriumModel> {
     lin: M::Linearization,
 }
 
-impl<'a, M: EquilibriumModel> AdjointSystem<'a, M> {
+impl<'a, M: EquilibriumSystem> AdjointSystem<'a, M> {
     fn new(
         model: &'a M,
         phi0: DMatrix<f64>,
@@ -30,7 +30,7 @@ impl<'a, M: EquilibriumModel> AdjointSystem<'a, M> {
         loss_gradient: DMatrix<f64>,
     ) -> Self {
         AdjointSystem {
-            lin: model.linearize(&phi0, &input, None, None),
+            lin: model.linearize(&phi0, &input, None),
             model,
             phi0,
             input,
@@ -39,7 +39,7 @@ impl<'a, M: EquilibriumModel> AdjointSystem<'a, M> {
     }
 }
 
-impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
+impl<M: EquilibriumSystem> VectorField for AdjointSystem<'_, M> {
     fn dim(&self) -> usize {
         self.model.state_dim()
     }
@@ -65,19 +65,8 @@ impl<M: EquilibriumModel> VectorField for AdjointSystem<'_, M> {
     }
 }
 
-/// `grad_phi L` at phi (n x B): zero on hidden rows, `scale * grad_y L` on output rows.
-pub fn state_loss_gradient<M: EquilibriumModel>(
-    system: &CoupledSystem<'_, M>,
-    phi: &DMatrix<f64>,
-) -> DMatrix<f64> {
-    let mut g = DMatrix::zeros(phi.nrows(), phi.ncols());
-    g.rows_range_mut(system.output_rows())
-        .copy_from(&system.output_gradient(phi));
-    g
-}
-
 /// The adjoint system of every sample at the free equilibria phi0 (n x B).
-pub fn adjoint_system<'a, M: EquilibriumModel>(
+pub fn adjoint_system<'a, M: EquilibriumSystem>(
     system: &CoupledSystem<'a, M>,
     phi0: &DMatrix<f64>,
 ) -> AdjointSystem<'a, M> {
@@ -85,14 +74,14 @@ pub fn adjoint_system<'a, M: EquilibriumModel>(
         system.model(),
         phi0.clone(),
         system.inputs().clone(),
-        state_loss_gradient(system, phi0),
+        system.state_loss_gradient(phi0),
     )
 }
 
 /// The RBP gradient of the batch loss `combine * sum_samples scale * L(phi0)` at free
 /// equilibria phi0 (n x B): `grad_theta = -(d_theta f)^T lambda`, with the adjoints lambda
 /// relaxed by `opts`. Returns the gradient and the adjoint solves.
-pub fn rbp_gradient<M: EquilibriumModel>(
+pub fn rbp_gradient<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     phi0: &DMatrix<f64>,
     opts: &SteadyStateOptions,
@@ -106,7 +95,7 @@ pub fn rbp_gradient<M: EquilibriumModel>(
 }
 
 /// `-combine * (d_theta f(phi0))^T lambda` for given adjoints lambda (n x B).
-pub fn gradient_from_adjoints<M: EquilibriumModel>(
+pub fn gradient_from_adjoints<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     phi0: &DMatrix<f64>,
     lambda: &DMatrix<f64>,

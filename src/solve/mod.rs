@@ -3,8 +3,6 @@
 //! returns a [`SteadyState`] record; non-convergence is a reported outcome, never a panic.
 
 use crate::error::{ensure_positive, invalid, Result};
-use crate::model::EquilibriumModel;
-use crate::system::CoupledSystem;
 use diffsol::{
     NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
     OdeSolverStopReason, VectorCommon,
@@ -44,30 +42,6 @@ pub trait VectorField: Sync {
     fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
         let z = z.clone();
         Box::new(move |dz| self.residual_jvp(&z, dz))
-    }
-}
-
-impl<M: EquilibriumModel> VectorField for CoupledSystem<'_, M> {
-    fn dim(&self) -> usize {
-        CoupledSystem::dim(self)
-    }
-    fn batch(&self) -> usize {
-        CoupledSystem::batch(self)
-    }
-    fn select_samples(&self, columns: &[usize]) -> Self {
-        CoupledSystem::select_samples(self, columns)
-    }
-    fn time_constants(&self) -> Vec<f64> {
-        CoupledSystem::time_constants(self)
-    }
-    fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
-        CoupledSystem::residual(self, z)
-    }
-    fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
-        CoupledSystem::residual_jvp(self, z, dz)
-    }
-    fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
-        Box::new(CoupledSystem::jacobian_at(self, z))
     }
 }
 
@@ -496,24 +470,6 @@ pub fn solve_batch<F: VectorField>(
         states: DMatrix::from_columns(&columns),
         records,
     }
-}
-
-/// Relaxes every sample of a (free or controlled) system from its zero initial state.
-pub fn relax<M: EquilibriumModel>(
-    system: &CoupledSystem<'_, M>,
-    opts: &SteadyStateOptions,
-) -> BatchSteadyState {
-    relax_from(system, &system.initial_state(), opts)
-}
-
-/// Relaxes every sample of a system from the states `z0` (dim x B), e.g. the controlled
-/// system from `state_with_phi(phi0)`.
-pub fn relax_from<M: EquilibriumModel>(
-    system: &CoupledSystem<'_, M>,
-    z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
-) -> BatchSteadyState {
-    solve_batch(system, z0, opts)
 }
 
 /// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.

@@ -1,8 +1,57 @@
-//! Losses read from the output units (spec 1.3): values, gradients and Hessian-vector
-//! products, column by column (one column per sample).
+//! The loss on the state (spec 1.3): `L(phi_R, target)` on the loss rows R of phi that a
+//! system names, with its gradient and Hessian-vector products, column by column (one
+//! column per sample). [`Loss`] is the classification/regression loss of a readout.
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+
+/// A loss on the loss rows `y = phi_R` of a state (n_R x B) against targets (one column per
+/// sample).
+pub trait StateLoss: Send + Sync + Debug {
+    /// Name as used in configs and files.
+    fn name(&self) -> String;
+    /// Per-sample loss values (one per column), unscaled.
+    fn values(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64>;
+    /// `grad_y L` (n_R x B).
+    fn gradient(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `(d^2 L / dy^2) dy` (n_R x B).
+    fn hessian_vector(
+        &self,
+        y: &DMatrix<f64>,
+        target: &DMatrix<f64>,
+        dy: &DMatrix<f64>,
+    ) -> DMatrix<f64>;
+    /// Number of samples whose largest y entry is the largest target entry (classification
+    /// accuracy; meaningless for other losses).
+    fn correct(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> usize {
+        predicted_classes(y)
+            .iter()
+            .zip(predicted_classes(target))
+            .filter(|(p, t)| **p == *t)
+            .count()
+    }
+}
+
+impl StateLoss for Loss {
+    fn name(&self) -> String {
+        Loss::name(*self).to_string()
+    }
+    fn values(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64> {
+        Loss::values(*self, y, target)
+    }
+    fn gradient(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> DMatrix<f64> {
+        Loss::gradient(*self, y, target)
+    }
+    fn hessian_vector(
+        &self,
+        y: &DMatrix<f64>,
+        _target: &DMatrix<f64>,
+        dy: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        Loss::hessian_vector(*self, y, dy)
+    }
+}
 
 /// The loss `L(y, target)` of one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

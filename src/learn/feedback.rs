@@ -1,78 +1,94 @@
 //! The learned feedback of LCP-KP and LCP-LF (spec 3.2, 3.3): what the controller's
 //! feedback weights start from and how they learn. The controlled dynamics that use them
-//! are in [`crate::system`] ([`Feedback`]).
+//! are in [`crate::control`] ([`Feedback`]).
 
-use crate::config::Method;
+use crate::control::{controlled_rows, CoupledSystem, Feedback};
 use crate::error::{ensure_non_negative, ensure_positive, invalid, Result};
-use crate::model::rate::{RateNetwork, B, D, D_BIAS, W};
-use crate::model::EquilibriumModel;
-use crate::params::Params;
-use crate::rng::Rng;
-use crate::system::{CoupledSystem, Feedback};
+use crate::learn::variant::Method;
+use crate::numerics::rng::Rng;
+use crate::system::params::Params;
+use crate::system::{ControlEntry, EquilibriumSystem, KolenPollack};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::ops::AddAssign;
 use std::sync::Arc;
 
-/// The angle in degrees between two matrices seen as vectors (90 when either is zero).
-pub fn angle_degrees(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
-    let den = a.norm() * b.norm();
-    let cos = if den > 0.0 { a.dot(b) / den } else { 0.0 };
-    cos.clamp(-1.0, 1.0).acos().to_degrees()
+/// LCP-KP: the angles (degrees) between each feedback tensor and the transpose it stands in
+/// for (rate net: B vs W^T, G vs D^T); NaN for a system without Kolen-Pollack feedback.
+pub fn kolen_pollack_angles<S: EquilibriumSystem>(system: &S, feedback: &Params) -> Vec<f64> {
+    system
+        .kolen_pollack()
+        .map_or_else(Vec::new, |kp| kp.feedback_angles(feedback))
 }
 
-/// LCP-KP: the angles (degrees) between B and W^T and between G and D^T.
-pub fn kolen_pollack_angles(net: &RateNetwork, feedback: &Params) -> (f64, f64) {
-    let p = net.params();
-    (
-        angle_degrees(feedback.tensor(0), &p.tensor(W).transpose()),
-        angle_degrees(feedback.tensor(1), &p.tensor(D).transpose()),
-    )
-}
-
-/// LCP-KP's decay before every batch: W, b, D, d and the feedback weights B, G are
-/// multiplied by `1 - weight_decay` (the reference's `kp_wd`; E and c do not decay).
-pub fn kolen_pollack_decay(net: &mut RateNetwork, feedback: &mut Params, weight_decay: f64) {
+/// LCP-KP's decay before every batch: the system's decaying parameters (rate net: W, b, D,
+/// d; the reference's `kp_wd`) and the feedback weights are multiplied by `1 - weight_decay`.
+pub fn kolen_pollack_decay<S: EquilibriumSystem>(
+    system: &mut S,
+    feedback: &mut Params,
+    weight_decay: f64,
+) {
     let keep = 1.0 - weight_decay;
-    let p = net.params_mut();
-    for i in [W, B, D, D_BIAS] {
+    let decaying = system
+        .kolen_pollack()
+        .map_or_else(Vec::new, |kp| kp.decaying_params());
+    let p = system.params_mut();
+    for i in decaying {
         *p.tensor_mut(i) *= keep;
     }
     feedback.scale(keep);
 }
 
-/// LCP-KP's descent direction for the feedback weights: the negated transposes of the
-/// least-control update of W and D, `-(Delta W)^T` for B and `-(Delta D)^T` for G, so that B
-/// and G follow W^T and D^T (a layered net's masked W update keeps B's structure).
-pub fn kolen_pollack_descent(net: &RateNetwork, update: &Params) -> Params {
-    let mut d = net.transposed_update(update);
+/// LCP-KP's descent direction for the feedback weights: the negated transposed updates
+/// (rate net: `-(Delta W)^T` for B, `-(Delta D)^T` for G), so that the feedback weights follow
+/// the transposes (a layered net's masked W update keeps B's structure).
+pub fn kolen_pollack_descent<S: EquilibriumSystem>(system: &S, update: &Params) -> Result<Params> {
+    let mut d = kolen_pollack_of(system)?.transposed_update(update);
     d.scale(-1.0);
-    d
+    Ok(d)
 }
 
-/// LCP-LF's initial Q (n_h x n_y), entries normal with variance 1 / n_y.
-pub fn initial_linear_feedback(net: &RateNetwork, seed: u64) -> DMatrix<f64> {
+/// The system's Kolen-Pollack capability, or an error naming the method.
+pub fn kolen_pollack_of<S: EquilibriumSystem>(
+    system: &S,
+) -> Result<&dyn KolenPollack<S::Linearization>> {
+    system.kolen_pollack().ok_or_else(|| {
+        invalid(
+            "method.name",
+            "lcp-kp",
+            "a method this system offers (it has no Kolen-Pollack feedback weights)",
+        )
+    })
+}
+
+/// LCP-LF's initial Q (|C| x k: controlled rows by loss rows), entries normal with variance 1 / k.
+pub fn initial_linear_feedback<S: EquilibriumSystem>(system: &S, seed: u64) -> DMatrix<f64> {
     let mut rng = Rng::seed_from_u64(seed);
-    let sd = 1.0 / (net.n_y() as f64).sqrt();
-    DMatrix::from_fn(net.n_h(), net.n_y(), |_, _| sd * rng.normal())
+    let k = system.loss_dim();
+    let sd = 1.0 / (k as f64).sqrt();
+    DMatrix::from_fn(controlled_rows(system).len(), k, |_, _| sd * rng.normal())
 }
 
 /// LCP-LF's update at the controlled equilibrium: as the least-control update, but the
-/// hidden units' control enters as the rate change it causes, `s'(v*) * e*` (W, b, E, c);
-/// D and d move with u*.
-pub fn linear_feedback_update(
-    system: &CoupledSystem<'_, RateNetwork>,
+/// control of the controlled rows enters as the rate change it causes (rate net:
+/// `s'(v*) * e*` for W, b, E, c); the loss rows move with u*.
+pub fn linear_feedback_update<S: EquilibriumSystem>(
+    system: &CoupledSystem<'_, S>,
     z_star: &DMatrix<f64>,
-) -> Params {
-    let net = system.model();
+) -> Result<Params> {
+    let rate = system.model().rate_change().ok_or_else(|| {
+        invalid(
+            "method.name",
+            "lcp-lf",
+            "a method this system offers (it has no rate change for the linear-feedback update)",
+        )
+    })?;
     let phi = system.phi(z_star);
-    let mut psi = system.control(z_star);
-    let a = net.activation();
-    let n_h = net.n_h();
-    let v = phi.rows(0, n_h);
-    psi.rows_mut(0, n_h).zip_apply(&v, |e, v| *e *= a.slope(v));
-    crate::plasticity::update_from_control(system, &phi, &psi)
+    let psi = rate.rate_change(&phi, &system.control(z_star));
+    Ok(crate::learn::plasticity::update_from_control(
+        system, &phi, &psi,
+    ))
 }
 
 /// `eps <- keep * eps + kick * xi` with standard normal xi, column j from `streams[j]`
@@ -170,7 +186,7 @@ impl NoisyPhase {
     /// from the controlled equilibria `z_star` and returns the new Q. Sample j's noise is
     /// its own stream drawn from `(seed, j)`, so the result depends neither on the threads
     /// nor on the other samples' noise.
-    pub fn learn_q<M: EquilibriumModel>(
+    pub fn learn_q<M: EquilibriumSystem>(
         &self,
         system: &CoupledSystem<'_, M>,
         z_star: &DMatrix<f64>,
@@ -185,32 +201,39 @@ impl NoisyPhase {
         };
         let q = &**q;
         let model = system.model();
-        let (n_h, b) = (model.hidden_dim(), z_star.ncols());
+        if model.control_entry() != ControlEntry::Readout {
+            return Err(invalid(
+                "method.name",
+                "lcp-lf",
+                "a system whose loss rows are readouts (the noisy phase slows them down)",
+            ));
+        }
+        let (n_h, b) = (system.controlled_rows().len(), z_star.ncols());
         let (dt, t2) = (self.dt, self.timescale_factor * self.timescale_factor);
         let mut phi = system.phi(z_star);
         let mut u_i = z_star.rows_range(system.integral_rows()).into_owned();
         let u_ref = system
             .control(z_star)
-            .rows_range(system.output_rows())
+            .rows_range(system.loss_rows())
             .into_owned();
         let mut streams: Vec<Rng> = (0..b as u64)
             .map(|j| Rng::seed_from_u64(seed ^ j.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
             .collect();
         let mut eps = DMatrix::zeros(n_h, b);
         ornstein_uhlenbeck_step(&mut eps, &mut streams, 0.0, 1.0);
-        let mut acc = DMatrix::zeros(n_h, model.output_dim());
+        let mut acc = DMatrix::zeros(n_h, model.loss_dim());
         let decay_eps = dt / (self.timescale_factor * self.tau_eps);
         let kick_eps = dt.sqrt() / self.tau_eps;
         let tau_v = system.time_constants()[0];
         for _ in 0..self.steps {
-            let g = system.output_gradient(&phi);
+            let g = system.loss_gradient(&phi);
             let u = &u_i * c.k_i - &g * c.k_p;
             let fb = q * &u + &eps * self.sigma;
             acc -= &fb * (&u - &u_ref).transpose() / (self.sigma * self.sigma * b as f64);
             let f = model.vector_field_driven(&phi, system.drive());
             let mut dv = f.rows(0, n_h) + &fb;
             dv *= dt / tau_v;
-            let rows = system.output_rows();
+            let rows = system.loss_rows();
             let dy = (f.rows_range(rows.clone()) + &u) * (dt / (t2 * tau_v));
             let du_i = (-&g - &u_i * c.alpha) * (dt / (t2 * c.tau_u));
             phi.rows_mut(0, n_h).add_assign(&dv);

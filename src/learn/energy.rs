@@ -10,24 +10,24 @@
 //! [`VectorField`]) or by Adam on the state as the reference ([`adam_on_state`]). The control
 //! is then read off as `psi* = -f(phi*)`; its minimiser is the LCP-DI controlled equilibrium.
 
+use crate::control::CoupledSystem;
 use crate::error::{ensure_positive, invalid, Result};
-use crate::model::EquilibriumModel;
-use crate::steady_state::{
+use crate::solve::{
     diverged, residual_size, BatchSteadyState, JacobianAction, SolverMethod, SteadyState,
     SteadyStateOptions, Termination, VectorField,
 };
-use crate::system::CoupledSystem;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 /// The gradient flow on `E_alpha` of one batch (state: phi, n x B).
 #[derive(Debug)]
-pub struct EnergyDescent<'m, M: EquilibriumModel> {
+pub struct EnergyDescent<'m, M: EquilibriumSystem> {
     system: CoupledSystem<'m, M>,
     beta: f64,
 }
 
-impl<'m, M: EquilibriumModel> EnergyDescent<'m, M> {
+impl<'m, M: EquilibriumSystem> EnergyDescent<'m, M> {
     /// The flow for the network, inputs and objective of `system` (its controller, if any,
     /// is not used) with loss weight `beta > 0`.
     pub fn new(system: &CoupledSystem<'m, M>, beta: f64) -> Result<Self> {
@@ -49,14 +49,14 @@ impl<'m, M: EquilibriumModel> EnergyDescent<'m, M> {
         let (model, x) = (s.model(), s.inputs());
         let f = model.vector_field_driven(phi, s.drive());
         let mut g = model.vjp(phi, x, &f);
-        let mut gy = g.rows_range_mut(s.output_rows());
-        gy += s.output_gradient(phi) * self.beta;
+        let mut gy = g.rows_range_mut(s.loss_rows());
+        gy += s.loss_gradient(phi) * self.beta;
         g
     }
 
     /// `E_alpha` of each sample (column).
     pub fn energy(&self, phi: &DMatrix<f64>) -> Vec<f64> {
-        crate::plasticity::relaxed_energy(&self.system, phi, self.beta)
+        crate::learn::plasticity::relaxed_energy(&self.system, phi, self.beta)
     }
 
     /// The control at an energy minimum, `psi* = -f(phi*)` (n x B):
@@ -69,7 +69,7 @@ impl<'m, M: EquilibriumModel> EnergyDescent<'m, M> {
     }
 }
 
-impl<M: EquilibriumModel> VectorField for EnergyDescent<'_, M> {
+impl<M: EquilibriumSystem> VectorField for EnergyDescent<'_, M> {
     fn dim(&self) -> usize {
         self.system.model().state_dim()
     }
@@ -97,15 +97,16 @@ impl<M: EquilibriumModel> VectorField for EnergyDescent<'_, M> {
         let s = &self.system;
         let model = s.model();
         let f = model.vector_field_driven(phi, s.drive());
-        let lin = model.linearize(phi, s.inputs(), Some(&f), None);
-        let y = phi.rows_range(s.output_rows()).into_owned();
-        let objective = s.objective();
+        let lin = model.linearize(phi, s.inputs(), Some(&f));
+        let y = phi.rows_range(s.loss_rows()).into_owned();
+        let (objective, phi) = (s.objective(), phi.clone());
         Box::new(move |dphi: &DMatrix<f64>| {
             let mut h = model.vjp_at(&lin, &model.jvp_at(&lin, dphi));
-            h += model.vjp_jvp_at(&lin, dphi);
-            let dy = dphi.rows_range(s.output_rows()).into_owned();
-            let mut hy = h.rows_range_mut(s.output_rows());
-            hy += objective.loss.hessian_vector(&y, &dy) * (objective.scale * self.beta);
+            h += s.second_order(&lin, &phi, &f, dphi);
+            let dy = dphi.rows_range(s.loss_rows()).into_owned();
+            let mut hy = h.rows_range_mut(s.loss_rows());
+            hy +=
+                objective.loss.hessian_vector(&y, s.targets(), &dy) * (objective.scale * self.beta);
             -h
         })
     }
@@ -144,7 +145,7 @@ impl StateAdam {
 /// stops when its gradient meets the steady-state test of `opts` (`|grad E|_i <= atol +
 /// rtol |phi_i|`) and is then reported converged; otherwise after `adam.steps` steps, as
 /// max-steps. Adam acts elementwise, so each sample's path does not depend on the batch.
-pub fn adam_on_state<M: EquilibriumModel>(
+pub fn adam_on_state<M: EquilibriumSystem>(
     flow: &EnergyDescent<'_, M>,
     phi0: &DMatrix<f64>,
     adam: &StateAdam,
@@ -222,5 +223,36 @@ pub fn adam_on_state<M: EquilibriumModel>(
     BatchSteadyState {
         states: phi,
         records,
+    }
+}
+
+/// `[ebd]`: energy-based descent (spec 3.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EbdConfig {
+    pub descent: EnergyDescentMethod,
+    /// Adam's learning rate on the state (descent = "adam").
+    pub learning_rate: f64,
+    /// Adam steps (descent = "adam").
+    pub steps: usize,
+}
+
+impl Default for EbdConfig {
+    fn default() -> Self {
+        EbdConfig {
+            descent: EnergyDescentMethod::Flow,
+            learning_rate: 1e-3,
+            steps: 200,
+        }
+    }
+}
+
+impl EbdConfig {
+    /// Adam's settings.
+    pub fn adam(&self) -> StateAdam {
+        StateAdam {
+            learning_rate: self.learning_rate,
+            steps: self.steps,
+        }
     }
 }

@@ -3,31 +3,36 @@
 //! [`Observer`] (which records, checkpoints and shows progress). The loop itself writes
 //! nothing.
 
-use crate::baselines::{gradient_from_adjoints, rbp_gradient};
 use crate::config::{Config, Method, OnUnconverged};
+use crate::control::{free_equilibrium, CoupledSystem, Objective};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, Result};
-use crate::feedback::{
+use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
+    kolen_pollack_of,
 };
-use crate::loss::predicted_classes;
+use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
+use crate::learn::variant::ControlledEquilibrium;
 use crate::metrics::EpochMetrics;
-use crate::model::rate::{RateNetwork, Topology};
-use crate::model::EquilibriumModel;
 use crate::optim::Optimizer;
-use crate::params::Params;
-use crate::steady_state::{relax, BatchSteadyState, SolverMethod, SteadyStateOptions, Termination};
-use crate::system::{CoupledSystem, Objective};
-use crate::variant::ControlledEquilibrium;
+use crate::solve::{BatchSteadyState, SolverMethod, SteadyStateOptions, Termination};
+use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Where training stands: the network, the optimizer, the controller's learned feedback
-/// and the completed epochs.
+/// What the training loop trains: an equilibrium system it can copy (an epoch works on a
+/// copy, so an interrupted one is discarded) and send to the solver threads.
+pub trait Trainable: EquilibriumSystem + Clone + Send {}
+impl<S: EquilibriumSystem + Clone + Send> Trainable for S {}
+
+/// Where training stands: the equilibrium system (the network), the optimizer, the
+/// controller's learned feedback and the completed epochs.
 #[derive(Clone)]
-pub struct TrainingState {
-    pub net: RateNetwork,
+pub struct TrainingState<S: Trainable = RateNetwork> {
+    pub net: S,
     pub optimizer: Optimizer,
     /// The controller's learned weights: LCP-KP's (B, G), LCP-LF's (Q); None otherwise.
     pub feedback: Option<Params>,
@@ -41,8 +46,9 @@ pub struct TrainingState {
 /// start from the seed `model.seed ^ FEEDBACK_SEED`.
 pub const FEEDBACK_SEED: u64 = 0x6c63_7369_6d5f_6662;
 
-impl TrainingState {
-    /// A fresh network and optimizer for `config`, for `batches_per_epoch` batches per epoch.
+impl TrainingState<RateNetwork> {
+    /// A fresh rate network (`[model]`) and optimizer for `config`, for `batches_per_epoch`
+    /// batches per epoch.
     pub fn new(
         config: &Config,
         n_inputs: usize,
@@ -56,13 +62,21 @@ impl TrainingState {
             config.model.activation,
             config.model.seed,
         )?;
+        TrainingState::with_system(net, config, batches_per_epoch)
+    }
+}
+
+impl<S: Trainable> TrainingState<S> {
+    /// Training of `net` (any equilibrium system) from scratch with `config`'s method,
+    /// optimizer and feedback settings, for `batches_per_epoch` batches per epoch.
+    pub fn with_system(net: S, config: &Config, batches_per_epoch: usize) -> Result<Self> {
         let total = batches_per_epoch.saturating_mul(config.training.epochs);
         let settings = config.training.optimizer_settings(total);
         let optimizer = Optimizer::new(settings.clone())?;
         let seed = config.model.seed ^ FEEDBACK_SEED;
         let (feedback, feedback_optimizer) = match config.method.name {
             Method::LcpKp => (
-                Some(net.init_feedback(seed)),
+                Some(kolen_pollack_of(&net)?.init_feedback(seed)),
                 Some(Optimizer::new(settings)?),
             ),
             Method::LcpLf => {
@@ -120,7 +134,11 @@ impl TrainingState {
     /// LCP-KP: the angles (degrees) between B and W^T and between G and D^T.
     pub fn feedback_angles(&self, config: &Config) -> (f64, f64) {
         match (&self.feedback, config.method.name) {
-            (Some(fb), Method::LcpKp) => kolen_pollack_angles(&self.net, fb),
+            (Some(fb), Method::LcpKp) => {
+                let angles = kolen_pollack_angles(&self.net, fb);
+                let at = |i: usize| angles.get(i).copied().unwrap_or(f64::NAN);
+                (at(0), at(1))
+            }
             _ => (f64::NAN, f64::NAN),
         }
     }
@@ -148,11 +166,11 @@ pub struct BatchProgress {
 }
 
 /// Receives what the loop produces.
-pub trait Observer {
+pub trait Observer<S: Trainable = RateNetwork> {
     /// After every mini-batch.
     fn on_batch(&mut self, _progress: &BatchProgress) {}
     /// After every completed epoch, with the state at its end (for checkpoints).
-    fn on_epoch(&mut self, _state: &TrainingState, _metrics: &EpochMetrics) -> Result<()> {
+    fn on_epoch(&mut self, _state: &TrainingState<S>, _metrics: &EpochMetrics) -> Result<()> {
         Ok(())
     }
 }
@@ -197,13 +215,13 @@ impl Tally {
 /// Trains from `state` until `config.training.epochs` epochs are complete or `stop` is
 /// raised (checked between mini-batches; an interrupted epoch is discarded, so a resumed run
 /// repeats it exactly).
-pub fn train(
+pub fn train<S: Trainable>(
     config: &Config,
     data: &Split,
-    mut state: TrainingState,
-    observer: &mut dyn Observer,
+    mut state: TrainingState<S>,
+    observer: &mut dyn Observer<S>,
     stop: &AtomicBool,
-) -> Result<(TrainingState, Outcome)> {
+) -> Result<(TrainingState<S>, Outcome)> {
     let t = &config.training;
     let pool = thread_pool(t.threads)?;
     while state.epochs_done() < t.epochs {
@@ -292,10 +310,10 @@ impl BatchTiming {
 /// Trains on the first `batches` mini-batches of epoch 1 from `state` (free solve, update
 /// of the configured method, optimizer step: the whole training step) on a pool of
 /// `threads` workers, and times it. Nothing is evaluated or written.
-pub fn time_batches(
+pub fn time_batches<S: Trainable>(
     config: &Config,
     data: &Split,
-    mut state: TrainingState,
+    mut state: TrainingState<S>,
     batches: usize,
     threads: usize,
 ) -> Result<BatchTiming> {
@@ -339,9 +357,9 @@ pub struct Evaluation {
 
 /// Mean (unscaled) loss and accuracy of the free equilibria on a dataset; None when `stop`
 /// rose before the last chunk.
-pub fn evaluate_free(
+pub fn evaluate_free<S: EquilibriumSystem>(
     config: &Config,
-    net: &RateNetwork,
+    net: &S,
     data: &Dataset,
     stop: &AtomicBool,
 ) -> Result<Option<Evaluation>> {
@@ -354,7 +372,7 @@ pub fn evaluate_free(
         let (x, targets) = data.batch(idx);
         let objective = Objective::new(
             config.method.loss,
-            crate::system::LossScale::PerSample,
+            crate::control::LossScale::PerSample,
             idx.len(),
         );
         let free = CoupledSystem::new(
@@ -365,10 +383,10 @@ pub fn evaluate_free(
             config.dynamics.tau_v,
             None,
         )?;
-        let (phi, records) = free_equilibrium(&free, net, &config.solver);
+        let (phi, records) = free_equilibrium(&free, &config.solver);
         unconverged += records.map_or(0, |b| b.records.iter().filter(|r| !r.converged()).count());
-        loss += free.output_loss(&phi).iter().sum::<f64>();
-        correct += count_correct(net, &phi, &targets);
+        loss += free.losses(&phi).iter().sum::<f64>();
+        correct += free.correct(&phi);
     }
     let n = data.len().max(1) as f64;
     Ok(Some(Evaluation {
@@ -378,35 +396,11 @@ pub fn evaluate_free(
     }))
 }
 
-/// The free equilibrium phi0 (n x B): the forward pass for a layered net (exact), else a
-/// relaxation (with its records).
-pub fn free_equilibrium<'m>(
-    free: &CoupledSystem<'m, RateNetwork>,
-    net: &RateNetwork,
-    opts: &SteadyStateOptions,
-) -> (DMatrix<f64>, Option<BatchSteadyState>) {
-    match net.topology() {
-        Topology::Layered { .. } => (net.forward_pass(free.inputs()), None),
-        Topology::Recurrent { .. } => {
-            let b = relax(free, opts);
-            (free.phi(&b.states), Some(b))
-        }
-    }
-}
-
-fn count_correct(net: &RateNetwork, phi: &DMatrix<f64>, targets: &DMatrix<f64>) -> usize {
-    let y = phi.rows(net.n_h(), net.n_y()).into_owned();
-    predicted_classes(&y)
-        .iter()
-        .zip(predicted_classes(targets))
-        .filter(|(p, t)| **p == *t)
-        .count()
-}
-
 /// The seed of LCP-LF's noise in mini-batch `batch` (from 0) of `epoch`: a function of
 /// the training seed and the batch alone, so a resumed run draws the same noise.
 fn noise_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
-    let mut rng = crate::rng::Rng::seed_from_u64(seed ^ ((epoch as u64) << 32) ^ batch as u64);
+    let mut rng =
+        crate::numerics::rng::Rng::seed_from_u64(seed ^ ((epoch as u64) << 32) ^ batch as u64);
     (rng.uniform() * 2f64.powi(53)) as u64
 }
 
@@ -436,9 +430,9 @@ impl BatchUpdate {
 
 /// One mini-batch: free equilibrium (train metrics), then the update of the configured
 /// method.
-fn batch_step(
+fn batch_step<S: EquilibriumSystem>(
     config: &Config,
-    net: &RateNetwork,
+    net: &S,
     feedback: Option<&Params>,
     x: &DMatrix<f64>,
     targets: &DMatrix<f64>,
@@ -449,26 +443,21 @@ fn batch_step(
     let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
     let tau_v = config.dynamics.tau_v;
     let free = CoupledSystem::new(net, x.clone(), targets.clone(), objective, tau_v, None)?;
-    let (phi0, free_records) = free_equilibrium(&free, net, &config.solver);
+    let (phi0, free_records) = free_equilibrium(&free, &config.solver);
     if let Some(r) = &free_records {
         tally.free_solves += r.records.len();
         tally.free_unconverged += r.records.iter().filter(|r| !r.converged()).count();
     }
     tally.samples += b;
-    tally.loss += config
-        .method
-        .loss
-        .values(&phi0.rows(net.n_h(), net.n_y()).into_owned(), targets)
-        .iter()
-        .sum::<f64>();
-    tally.correct += count_correct(net, &phi0, targets);
+    tally.loss += free.loss_values(&phi0).iter().sum::<f64>();
+    tally.correct += free.correct(&phi0);
 
     let method = config.method.name;
     match method {
         Method::LcpDi | Method::LcpKp | Method::LcpLf | Method::LcpEbd => {
             let controller = config.controller_settings();
-            let eq =
-                ControlledEquilibrium::find(config, method, controller, feedback, &free, &phi0)?;
+            let settings = config.variant(method, controller);
+            let eq = ControlledEquilibrium::find(&settings, feedback, &free, &phi0)?;
             tally.add_solves(&eq.solve);
             let keep = kept_samples(config, &[&eq.solve])?;
             tally.skipped += b - keep.len();
@@ -479,11 +468,11 @@ fn batch_step(
             let h = eq.control_magnitudes();
             tally.h += h.iter().sum::<f64>();
             tally.h_samples += h.len();
-            let mut update = eq.update();
+            let mut update = eq.update()?;
             let feedback = match (method, &config.lf) {
-                (Method::LcpKp, _) => {
-                    Some(FeedbackUpdate::Descent(kolen_pollack_descent(net, &update)))
-                }
+                (Method::LcpKp, _) => Some(FeedbackUpdate::Descent(kolen_pollack_descent(
+                    net, &update,
+                )?)),
                 (Method::LcpLf, Some(lf)) => {
                     let q = eq.learn_q(lf, noise_seed)?;
                     Some(FeedbackUpdate::Set(Params::new(vec![("Q".into(), q)])))

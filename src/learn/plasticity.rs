@@ -3,14 +3,14 @@
 //! (rate network: `delta W = psi_v* s(v*)^T`, `delta D = psi_y* s(v*)^T`, ...), which is
 //! `-grad_theta H` with `H = 1/2 |psi*|^2` (exactly `-grad_theta H_alpha` at finite alpha).
 
-use crate::model::EquilibriumModel;
-use crate::params::Params;
-use crate::system::CoupledSystem;
+use crate::control::CoupledSystem;
+use crate::system::params::Params;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 
 /// `Delta theta = combine * sum_samples (d_theta f(phi*, theta, x))^T psi*` for controlled
 /// states z* (dim x B); multiply by a learning rate eta to apply it.
-pub fn least_control_update<M: EquilibriumModel>(
+pub fn least_control_update<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z_star: &DMatrix<f64>,
 ) -> Params {
@@ -19,7 +19,7 @@ pub fn least_control_update<M: EquilibriumModel>(
 
 /// [`least_control_update`] from the equilibrium phi* and its control psi* (n x B each),
 /// however they were found (LCP-EBD reads psi* = -f(phi*)).
-pub fn update_from_control<M: EquilibriumModel>(
+pub fn update_from_control<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     phi_star: &DMatrix<f64>,
     psi_star: &DMatrix<f64>,
@@ -32,7 +32,7 @@ pub fn update_from_control<M: EquilibriumModel>(
 }
 
 /// The control magnitude `H = 1/2 |psi*|^2` of each sample (column).
-pub fn control_magnitude<M: EquilibriumModel>(
+pub fn control_magnitude<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z_star: &DMatrix<f64>,
 ) -> Vec<f64> {
@@ -47,13 +47,13 @@ pub fn half_squared_norms(psi: &DMatrix<f64>) -> Vec<f64> {
 /// The relaxed energy of each sample (spec 2.1),
 /// `E_alpha(phi) = 1/2 |f(phi, theta, x)|^2 + beta * scale * L(y(phi))`, whose minimum over
 /// phi is `H_alpha(theta)`; the LCP-DI controlled equilibrium is that minimiser.
-pub fn relaxed_energy<M: EquilibriumModel>(
+pub fn relaxed_energy<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     phi: &DMatrix<f64>,
     beta: f64,
 ) -> Vec<f64> {
     let f = system.model().vector_field(phi, system.inputs());
-    let losses = system.output_loss(phi);
+    let losses = system.losses(phi);
     f.column_iter()
         .zip(losses)
         .map(|(c, l)| 0.5 * c.norm_squared() + beta * l)
@@ -61,6 +61,6 @@ pub fn relaxed_energy<M: EquilibriumModel>(
 }
 
 /// Combines per-sample values (H, losses) as the batch objective does: `combine * sum`.
-pub fn combine<M: EquilibriumModel>(system: &CoupledSystem<'_, M>, values: &[f64]) -> f64 {
+pub fn combine<M: EquilibriumSystem>(system: &CoupledSystem<'_, M>, values: &[f64]) -> f64 {
     system.objective().combine * values.iter().sum::<f64>()
 }

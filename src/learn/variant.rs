@@ -11,50 +11,110 @@
 //! (`-grad_theta H_alpha` for LCP-DI and LCP-EBD, whose equilibria are both the minimiser of
 //! E_alpha; multiply by a learning rate to apply it).
 
-use crate::config::{Config, ControlledStart, Method};
-use crate::energy::{adam_on_state, EnergyDescent, EnergyDescentMethod};
+use crate::control::{ControllerSettings, CoupledSystem};
 use crate::error::{invalid, Result};
-use crate::feedback::{circuit, linear_feedback_update};
-use crate::model::rate::RateNetwork;
-use crate::params::Params;
-use crate::plasticity::{half_squared_norms, least_control_update, update_from_control};
-use crate::steady_state::{relax_from, solve_batch, BatchSteadyState, VectorField};
-use crate::system::{ControllerSettings, CoupledSystem};
+use crate::learn::energy::{adam_on_state, EbdConfig, EnergyDescent, EnergyDescentMethod};
+use crate::learn::feedback::{circuit, linear_feedback_update};
+use crate::learn::plasticity::{half_squared_norms, least_control_update, update_from_control};
+use crate::solve::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::system::params::Params;
+use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+/// The learning method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Least control with dynamic inversion (spec 3.1).
+    LcpDi,
+    /// Least control with learned Kolen-Pollack feedback weights (spec 3.2).
+    LcpKp,
+    /// Least control with linear feedback e = Q u, Q learned from noise (spec 3.3).
+    LcpLf,
+    /// Least control by descent on the relaxed energy (spec 3.4).
+    LcpEbd,
+    /// Recurrent backprop at the free equilibrium (rnn).
+    Rbp,
+    /// Backprop (ff; RBP on a layered net is exactly backprop).
+    Bp,
+}
+
+impl Method {
+    /// Name as in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::LcpDi => "lcp-di",
+            Method::LcpKp => "lcp-kp",
+            Method::LcpLf => "lcp-lf",
+            Method::LcpEbd => "lcp-ebd",
+            Method::Rbp => "rbp",
+            Method::Bp => "bp",
+        }
+    }
+
+    /// True for the least-control methods (they have a controlled equilibrium and H).
+    pub fn is_least_control(self) -> bool {
+        !matches!(self, Method::Rbp | Method::Bp)
+    }
+}
+
+/// Where the controlled relaxation starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlledStart {
+    /// At the free equilibrium phi0 with the controller at rest: the controller switches on
+    /// at a network at rest, and the controlled equilibrium continues phi0.
+    Free,
+    /// At zero (v = y = u_i = e = 0), as the reference code.
+    Zero,
+}
+
+/// How a variant's controlled equilibrium is sought.
+#[derive(Clone, Debug)]
+pub struct VariantSettings<'a> {
+    /// The least-control variant.
+    pub method: Method,
+    /// Leak, gains and time constants of the controller.
+    pub controller: ControllerSettings,
+    /// Where the solve starts (`method.controlled_start`).
+    pub start: ControlledStart,
+    /// LCP-EBD's descent (`[ebd]`).
+    pub ebd: EbdConfig,
+    /// The steady-state solver (`[solver]`).
+    pub solver: &'a SteadyStateOptions,
+}
 
 /// Where a variant's controlled equilibrium lives.
-enum Dynamics<'m> {
+enum Dynamics<'m, S: EquilibriumSystem> {
     /// LCP-DI, -KP, -LF: the network coupled to its controller; states z = (phi, u_i, e).
-    Coupled(CoupledSystem<'m, RateNetwork>),
+    Coupled(CoupledSystem<'m, S>),
     /// LCP-EBD: descent on E_alpha; states phi.
-    Energy(EnergyDescent<'m, RateNetwork>),
+    Energy(EnergyDescent<'m, S>),
 }
 
 /// One batch's controlled equilibrium under a least-control variant, with the record of
 /// every sample's solve (`solve.states` are the equilibria: z* for the coupled variants,
 /// phi* for LCP-EBD).
-pub struct ControlledEquilibrium<'m> {
+pub struct ControlledEquilibrium<'m, S: EquilibriumSystem> {
     method: Method,
-    dynamics: Dynamics<'m>,
+    dynamics: Dynamics<'m, S>,
     pub solve: BatchSteadyState,
 }
 
-impl<'m> ControlledEquilibrium<'m> {
+impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
     /// Solves for the controlled equilibria of the batch of `free` (the free system) with
-    /// free equilibria `phi0` (n x B), under `method` with `controller` (alpha, gains, time
-    /// constants) and the learned `feedback` of LCP-KP / LCP-LF. Everything else comes from
-    /// `config`: the start of the solve (`method.controlled_start`), LCP-EBD's descent
-    /// (`[ebd]`, gradient flow by default) and the solver (`[solver]`).
+    /// free equilibria `phi0` (n x B), as `settings` say, with the learned `feedback` of
+    /// LCP-KP / LCP-LF.
     pub fn find(
-        config: &Config,
-        method: Method,
-        controller: ControllerSettings,
+        settings: &VariantSettings<'_>,
         feedback: Option<&Params>,
-        free: &CoupledSystem<'m, RateNetwork>,
+        free: &CoupledSystem<'m, S>,
         phi0: &DMatrix<f64>,
     ) -> Result<Self> {
+        let (method, controller) = (settings.method, settings.controller);
         let b = free.batch();
-        let start_at_free = config.method.controlled_start == ControlledStart::Free;
+        let start_at_free = settings.start == ControlledStart::Free;
         let (dynamics, solve) = match method {
             Method::LcpDi | Method::LcpKp | Method::LcpLf => {
                 let controlled = CoupledSystem::new(
@@ -71,11 +131,11 @@ impl<'m> ControlledEquilibrium<'m> {
                 } else {
                     controlled.initial_state()
                 };
-                let solve = relax_from(&controlled, &start, &config.solver);
+                let solve = solve_batch(&controlled, &start, settings.solver);
                 (Dynamics::Coupled(controlled), solve)
             }
             Method::LcpEbd => {
-                let ebd = config.ebd.clone().unwrap_or_default();
+                let ebd = &settings.ebd;
                 let flow = EnergyDescent::new(free, controller.beta())?;
                 let start = if start_at_free {
                     phi0.clone()
@@ -83,10 +143,10 @@ impl<'m> ControlledEquilibrium<'m> {
                     DMatrix::zeros(phi0.nrows(), b)
                 };
                 let solve = match ebd.descent {
-                    EnergyDescentMethod::Flow => solve_batch(&flow, &start, &config.solver),
+                    EnergyDescentMethod::Flow => solve_batch(&flow, &start, settings.solver),
                     EnergyDescentMethod::Adam => {
                         ebd.adam().validate()?;
-                        adam_on_state(&flow, &start, &ebd.adam(), &config.solver)
+                        adam_on_state(&flow, &start, &ebd.adam(), settings.solver)
                     }
                 };
                 (Dynamics::Energy(flow), solve)
@@ -154,18 +214,22 @@ impl<'m> ControlledEquilibrium<'m> {
 
     /// The variant's update Delta theta (see the module doc; LCP-LF's hidden rows use the
     /// rate change `s'(v*) * e*`).
-    pub fn update(&self) -> Params {
-        match (&self.dynamics, self.method) {
-            (Dynamics::Coupled(s), Method::LcpLf) => linear_feedback_update(s, &self.solve.states),
+    pub fn update(&self) -> Result<Params> {
+        Ok(match (&self.dynamics, self.method) {
+            (Dynamics::Coupled(s), Method::LcpLf) => linear_feedback_update(s, &self.solve.states)?,
             (Dynamics::Coupled(s), _) => least_control_update(s, &self.solve.states),
             (Dynamics::Energy(f), _) => {
                 update_from_control(f.system(), &self.solve.states, &self.control())
             }
-        }
+        })
     }
 
     /// LCP-LF: the new Q after the noisy phase from these equilibria (spec 3.3).
-    pub fn learn_q(&self, lf: &crate::feedback::NoisyPhase, seed: u64) -> Result<DMatrix<f64>> {
+    pub fn learn_q(
+        &self,
+        lf: &crate::learn::feedback::NoisyPhase,
+        seed: u64,
+    ) -> Result<DMatrix<f64>> {
         match &self.dynamics {
             Dynamics::Coupled(s) => lf.learn_q(s, &self.solve.states, seed),
             Dynamics::Energy(_) => Err(invalid(

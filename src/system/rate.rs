@@ -10,12 +10,12 @@
 //! (E, c on layer 1, b on layers 2..L) and y reads only the last layer. Its parameters
 //! are stored at full size with a 0/1 mask that keeps the structure through learning.
 
-use super::EquilibriumModel;
-use crate::activation::Activation;
+use super::{ControlEntry, EquilibriumSystem, KolenPollack, RateChange};
 use crate::error::{ensure_finite, LcsimError, Result};
-use crate::linalg::{gemm, mul, mul_tr, Op};
-use crate::params::Params;
-use crate::rng::Rng;
+use crate::numerics::activation::Activation;
+use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
+use crate::numerics::rng::Rng;
+use crate::system::params::Params;
 use nalgebra::DMatrix;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -472,12 +472,17 @@ fn column_sum(m: &DMatrix<f64>) -> DMatrix<f64> {
     DMatrix::from_column_slice(m.nrows(), 1, m.column_sum().as_slice())
 }
 
-impl EquilibriumModel for RateNetwork {
+impl EquilibriumSystem for RateNetwork {
     fn state_dim(&self) -> usize {
         self.n_h() + self.n_y
     }
-    fn output_dim(&self) -> usize {
-        self.n_y
+    /// The output units y, the last n_y rows.
+    fn loss_rows(&self) -> Range<usize> {
+        self.n_h()..self.n_h() + self.n_y
+    }
+    /// The outputs are leaky readouts of the rates.
+    fn control_entry(&self) -> ControlEntry {
+        ControlEntry::Readout
     }
     fn input_dim(&self) -> usize {
         self.n_x
@@ -521,28 +526,99 @@ impl EquilibriumModel for RateNetwork {
 
     type Linearization = RateLinearization;
 
-    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)` (`B psi_v + G psi_y`
-    /// with feedback weights B, G).
+    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)`.
     fn linearize(
         &self,
         phi: &DMatrix<f64>,
         _x: &DMatrix<f64>,
         psi: Option<&DMatrix<f64>>,
-        feedback: Option<&Arc<Params>>,
     ) -> RateLinearization {
-        let a = self.activation;
-        let (s, slopes) = self.rates_and_slopes(phi);
-        let curvature_feedback = psi.map(|w| {
-            let back = self.feedback(w, feedback.map(|f| &**f));
-            s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
-        });
-        RateLinearization {
-            slopes,
-            curvature_feedback,
-            feedback: feedback.cloned(),
-        }
+        self.linearization(phi, psi, None)
     }
 
+    /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
+    fn jvp_at(&self, lin: &RateLinearization, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        let sd = lin.slopes.component_mul(&dphi.rows(0, self.n_h()));
+        let mut out = self.forward(&sd);
+        out -= dphi;
+        out
+    }
+
+    /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)` (`B wv + G wy` when linearised
+    /// with feedback weights).
+    fn vjp_at(&self, lin: &RateLinearization, w: &DMatrix<f64>) -> DMatrix<f64> {
+        self.adjoint(&lin.slopes, w, lin.feedback.as_deref())
+    }
+
+    /// `(s''(v) * (W^T psi_v + D^T psi_y) * dv, 0)`.
+    fn second_order_at(
+        &self,
+        lin: &RateLinearization,
+        dphi: &DMatrix<f64>,
+    ) -> Option<DMatrix<f64>> {
+        let n_h = self.n_h();
+        let hv = match &lin.curvature_feedback {
+            Some(c) => c.component_mul(&dphi.rows(0, n_h)),
+            None => DMatrix::zeros(n_h, dphi.ncols()),
+        };
+        Some(stack(&hv, &DMatrix::zeros(self.n_y, dphi.ncols())))
+    }
+
+    /// One pass for both: s(v) and s'(v) are computed once.
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, None)
+    }
+
+    /// `W: psi_v s(v)^T, b: psi_v, E: psi_v x^T, c: psi_v, D: psi_y s(v)^T, d: psi_y`,
+    /// summed over samples and masked to the topology.
+    fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params {
+        let n_h = self.n_h();
+        let s = self.rates(phi);
+        let pv = psi.rows(0, n_h);
+        let py = psi.rows(n_h, self.n_y);
+        let bias_v = column_sum(&pv.into_owned());
+        let tensors = [
+            mul_tr(pv, s.as_view()),
+            bias_v.clone(),
+            mul_tr(pv, x.as_view()),
+            bias_v,
+            mul_tr(py, s.as_view()),
+            column_sum(&py.into_owned()),
+        ];
+        let mut out = Params::new(
+            PARAM_NAMES
+                .iter()
+                .zip(tensors)
+                .map(|(n, m)| (n.to_string(), m))
+                .collect(),
+        );
+        if let Some(mask) = &self.mask {
+            out.mask_with(mask);
+        }
+        out
+    }
+
+    /// The layered net's forward pass (exact); a recurrent net has none.
+    fn exact_free_equilibrium(&self, x: &DMatrix<f64>) -> Option<DMatrix<f64>> {
+        matches!(self.topology, Topology::Layered { .. }).then(|| self.forward_pass(x))
+    }
+
+    fn kolen_pollack(&self) -> Option<&dyn KolenPollack<RateLinearization>> {
+        Some(self)
+    }
+
+    fn rate_change(&self) -> Option<&dyn RateChange> {
+        Some(self)
+    }
+}
+
+impl KolenPollack<RateLinearization> for RateNetwork {
     /// B (n_h x n_h, the transposed structure of W) PyTorch-uniform, then each block scaled
     /// to unit Frobenius norm; G (n_h x n_y, rows of the last layer) normal with variance
     /// 1 / (n_y n_last) (spec 3.2, reference initialisation).
@@ -591,35 +667,87 @@ impl EquilibriumModel for RateNetwork {
         ])
     }
 
-    /// `J (dv, dy) = (-dv + W (s'(v) dv), -dy + D (s'(v) dv))`.
-    fn jvp_at(&self, lin: &RateLinearization, dphi: &DMatrix<f64>) -> DMatrix<f64> {
-        let sd = lin.slopes.component_mul(&dphi.rows(0, self.n_h()));
-        let mut out = self.forward(&sd);
-        out -= dphi;
-        out
-    }
-
-    /// `J^T (wv, wy) = (-wv + s'(v) * (W^T wv + D^T wy), -wy)` (`B wv + G wy` with feedback
-    /// weights).
-    fn vjp_at(&self, lin: &RateLinearization, w: &DMatrix<f64>) -> DMatrix<f64> {
-        self.adjoint(&lin.slopes, w, lin.feedback.as_deref())
-    }
-
-    /// `(s''(v) * (W^T psi_v + D^T psi_y) * dv, 0)`.
-    fn vjp_jvp_at(&self, lin: &RateLinearization, dphi: &DMatrix<f64>) -> DMatrix<f64> {
-        let n_h = self.n_h();
-        let hv = match &lin.curvature_feedback {
-            Some(c) => c.component_mul(&dphi.rows(0, n_h)),
-            None => DMatrix::zeros(n_h, dphi.ncols()),
-        };
-        stack(&hv, &DMatrix::zeros(self.n_y, dphi.ncols()))
-    }
-
-    /// One pass for both: s(v) and s'(v) are computed once.
-    fn field_and_vjp(
+    fn linearize_with_feedback(
         &self,
         phi: &DMatrix<f64>,
         _x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+        feedback: &Arc<Params>,
+    ) -> RateLinearization {
+        self.linearization(phi, psi, Some(feedback))
+    }
+
+    fn field_and_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: &Arc<Params>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, Some(feedback))
+    }
+
+    /// The angles between B and W^T and between G and D^T.
+    fn feedback_angles(&self, feedback: &Params) -> Vec<f64> {
+        let p = &self.params;
+        vec![
+            angle_degrees(feedback.tensor(0), &p.tensor(W).transpose()),
+            angle_degrees(feedback.tensor(1), &p.tensor(D).transpose()),
+        ]
+    }
+
+    /// W, b, D and d (the reference's `kp_wd`; E and c do not decay).
+    fn decaying_params(&self) -> Vec<usize> {
+        vec![W, B, D, D_BIAS]
+    }
+}
+
+impl RateChange for RateNetwork {
+    /// psi with its hidden rows replaced by `s'(v) * e`.
+    fn rate_change(&self, phi: &DMatrix<f64>, psi: &DMatrix<f64>) -> DMatrix<f64> {
+        let a = self.activation;
+        let n_h = self.n_h();
+        let mut out = psi.clone();
+        out.rows_mut(0, n_h)
+            .zip_apply(&phi.rows(0, n_h), |e, v| *e *= a.slope(v));
+        out
+    }
+}
+
+/// The angle in degrees between two matrices seen as vectors (90 when either is zero).
+pub fn angle_degrees(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let den = a.norm() * b.norm();
+    let cos = if den > 0.0 { a.dot(b) / den } else { 0.0 };
+    cos.clamp(-1.0, 1.0).acos().to_degrees()
+}
+
+impl RateNetwork {
+    /// The slopes s'(v) and, with psi, `s''(v) * (W^T psi_v + D^T psi_y)` (`B psi_v + G psi_y`
+    /// with feedback weights B, G, which then also stand in for the transposes).
+    fn linearization(
+        &self,
+        phi: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+        feedback: Option<&Arc<Params>>,
+    ) -> RateLinearization {
+        let a = self.activation;
+        let (s, slopes) = self.rates_and_slopes(phi);
+        let curvature_feedback = psi.map(|w| {
+            let back = self.feedback(w, feedback.map(|f| &**f));
+            s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
+        });
+        RateLinearization {
+            slopes,
+            curvature_feedback,
+            feedback: feedback.cloned(),
+        }
+    }
+
+    /// One pass for `(f, J^T w)` (or the feedback path's product): s(v), s'(v) computed once.
+    fn field_and_back(
+        &self,
+        phi: &DMatrix<f64>,
         drive: &DMatrix<f64>,
         w: &DMatrix<f64>,
         feedback: Option<&Arc<Params>>,
@@ -629,37 +757,6 @@ impl EquilibriumModel for RateNetwork {
         (self.driven_field(phi, drive, &s), back)
     }
 
-    /// `W: psi_v s(v)^T, b: psi_v, E: psi_v x^T, c: psi_v, D: psi_y s(v)^T, d: psi_y`,
-    /// summed over samples and masked to the topology.
-    fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params {
-        let n_h = self.n_h();
-        let s = self.rates(phi);
-        let pv = psi.rows(0, n_h);
-        let py = psi.rows(n_h, self.n_y);
-        let bias_v = column_sum(&pv.into_owned());
-        let tensors = [
-            mul_tr(pv, s.as_view()),
-            bias_v.clone(),
-            mul_tr(pv, x.as_view()),
-            bias_v,
-            mul_tr(py, s.as_view()),
-            column_sum(&py.into_owned()),
-        ];
-        let mut out = Params::new(
-            PARAM_NAMES
-                .iter()
-                .zip(tensors)
-                .map(|(n, m)| (n.to_string(), m))
-                .collect(),
-        );
-        if let Some(mask) = &self.mask {
-            out.mask_with(mask);
-        }
-        out
-    }
-}
-
-impl RateNetwork {
     /// The rates s(v) and slopes s'(v) of the hidden rows of phi (n_h x B each).
     fn rates_and_slopes(&self, phi: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
         let a = self.activation;
@@ -737,7 +834,7 @@ impl RateNetwork {
     }
 }
 
-/// The rate network linearised at phi (see [`EquilibriumModel::linearize`]).
+/// The rate network linearised at phi (see [`EquilibriumSystem::linearize`]).
 #[derive(Clone, Debug)]
 pub struct RateLinearization {
     /// s'(v), n_h x B.

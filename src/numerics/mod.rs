@@ -1,0 +1,6 @@
+//! Hand-kept numerics every layer uses: the batched products (faer), the rate
+//! nonlinearities with their own fast tanh, and the seeded random streams.
+
+pub mod activation;
+pub mod linalg;
+pub mod rng;

@@ -1,0 +1,166 @@
+//! Equilibrium systems `tau dphi/dt = f(phi, theta, x)` (spec 1): the interface every system
+//! implements, so that the controller ([`crate::control`]), the steady-state solvers
+//! ([`crate::solve`]), the plasticity rule and the training loop work for each of them.
+//! States are matrices n x B: one column per sample.
+//!
+//! A system implements [`EquilibriumSystem`] (f, `J v`, `J^T w`, `(d_theta f)^T psi`, where the
+//! loss reads phi); the optional capabilities are methods with defaults (an exact free
+//! equilibrium, the second-order term of dynamic inversion) or small traits a system may
+//! offer ([`KolenPollack`] for LCP-KP, [`RateChange`] for LCP-LF).
+
+pub mod loss;
+pub mod params;
+pub mod rate;
+
+use crate::system::params::Params;
+use nalgebra::DMatrix;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// How the controller's signal reaches the state (spec 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlEntry {
+    /// The loss rows are leaky readouts, the last rows of phi (`tau dphi_R/dt = -phi_R +
+    /// g(other rows)`, read by no other component): the control u enters them directly and
+    /// dynamic inversion produces the control e of the other rows (the rate net's outputs).
+    Readout,
+    /// The control reaches every component through dynamic inversion,
+    /// `tau_e de/dt = J_f^T e + u` (u on the loss rows): e.g. the inner problem of
+    /// meta-learning, whose loss reads all of phi.
+    Everywhere,
+}
+
+/// A system whose free dynamics are `tau dphi/dt = f(phi, theta, x)`.
+pub trait EquilibriumSystem: Sync {
+    /// What the Jacobian products need at phi, computed once for many products.
+    type Linearization: Send + Sync;
+
+    /// Dimension n of the state phi.
+    fn state_dim(&self) -> usize;
+    /// Dimension of one input column x.
+    fn input_dim(&self) -> usize;
+    /// The components of phi the loss `L(phi_R, target)` reads; the controller's u has one
+    /// entry for each.
+    fn loss_rows(&self) -> Range<usize>;
+    /// How the control enters (see [`ControlEntry`]).
+    fn control_entry(&self) -> ControlEntry;
+    /// The parameters theta.
+    fn params(&self) -> &Params;
+    /// The parameters theta, mutably (the optimizer writes here).
+    fn params_mut(&mut self) -> &mut Params;
+
+    /// The part of `f` that does not depend on phi (inputs and biases; n x B), computed
+    /// once per batch: `f(phi, theta, x) = vector_field_driven(phi, input_drive(x))`.
+    fn input_drive(&self, x: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The free vector field `f(phi, theta, x)` given `drive = input_drive(x)`.
+    fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64>;
+    /// The free vector field `f(phi, theta, x)`.
+    fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
+        self.vector_field_driven(phi, &self.input_drive(x))
+    }
+
+    /// Linearises at phi; `psi` is the signal of the second-order term (see
+    /// [`EquilibriumSystem::second_order_at`]).
+    fn linearize(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+    ) -> Self::Linearization;
+    /// `J_f(phi) dphi` with `J_f = d f / d phi`, at the linearisation point.
+    fn jvp_at(&self, lin: &Self::Linearization, dphi: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `J_f(phi)^T w` at the linearisation point.
+    fn vjp_at(&self, lin: &Self::Linearization, w: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `(f(phi), J_f(phi)^T w)` in one call (a system may share work between the two).
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        let lin = self.linearize(phi, x, None);
+        (self.vector_field_driven(phi, drive), self.vjp_at(&lin, w))
+    }
+    /// Optional: `d/d eps [J_f(phi + eps dphi)^T psi]` at eps = 0 for the psi given to
+    /// `linearize` (zero without one), the second-order term of the dynamic-inversion
+    /// Jacobian. None: the controlled system takes a central difference of `J_f^T psi`.
+    fn second_order_at(
+        &self,
+        _lin: &Self::Linearization,
+        _dphi: &DMatrix<f64>,
+    ) -> Option<DMatrix<f64>> {
+        None
+    }
+    /// `(d_theta f(phi, theta, x))^T psi`, summed over the columns (samples).
+    fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params;
+
+    /// The state a relaxation starts from (zeros unless a system says otherwise).
+    fn initial_state(&self, batch: usize) -> DMatrix<f64> {
+        DMatrix::zeros(self.state_dim(), batch)
+    }
+    /// Optional: the free equilibrium in closed form (a layered net's forward pass), n x B.
+    fn exact_free_equilibrium(&self, _x: &DMatrix<f64>) -> Option<DMatrix<f64>> {
+        None
+    }
+    /// Optional capability: learned Kolen-Pollack feedback weights (LCP-KP).
+    fn kolen_pollack(&self) -> Option<&dyn KolenPollack<Self::Linearization>> {
+        None
+    }
+    /// Optional capability: the rate change a control causes (LCP-LF's update).
+    fn rate_change(&self) -> Option<&dyn RateChange> {
+        None
+    }
+
+    /// Number of loss rows (the dimension of the controller's u).
+    fn loss_dim(&self) -> usize {
+        self.loss_rows().len()
+    }
+    /// The Jacobian-vector product `J_f(phi) dphi`.
+    fn jvp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, dphi: &DMatrix<f64>) -> DMatrix<f64> {
+        self.jvp_at(&self.linearize(phi, x, None), dphi)
+    }
+    /// The transposed product `J_f(phi)^T w`.
+    fn vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+        self.vjp_at(&self.linearize(phi, x, None), w)
+    }
+}
+
+/// LCP-KP (spec 3.2): learned weights stand in for the transposed weights of `J_f^T` in the
+/// controller's feedback path.
+pub trait KolenPollack<L>: Sync {
+    /// The feedback tensors at their initial values drawn from `seed`.
+    fn init_feedback(&self, seed: u64) -> Params;
+    /// For each weight a feedback tensor stands in for, that weight's update transposed
+    /// (`update` has the layout of the system's parameters).
+    fn transposed_update(&self, update: &Params) -> Params;
+    /// [`EquilibriumSystem::linearize`] with the feedback weights in place of the transposes:
+    /// its `vjp_at` and `second_order_at` are then the feedback path's.
+    fn linearize_with_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+        feedback: &Arc<Params>,
+    ) -> L;
+    /// `(f(phi), feedback-path product of w)` in one call.
+    fn field_and_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: &Arc<Params>,
+    ) -> (DMatrix<f64>, DMatrix<f64>);
+    /// The angle (degrees) between each feedback tensor and the transpose it stands in for.
+    fn feedback_angles(&self, feedback: &Params) -> Vec<f64>;
+    /// Indices of the parameters that decay with the feedback weights (spec 3.2).
+    fn decaying_params(&self) -> Vec<usize>;
+}
+
+/// LCP-LF (spec 3.3): the update takes the control of the non-loss rows as the rate change
+/// it causes.
+pub trait RateChange: Sync {
+    /// psi with its e rows replaced by the rate change (rate net: `s'(v) * e`).
+    fn rate_change(&self, phi: &DMatrix<f64>, psi: &DMatrix<f64>) -> DMatrix<f64>;
+}
