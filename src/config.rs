@@ -84,7 +84,8 @@ impl EbdConfig {
 }
 
 /// Network connectivity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Recurrent (dense W), reference "rnn".
@@ -156,7 +157,8 @@ impl Default for ControllerConfig {
 }
 
 /// The learning method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Least control with dynamic inversion (spec 3.1).
@@ -193,7 +195,8 @@ impl Method {
 }
 
 /// What training does with a sample whose controlled (or adjoint) solve did not converge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum OnUnconverged {
     /// Use the state reached, as the reference does at its iteration cap.
@@ -205,7 +208,8 @@ pub enum OnUnconverged {
 }
 
 /// Where the controlled relaxation starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlledStart {
     /// At the free equilibrium phi0 with the controller at rest: the controller switches on
@@ -240,7 +244,8 @@ impl Default for MethodConfig {
 }
 
 /// Learning-rate schedule by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     Constant,

@@ -2,6 +2,7 @@
 pub mod activation;
 pub mod alignment;
 pub mod baselines;
+pub mod batch_study;
 pub mod check;
 pub mod config;
 pub mod data;
