@@ -55,7 +55,8 @@ pub type LfConfig = crate::learn::feedback::NoisyPhase;
 pub use crate::learn::energy::EbdConfig;
 
 /// Network connectivity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Recurrent (dense W), reference "rnn".
@@ -129,7 +130,8 @@ impl Default for ControllerConfig {
 pub use crate::learn::variant::{ControlledStart, Method};
 
 /// What training does with a sample whose controlled (or adjoint) solve did not converge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum OnUnconverged {
     /// Use the state reached, as the reference does at its iteration cap.
@@ -165,7 +167,8 @@ impl Default for MethodConfig {
 }
 
 /// Learning-rate schedule by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     Constant,

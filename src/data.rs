@@ -42,7 +42,8 @@ pub const MNIST_FILES: [&str; 4] = [
 ];
 
 /// Where the training and test data come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DataSource {
     /// scikit-learn's 8x8 handwritten digits (1,797 samples, 64 inputs, 10 classes).

@@ -4,6 +4,7 @@
 //! vector field) -> control (the controlled system, psi) -> learn (plasticity, variants,
 //! gradient baselines) -> optim -> config -> data -> train -> studies, io, plot, sweep.
 pub mod alignment;
+pub mod batch_study;
 pub mod check;
 pub mod config;
 pub mod control;

@@ -9,17 +9,13 @@ use cli::{
     ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs, SimulateArgs,
     SweepCommand, ThroughputArgs, TrainArgs,
 };
+use lcsim::batch_study::{equilibrium_arrays, write_batch_study, BatchMethod, BatchSettings};
 use lcsim::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::config::Config;
-use lcsim::control::relax;
 use lcsim::control::{CoupledSystem, Objective};
 use lcsim::error::{LcsimError, Result};
-use lcsim::interop::{load_inputs, load_params, load_targets, npy_from_matrix};
-use lcsim::learn::plasticity::{control_magnitude, least_control_update};
-use lcsim::learn::rbp::rbp_gradient;
-use lcsim::npz::{write_npz, NpyArray};
-use lcsim::run::{draw_run_figures, RunDir, Summary};
-use lcsim::solve::{solve_batch, BatchSteadyState};
+use lcsim::interop::{load_inputs, load_params, load_targets};
+use lcsim::run::{draw_run_figures, RunDir};
 use lcsim::system::rate::RateNetwork;
 use lcsim::train::{load_split, BatchProgress, Observer, Outcome, TrainingState};
 use nalgebra::DMatrix;
@@ -236,136 +232,35 @@ fn equilibrium(args: &EquilibriumArgs) -> Result<ExitCode> {
             ));
         }
     }
-    let objective = Objective::new(args.loss.loss, args.loss.loss_scale, x.ncols());
-    let free = CoupledSystem::new(
-        &net,
-        x.clone(),
-        t.clone(),
-        objective.clone(),
-        args.dynamics.tau_v,
-        None,
-    )?;
-
-    let mut out: Vec<(String, NpyArray)> = Vec::new();
-    let n_h = net.n_h();
-    let free_solve = relax(&free, &opts);
-    let phi0 = free.phi(&free_solve.states);
-    push_rows(&mut out, "free_v", &phi0.rows(0, n_h).into_owned());
-    push_rows(&mut out, "free_y", &phi0.rows(n_h, net.n_y()).into_owned());
-    push_records(&mut out, "free", &free_solve);
-    out.push(("free_loss".into(), vector(&free.losses(&phi0))));
-    summarize("free", &free_solve);
-
-    if args.method != EquilibriumMethod::Free {
-        let (grad, adjoints) = rbp_gradient(&free, &phi0, &opts);
-        push_params(&mut out, "rbp_", &net, &grad);
-        push_records(&mut out, "adjoint", &adjoints);
-        summarize("adjoint (RBP)", &adjoints);
-    }
-    if args.method == EquilibriumMethod::LcpDi {
-        let controlled = CoupledSystem::new(
-            &net,
-            x,
-            t,
-            objective.clone(),
-            args.dynamics.tau_v,
-            Some(controller),
-        )?;
-        let solve = solve_batch(&controlled, &controlled.state_with_phi(&phi0)?, &opts);
-        let z = &solve.states;
-        let psi = controlled.control(z);
-        let rows = |r: std::ops::Range<usize>| z.rows_range(r).into_owned();
-        push_rows(&mut out, "v", &rows(0..n_h));
-        push_rows(&mut out, "y", &rows(controlled.loss_rows()));
-        push_rows(&mut out, "u_i", &rows(controlled.integral_rows()));
-        push_rows(
-            &mut out,
-            "u",
-            &psi.rows_range(controlled.loss_rows()).into_owned(),
-        );
-        push_rows(&mut out, "e", &rows(controlled.control_rows()));
-        push_records(&mut out, "controlled", &solve);
-        let h = control_magnitude(&controlled, z);
-        out.push(("H".into(), vector(&h)));
-        push_params(
-            &mut out,
-            "lcp_",
-            &net,
-            &least_control_update(&controlled, z),
-        );
-        summarize("controlled (LCP-DI)", &solve);
-        println!(
-            "  mean H = 1/2 |psi*|^2: {:.6e}",
-            h.iter().sum::<f64>() / h.len() as f64
-        );
-    }
-    let refs: Vec<(&str, &NpyArray)> = out.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    write_npz(&args.out, &refs)?;
-    println!("wrote {} arrays to {}", out.len(), args.out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Stores an n x B state block as (B, n): one sample per row.
-fn push_rows(out: &mut Vec<(String, NpyArray)>, name: &str, m: &DMatrix<f64>) {
-    out.push((name.into(), npy_from_matrix(&m.transpose(), false)));
-}
-
-fn vector(values: &[f64]) -> NpyArray {
-    NpyArray {
-        shape: vec![values.len()],
-        data: values.to_vec(),
-    }
-}
-
-fn push_params(
-    out: &mut Vec<(String, NpyArray)>,
-    prefix: &str,
-    net: &RateNetwork,
-    p: &lcsim::system::params::Params,
-) {
-    for (n, m) in net.named_arrays_of(p) {
-        out.push((format!("{prefix}{n}"), npy_from_matrix(&m, true)));
-    }
-}
-
-/// Per-sample solver records: converged (0/1), residual, time, steps, RHS and JVP
-/// evaluations, and fallback (1 when the fallback integrator produced the state).
-fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteadyState) {
-    let col = |f: &dyn Fn(&lcsim::solve::SteadyState) -> f64| {
-        vector(&b.records.iter().map(f).collect::<Vec<_>>())
+    let method = match args.method {
+        EquilibriumMethod::LcpDi => BatchMethod::LcpDi,
+        EquilibriumMethod::Free => BatchMethod::Free,
+        EquilibriumMethod::Rbp => BatchMethod::Rbp,
     };
-    out.push((
-        format!("{prefix}_converged"),
-        col(&|r| r.converged() as u8 as f64),
-    ));
-    out.push((format!("{prefix}_residual"), col(&|r| r.residual)));
-    out.push((format!("{prefix}_time"), col(&|r| r.time)));
-    out.push((format!("{prefix}_steps"), col(&|r| r.steps as f64)));
-    out.push((format!("{prefix}_rhs_evals"), col(&|r| r.rhs_evals as f64)));
-    out.push((format!("{prefix}_jvp_evals"), col(&|r| r.jvp_evals as f64)));
-    out.push((
-        format!("{prefix}_fallback"),
-        col(&|r| r.fallback_from.is_some() as u8 as f64),
-    ));
-}
-
-fn summarize(what: &str, b: &BatchSteadyState) {
-    let mut counts = std::collections::BTreeMap::new();
-    for r in &b.records {
-        *counts.entry(r.termination.name()).or_insert(0usize) += 1;
+    let settings = BatchSettings {
+        method,
+        objective: Objective::new(args.loss.loss, args.loss.loss_scale, x.ncols()),
+        tau_v: args.dynamics.tau_v,
+        controller,
+        solver: opts,
+    };
+    let study = equilibrium_arrays(&net, &x, &t, &settings)?;
+    for (what, s) in &study.solves {
+        println!(
+            "{what}: {} samples, {:?}, max residual {:.3e}, mean steps {:.1}, {} by the fallback integrator",
+            s.samples, s.terminations, s.max_residual, s.mean_steps, s.fallbacks
+        );
     }
-    let fallbacks = b
-        .records
-        .iter()
-        .filter(|r| r.fallback_from.is_some())
-        .count();
+    if let Some(h) = study.mean_h {
+        println!("  mean H = 1/2 |psi*|^2: {h:.6e}");
+    }
+    write_batch_study(&args.out, &study)?;
     println!(
-        "{what}: {} samples, {:?}, max residual {:.3e}, mean steps {:.1}, {fallbacks} by the fallback integrator",
-        b.records.len(),
-        counts,
-        b.max_residual(),
-        b.mean_steps()
+        "wrote {} arrays to {}",
+        study.arrays.len(),
+        args.out.display()
     );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Progress bar, per-epoch line and checkpoint after every epoch.
@@ -575,40 +470,20 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
-    // A figure that cannot be drawn must not keep a trained run from finishing.
-    let figures = if config.output.figures {
-        draw_run_figures(&run, &state.history, config.output.figure_format).unwrap_or_else(|e| {
-            eprintln!(
-                "warning: figures not drawn ({e}); retry with `lcsim plot {}`",
-                run.path.display()
-            );
-            Vec::new()
-        })
-    } else {
-        Vec::new()
-    };
-    let last = state.history.last().cloned();
-    let summary = Summary {
-        lcsim_version: env!("CARGO_PKG_VERSION").into(),
-        run: run
-            .path
-            .file_name()
-            .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned()),
-        method: config.method.name.name().into(),
-        epochs: state.epochs_done(),
-        final_test_loss: last.as_ref().map_or(f64::NAN, |m| m.test_loss),
-        final_test_accuracy: last.as_ref().map_or(f64::NAN, |m| m.test_accuracy),
-        final_mean_h: last.as_ref().map_or(f64::NAN, |m| m.mean_h),
-        total_wall_time_s: state.history.iter().map(|m| m.wall_time_s).sum(),
-        figures: figures.clone(),
-    };
-    run.finish(&state, &summary)?;
+    let finished = lcsim::run::finish_run(&run, &config, &state)?;
+    if let Some(e) = &finished.figure_error {
+        eprintln!(
+            "warning: figures not drawn ({e}); retry with `lcsim plot {}`",
+            run.path.display()
+        );
+    }
+    let (summary, figures) = (&finished.summary, &finished.summary.figures);
     println!(
         "done: test accuracy {:.4}, test loss {:.4} after {} epochs",
         summary.final_test_accuracy, summary.final_test_loss, summary.epochs
     );
     println!("results: {}", run.path.display());
-    for f in &figures {
+    for f in figures {
         println!("figure:  {}", run.path.join(f).display());
     }
     Ok(ExitCode::SUCCESS)

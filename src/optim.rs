@@ -22,7 +22,8 @@ use crate::error::{
 use crate::system::params::Params;
 
 /// Which update rule to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// `torch.optim.SGD` (with `momentum`, `weight_decay`; no dampening, no Nesterov).

@@ -402,3 +402,45 @@ pub fn draw_run_figures(
         .map(|p| p.strip_prefix(&run.path).unwrap_or(p).display().to_string())
         .collect())
 }
+
+/// A finished run: its summary and, when the figures could not be drawn, why.
+#[derive(Debug)]
+pub struct FinishedRun {
+    pub summary: Summary,
+    /// The figures were not drawn (the run is finished all the same; `lcsim plot` retries).
+    pub figure_error: Option<LcsimError>,
+}
+
+/// Finishes a trained run: draws its figures (when `output.figures`; a figure that cannot be
+/// drawn does not keep the run from finishing), writes params.npz, feedback.npz and, last,
+/// summary.json, which marks the run finished.
+pub fn finish_run(run: &RunDir, config: &Config, state: &TrainingState) -> Result<FinishedRun> {
+    let (figures, figure_error) = if config.output.figures {
+        match draw_run_figures(run, &state.history, config.output.figure_format) {
+            Ok(f) => (f, None),
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    let last = state.history.last().cloned();
+    let summary = Summary {
+        lcsim_version: env!("CARGO_PKG_VERSION").into(),
+        run: run
+            .path
+            .file_name()
+            .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned()),
+        method: config.method.name.name().into(),
+        epochs: state.epochs_done(),
+        final_test_loss: last.as_ref().map_or(f64::NAN, |m| m.test_loss),
+        final_test_accuracy: last.as_ref().map_or(f64::NAN, |m| m.test_accuracy),
+        final_mean_h: last.as_ref().map_or(f64::NAN, |m| m.mean_h),
+        total_wall_time_s: state.history.iter().map(|m| m.wall_time_s).sum(),
+        figures,
+    };
+    run.finish(state, &summary)?;
+    Ok(FinishedRun {
+        summary,
+        figure_error,
+    })
+}

@@ -12,6 +12,7 @@
 //! It implements no second-order term, so the controlled Jacobian's is a central difference.
 
 use lcsim::config::{Config, Method};
+use lcsim::control::LossScale;
 use lcsim::control::{free_equilibrium, ControllerSettings, CoupledSystem, Objective};
 use lcsim::data::{Dataset, Split};
 use lcsim::learn::plasticity::{least_control_update, relaxed_energy};
@@ -22,7 +23,6 @@ use lcsim::system::loss::Loss;
 use lcsim::system::params::Params;
 use lcsim::system::{ControlEntry, EquilibriumSystem};
 use lcsim::train::{train, Observer, TrainingState};
-use lcsim::control::LossScale;
 use nalgebra::DMatrix;
 use std::ops::Range;
 use std::sync::atomic::AtomicBool;
@@ -89,7 +89,12 @@ impl EquilibriumSystem for InnerProblem {
         }
         f
     }
-    fn linearize(&self, phi: &DMatrix<f64>, _x: &DMatrix<f64>, _psi: Option<&DMatrix<f64>>) -> Curvature {
+    fn linearize(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        _psi: Option<&DMatrix<f64>>,
+    ) -> Curvature {
         Curvature(phi.map(|p| 1.0 / p.cosh().powi(2)))
     }
     fn jvp_at(&self, lin: &Curvature, dphi: &DMatrix<f64>) -> DMatrix<f64> {
@@ -145,13 +150,25 @@ fn controlled<'m>(
     alpha: f64,
 ) -> CoupledSystem<'m, InnerProblem> {
     let objective = Objective::new(Loss::SquaredError, LossScale::BatchMean, x.ncols());
-    CoupledSystem::new(sys, x.clone(), t.clone(), objective, 1.0, Some(controller(alpha))).unwrap()
+    CoupledSystem::new(
+        sys,
+        x.clone(),
+        t.clone(),
+        objective,
+        1.0,
+        Some(controller(alpha)),
+    )
+    .unwrap()
 }
 
 /// The controlled equilibrium from phi0 by the flow (Tsit45).
 fn controlled_equilibrium(c: &CoupledSystem<'_, InnerProblem>) -> DMatrix<f64> {
     let (phi0, _) = free_equilibrium(&c.free(), &opts(SolverMethod::Tsit45));
-    let s = solve_batch(c, &c.state_with_phi(&phi0).unwrap(), &opts(SolverMethod::Tsit45));
+    let s = solve_batch(
+        c,
+        &c.state_with_phi(&phi0).unwrap(),
+        &opts(SolverMethod::Tsit45),
+    );
     assert!(s.records.iter().all(|r| r.converged()), "{:?}", s.records);
     s.states
 }
@@ -184,7 +201,11 @@ fn every_solver_finds_the_flow_equilibrium() {
     for method in SolverMethod::ALL {
         let s = solve_batch(&c, &z0, &opts(method));
         let err = (&s.states - &reference).amax();
-        assert!(err < 1e-6, "{method:?}: {err} {:?}", s.records[0].termination);
+        assert!(
+            err < 1e-6,
+            "{method:?}: {err} {:?}",
+            s.records[0].termination
+        );
         assert!(s.records.iter().all(|r| r.converged()), "{method:?}");
     }
 }
@@ -200,7 +221,10 @@ fn controlled_jacobian_matches_finite_differences() {
     let h = 1e-6;
     let fd = (c.residual(&(&z + &dz * h)) - c.residual(&(&z - &dz * h))) / (2.0 * h);
     let exact = VectorField::residual_jvp(&c, &z, &dz);
-    assert!((&fd - &exact).amax() < 1e-6 * (1.0 + fd.amax()), "{fd} vs {exact}");
+    assert!(
+        (&fd - &exact).amax() < 1e-6 * (1.0 + fd.amax()),
+        "{fd} vs {exact}"
+    );
 }
 
 /// `H_alpha(theta) = combine * sum_samples min_phi E_alpha` at the controlled equilibrium.
@@ -228,7 +252,11 @@ fn least_control_update_is_the_finite_difference_gradient_of_h_alpha() {
         let fd = (at(step) - at(-step)) / (2.0 * step);
         let lcp = update.tensor(0)[(i, 0)];
         // Delta theta = -grad H_alpha (spec 2.1).
-        assert!((lcp + fd).abs() <= 1e-6 * (1.0 + fd.abs()), "theta_{i}: {lcp} vs {}", -fd);
+        assert!(
+            (lcp + fd).abs() <= 1e-6 * (1.0 + fd.abs()),
+            "theta_{i}: {lcp} vs {}",
+            -fd
+        );
     }
 }
 
@@ -251,7 +279,10 @@ fn weak_control_aligns_with_the_implicit_gradient() {
         };
         let fd = (at(step) - at(-step)) / (2.0 * step);
         let g = gradient.tensor(0)[(i, 0)];
-        assert!((g - fd).abs() <= 1e-6 * (1.0 + fd.abs()), "theta_{i}: {g} vs {fd}");
+        assert!(
+            (g - fd).abs() <= 1e-6 * (1.0 + fd.abs()),
+            "theta_{i}: {g} vs {fd}"
+        );
     }
     let mut cosines = Vec::new();
     for alpha in [0.1, 10.0, 1000.0] {
@@ -305,5 +336,10 @@ fn the_training_loop_trains_the_second_system() {
     assert!(last.fraction_unconverged == 0.0);
     // Learning drives H and the loss of the free equilibrium down (spec 2).
     assert!(last.mean_h < 0.7 * first.mean_h, "{:?}", seen.0);
-    assert!(last.test_loss < first.test_loss, "{} vs {}", last.test_loss, first.test_loss);
+    assert!(
+        last.test_loss < first.test_loss,
+        "{} vs {}",
+        last.test_loss,
+        first.test_loss
+    );
 }

@@ -104,7 +104,8 @@ impl ControllerSettings {
 }
 
 /// How a batch's loss is scaled and its per-sample results combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LossScale {
     /// The reference: the loss is the batch mean, so each sample's controller is driven by

@@ -113,7 +113,8 @@ impl<M: EquilibriumSystem> VectorField for EnergyDescent<'_, M> {
 }
 
 /// How LCP-EBD descends `E_alpha`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum EnergyDescentMethod {
     /// The gradient flow `tau_v dphi/dt = -grad E_alpha`, solved by `[solver]`.

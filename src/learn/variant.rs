@@ -23,7 +23,8 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 /// The learning method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Least control with dynamic inversion (spec 3.1).
@@ -60,7 +61,8 @@ impl Method {
 }
 
 /// Where the controlled relaxation starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlledStart {
     /// At the free equilibrium phi0 with the controller at rest: the controller switches on

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The rate nonlinearity `s` of the network (spec 1.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// s(v) = tanh(v) (reference setting).

@@ -46,7 +46,8 @@ pub trait VectorField: Sync {
 }
 
 /// How the ODE is integrated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverMethod {
     /// Fixed-step forward Euler, `z += dt * r(z) / tau` (with dt = 1, tau = 1: the reference iteration).
@@ -67,7 +68,7 @@ pub enum SolverMethod {
     /// Adam on the state along a gradient (LCP-EBD's reference descent, chosen by
     /// `ebd.descent = "adam"`): appears in records, never as `solver.method`.
     #[serde(skip)]
-    #[value(skip)]
+    #[cfg_attr(feature = "cli", value(skip))]
     AdamOnState,
 }
 
@@ -169,7 +170,8 @@ pub struct SteadyStateOptions {
 }
 
 /// The integrator that re-solves samples an accelerated solver could not settle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Fallback {
     /// Keep the failed record.

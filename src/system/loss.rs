@@ -54,7 +54,8 @@ impl StateLoss for Loss {
 }
 
 /// The loss `L(y, target)` of one sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Loss {
     /// Cross-entropy of softmax(y) against a target distribution (one-hot labels).

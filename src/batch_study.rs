@@ -1,0 +1,201 @@
+//! One batch of saved parameters and data (`lcsim equilibrium`): the free (and controlled)
+//! equilibria, LCP-DI updates and RBP gradients as named arrays, the layout of R.npz.
+//!
+//! ```text
+//! free_v, free_y (B, n)   free equilibrium        free_loss (B,)   L(phi0) per sample
+//! rbp_<P>                  RBP gradient            adjoint_*        adjoint solver records
+//! v, y, u_i, u, e (B, n)   controlled equilibrium  H (B,)           1/2 |psi*|^2 per sample
+//! lcp_<P>                  LCP-DI update           <stage>_converged, _residual, _time, _steps,
+//!                                                  _rhs_evals, _jvp_evals, _fallback
+//! ```
+
+use crate::control::relax;
+use crate::control::{ControllerSettings, CoupledSystem, Objective};
+use crate::error::Result;
+use crate::interop::npy_from_matrix;
+use crate::learn::plasticity::{control_magnitude, least_control_update};
+use crate::learn::rbp::rbp_gradient;
+use crate::npz::{write_npz, NpyArray};
+use crate::solve::{solve_batch, BatchSteadyState, SteadyState, SteadyStateOptions};
+use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
+use nalgebra::DMatrix;
+use std::path::Path;
+
+/// What [`equilibrium_arrays`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchMethod {
+    /// Free and LCP-DI controlled equilibria, LCP updates and RBP gradients.
+    LcpDi,
+    /// The free equilibrium only.
+    Free,
+    /// The free equilibrium and the RBP gradient.
+    Rbp,
+}
+
+/// How the batch is relaxed.
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    pub method: BatchMethod,
+    pub objective: Objective,
+    pub tau_v: f64,
+    pub controller: ControllerSettings,
+    pub solver: SteadyStateOptions,
+}
+
+/// The named arrays of one batch and a summary of each solve.
+#[derive(Clone, Debug)]
+pub struct BatchStudy {
+    /// In the order they are written.
+    pub arrays: Vec<(String, NpyArray)>,
+    /// Each solve by stage: "free", "adjoint (RBP)", "controlled (LCP-DI)".
+    pub solves: Vec<(String, SolveSummary)>,
+    /// Mean of H = 1/2 |psi*|^2 over the batch (LCP-DI only).
+    pub mean_h: Option<f64>,
+}
+
+/// How the samples of one batched solve ended.
+#[derive(Clone, Debug)]
+pub struct SolveSummary {
+    pub samples: usize,
+    /// Samples per termination name.
+    pub terminations: std::collections::BTreeMap<&'static str, usize>,
+    pub max_residual: f64,
+    pub mean_steps: f64,
+    /// Samples produced by the fallback integrator.
+    pub fallbacks: usize,
+}
+
+impl SolveSummary {
+    pub fn of(b: &BatchSteadyState) -> Self {
+        let mut terminations = std::collections::BTreeMap::new();
+        for r in &b.records {
+            *terminations.entry(r.termination.name()).or_insert(0usize) += 1;
+        }
+        SolveSummary {
+            samples: b.records.len(),
+            terminations,
+            max_residual: b.max_residual(),
+            mean_steps: b.mean_steps(),
+            fallbacks: b
+                .records
+                .iter()
+                .filter(|r| r.fallback_from.is_some())
+                .count(),
+        }
+    }
+}
+
+/// The arrays of one batch (inputs n_x x B, targets n_y x B) on `net` (see the module doc).
+pub fn equilibrium_arrays(
+    net: &RateNetwork,
+    x: &DMatrix<f64>,
+    t: &DMatrix<f64>,
+    s: &BatchSettings,
+) -> Result<BatchStudy> {
+    let opts = &s.solver;
+    let free = CoupledSystem::new(
+        net,
+        x.clone(),
+        t.clone(),
+        s.objective.clone(),
+        s.tau_v,
+        None,
+    )?;
+    let mut out: Vec<(String, NpyArray)> = Vec::new();
+    let mut solves = Vec::new();
+    let mut mean_h = None;
+    let n_h = net.n_h();
+    let free_solve = relax(&free, opts);
+    let phi0 = free.phi(&free_solve.states);
+    push_rows(&mut out, "free_v", &phi0.rows(0, n_h).into_owned());
+    push_rows(&mut out, "free_y", &phi0.rows(n_h, net.n_y()).into_owned());
+    push_records(&mut out, "free", &free_solve);
+    out.push(("free_loss".into(), vector(&free.losses(&phi0))));
+    solves.push(("free".to_string(), SolveSummary::of(&free_solve)));
+
+    if s.method != BatchMethod::Free {
+        let (grad, adjoints) = rbp_gradient(&free, &phi0, opts);
+        push_params(&mut out, "rbp_", net, &grad);
+        push_records(&mut out, "adjoint", &adjoints);
+        solves.push(("adjoint (RBP)".to_string(), SolveSummary::of(&adjoints)));
+    }
+    if s.method == BatchMethod::LcpDi {
+        let controlled = CoupledSystem::new(
+            net,
+            x.clone(),
+            t.clone(),
+            s.objective.clone(),
+            s.tau_v,
+            Some(s.controller),
+        )?;
+        let solve = solve_batch(&controlled, &controlled.state_with_phi(&phi0)?, opts);
+        let z = &solve.states;
+        let psi = controlled.control(z);
+        let rows = |r: std::ops::Range<usize>| z.rows_range(r).into_owned();
+        push_rows(&mut out, "v", &rows(0..n_h));
+        push_rows(&mut out, "y", &rows(controlled.loss_rows()));
+        push_rows(&mut out, "u_i", &rows(controlled.integral_rows()));
+        push_rows(
+            &mut out,
+            "u",
+            &psi.rows_range(controlled.loss_rows()).into_owned(),
+        );
+        push_rows(&mut out, "e", &rows(controlled.control_rows()));
+        push_records(&mut out, "controlled", &solve);
+        let h = control_magnitude(&controlled, z);
+        out.push(("H".into(), vector(&h)));
+        push_params(&mut out, "lcp_", net, &least_control_update(&controlled, z));
+        solves.push(("controlled (LCP-DI)".to_string(), SolveSummary::of(&solve)));
+        mean_h = Some(h.iter().sum::<f64>() / h.len() as f64);
+    }
+    Ok(BatchStudy {
+        arrays: out,
+        solves,
+        mean_h,
+    })
+}
+
+/// Writes the arrays to one .npz file, atomically.
+pub fn write_batch_study(path: &Path, study: &BatchStudy) -> Result<()> {
+    let refs: Vec<(&str, &NpyArray)> = study.arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    Ok(write_npz(path, &refs)?)
+}
+
+/// Stores an n x B state block as (B, n): one sample per row.
+fn push_rows(out: &mut Vec<(String, NpyArray)>, name: &str, m: &DMatrix<f64>) {
+    out.push((name.into(), npy_from_matrix(&m.transpose(), false)));
+}
+
+fn vector(values: &[f64]) -> NpyArray {
+    NpyArray {
+        shape: vec![values.len()],
+        data: values.to_vec(),
+    }
+}
+
+fn push_params(out: &mut Vec<(String, NpyArray)>, prefix: &str, net: &RateNetwork, p: &Params) {
+    for (n, m) in net.named_arrays_of(p) {
+        out.push((format!("{prefix}{n}"), npy_from_matrix(&m, true)));
+    }
+}
+
+/// Per-sample solver records: converged (0/1), residual, time, steps, RHS and JVP
+/// evaluations, and fallback (1 when the fallback integrator produced the state).
+fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteadyState) {
+    let col =
+        |f: &dyn Fn(&SteadyState) -> f64| vector(&b.records.iter().map(f).collect::<Vec<_>>());
+    out.push((
+        format!("{prefix}_converged"),
+        col(&|r| r.converged() as u8 as f64),
+    ));
+    out.push((format!("{prefix}_residual"), col(&|r| r.residual)));
+    out.push((format!("{prefix}_time"), col(&|r| r.time)));
+    out.push((format!("{prefix}_steps"), col(&|r| r.steps as f64)));
+    out.push((format!("{prefix}_rhs_evals"), col(&|r| r.rhs_evals as f64)));
+    out.push((format!("{prefix}_jvp_evals"), col(&|r| r.jvp_evals as f64)));
+    out.push((
+        format!("{prefix}_fallback"),
+        col(&|r| r.fallback_from.is_some() as u8 as f64),
+    ));
+}
