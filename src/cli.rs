@@ -4,8 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lcsim::control::{ControllerSettings, LossScale};
 use lcsim::error::{invalid, Result};
 use lcsim::numerics::activation::Activation;
-use lcsim::simulate::{SimulationSettings, SplitChoice};
 use lcsim::solve::{SolverMethod, SteadyStateOptions};
+use lcsim::studies::simulate::{SimulationSettings, SplitChoice};
 use lcsim::system::loss::Loss;
 use lcsim::system::rate::Topology;
 use std::path::PathBuf;
@@ -598,7 +598,7 @@ impl AlignArgs {
             })?;
             values.push(v);
         }
-        lcsim::alignment::validate_alphas("--alphas", &values)
+        lcsim::studies::alignment::validate_alphas("--alphas", &values)
     }
 
     /// The validated variants of the untrained network (distinct, least-control).

@@ -38,7 +38,7 @@ pub enum LcsimError {
     },
     /// Reading or writing a .npy/.npz file failed.
     #[error(transparent)]
-    Npy(#[from] crate::npz::NpyError),
+    Npy(#[from] crate::io::npz::NpyError),
     /// Any other I/O failure.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -9,13 +9,15 @@ use cli::{
     ConfigArgs, EquilibriumArgs, EquilibriumMethod, ModelKind, PlotArgs, SimulateArgs,
     SweepCommand, ThroughputArgs, TrainArgs,
 };
-use lcsim::batch_study::{equilibrium_arrays, write_batch_study, BatchMethod, BatchSettings};
-use lcsim::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::config::Config;
 use lcsim::control::{CoupledSystem, Objective};
 use lcsim::error::{LcsimError, Result};
-use lcsim::interop::{load_inputs, load_params, load_targets};
+use lcsim::io::interop::{load_inputs, load_params, load_targets};
 use lcsim::run::{draw_run_figures, RunDir};
+use lcsim::studies::batch_study::{
+    equilibrium_arrays, write_batch_study, BatchMethod, BatchSettings,
+};
+use lcsim::studies::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::system::rate::RateNetwork;
 use lcsim::train::{load_split, BatchProgress, Observer, Outcome, TrainingState};
 use nalgebra::DMatrix;
@@ -106,7 +108,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// A table of per-tensor relative errors with its maximum and verdict.
-fn print_errors(errors: &[lcsim::check::TensorError], max: f64, tol: f64, passed: bool) {
+fn print_errors(errors: &[lcsim::studies::check::TensorError], max: f64, tol: f64, passed: bool) {
     println!("    {:<8} {:>12}", "tensor", "rel. error");
     for e in errors {
         println!("    {:<8} {:>12.3e}", e.name, e.rel_error);
@@ -288,7 +290,11 @@ impl Observer for CliObserver {
         }
     }
 
-    fn on_epoch(&mut self, state: &TrainingState, m: &lcsim::metrics::EpochMetrics) -> Result<()> {
+    fn on_epoch(
+        &mut self,
+        state: &TrainingState,
+        m: &lcsim::io::metrics::EpochMetrics,
+    ) -> Result<()> {
         self.run.save_epoch(state)?;
         let line = format!(
             "epoch {:>3}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
@@ -503,7 +509,7 @@ fn show_config(args: &ConfigArgs) -> Result<ExitCode> {
 
 fn plot(args: &PlotArgs) -> Result<ExitCode> {
     let (run, config) = RunDir::open(&args.run_dir)?;
-    let rows = lcsim::metrics::read_csv(&run.path.join("metrics.csv"))?;
+    let rows = lcsim::io::metrics::read_csv(&run.path.join("metrics.csv"))?;
     for f in draw_run_figures(
         &run,
         &rows,
@@ -546,7 +552,7 @@ fn simulated_network(
         if params.is_file() {
             let net = load_params(&params, layered, config.model.activation)?;
             if let Some(layout) = &feedback {
-                feedback = Some(lcsim::interop::load_feedback(
+                feedback = Some(lcsim::io::interop::load_feedback(
                     &run.path.join("feedback.npz"),
                     layout,
                 )?);
@@ -600,7 +606,7 @@ fn simulated_network(
 }
 
 fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
-    use lcsim::simulate::{
+    use lcsim::studies::simulate::{
         ensure_new, simulate_dataset_samples, simulation_path, validate_name, write_simulation,
         Provenance,
     };
@@ -668,7 +674,7 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
     let written =
         write_simulation(&dir, &config, &sim, &provenance).map_err(rename_simulate_field)?;
     let last = sim.times.len() - 1;
-    let ended = |r: &Option<lcsim::simulate::SegmentRecord>| {
+    let ended = |r: &Option<lcsim::studies::simulate::SegmentRecord>| {
         r.as_ref()
             .map_or("not run".to_string(), |r| match r.termination {
                 lcsim::solve::Termination::Converged => "settled".to_string(),
@@ -1018,7 +1024,7 @@ fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
 
 /// The alignment study (see `lcsim align --help`).
 fn align(args: &AlignArgs) -> Result<ExitCode> {
-    use lcsim::alignment::{alignment_csv, alignment_curve, draw_alignment, Subject};
+    use lcsim::studies::alignment::{alignment_csv, alignment_curve, draw_alignment, Subject};
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     // Validate everything before any work or any file.
     let config = Config::load(args.source.config.as_deref(), &args.source.overrides)?;
@@ -1263,7 +1269,7 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
             ));
         }
         let (run, config) = RunDir::open(dir)?;
-        let rows = lcsim::metrics::read_csv(&metrics)?;
+        let rows = lcsim::io::metrics::read_csv(&metrics)?;
         if rows.is_empty() || !rows.iter().any(|r| r.mean_h.is_finite()) {
             return Err(lcsim::error::invalid(
                 "RUN_DIR",
@@ -1283,7 +1289,7 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
         runs.push((run, config, name, rows));
     }
     create_out_dir("--out", &args.out)?;
-    let panels: Vec<(String, Vec<lcsim::metrics::EpochMetrics>)> = runs
+    let panels: Vec<(String, Vec<lcsim::io::metrics::EpochMetrics>)> = runs
         .iter()
         .map(|(_, c, name, rows)| {
             let method = c.method.name.name();
@@ -1325,13 +1331,13 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
         "acc last"
     );
     for (run, config, name, rows) in &runs {
-        let first_finite = |f: fn(&lcsim::metrics::EpochMetrics) -> f64| {
+        let first_finite = |f: fn(&lcsim::io::metrics::EpochMetrics) -> f64| {
             rows.iter()
                 .map(f)
                 .find(|v| v.is_finite())
                 .unwrap_or(f64::NAN)
         };
-        let last_finite = |f: fn(&lcsim::metrics::EpochMetrics) -> f64| {
+        let last_finite = |f: fn(&lcsim::io::metrics::EpochMetrics) -> f64| {
             rows.iter()
                 .rev()
                 .map(f)

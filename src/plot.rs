@@ -17,7 +17,7 @@
 //! used as given (see [`FigureFormat::extension`] for the conventional extension).
 
 use crate::error::{invalid, LcsimError, Result};
-use crate::metrics::EpochMetrics;
+use crate::io::metrics::EpochMetrics;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;

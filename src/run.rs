@@ -12,9 +12,9 @@
 
 use crate::config::Config;
 use crate::error::{invalid, LcsimError, Result};
-use crate::interop::{matrix_from_npy, npy_from_matrix, save_params};
-use crate::metrics::{read_csv, to_csv, EpochMetrics};
-use crate::npz::{read_npz, write_npz, NpyArray};
+use crate::io::interop::{matrix_from_npy, npy_from_matrix, save_params};
+use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
+use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
@@ -23,9 +23,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced to
-/// disk, then renamed over `path` ([`crate::npz::write_bytes_atomic`]).
+/// disk, then renamed over `path` ([`crate::io::npz::write_bytes_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(crate::npz::write_bytes_atomic(path, bytes)?)
+    Ok(crate::io::npz::write_bytes_atomic(path, bytes)?)
 }
 
 /// What summary.json holds.
@@ -317,7 +317,7 @@ impl RunDir {
                 "a finished run folder with params.npz",
             ));
         }
-        let net = crate::interop::load_params(&params, layered, config.model.activation)?;
+        let net = crate::io::interop::load_params(&params, layered, config.model.activation)?;
         let layout = TrainingState::new(config, net.n_x(), net.n_y(), 1)?.feedback;
         let Some(layout) = layout else {
             return Ok((net, None));

@@ -20,7 +20,7 @@
 
 use crate::config::{Config, KEY_DOCS};
 use crate::error::{invalid, LcsimError, Result};
-use crate::metrics::{read_csv, EpochMetrics};
+use crate::io::metrics::{read_csv, EpochMetrics};
 use crate::numerics::rng::Rng;
 use crate::plot::YScale;
 use crate::run::write_atomic;

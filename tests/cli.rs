@@ -2,9 +2,9 @@
 
 use lcsim::control::relax;
 use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
-use lcsim::interop::{npy_from_matrix, save_params};
+use lcsim::io::interop::{npy_from_matrix, save_params};
+use lcsim::io::npz::{read_npz, write_npy, write_npz, NpyArray};
 use lcsim::learn::plasticity::least_control_update;
-use lcsim::npz::{read_npz, write_npy, write_npz, NpyArray};
 use lcsim::numerics::activation::Activation;
 use lcsim::solve::{solve_batch, SteadyStateOptions};
 use lcsim::system::loss::one_hot;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use lcsim::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::control::relax;
 use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::error::LcsimError;
@@ -17,6 +16,7 @@ use lcsim::numerics::rng::Rng;
 use lcsim::solve::{
     newton_polish, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
 };
+use lcsim::studies::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::system::loss::{one_hot, Loss};
 use lcsim::system::params::Params;
 use lcsim::system::rate::{RateNetwork, Topology, B, C, D, D_BIAS, E, W};
@@ -1355,8 +1355,8 @@ fn params_file_round_trip_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     for (net, layered) in [(tiny_rnn(), false), (tiny_layered(), true)] {
         let path = dir.path().join(if layered { "ff.npz" } else { "rnn.npz" });
-        lcsim::interop::save_params(&path, &net).unwrap();
-        let back = lcsim::interop::load_params(&path, layered, net.activation()).unwrap();
+        lcsim::io::interop::save_params(&path, &net).unwrap();
+        let back = lcsim::io::interop::load_params(&path, layered, net.activation()).unwrap();
         assert_eq!(back.topology(), net.topology());
         // Exact in value (masked entries may come back as +0.0 where the net holds -0.0).
         assert_eq!(back.params(), net.params());

@@ -1,11 +1,11 @@
-//! Tests of `lcsim::npz`: round trips, NumPy-written fixtures (see
+//! Tests of `lcsim::io::npz`: round trips, NumPy-written fixtures (see
 //! tests/data/make_numpy_fixtures.py) and corrupt inputs.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use lcsim::npz::{
+use lcsim::io::npz::{
     npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NpyArray, NpyError,
 };
 

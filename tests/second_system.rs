@@ -311,7 +311,7 @@ impl Observer<InnerProblem> for Losses {
     fn on_epoch(
         &mut self,
         _state: &TrainingState<InnerProblem>,
-        m: &lcsim::metrics::EpochMetrics,
+        m: &lcsim::io::metrics::EpochMetrics,
     ) -> lcsim::error::Result<()> {
         self.0.push(m.mean_h);
         Ok(())

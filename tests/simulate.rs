@@ -6,14 +6,14 @@ use lcsim::config::Config;
 use lcsim::control::relax;
 use lcsim::control::CoupledSystem;
 use lcsim::data::Dataset;
-use lcsim::interop::save_params;
-use lcsim::npz::read_npy;
+use lcsim::io::interop::save_params;
+use lcsim::io::npz::read_npy;
 use lcsim::numerics::activation::Activation;
-use lcsim::simulate::{
+use lcsim::solve::{solve_batch, SolverMethod, SteadyStateOptions, Termination};
+use lcsim::studies::simulate::{
     simulate_dataset_samples, simulate_switch_on, simulation_objective, write_simulation,
     Provenance, SampleTrajectory, SimulationSettings, SplitChoice,
 };
-use lcsim::solve::{solve_batch, SolverMethod, SteadyStateOptions, Termination};
 use lcsim::system::rate::{RateNetwork, Topology};
 use lcsim::system::EquilibriumSystem;
 use lcsim::system::KolenPollack;
@@ -850,13 +850,13 @@ fn each_variant_is_simulated_with_its_own_controller() {
             assert!(max_abs_diff(&qu, &tr.e.columns(k, 1).into_owned()) < 1e-12);
         }
     }
-    let names: Vec<&str> = lcsim::simulate::simulation_arrays(&lf)
+    let names: Vec<&str> = lcsim::studies::simulate::simulation_arrays(&lf)
         .into_iter()
         .map(|(n, _)| n)
         .collect();
     assert!(names.contains(&"feedback_Q"));
     let kp = run("lcp-kp", Some(&net.init_feedback(2))).unwrap();
-    let names: Vec<&str> = lcsim::simulate::simulation_arrays(&kp)
+    let names: Vec<&str> = lcsim::studies::simulate::simulation_arrays(&kp)
         .into_iter()
         .map(|(n, _)| n)
         .collect();

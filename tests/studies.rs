@@ -1,12 +1,12 @@
 //! The two studies of issue 5 item 6: the alignment of each least-control variant's update
-//! with the RBP gradient against alpha (`lcsim align`, `lcsim::alignment`) and H with the
+//! with the RBP gradient against alpha (`lcsim align`, `lcsim::studies::alignment`) and H with the
 //! test loss over training across runs (`lcsim compare`), including bad input.
 
-use lcsim::alignment::{alignment_curve, compare_with_gradient, validate_alphas, Subject};
-use lcsim::check::{random_problem, CheckSettings};
 use lcsim::config::{Config, Method};
-use lcsim::metrics::{to_csv, EpochMetrics};
+use lcsim::io::metrics::{to_csv, EpochMetrics};
 use lcsim::solve::SteadyStateOptions;
+use lcsim::studies::alignment::{alignment_curve, compare_with_gradient, validate_alphas, Subject};
+use lcsim::studies::check::{random_problem, CheckSettings};
 use lcsim::system::params::Params;
 use lcsim::system::rate::{D, W};
 use lcsim::system::EquilibriumSystem;
@@ -33,7 +33,7 @@ fn curve(
     config: &Config,
     variant: Method,
     feedback: Option<&Params>,
-) -> lcsim::alignment::AlignmentCurve {
+) -> lcsim::studies::alignment::AlignmentCurve {
     let (net, x, t) = random_problem(&CheckSettings::default()).unwrap();
     let subject = Subject {
         network: "random".into(),

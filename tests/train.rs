@@ -1,7 +1,7 @@
 //! Configs, training, run folders and resume.
 
 use lcsim::config::{Config, KEY_DOCS};
-use lcsim::metrics::EpochMetrics;
+use lcsim::io::metrics::EpochMetrics;
 use lcsim::run::RunDir;
 use lcsim::system::EquilibriumSystem;
 use lcsim::train::{load_split, train, Observer, Outcome, TrainingState};
@@ -382,7 +382,7 @@ fn cli_train_writes_a_complete_run_folder_and_never_overwrites_one() {
         "{stdout}"
     );
     assert_eq!(
-        lcsim::metrics::read_csv(&run.join("metrics.csv"))
+        lcsim::io::metrics::read_csv(&run.join("metrics.csv"))
             .unwrap()
             .len(),
         2

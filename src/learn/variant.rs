@@ -1,5 +1,5 @@
 //! The four least-control variants of one batch (spec 3.1-3.4), built in one place for
-//! training ([`crate::train`]) and for the alignment study ([`crate::alignment`]): each
+//! training ([`crate::train`]) and for the alignment study ([`crate::studies::alignment`]): each
 //! variant's controlled system, its controlled equilibrium, the control psi* there and the
 //! update
 //!

@@ -7,13 +7,13 @@ use crate::config::{Config, Method, OnUnconverged};
 use crate::control::{free_equilibrium, CoupledSystem, Objective};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, Result};
+use crate::io::metrics::EpochMetrics;
 use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
     kolen_pollack_of,
 };
 use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
 use crate::learn::variant::ControlledEquilibrium;
-use crate::metrics::EpochMetrics;
 use crate::optim::Optimizer;
 use crate::solve::{BatchSteadyState, SolverMethod, SteadyStateOptions, Termination};
 use crate::system::params::Params;

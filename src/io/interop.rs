@@ -3,7 +3,7 @@
 //! batches with one sample per row, as NumPy and PyTorch store them.
 
 use crate::error::{ensure_finite, LcsimError, Result};
-use crate::npz::{read_npy, read_npz, write_npz, NpyArray};
+use crate::io::npz::{read_npy, read_npz, write_npz, NpyArray};
 use crate::numerics::activation::Activation;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;

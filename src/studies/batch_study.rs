@@ -12,10 +12,10 @@
 use crate::control::relax;
 use crate::control::{ControllerSettings, CoupledSystem, Objective};
 use crate::error::Result;
-use crate::interop::npy_from_matrix;
+use crate::io::interop::npy_from_matrix;
+use crate::io::npz::{write_npz, NpyArray};
 use crate::learn::plasticity::{control_magnitude, least_control_update};
 use crate::learn::rbp::rbp_gradient;
-use crate::npz::{write_npz, NpyArray};
 use crate::solve::{solve_batch, BatchSteadyState, SteadyState, SteadyStateOptions};
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;

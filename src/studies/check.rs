@@ -5,7 +5,6 @@
 //! B = W^T, G = D^T is LCP-DI; LCP-KP with random feedback and LCP-LF with a random Q
 //! have no exact reference, and their cosine to the LCP-DI update is reported.
 
-use crate::alignment::compare_with_gradient;
 use crate::control::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
 use crate::error::{ensure_positive, invalid, LcsimError, Result};
 use crate::learn::energy::EnergyDescent;
@@ -16,6 +15,7 @@ use crate::learn::rbp::{adjoint_system, gradient_from_adjoints, rbp_gradient};
 use crate::numerics::activation::Activation;
 use crate::numerics::rng::Rng;
 use crate::solve::{newton_polish, solve_batch, SteadyStateOptions, VectorField};
+use crate::studies::alignment::compare_with_gradient;
 use crate::system::loss::{one_hot, Loss};
 use crate::system::params::Params;
 use crate::system::rate::{RateNetwork, Topology};
@@ -127,7 +127,7 @@ impl CheckSettings {
         if self.batch == 0 {
             return Err(invalid("batch", 0, "an integer >= 1"));
         }
-        crate::alignment::validate_alphas("alphas", &self.alphas)?;
+        crate::studies::alignment::validate_alphas("alphas", &self.alphas)?;
         ensure_positive("fd_step", self.fd_step)?;
         ensure_positive("fd_tolerance", self.fd_tolerance)?;
         ensure_positive("dynamics.tau_v", self.tau_v)?;

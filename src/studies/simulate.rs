@@ -33,8 +33,8 @@ use crate::config::{Config, Method};
 use crate::control::{CoupledSystem, Objective};
 use crate::data::Dataset;
 use crate::error::{invalid, LcsimError, Result};
+use crate::io::npz::{write_npy, NpyArray};
 use crate::learn::energy::EnergyDescent;
-use crate::npz::{write_npy, NpyArray};
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
 use crate::run::write_atomic;
 use crate::solve::{solve_steady_state, SteadyState, SteadyStateOptions, Termination, VectorField};
@@ -724,7 +724,7 @@ pub fn simulation_arrays(sim: &Simulation) -> Vec<(&'static str, NpyArray)> {
             _ => "feedback_Q",
         };
         // Row-major (C order) like every other array here.
-        arrays.push((file, crate::interop::npy_from_matrix(m, true)));
+        arrays.push((file, crate::io::interop::npy_from_matrix(m, true)));
     }
     arrays
 }
