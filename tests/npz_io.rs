@@ -442,3 +442,111 @@ fn writes_replace_files_atomically_without_leftovers() {
         "no temporary files may remain"
     );
 }
+
+/// The bytes the hand-written writer (before npz.rs used npyz) produced for
+/// `write_npz(&[("x", [1.0, -2.0]), ("s", 0.25 as a 0-d array)])`: stored members,
+/// numpy's header layout, zip timestamps of 1980-01-01.
+const OLD_WRITER_NPZ_HEX: &str = "504b03040a00000000000000210044d81252900000009000000005000000782e6e7079934e554d5059010076007b276465736372273a20273c6638272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028322c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a000000000000f03f00000000000000c0504b03040a00000000000000210083d8d4b6880000008800000005000000732e6e7079934e554d5059010076007b276465736372273a20273c6638272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028292c207d20202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a000000000000d03f504b01020a030a00000000000000210044d812529000000090000000050000000000000000000000a48100000000782e6e7079504b01020a030a00000000000000210083d8d4b68800000088000000050000000000000000000000a481b3000000732e6e7079504b05060000000002000200660000005e0100000000";
+
+#[test]
+fn written_files_are_byte_identical_to_the_earlier_writer() {
+    // .npy: the header exactly as np.save writes it (and as lcsim always has).
+    let bytes = npy_bytes(&array(
+        &[2, 3],
+        (0..6).map(|i| f64::from(i) * 0.5).collect(),
+    ));
+    let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }";
+    let mut expected = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+    expected.extend_from_slice(dict.as_bytes());
+    expected.extend(std::iter::repeat_n(b' ', 118 - dict.len() - 1));
+    expected.push(b'\n');
+    for i in 0..6 {
+        expected.extend_from_slice(&(f64::from(i) * 0.5).to_le_bytes());
+    }
+    assert_eq!(bytes, expected);
+
+    // .npz: the whole archive.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixture.npz");
+    let x = array(&[2], vec![1.0, -2.0]);
+    let s = array(&[], vec![0.25]);
+    write_npz(&path, &[("x", &x), ("s", &s)]).unwrap();
+    let hex: String = std::fs::read(&path)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, OLD_WRITER_NPZ_HEX);
+}
+
+#[test]
+fn reads_header_variants_the_earlier_reader_took() {
+    let one = 1.5f64.to_le_bytes();
+    let read =
+        |dict: &str, data: &[u8]| parse_npy(&npy_with_header(dict, data), Path::new("v.npy"));
+
+    // Python 2 long integers, other whitespace between tokens, junk in the padding.
+    let longs = read(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1L, 1L), }",
+        &one,
+    );
+    assert_eq!(longs.unwrap(), array(&[1, 1], vec![1.5]));
+    let spaced = "{'descr':\n'<f8',\t'fortran_order': False,\r'shape': (1,), }  junk";
+    assert_eq!(read(spaced, &one).unwrap(), array(&[1], vec![1.5]));
+
+    // '=', '|' and no byte-order character all mean native order.
+    let native = 1.5f64.to_ne_bytes();
+    for descr in ["=f8", "|f8", "f8"] {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (), }}");
+        assert_eq!(
+            read(&dict, &native).unwrap(),
+            array(&[], vec![1.5]),
+            "{descr}"
+        );
+    }
+
+    // Any nonzero byte of a bool array is True; a float16 NaN stays NaN.
+    let bools = read(
+        "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
+        &[0, 1, 7],
+    );
+    assert_eq!(bools.unwrap().data, [0.0, 1.0, 1.0]);
+    let half_nan = read(
+        "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
+        &[0x01, 0x7e],
+    );
+    assert!(half_nan.unwrap().data[0].is_nan());
+}
+
+#[test]
+fn header_errors_are_one_line_and_say_what_was_found() {
+    let f8 = |dict: &str| format_error(&npy_with_header(dict, &[0; 8]));
+    let cut = f8("{'descr': '<f8', 'fortran_order': False");
+    assert!(cut.contains("not a Python literal"), "{cut}");
+    assert!(!cut.contains('\n'), "{cut}");
+
+    // np.load refuses a shape that is not a tuple ((1) is the integer 1).
+    let not_tuple = f8("{'descr': '<f8', 'fortran_order': False, 'shape': (1), }");
+    assert!(not_tuple.contains("malformed header"), "{not_tuple}");
+    let as_list = f8("{'descr': '<f8', 'fortran_order': False, 'shape': [1], }");
+    assert!(as_list.contains("unexpected entry 'shape'"), "{as_list}");
+    let float_dim = f8("{'descr': '<f8', 'fortran_order': False, 'shape': ('a',), }");
+    assert!(
+        float_dim.contains("\"'a'\" is not an integer"),
+        "{float_dim}"
+    );
+    let not_dict = f8("('<f8', False, (1,))");
+    assert!(not_dict.contains("expected a dict"), "{not_dict}");
+
+    let datetime = f8("{'descr': '<M8[ns]', 'fortran_order': False, 'shape': (1,), }");
+    assert!(
+        datetime.contains("unsupported dtype '<M8[ns]' (datetime / timedelta)"),
+        "{datetime}"
+    );
+    let quad = format_error(&npy_with_header(
+        "{'descr': '<f16', 'fortran_order': False, 'shape': (1,), }",
+        &[0; 16],
+    ));
+    assert!(quad.contains("'<f16' (unsupported item size)"), "{quad}");
+    assert!(quad.contains("supported: float16/32/64"), "{quad}");
+}

@@ -1,9 +1,23 @@
-//! Minimal NumPy `.npy` / `.npz` reader and writer.
+//! NumPy `.npy` / `.npz` reader and writer.
 //!
-//! Written from the NPY format specification (header versions 1.0, 2.0 and
-//! 3.0). Arrays are held as `f64` in C (row-major) order: reading widens
-//! float16/32/64, (u)int8..64 and bool (64-bit integers beyond 2^53 are
-//! rounded); writing always produces little-endian `<f8`.
+//! Arrays are held as `f64` in C (row-major) order: reading widens float16/32/64,
+//! (u)int8..64 and bool (64-bit integers beyond 2^53 are rounded); writing always
+//! produces little-endian `<f8` with the header `np.save` writes.
+//!
+//! The format work is done by crates: the header dict is parsed by `py_literal` (the
+//! Python-literal parser `npyz` uses), type strings by [`npyz::TypeStr`], and elements
+//! are decoded by npyz's readers (byte order; float16 through `half`); the `.npz` zip
+//! container is the `zip` crate, with npyz's member-name helpers ([`npyz::npz`]).
+//! Kept here, because npyz does not offer it:
+//! - the preamble (magic, version, header length) and the checks of the dict (exactly
+//!   `descr`, `fortran_order` and `shape`, like `np.load`; axis lengths whose product is
+//!   addressable): `NpyFile::new` ignores extra entries, multiplies the shape unchecked
+//!   (an overflow panics in debug builds) and its errors do not say what was found;
+//! - reordering Fortran-order data: npyz reports the order but yields items as stored;
+//! - the written header: npyz writes shapes as `(2, 3, )` / `(3, )` where NumPy writes
+//!   `(2, 3)` / `(3,)`, so npyz would change the bytes of every file written;
+//! - npyz's own `.npz` support (feature `npz`) is built on zip 0.6 with its default
+//!   features (bzip2, zstd, AES, ...), a second, old zip next to the crate's.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -11,6 +25,8 @@ use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use npyz::{DType, Deserialize, TypeChar, TypeRead, TypeStr};
+use py_literal::Value;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
@@ -100,8 +116,8 @@ pub fn parse_npy(bytes: &[u8], path_for_errors: &Path) -> Result<NpyArray, NpyEr
     };
     let (header_text, data) = split_header(bytes).map_err(format_error)?;
     let header = parse_header(header_text).map_err(format_error)?;
-    let dtype = Dtype::parse(&header.descr).map_err(format_error)?;
-    let values = decode_data(&header, &dtype, data).map_err(format_error)?;
+    let (dtype, element) = parse_dtype(&header.descr).map_err(format_error)?;
+    let values = decode_data(&header, &dtype, element, data).map_err(format_error)?;
     Ok(NpyArray {
         shape: header.shape,
         data: values,
@@ -174,8 +190,9 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &NpyArray)]) -> Result<(), NpyErr
             let options = SimpleFileOptions::default()
                 .compression_method(CompressionMethod::Stored)
                 .large_file(bytes.len() >= u32::MAX as usize);
-            zip.start_file(format!("{name}.npy"), options)
-                .map_err(|e| zip_error(path, format!("cannot add member '{name}.npy': {e}")))?;
+            let member = npyz::npz::file_name_from_array_name(name);
+            zip.start_file(member.as_str(), options)
+                .map_err(|e| zip_error(path, format!("cannot add member '{member}': {e}")))?;
             zip.write_all(&bytes).map_err(|e| io_error(path, e))?;
         }
         zip.finish()
@@ -214,8 +231,7 @@ fn split_header(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
             "bad magic: a .npy file starts with \\x93NUMPY, this one with \"{found}\""
         ));
     }
-    let version = (bytes.get(6), bytes.get(7));
-    let len_size = match version {
+    let len_size = match (bytes.get(6), bytes.get(7)) {
         (Some(1), Some(0)) => 2,
         (Some(2 | 3), Some(0)) => 4,
         (Some(major), Some(minor)) => {
@@ -252,37 +268,47 @@ struct Header {
     shape: Vec<usize>,
 }
 
-/// A value of the header's Python-literal dict.
-enum Literal {
-    Str(String),
-    Bool(bool),
-    Tuple(Vec<usize>),
-}
-
-/// Parses `{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }`.
+/// Parses `{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }` with
+/// `py_literal` (the parser npyz uses), insisting on exactly these three entries
+/// (as `np.load` does) and on addressable, non-negative axis lengths.
 fn parse_header(text: &[u8]) -> Result<Header, String> {
     let shown = String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
     let malformed = |e: String| format!("malformed header {:?}: {e}", shown.trim_end());
-    let mut cursor = Cursor { text, pos: 0 };
+    let dict = match dict_text(&String::from_utf8_lossy(text))
+        .trim()
+        .parse::<Value>()
+    {
+        Ok(Value::Dict(dict)) => dict,
+        Ok(other) => {
+            return Err(malformed(format!(
+                "expected a dict, found {}",
+                literal(&other)
+            )))
+        }
+        Err(e) => return Err(malformed(condense_parse_error(&e))),
+    };
     let (mut descr, mut fortran_order, mut shape) = (None, None, None);
-    cursor.expect(b'{').map_err(malformed)?;
-    while !cursor.eat(b'}') {
-        let key = cursor.string().map_err(malformed)?;
-        cursor.expect(b':').map_err(malformed)?;
-        match (key.as_str(), cursor.value().map_err(malformed)?) {
-            ("descr", Literal::Str(s)) => descr = Some(s),
-            ("fortran_order", Literal::Bool(b)) => fortran_order = Some(b),
-            ("shape", Literal::Tuple(t)) => shape = Some(t),
+    for (key, value) in dict {
+        match (key.as_string().map(String::as_str), value) {
+            (Some("descr"), Value::String(s)) => descr = Some(s),
+            (Some("descr"), Value::List(_)) => {
+                return Err(malformed(format!(
+                    "structured dtypes (a list as 'descr') are not supported; \
+                     supported: {SUPPORTED_DTYPES}"
+                )))
+            }
+            (Some("fortran_order"), Value::Boolean(b)) => fortran_order = Some(b),
+            (Some("shape"), Value::Tuple(dims)) => {
+                let dims: Result<Vec<usize>, String> = dims.iter().map(axis_length).collect();
+                shape = Some(dims.map_err(malformed)?);
+            }
             _ => {
+                let key = key.as_string().cloned().unwrap_or_else(|| literal(&key));
                 return Err(malformed(format!(
                     "unexpected entry '{key}'; allowed: 'descr' (a dtype string), \
                      'fortran_order' (True/False), 'shape' (a tuple of integers)"
-                )))
+                )));
             }
-        }
-        if !cursor.eat(b',') {
-            cursor.expect(b'}').map_err(malformed)?;
-            break;
         }
     }
     let missing = |key: &str| malformed(format!("no '{key}' entry"));
@@ -293,170 +319,136 @@ fn parse_header(text: &[u8]) -> Result<Header, String> {
     })
 }
 
-/// A position in the header text; every read skips leading whitespace.
-struct Cursor<'a> {
-    text: &'a [u8],
-    pos: usize,
+/// One entry of the shape tuple as an axis length.
+fn axis_length(value: &Value) -> Result<usize, String> {
+    value
+        .as_integer()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "shape entry {:?} is not an integer between 0 and {}",
+                literal(value),
+                usize::MAX
+            )
+        })
 }
 
-impl Cursor<'_> {
-    /// The next non-space byte, without consuming it.
-    fn peek(&mut self) -> Option<u8> {
-        while self.text.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
-            self.pos += 1;
-        }
-        self.text.get(self.pos).copied()
-    }
+/// A header value as Python source, for messages.
+fn literal(value: &Value) -> String {
+    value
+        .format_ascii()
+        .unwrap_or_else(|_| format!("{value:?}"))
+}
 
-    /// Consumes `c` if it comes next.
-    fn eat(&mut self, c: u8) -> bool {
-        let found = self.peek() == Some(c);
-        self.pos += usize::from(found);
-        found
-    }
+/// The multi-line pest report of `py_literal` on one line.
+fn condense_parse_error(error: &py_literal::ParseError) -> String {
+    let report = error.to_string();
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let what = lines.iter().rev().find_map(|l| l.strip_prefix("= "));
+    let text = match (lines.first(), what) {
+        (Some(first), Some(what)) => format!("{first} {what}"),
+        _ => report.clone(),
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("not a Python literal ({text})")
+}
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.eat(c) {
-            return Ok(());
-        }
-        Err(format!("expected '{}' at byte {}", c as char, self.pos))
-    }
-
-    /// A run of letters, digits, '_', '+' or '-' (a number or True/False).
-    fn word(&mut self) -> String {
-        self.peek();
-        let start = self.pos;
-        let is_word = |b: &u8| b.is_ascii_alphanumeric() || b"_+-".contains(b);
-        while self.text.get(self.pos).is_some_and(is_word) {
-            self.pos += 1;
-        }
-        String::from_utf8_lossy(&self.text[start..self.pos]).into_owned()
-    }
-
-    /// A single- or double-quoted string (NPY headers need no escapes).
-    fn string(&mut self) -> Result<String, String> {
-        let quote = self.peek().filter(|q| *q == b'\'' || *q == b'"');
-        let quote =
-            quote.ok_or_else(|| format!("expected a quoted string at byte {}", self.pos))?;
-        let rest = &self.text[self.pos + 1..];
-        let len = rest
-            .iter()
-            .position(|&b| b == quote)
-            .ok_or("unterminated string")?;
-        self.pos += len + 2;
-        Ok(String::from_utf8_lossy(&rest[..len]).into_owned())
-    }
-
-    fn value(&mut self) -> Result<Literal, String> {
-        match self.peek() {
-            Some(b'\'' | b'"') => self.string().map(Literal::Str),
-            Some(b'(') => self.tuple().map(Literal::Tuple),
-            Some(b'[') => Err(format!(
-                "structured dtypes (a list as 'descr') are not supported; supported: {SUPPORTED_DTYPES}"
-            )),
-            _ => match self.word().as_str() {
-                "True" => Ok(Literal::Bool(true)),
-                "False" => Ok(Literal::Bool(false)),
-                other => Err(format!(
-                    "unexpected value {other:?} at byte {}; expected a string, True/False or a tuple",
-                    self.pos
-                )),
-            },
-        }
-    }
-
-    /// A tuple of non-negative integers such as `()`, `(3,)` or `(2, 3)`.
-    fn tuple(&mut self) -> Result<Vec<usize>, String> {
-        self.expect(b'(')?;
-        let mut dims = Vec::new();
-        while !self.eat(b')') {
-            let word = self.word();
-            // Python 2 wrote long integers with an 'L' suffix.
-            let digits = word.strip_suffix('L').unwrap_or(&word);
-            let dim = digits.parse().map_err(|_| {
-                format!(
-                    "shape entry {word:?} is not an integer between 0 and {}",
-                    usize::MAX
-                )
-            })?;
-            dims.push(dim);
-            if !self.eat(b',') {
-                self.expect(b')')?;
+/// The header text up to the dict's closing brace (what follows is padding; like the
+/// earlier reader, junk there is ignored), with the 'L' of Python 2 long integers (`3L`)
+/// dropped and whitespace made ' ' (py_literal takes neither), outside quoted strings.
+fn dict_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote = None;
+    let mut previous = ' ';
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == 'L' && previous.is_ascii_digit() => {
+                previous = c;
+                continue;
+            }
+            None if c == '}' => {
+                out.push(c);
                 break;
             }
+            // Python takes any whitespace between tokens, py_literal only ' '.
+            None if c.is_ascii_whitespace() => {
+                out.push(' ');
+                previous = ' ';
+                continue;
+            }
+            _ => {}
         }
-        Ok(dims)
+        out.push(c);
+        previous = c;
     }
+    out
 }
 
-/// The element kinds `parse_npy` accepts.
+/// The element types `parse_npy` accepts, read through npyz.
 #[derive(Clone, Copy)]
-enum Kind {
-    Float,
-    Int,
-    Uint,
+enum Element {
+    F16,
+    F32,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
     Bool,
 }
 
-/// An accepted dtype: kind, item size in bytes and byte order.
-struct Dtype {
-    kind: Kind,
-    size: usize,
-    big_endian: bool,
-}
-
-impl Dtype {
-    /// Parses a descr such as `<f8`, `>i4` or `|b1`.
-    fn parse(descr: &str) -> Result<Self, String> {
-        let (order, code) = match descr.as_bytes().first() {
-            Some(b'<' | b'>' | b'=' | b'|') => descr.split_at(1),
-            _ => ("", descr),
-        };
-        let big_endian = match order {
-            ">" => true,
-            "<" => false,
-            _ => cfg!(target_endian = "big"), // '=', '|' or none: native
-        };
-        let type_char = code.chars().next();
-        let size = code.get(1..).and_then(|s| s.parse::<usize>().ok());
-        let (kind, size) = match (type_char, size) {
-            (Some('f'), Some(s @ (2 | 4 | 8))) => (Kind::Float, s),
-            (Some('i'), Some(s @ (1 | 2 | 4 | 8))) => (Kind::Int, s),
-            (Some('u'), Some(s @ (1 | 2 | 4 | 8))) => (Kind::Uint, s),
-            (Some('b'), Some(1)) => (Kind::Bool, 1),
-            _ => {
-                return Err(format!(
-                    "unsupported dtype '{descr}' ({}); supported: {SUPPORTED_DTYPES}",
-                    describe_type_char(type_char)
-                ))
-            }
-        };
-        Ok(Self {
-            kind,
-            size,
-            big_endian,
-        })
-    }
-
-    /// Widens one item (exactly `self.size` bytes) to f64.
-    fn decode(&self, item: &[u8]) -> f64 {
-        let mut little = [0u8; 8];
-        little[..self.size].copy_from_slice(item);
-        if self.big_endian {
-            little[..self.size].reverse();
-        }
-        let raw = u64::from_le_bytes(little);
-        let unused_bits = 64 - 8 * self.size as u32;
-        match (self.kind, self.size) {
-            (Kind::Float, 2) => f16_to_f64(raw as u16),
-            (Kind::Float, 4) => f64::from(f32::from_bits(raw as u32)),
-            (Kind::Float, _) => f64::from_bits(raw),
-            // Shift the sign bit to the top and back to sign-extend.
-            (Kind::Int, _) => ((raw << unused_bits) as i64 >> unused_bits) as f64,
-            (Kind::Uint, _) => raw as f64,
-            (Kind::Bool, _) => f64::from(u8::from(raw != 0)),
-        }
-    }
+/// Parses a descr such as `<f8`, `>i4` or `|b1` into npyz's type string and the
+/// element type; `=`, `|` or no prefix mean native byte order.
+fn parse_dtype(descr: &str) -> Result<(TypeStr, Element), String> {
+    let (order, code) = match descr.as_bytes().first() {
+        Some(b'<' | b'>' | b'=' | b'|') => descr.split_at(1),
+        _ => ("", descr),
+    };
+    let native = if cfg!(target_endian = "big") {
+        ">"
+    } else {
+        "<"
+    };
+    let order = if order == "<" || order == ">" {
+        order
+    } else {
+        native
+    };
+    let unsupported = || {
+        format!(
+            "unsupported dtype '{descr}' ({}); supported: {SUPPORTED_DTYPES}",
+            describe_type_char(code.chars().next())
+        )
+    };
+    let type_str: TypeStr = format!("{order}{code}")
+        .parse()
+        .map_err(|_| unsupported())?;
+    let element = match (
+        type_str.type_char(),
+        type_str.size_field(),
+        type_str.time_units(),
+    ) {
+        (TypeChar::Float, 2, None) => Element::F16,
+        (TypeChar::Float, 4, None) => Element::F32,
+        (TypeChar::Float, 8, None) => Element::F64,
+        (TypeChar::Int, 1, None) => Element::I8,
+        (TypeChar::Int, 2, None) => Element::I16,
+        (TypeChar::Int, 4, None) => Element::I32,
+        (TypeChar::Int, 8, None) => Element::I64,
+        (TypeChar::Uint, 1, None) => Element::U8,
+        (TypeChar::Uint, 2, None) => Element::U16,
+        (TypeChar::Uint, 4, None) => Element::U32,
+        (TypeChar::Uint, 8, None) => Element::U64,
+        (TypeChar::Bool, 1, None) => Element::Bool,
+        _ => return Err(unsupported()),
+    };
+    Ok((type_str, element))
 }
 
 /// Names the NumPy type family of a descr's type character.
@@ -472,24 +464,18 @@ fn describe_type_char(type_char: Option<char>) -> &'static str {
     }
 }
 
-/// Converts IEEE 754 half-precision bits to f64.
-fn f16_to_f64(bits: u16) -> f64 {
-    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exponent = i32::from((bits >> 10) & 0x1f);
-    let fraction = f64::from(bits & 0x3ff);
-    sign * match exponent {
-        0 => fraction * 2f64.powi(-24), // zero and subnormals
-        31 if fraction == 0.0 => f64::INFINITY,
-        31 => f64::NAN,
-        _ => (1.0 + fraction / 1024.0) * 2f64.powi(exponent - 15),
-    }
-}
-
 /// Decodes the data section into C-order f64 values, checking its size.
-fn decode_data(header: &Header, dtype: &Dtype, data: &[u8]) -> Result<Vec<f64>, String> {
+fn decode_data(
+    header: &Header,
+    dtype: &TypeStr,
+    element: Element,
+    data: &[u8],
+) -> Result<Vec<f64>, String> {
     let shape = &header.shape;
-    let expected = element_count(shape)
-        .and_then(|count| count.checked_mul(dtype.size))
+    let count = element_count(shape);
+    let expected = count
+        .zip(dtype.num_bytes())
+        .and_then(|(count, size)| count.checked_mul(size))
         .ok_or_else(|| format!("shape {shape:?} is too large to address"))?;
     if data.len() != expected {
         let problem = if data.len() < expected {
@@ -503,14 +489,45 @@ fn decode_data(header: &Header, dtype: &Dtype, data: &[u8]) -> Result<Vec<f64>, 
             data.len()
         ));
     }
-    let values: Vec<f64> = data
-        .chunks_exact(dtype.size)
-        .map(|item| dtype.decode(item))
-        .collect();
+    let count = count.unwrap_or_default();
+    let values = match element {
+        Element::F16 => widen(dtype, data, count, |v: npyz::half::f16| v.to_f64()),
+        Element::F32 => widen::<f32>(dtype, data, count, f64::from),
+        Element::F64 => widen(dtype, data, count, |v: f64| v),
+        Element::I8 => widen::<i8>(dtype, data, count, f64::from),
+        Element::I16 => widen::<i16>(dtype, data, count, f64::from),
+        Element::I32 => widen::<i32>(dtype, data, count, f64::from),
+        Element::I64 => widen(dtype, data, count, |v: i64| v as f64),
+        Element::U8 => widen::<u8>(dtype, data, count, f64::from),
+        Element::U16 => widen::<u16>(dtype, data, count, f64::from),
+        Element::U32 => widen::<u32>(dtype, data, count, f64::from),
+        Element::U64 => widen(dtype, data, count, |v: u64| v as f64),
+        // Any nonzero byte is True, as the earlier reader had it (npyz refuses bytes other
+        // than 0 and 1).
+        Element::Bool => Ok(data.iter().map(|&b| f64::from(u8::from(b != 0))).collect()),
+    }?;
     if header.fortran_order {
         return Ok(fortran_to_c(shape, &values));
     }
     Ok(values)
+}
+
+/// Reads `count` items of `dtype` with npyz's reader for `T` and widens them.
+fn widen<T: Deserialize>(
+    dtype: &TypeStr,
+    mut data: &[u8],
+    count: usize,
+    to_f64: impl Fn(T) -> f64,
+) -> Result<Vec<f64>, String> {
+    let reader = T::reader(&DType::new_scalar(dtype.clone())).map_err(|e| e.to_string())?;
+    (0..count)
+        .map(|_| {
+            reader
+                .read_one(&mut data)
+                .map(&to_f64)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// Reorders column-major `data` of `shape` into row-major order.
@@ -572,7 +589,7 @@ fn read_member<R: Read + Seek>(
         .name()
         .map_err(|e| zip_error(path, format!("member #{index} has a bad name: {e}")))?
         .into_owned();
-    let Some(stem) = name.strip_suffix(".npy") else {
+    let Some(stem) = npyz::npz::array_name_from_file_name(&name) else {
         return Err(zip_error(
             path,
             format!(
