@@ -282,7 +282,7 @@ pub struct OutputConfig {
     pub name: String,
     /// Draw figures at the end of the run.
     pub figures: bool,
-    pub figure_format: crate::plot::FigureFormat,
+    pub figure_format: crate::io::figure_format::FigureFormat,
 }
 
 impl Default for OutputConfig {
@@ -291,7 +291,7 @@ impl Default for OutputConfig {
             dir: PathBuf::from("runs"),
             name: String::new(),
             figures: true,
-            figure_format: crate::plot::FigureFormat::Png,
+            figure_format: crate::io::figure_format::FigureFormat::Png,
         }
     }
 }

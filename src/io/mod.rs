@@ -1,6 +1,7 @@
-//! File formats: NumPy `.npy`/`.npz`, parameters and data in them, and the per-epoch metrics
+//! File formats: figures (PNG or SVG), NumPy `.npy`/`.npz`, parameters and data in them, and the per-epoch metrics
 //! table (metrics.csv).
 
+pub mod figure_format;
 pub mod interop;
 pub mod metrics;
 pub mod npz;
