@@ -11,7 +11,7 @@ use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::numerics::activation::Activation;
 use lcsim::numerics::rng::Rng;
 use lcsim::solve::{
-    solve_batch, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
+    solve_batch, solve_steady_state, EulerSettings, SolverMethod, SolverSettings, Termination,
 };
 use lcsim::system::loss::{one_hot, Loss};
 use lcsim::system::rate::{RateNetwork, Topology};
@@ -66,12 +66,12 @@ fn system(
     .expect("valid system")
 }
 
-/// The solver configurations: (benchmark id, options).
-fn configurations() -> Vec<(&'static str, SteadyStateOptions)> {
-    let with = |method: SolverMethod, dt: f64| SteadyStateOptions {
+/// The solver configurations: (benchmark id, settings).
+fn configurations() -> Vec<(&'static str, SolverSettings)> {
+    let with = |method: SolverMethod, dt: f64| SolverSettings {
         method,
-        dt,
-        ..SteadyStateOptions::default()
+        euler: EulerSettings { dt },
+        ..SolverSettings::default()
     };
     vec![
         ("euler_dt0.2", with(SolverMethod::Euler, 0.2)),
@@ -179,10 +179,10 @@ fn batch(c: &mut Criterion) {
     let net = network();
     let sys = system(&net, BATCH, Some(ControllerSettings::default()));
     let free = sys.free();
-    let euler = SteadyStateOptions {
+    let euler = SolverSettings {
         method: SolverMethod::Euler,
-        dt: 1.0,
-        ..SteadyStateOptions::default()
+        euler: EulerSettings { dt: 1.0 },
+        ..SolverSettings::default()
     };
     let phi0 = free.phi(&solve_batch(&free, &free.initial_state(), &euler).states);
     let z0 = sys.state_with_phi(&phi0).expect("shapes match");
@@ -198,13 +198,11 @@ fn batch(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     let mut configs = configurations();
     configs.retain(|(id, _)| ["euler_dt1.0", "tsit45", "anderson", "newton-krylov"].contains(id));
-    configs.push((
-        "anderson_no_stability_check",
-        SteadyStateOptions {
-            stability_check: false,
-            ..configs[2].1.clone()
-        },
-    ));
+    configs.push(("anderson_no_stability_check", {
+        let mut o = configs[2].1.clone();
+        o.accelerated.stability.enabled = false;
+        o
+    }));
     for (id, opts) in configs {
         let solve = || pool.install(|| solve_batch(&sys, &z0, &opts));
         let start = Instant::now();

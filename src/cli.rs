@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lcsim::control::{ControllerSettings, LossScale};
 use lcsim::error::{invalid, Result};
 use lcsim::numerics::activation::Activation;
-use lcsim::solve::{SolverMethod, SteadyStateOptions};
+use lcsim::solve::{AdaptiveSettings, EulerSettings, SolverMethod, SolverSettings, StopCriterion};
 use lcsim::studies::simulate::{SimulationSettings, SplitChoice};
 use lcsim::system::loss::Loss;
 use lcsim::system::rate::Topology;
@@ -140,17 +140,23 @@ pub struct SolverArgs {
 
 impl SolverArgs {
     /// The validated steady-state options.
-    pub fn options(&self) -> Result<SteadyStateOptions> {
-        let o = SteadyStateOptions {
+    pub fn options(&self) -> Result<SolverSettings> {
+        let o = SolverSettings {
             method: self.solver,
-            dt: self.dt,
-            atol: self.atol,
-            rtol: self.rtol,
-            max_time: self.max_time,
-            max_steps: self.max_steps,
-            ode_rtol: self.ode_rtol,
-            ode_atol: self.ode_atol,
-            ..SteadyStateOptions::default()
+            euler: EulerSettings { dt: self.dt },
+            stop: StopCriterion {
+                atol: self.atol,
+                rtol: self.rtol,
+                max_time: self.max_time,
+                max_steps: self.max_steps,
+                ..StopCriterion::default()
+            },
+            adaptive: AdaptiveSettings {
+                rtol: self.ode_rtol,
+                atol: self.ode_atol,
+                ..AdaptiveSettings::default()
+            },
+            ..SolverSettings::default()
         };
         o.validate().map_err(rename_solver_field)?;
         Ok(o)

@@ -350,9 +350,9 @@ fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
         net.n_y(),
         t.batch_size,
         config.solver.method.name(),
-        config.solver.chunk,
-        config.solver.stability_check,
-        config.solver.fallback,
+        config.solver.accelerated.chunk,
+        config.solver.accelerated.stability.enabled,
+        config.solver.accelerated.fallback,
         args.batches,
     );
     for &threads in &args.threads {
@@ -368,7 +368,7 @@ fn throughput(args: &ThroughputArgs) -> Result<ExitCode> {
         );
     }
     // The batched controlled residual on `chunk` samples (what one solver iteration costs).
-    let b = config.solver.chunk.min(data.train.len());
+    let b = config.solver.accelerated.chunk.min(data.train.len());
     let idx: Vec<usize> = (0..b).collect();
     let (x, targets) = data.train.batch(&idx);
     let objective = Objective::new(config.method.loss, config.method.loss_scale, t.batch_size);
@@ -1109,10 +1109,10 @@ fn align(args: &AlignArgs) -> Result<ExitCode> {
         if config.solver.method.follows_flow() {
             String::new()
         } else {
-            format!(" (fallback {:?})", config.solver.fallback).to_lowercase()
+            format!(" (fallback {:?})", config.solver.accelerated.fallback).to_lowercase()
         },
-        config.solver.atol,
-        config.solver.max_time,
+        config.solver.stop.atol,
+        config.solver.stop.max_time,
         variants.len(),
         trained.len()
     );

@@ -6,7 +6,7 @@ use lcsim::io::interop::{npy_from_matrix, save_params};
 use lcsim::io::npz::{read_npz, write_npy, write_npz, NpyArray};
 use lcsim::learn::plasticity::least_control_update;
 use lcsim::numerics::activation::Activation;
-use lcsim::solve::{solve_batch, SteadyStateOptions};
+use lcsim::solve::{solve_batch, SolverSettings};
 use lcsim::system::loss::one_hot;
 use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
@@ -142,7 +142,7 @@ fn equilibrium_writes_what_the_library_computes() {
     )
     .unwrap();
     // The controller switches on at the free equilibrium.
-    let opts = SteadyStateOptions::default();
+    let opts = SolverSettings::default();
     let phi0 = sys.phi(&relax(&sys.free(), &opts).states);
     let z = solve_batch(&sys, &sys.state_with_phi(&phi0).unwrap(), &opts).states;
     let w = least_control_update(&sys, &z)

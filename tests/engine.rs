@@ -13,9 +13,7 @@ use lcsim::learn::plasticity::least_control_update;
 use lcsim::learn::rbp::rbp_gradient;
 use lcsim::numerics::activation::Activation;
 use lcsim::numerics::rng::Rng;
-use lcsim::solve::{
-    newton_polish, solve_steady_state, SolverMethod, SteadyStateOptions, Termination,
-};
+use lcsim::solve::{newton_polish, solve_steady_state, SolverMethod, SolverSettings, Termination};
 use lcsim::studies::check::{run_checks, CheckReport, CheckSettings};
 use lcsim::system::loss::{one_hot, Loss};
 use lcsim::system::params::Params;
@@ -82,13 +80,14 @@ fn system<'a>(
 }
 
 /// Solver options with an absolute-only stopping rule `max |r| <= atol`.
-fn opts(method: SolverMethod, atol: f64) -> SteadyStateOptions {
-    SteadyStateOptions {
+fn opts(method: SolverMethod, atol: f64) -> SolverSettings {
+    let mut o = SolverSettings {
         method,
-        atol,
-        rtol: 0.0,
-        ..SteadyStateOptions::default()
-    }
+        ..SolverSettings::default()
+    };
+    o.stop.atol = atol;
+    o.stop.rtol = 0.0;
+    o
 }
 
 /// Relaxes every sample (asserting convergence), then refines each column by Newton's
@@ -373,9 +372,10 @@ fn spec_6_1_layered_free_equilibrium_equals_forward_pass() {
         assert!(d <= 1e-12, "polished vs forward pass, sample {j}: {d:e}");
     }
     // The reference iteration (Euler, dt = 1) reaches it after one sweep per layer + output.
-    let euler = SteadyStateOptions {
-        dt: 1.0,
-        ..opts(SolverMethod::Euler, 1e-12)
+    let euler = {
+        let mut o = opts(SolverMethod::Euler, 1e-12);
+        o.euler.dt = 1.0;
+        o
     };
     let swept = relax(&free, &euler);
     for rec in &swept.records {
@@ -656,9 +656,10 @@ fn spec_6_4_rbp_adjoint_iteration_equals_dense_linear_solve() {
     let free = system(&net, &x, &t, Loss::CrossEntropy, LossScale::BatchMean, None);
     let phi0 = equilibrium(&free);
     // Library: adjoint relaxed by the reference iteration (Euler, dt = 1).
-    let euler = SteadyStateOptions {
-        dt: 1.0,
-        ..opts(SolverMethod::Euler, 1e-13)
+    let euler = {
+        let mut o = opts(SolverMethod::Euler, 1e-13);
+        o.euler.dt = 1.0;
+        o
     };
     let (grad, adjoints) = rbp_gradient(&free, &phi0, &euler);
     assert_eq!(adjoints.fraction_converged(), 1.0);
@@ -788,13 +789,15 @@ fn spec_6_5_euler_dt1_reproduces_reference_iterates() {
     );
     let k = 5;
     let times: Vec<f64> = (0..=k).map(|i| i as f64).collect();
-    let euler = SteadyStateOptions {
-        dt: 1.0,
-        ..opts(SolverMethod::Euler, 1e-8)
+    let euler = {
+        let mut o = opts(SolverMethod::Euler, 1e-8);
+        o.euler.dt = 1.0;
+        o
     };
-    let capped = SteadyStateOptions {
-        max_steps: k,
-        ..euler.clone()
+    let capped = {
+        let mut o = euler.clone();
+        o.stop.max_steps = k;
+        o
     };
     for j in 0..2 {
         let sample = sys.sample(j);
@@ -840,7 +843,7 @@ fn same_seed_is_bit_identical_and_different_seed_differs() {
             LossScale::BatchMean,
             Some(controller(0.1, 1.0, 0.0)),
         );
-        let z = relax(&sys, &SteadyStateOptions::default()).states;
+        let z = relax(&sys, &SolverSettings::default()).states;
         let update = least_control_update(&sys, &z);
         (net.params().clone(), z, update)
     };
@@ -935,7 +938,7 @@ fn all_methods_reach_the_same_equilibrium() {
     for (what, sys) in [("controlled", &controlled), ("free", &free)] {
         let exact = equilibrium(sys);
         let mut euler = opts(SolverMethod::Euler, atol);
-        euler.dt = 0.2;
+        euler.euler.dt = 0.2;
         let reference = relax(sys, &euler);
         assert_eq!(reference.fraction_converged(), 1.0, "{what} Euler");
         assert!(max_abs_diff(&reference.states, &exact) <= 1e-5);
@@ -945,10 +948,11 @@ fn all_methods_reach_the_same_equilibrium() {
             SolverMethod::Esdirk34,
             SolverMethod::TrBdf2,
         ] {
-            let o = SteadyStateOptions {
-                ode_atol: 1e-10,
-                ode_rtol: 1e-8,
-                ..opts(method, atol)
+            let o = {
+                let mut o = opts(method, atol);
+                o.adaptive.atol = 1e-10;
+                o.adaptive.rtol = 1e-8;
+                o
             };
             let got = relax(sys, &o);
             for (j, rec) in got.records.iter().enumerate() {
@@ -1003,12 +1007,13 @@ fn trajectories_at_output_times_agree_between_methods_and_start_at_z0() {
         SolverMethod::Euler,
     ];
     for method in methods {
-        let mut o = SteadyStateOptions {
-            ode_atol: 1e-11,
-            ode_rtol: 1e-10,
-            ..opts(method, 1e-8)
+        let mut o = {
+            let mut o = opts(method, 1e-8);
+            o.adaptive.atol = 1e-11;
+            o.adaptive.rtol = 1e-10;
+            o
         };
-        o.dt = 0.25;
+        o.euler.dt = 0.25;
         let rec = solve_steady_state(&sys, &z0, &o, &times);
         assert_eq!(rec.termination, Termination::Converged, "{}", method.name());
         assert!(
@@ -1053,10 +1058,11 @@ fn time_constants_scale_each_block() {
     };
     let sys = CoupledSystem::new(&net, x.clone(), t.clone(), obj.clone(), 0.5, Some(ctrl)).unwrap();
     // One Euler step of 0.5 from zero, by hand: s(0) = 0, s'(0) = 1, softmax(0) = 1/2.
-    let step = SteadyStateOptions {
-        dt: 0.5,
-        max_steps: 1,
-        ..opts(SolverMethod::Euler, 1e-8)
+    let step = {
+        let mut o = opts(SolverMethod::Euler, 1e-8);
+        o.euler.dt = 0.5;
+        o.stop.max_steps = 1;
+        o
     };
     let z1 = solve_steady_state(&sys, &DMatrix::zeros(sys.dim(), 1), &step, &[]).state;
     let p = net.params();
@@ -1094,19 +1100,21 @@ fn time_constants_scale_each_block() {
     let slow = CoupledSystem::new(&net, x, t, obj.clone(), 2.0, Some(slow_ctrl)).unwrap();
     let z0 = DMatrix::zeros(fast.dim(), 1);
     let run = |sys: &Sys<'_>, dt: f64| {
-        let o = SteadyStateOptions {
-            dt,
-            max_steps: 8,
-            ..opts(SolverMethod::Euler, 1e-8)
+        let o = {
+            let mut o = opts(SolverMethod::Euler, 1e-8);
+            o.euler.dt = dt;
+            o.stop.max_steps = 8;
+            o
         };
         solve_steady_state(sys, &z0, &o, &[]).state
     };
     assert_eq!(run(&fast, 1.0), run(&slow, 2.0));
     // And the adaptive integrator: z_slow(2 t) = z_fast(t).
-    let o = SteadyStateOptions {
-        ode_atol: 1e-11,
-        ode_rtol: 1e-10,
-        ..opts(SolverMethod::Tsit45, 1e-8)
+    let o = {
+        let mut o = opts(SolverMethod::Tsit45, 1e-8);
+        o.adaptive.atol = 1e-11;
+        o.adaptive.rtol = 1e-10;
+        o
     };
     let a = solve_steady_state(&fast, &z0, &o, &[0.0, 1.0, 3.0])
         .trajectory
@@ -1136,18 +1144,20 @@ fn max_steps_and_max_time_are_reported() {
     );
     let z0 = DMatrix::zeros(sys.dim(), 1);
     for method in SolverMethod::INTEGRATORS {
-        let o = SteadyStateOptions {
-            max_steps: 3,
-            ..opts(method, 1e-10)
+        let o = {
+            let mut o = opts(method, 1e-10);
+            o.stop.max_steps = 3;
+            o
         };
         let rec = solve_steady_state(&sys, &z0, &o, &[]);
         assert_eq!(rec.termination, Termination::MaxSteps, "{}", method.name());
         assert_eq!(rec.steps, 3, "{}", method.name());
         assert!(!rec.converged());
 
-        let o = SteadyStateOptions {
-            max_time: 1e-3,
-            ..opts(method, 1e-10)
+        let o = {
+            let mut o = opts(method, 1e-10);
+            o.stop.max_time = 1e-3;
+            o
         };
         let rec = solve_steady_state(&sys, &z0, &o, &[]);
         assert_eq!(rec.termination, Termination::MaxTime, "{}", method.name());
@@ -1271,31 +1281,19 @@ fn bad_inputs_are_errors_naming_the_field() {
 
 #[test]
 fn invalid_solver_options_are_rejected() {
-    assert!(SteadyStateOptions::default().validate().is_ok());
-    let err = SteadyStateOptions {
-        atol: 0.0,
-        ..SteadyStateOptions::default()
-    }
-    .validate()
-    .unwrap_err();
+    let with = |change: fn(&mut SolverSettings)| {
+        let mut o = SolverSettings::default();
+        change(&mut o);
+        o
+    };
+    assert!(SolverSettings::default().validate().is_ok());
+    let err = with(|o| o.stop.atol = 0.0).validate().unwrap_err();
     assert!(err.to_string().contains("atol"), "{err}");
     for bad in [
-        SteadyStateOptions {
-            dt: -1.0,
-            ..SteadyStateOptions::default()
-        },
-        SteadyStateOptions {
-            max_steps: 0,
-            ..SteadyStateOptions::default()
-        },
-        SteadyStateOptions {
-            max_time: f64::NAN,
-            ..SteadyStateOptions::default()
-        },
-        SteadyStateOptions {
-            rtol: -1e-6,
-            ..SteadyStateOptions::default()
-        },
+        with(|o| o.euler.dt = -1.0),
+        with(|o| o.stop.max_steps = 0),
+        with(|o| o.stop.max_time = f64::NAN),
+        with(|o| o.stop.rtol = -1e-6),
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }

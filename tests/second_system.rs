@@ -18,7 +18,7 @@ use lcsim::data::{Dataset, Split};
 use lcsim::learn::plasticity::{least_control_update, relaxed_energy};
 use lcsim::learn::rbp::rbp_gradient;
 use lcsim::numerics::rng::Rng;
-use lcsim::solve::{solve_batch, SolverMethod, SteadyStateOptions, VectorField};
+use lcsim::solve::{solve_batch, SolverMethod, SolverSettings, VectorField};
 use lcsim::system::loss::Loss;
 use lcsim::system::params::Params;
 use lcsim::system::{ControlEntry, EquilibriumSystem};
@@ -126,17 +126,18 @@ fn batch(b: usize, seed: u64) -> (DMatrix<f64>, DMatrix<f64>, Vec<usize>) {
 
 /// Tight tolerances: Newton-Krylov reaches 1e-12; an integrator stalls near 1e-9, so the flow
 /// is followed to 1e-8.
-fn opts(method: SolverMethod) -> SteadyStateOptions {
+fn opts(method: SolverMethod) -> SolverSettings {
     let tol = if method.follows_flow() { 1e-8 } else { 1e-12 };
-    SteadyStateOptions {
+    let mut o = SolverSettings {
         method,
-        atol: tol,
-        rtol: tol,
-        dt: 0.2,
-        max_steps: 2_000_000,
-        max_time: 1e5,
-        ..SteadyStateOptions::default()
-    }
+        ..SolverSettings::default()
+    };
+    o.stop.atol = tol;
+    o.stop.rtol = tol;
+    o.euler.dt = 0.2;
+    o.stop.max_steps = 2_000_000;
+    o.stop.max_time = 1e5;
+    o
 }
 
 fn controller(alpha: f64) -> ControllerSettings {
@@ -171,10 +172,11 @@ fn controlled_equilibrium(c: &CoupledSystem<'_, InnerProblem>) -> DMatrix<f64> {
 }
 
 fn controlled_equilibrium_to(c: &CoupledSystem<'_, InnerProblem>, tol: f64) -> DMatrix<f64> {
-    let newton = SteadyStateOptions {
-        atol: tol,
-        rtol: tol,
-        ..opts(SolverMethod::NewtonKrylov)
+    let newton = {
+        let mut o = opts(SolverMethod::NewtonKrylov);
+        o.stop.atol = tol;
+        o.stop.rtol = tol;
+        o
     };
     let (phi0, _) = free_equilibrium(&c.free(), &newton);
     let s = solve_batch(c, &c.state_with_phi(&phi0).unwrap(), &newton);
@@ -336,8 +338,8 @@ fn the_training_loop_trains_the_second_system() {
     config.training.batch_size = 8;
     config.training.learning_rate = 0.2;
     config.solver = opts(SolverMethod::Anderson);
-    config.solver.atol = 1e-9;
-    config.solver.rtol = 1e-9;
+    config.solver.stop.atol = 1e-9;
+    config.solver.stop.rtol = 1e-9;
     let state = TrainingState::with_system(InnerProblem::new(12), &config, 4).unwrap();
     let mut seen = Losses(Vec::new());
     let (end, _) = train(&config, &data, state, &mut seen, &AtomicBool::new(false)).unwrap();

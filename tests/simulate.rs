@@ -9,7 +9,7 @@ use lcsim::data::Dataset;
 use lcsim::io::interop::save_params;
 use lcsim::io::npz::read_npy;
 use lcsim::numerics::activation::Activation;
-use lcsim::solve::{solve_batch, SolverMethod, SteadyStateOptions, Termination};
+use lcsim::solve::{solve_batch, SolverMethod, SolverSettings, Termination};
 use lcsim::studies::simulate::{
     simulate_dataset_samples, simulate_switch_on, simulation_objective, write_simulation,
     Provenance, SampleTrajectory, SimulationSettings, SplitChoice,
@@ -41,15 +41,18 @@ fn data() -> Dataset {
 fn config(method: SolverMethod) -> Config {
     let mut c = Config::default();
     c.training.batch_size = 1;
-    c.solver = SteadyStateOptions {
-        method,
-        atol: 1e-9,
-        rtol: 0.0,
-        ode_rtol: 1e-10,
-        ode_atol: 1e-12,
-        dt: 1e-3,
-        max_steps: 10_000_000,
-        ..SteadyStateOptions::default()
+    c.solver = {
+        let mut o = SolverSettings {
+            method,
+            ..SolverSettings::default()
+        };
+        o.stop.atol = 1e-9;
+        o.stop.rtol = 0.0;
+        o.adaptive.rtol = 1e-10;
+        o.adaptive.atol = 1e-12;
+        o.euler.dt = 1e-3;
+        o.stop.max_steps = 10_000_000;
+        o
     };
     c
 }
@@ -307,7 +310,7 @@ fn an_equilibrium_state_is_recorded_at_every_output_time() {
     let data = Dataset::new(DMatrix::zeros(4, 1), vec![1], 3, "zeros").unwrap();
     for method in SolverMethod::ALL {
         let mut config = config(method);
-        config.solver.dt = 0.1;
+        config.solver.euler.dt = 0.1;
         let sim = simulate_dataset_samples(
             &config,
             &net,
@@ -341,8 +344,8 @@ fn an_equilibrium_state_is_recorded_at_every_output_time() {
 #[test]
 fn an_unfinished_free_segment_is_reported_not_hidden() {
     let mut config = config(SolverMethod::Euler);
-    config.solver.dt = 0.1;
-    config.solver.max_steps = 30;
+    config.solver.euler.dt = 0.1;
+    config.solver.stop.max_steps = 30;
     let sim = simulate_dataset_samples(
         &config,
         &net(2),
@@ -464,9 +467,10 @@ fn bad_settings_name_the_field() {
     assert!(e.to_string().contains("`times`"), "{e}");
     let e = simulate_switch_on(&sys, &c.solver, &[0.0, 1.0], 1.0).unwrap_err();
     assert!(e.to_string().contains("`t_on`"), "{e}");
-    let bad_solver = SteadyStateOptions {
-        atol: 0.0,
-        ..c.solver.clone()
+    let bad_solver = {
+        let mut o = c.solver.clone();
+        o.stop.atol = 0.0;
+        o
     };
     let e = simulate_switch_on(&sys, &bad_solver, &[0.0, 1.0], 0.5).unwrap_err();
     assert!(e.to_string().contains("solver.atol"), "{e}");

@@ -9,7 +9,7 @@ use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::numerics::activation::Activation;
 use lcsim::numerics::rng::Rng;
 use lcsim::solve::{
-    rightmost_ritz_values, solve_batch, Fallback, SolverMethod, SteadyStateOptions, Termination,
+    rightmost_ritz_values, solve_batch, Fallback, SolverMethod, SolverSettings, Termination,
     VectorField,
 };
 use lcsim::system::loss::{one_hot, Loss};
@@ -47,16 +47,17 @@ fn batch_system(
     .unwrap()
 }
 
-fn options(method: SolverMethod) -> SteadyStateOptions {
-    SteadyStateOptions {
+fn options(method: SolverMethod) -> SolverSettings {
+    let mut o = SolverSettings {
         method,
-        atol: 1e-10,
-        rtol: 0.0,
-        ode_rtol: 1e-11,
-        ode_atol: 1e-13,
-        chunk: 3,
-        ..SteadyStateOptions::default()
-    }
+        ..SolverSettings::default()
+    };
+    o.stop.atol = 1e-10;
+    o.stop.rtol = 0.0;
+    o.adaptive.rtol = 1e-11;
+    o.adaptive.atol = 1e-13;
+    o.accelerated.chunk = 3;
+    o
 }
 
 const ACCELERATED: [SolverMethod; 2] = [SolverMethod::Anderson, SolverMethod::NewtonKrylov];
@@ -150,9 +151,10 @@ fn an_unstable_equilibrium_is_reported_and_the_fallback_finds_no_steady_state() 
     let field = Hopf { mu: 0.2, batch: 2 };
     let z0 = DMatrix::from_column_slice(2, 2, &[0.05, 0.02, -0.03, 0.04]);
     for method in ACCELERATED {
-        let no_fallback = SteadyStateOptions {
-            fallback: Fallback::None,
-            ..options(method)
+        let no_fallback = {
+            let mut o = options(method);
+            o.accelerated.fallback = Fallback::None;
+            o
         };
         let found = solve_batch(&field, &z0, &no_fallback);
         for rec in &found.records {
@@ -163,10 +165,11 @@ fn an_unstable_equilibrium_is_reported_and_the_fallback_finds_no_steady_state() 
             assert!((max_real - 0.2).abs() < 1e-6, "{max_real}");
             assert!(rec.state.amax() < 1e-8, "it did find the origin");
         }
-        let with_fallback = SteadyStateOptions {
-            fallback: Fallback::Tsit45,
-            max_time: 200.0,
-            ..options(method)
+        let with_fallback = {
+            let mut o = options(method);
+            o.accelerated.fallback = Fallback::Tsit45;
+            o.stop.max_time = 200.0;
+            o
         };
         let followed = solve_batch(&field, &z0, &with_fallback);
         for rec in &followed.records {
@@ -195,23 +198,22 @@ fn capped_samples_fall_back_to_the_integrator_and_say_so() {
     let net = network(4, 8, 2, 5);
     let controlled = batch_system(&net, 4, Some(ControllerSettings::default()));
     for method in ACCELERATED {
-        let capped = SteadyStateOptions {
-            max_iterations: 1,
-            fallback: Fallback::None,
-            ..options(method)
+        let capped = {
+            let mut o = options(method);
+            o.accelerated.max_iterations = 1;
+            o.accelerated.fallback = Fallback::None;
+            o
         };
         let out = relax(&controlled, &capped);
         assert!(out
             .records
             .iter()
             .all(|r| r.termination == Termination::MaxSteps && r.solver == method));
-        let rescued = relax(
-            &controlled,
-            &SteadyStateOptions {
-                fallback: Fallback::Tsit45,
-                ..capped
-            },
-        );
+        let rescued = relax(&controlled, &{
+            let mut o = capped;
+            o.accelerated.fallback = Fallback::Tsit45;
+            o
+        });
         let reference = relax(&controlled, &options(SolverMethod::Tsit45));
         for (r, reference) in rescued.records.iter().zip(&reference.records) {
             assert_eq!(r.termination, Termination::Converged);
@@ -252,10 +254,11 @@ fn a_repelling_equilibrium_is_never_accepted() {
     // r(z) = z + 1 has its only zero at z = -1, where J = I: the flow runs away from it.
     let z0 = DMatrix::from_element(3, 1, 0.5);
     for method in ACCELERATED {
-        let opts = SteadyStateOptions {
-            fallback: Fallback::Euler,
-            max_time: 100.0,
-            ..options(method)
+        let opts = {
+            let mut o = options(method);
+            o.accelerated.fallback = Fallback::Euler;
+            o.stop.max_time = 100.0;
+            o
         };
         let rec = &solve_batch(&Explosive, &z0, &opts).records[0];
         assert!(matches!(
@@ -317,35 +320,22 @@ fn results_do_not_depend_on_the_thread_count() {
 
 #[test]
 fn invalid_solver_options_name_the_key() {
+    let with = |change: fn(&mut SolverSettings)| {
+        let mut o = SolverSettings::default();
+        change(&mut o);
+        o
+    };
     let bad = [
         (
-            SteadyStateOptions {
-                anderson_damping: 0.0,
-                ..Default::default()
-            },
+            with(|o| o.anderson.damping = 0.0),
             "solver.anderson_damping",
         ),
+        (with(|o| o.anderson.memory = 0), "solver.anderson_memory"),
         (
-            SteadyStateOptions {
-                anderson_memory: 0,
-                ..Default::default()
-            },
-            "solver.anderson_memory",
-        ),
-        (
-            SteadyStateOptions {
-                newton_forcing: 1.0,
-                ..Default::default()
-            },
+            with(|o| o.newton_krylov.forcing = 1.0),
             "solver.newton_forcing",
         ),
-        (
-            SteadyStateOptions {
-                chunk: 0,
-                ..Default::default()
-            },
-            "solver.chunk",
-        ),
+        (with(|o| o.accelerated.chunk = 0), "solver.chunk"),
     ];
     for (opts, key) in bad {
         let msg = opts.validate().unwrap_err().to_string();

@@ -4,7 +4,7 @@
 
 use lcsim::config::{Config, Method};
 use lcsim::io::metrics::{to_csv, EpochMetrics};
-use lcsim::solve::SteadyStateOptions;
+use lcsim::solve::SolverSettings;
 use lcsim::studies::alignment::{alignment_curve, compare_with_gradient, validate_alphas, Subject};
 use lcsim::studies::check::{random_problem, CheckSettings};
 use lcsim::system::params::Params;
@@ -19,11 +19,12 @@ const ALPHAS: [f64; 6] = [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3];
 /// A config whose solves are tight enough for the weak-control limit (psi* ~ 1 / alpha).
 fn tight_config() -> Config {
     Config {
-        solver: SteadyStateOptions {
-            atol: 1e-11,
-            rtol: 1e-11,
-            ode_atol: 1e-14,
-            ..SteadyStateOptions::default()
+        solver: {
+            let mut o = SolverSettings::default();
+            o.stop.atol = 1e-11;
+            o.stop.rtol = 1e-11;
+            o.adaptive.atol = 1e-14;
+            o
         },
         ..Config::default()
     }

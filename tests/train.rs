@@ -245,7 +245,7 @@ fn training_is_identical_at_any_thread_count() {
             let mut config = xor_config(method, "rnn", "[6]", 2);
             config.training.threads = threads;
             config.solver.method = solver;
-            config.solver.chunk = 5;
+            config.solver.accelerated.chunk = 5;
             let (data, state) = fresh_state(&config);
             let mut rec = Recorder(Vec::new());
             let state = train(&config, &data, state, &mut rec, &AtomicBool::new(false))

@@ -10,7 +10,7 @@ use lcsim::learn::feedback::{initial_linear_feedback, NoisyPhase};
 use lcsim::learn::plasticity::{least_control_update, update_from_control};
 use lcsim::numerics::activation::Activation;
 use lcsim::numerics::rng::Rng;
-use lcsim::solve::{newton_polish, solve_batch, SolverMethod, SteadyStateOptions, VectorField};
+use lcsim::solve::{newton_polish, solve_batch, SolverMethod, SolverSettings, VectorField};
 use lcsim::system::loss::{one_hot, Loss};
 use lcsim::system::params::Params;
 use lcsim::system::rate::{RateNetwork, Topology, D, W};
@@ -55,13 +55,14 @@ fn controlled_scaled<'a>(
     CoupledSystem::new(net, x, t, objective.clone(), 1.0, Some(ctrl)).unwrap()
 }
 
-fn opts(method: SolverMethod) -> SteadyStateOptions {
-    SteadyStateOptions {
+fn opts(method: SolverMethod) -> SolverSettings {
+    let mut o = SolverSettings {
         method,
-        atol: 1e-8,
-        rtol: 0.0,
-        ..SteadyStateOptions::default()
-    }
+        ..SolverSettings::default()
+    };
+    o.stop.atol = 1e-8;
+    o.stop.rtol = 0.0;
+    o
 }
 
 /// Solves every sample of `field` from `z0` and refines each column by Newton's method.
@@ -162,7 +163,7 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
             learning_rate: 1e-3,
             steps: 200,
         },
-        &opts(SolverMethod::Tsit45),
+        &opts(SolverMethod::Tsit45).stop,
     );
     assert_eq!(short.fraction_converged(), 0.0);
     assert!(short
@@ -177,7 +178,7 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
             learning_rate: 1e-4,
             steps: 20_000,
         },
-        &opts(SolverMethod::Tsit45),
+        &opts(SolverMethod::Tsit45).stop,
     );
     let adam_update = update_from_control(&sys, &long.states, &flow.control(&long.states));
     let err = params_rel_diff(&update, &adam_update);

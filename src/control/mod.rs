@@ -26,9 +26,7 @@
 //! (LCP-LF: no e rows in the state).
 
 use crate::error::{ensure_finite, ensure_non_negative, ensure_positive, LcsimError, Result};
-use crate::solve::{
-    solve_batch, BatchSteadyState, JacobianAction, SteadyStateOptions, VectorField,
-};
+use crate::solve::{solve_batch, BatchSteadyState, JacobianAction, SolverSettings, VectorField};
 use crate::system::loss::{Loss, StateLoss};
 use crate::system::params::Params;
 use crate::system::{ControlEntry, EquilibriumSystem};
@@ -665,7 +663,7 @@ impl<S: EquilibriumSystem> VectorField for CoupledSystem<'_, S> {
 /// Relaxes every sample of a (free or controlled) system from its initial state.
 pub fn relax<S: EquilibriumSystem>(
     system: &CoupledSystem<'_, S>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> BatchSteadyState {
     solve_batch(system, &system.initial_state(), opts)
 }
@@ -674,7 +672,7 @@ pub fn relax<S: EquilibriumSystem>(
 /// net's forward pass), else a relaxation of `free` (with its records).
 pub fn free_equilibrium<S: EquilibriumSystem>(
     free: &CoupledSystem<'_, S>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> (DMatrix<f64>, Option<BatchSteadyState>) {
     match free.model().exact_free_equilibrium(free.inputs()) {
         Some(phi0) => (phi0, None),

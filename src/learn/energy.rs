@@ -14,7 +14,7 @@ use crate::control::CoupledSystem;
 use crate::error::{ensure_positive, invalid, Result};
 use crate::solve::{
     diverged, residual_size, BatchSteadyState, JacobianAction, SolverMethod, SteadyState,
-    SteadyStateOptions, Termination, VectorField,
+    StopCriterion, Termination, VectorField,
 };
 use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
@@ -143,14 +143,14 @@ impl StateAdam {
 }
 
 /// Adam steps on every column of phi along `grad E_alpha` from `phi0` (n x B). A sample
-/// stops when its gradient meets the steady-state test of `opts` (`|grad E|_i <= atol +
+/// stops when its gradient meets the steady-state test `criterion` (`|grad E|_i <= atol +
 /// rtol |phi_i|`) and is then reported converged; otherwise after `adam.steps` steps, as
 /// max-steps. Adam acts elementwise, so each sample's path does not depend on the batch.
 pub fn adam_on_state<M: EquilibriumSystem>(
     flow: &EnergyDescent<'_, M>,
     phi0: &DMatrix<f64>,
     adam: &StateAdam,
-    opts: &SteadyStateOptions,
+    criterion: &StopCriterion,
 ) -> BatchSteadyState {
     const BETA1: f64 = 0.9;
     const BETA2: f64 = 0.999;
@@ -171,9 +171,12 @@ pub fn adam_on_state<M: EquilibriumSystem>(
         let g = sub.energy_gradient(&phi_a);
         let mut still = Vec::with_capacity(active.len());
         for (k, &j) in active.iter().enumerate() {
-            let (abs, scaled) =
-                residual_size(phi_a.column(k).as_slice(), g.column(k).as_slice(), opts);
-            let stop = if diverged(phi_a.column(k).as_slice(), abs, opts) {
+            let (abs, scaled) = residual_size(
+                phi_a.column(k).as_slice(),
+                g.column(k).as_slice(),
+                criterion,
+            );
+            let stop = if diverged(phi_a.column(k).as_slice(), abs, criterion) {
                 Some(Termination::Diverged)
             } else if scaled <= 1.0 {
                 Some(Termination::Converged)

@@ -3,7 +3,7 @@
 //! same [`Params`] layout as the least-control update, so the two compare directly.
 
 use crate::control::CoupledSystem;
-use crate::solve::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, VectorField};
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
@@ -84,7 +84,7 @@ pub fn adjoint_system<'a, M: EquilibriumSystem>(
 pub fn rbp_gradient<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     phi0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> (Params, BatchSteadyState) {
     let zeros = DMatrix::zeros(phi0.nrows(), phi0.ncols());
     let adjoints = solve_batch(&adjoint_system(system, phi0), &zeros, opts);

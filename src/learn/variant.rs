@@ -16,7 +16,7 @@ use crate::error::{invalid, Result};
 use crate::learn::energy::{adam_on_state, EbdConfig, EnergyDescent, EnergyDescentMethod};
 use crate::learn::feedback::{circuit, linear_feedback_update};
 use crate::learn::plasticity::{half_squared_norms, least_control_update, update_from_control};
-use crate::solve::{solve_batch, BatchSteadyState, SteadyStateOptions, VectorField};
+use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, VectorField};
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
@@ -84,7 +84,7 @@ pub struct VariantSettings<'a> {
     /// LCP-EBD's descent (`[ebd]`).
     pub ebd: EbdConfig,
     /// The steady-state solver (`[solver]`).
-    pub solver: &'a SteadyStateOptions,
+    pub solver: &'a SolverSettings,
 }
 
 /// Where a variant's controlled equilibrium lives.
@@ -148,7 +148,7 @@ impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
                     EnergyDescentMethod::Flow => solve_batch(&flow, &start, settings.solver),
                     EnergyDescentMethod::Adam => {
                         ebd.adam().validate()?;
-                        adam_on_state(&flow, &start, &ebd.adam(), settings.solver)
+                        adam_on_state(&flow, &start, &ebd.adam(), &settings.solver.stop)
                     }
                 };
                 (Dynamics::Energy(flow), solve)

@@ -6,37 +6,56 @@
 
 use super::krylov::{gmres, rightmost_ritz_values};
 use super::{
-    diverged, residual_size, SolverMethod, SteadyState, SteadyStateOptions, Termination,
-    VectorField,
+    diverged, residual_size, AndersonSettings, NewtonKrylovSettings, SolverMethod, SolverSettings,
+    StabilityCheck, SteadyState, StopCriterion, Termination, VectorField,
 };
 use nalgebra::{DMatrix, DVector};
 
-/// Solves every column of `z0` with `opts.method` (Anderson or Newton-Krylov), then checks
-/// the stability of the equilibria found when `opts.stability_check` is on.
+/// Solves every column of `z0` with `settings.method` (Anderson or Newton-Krylov), then
+/// checks the stability of the equilibria found when the stability check is on.
 pub(super) fn solve<F: VectorField>(
     field: &F,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    settings: &SolverSettings,
 ) -> Vec<SteadyState> {
-    let mut records = match opts.method {
-        SolverMethod::Anderson => iterate(field, z0, opts, Anderson::new),
-        SolverMethod::NewtonKrylov => newton_krylov(field, z0, opts),
+    let limits = Limits {
+        stop: &settings.stop,
+        max_iterations: settings.accelerated.max_iterations,
+        stall_after: stall_after(&settings.anderson),
+    };
+    let mut records = match settings.method {
+        SolverMethod::Anderson => {
+            let lane = |z| Anderson::new(z, &settings.anderson);
+            iterate(field, z0, &limits, SolverMethod::Anderson, lane)
+        }
+        SolverMethod::NewtonKrylov => newton_krylov(field, z0, &limits, &settings.newton_krylov),
         _ => unreachable!("not an accelerated method"),
     };
-    if opts.stability_check {
-        check_stability(field, &mut records, opts);
+    let stability = &settings.accelerated.stability;
+    if stability.enabled {
+        check_stability(field, &mut records, stability);
     }
     records
 }
 
-/// Iterations without a new best residual after which Anderson clears its history.
-fn restart_after(opts: &SteadyStateOptions) -> usize {
-    2 * opts.anderson_memory.max(5)
+/// When an accelerated solve of one sample ends: the stopping criterion, the iteration cap
+/// and the stall window.
+struct Limits<'s> {
+    stop: &'s StopCriterion,
+    max_iterations: usize,
+    /// Iterations without a new best residual after which a sample counts as stalled.
+    stall_after: usize,
 }
 
-/// Iterations without a new best residual after which a sample counts as stalled.
-fn stall_after(opts: &SteadyStateOptions) -> usize {
-    10 * opts.anderson_memory.max(5)
+/// Iterations without a new best residual after which Anderson clears its history.
+fn restart_after(anderson: &AndersonSettings) -> usize {
+    2 * anderson.memory.max(5)
+}
+
+/// The stall window `10 max(m, 5)`, set by Anderson's memory m for both accelerated
+/// solvers (the config has one key for it).
+fn stall_after(anderson: &AndersonSettings) -> usize {
+    10 * anderson.memory.max(5)
 }
 
 /// One sample's progress: iteration count and the best scaled residual so far.
@@ -64,14 +83,14 @@ impl Progress {
         &mut self,
         z: &[f64],
         r: &[f64],
-        opts: &SteadyStateOptions,
+        limits: &Limits,
     ) -> Option<(Termination, (f64, f64))> {
-        let size = residual_size(z, r, opts);
-        let stop = if diverged(z, size.0, opts) {
+        let size = residual_size(z, r, limits.stop);
+        let stop = if diverged(z, size.0, limits.stop) {
             Some(Termination::Diverged)
         } else if size.1 <= 1.0 {
             Some(Termination::Converged)
-        } else if self.iterations >= opts.max_iterations {
+        } else if self.iterations >= limits.max_iterations {
             Some(Termination::MaxSteps)
         } else {
             if size.1 < self.best {
@@ -80,7 +99,7 @@ impl Progress {
             } else {
                 self.since_best += 1;
             }
-            (self.since_best > stall_after(opts)).then_some(Termination::Stalled)
+            (self.since_best > limits.stall_after).then_some(Termination::Stalled)
         };
         if stop.is_none() {
             self.iterations += 1;
@@ -116,7 +135,7 @@ trait Lane {
     fn state(&self) -> &DVector<f64>;
     fn progress(&mut self) -> &mut Progress;
     /// The next iterate, given `r` at the current one.
-    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, opts: &SteadyStateOptions);
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>);
 }
 
 /// Runs `Lane`s of every column to a verdict, evaluating the residual of all running
@@ -124,7 +143,8 @@ trait Lane {
 fn iterate<F: VectorField, L: Lane>(
     field: &F,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    limits: &Limits,
+    method: SolverMethod,
     lane: impl Fn(DVector<f64>) -> L,
 ) -> Vec<SteadyState> {
     let n = field.dim();
@@ -144,14 +164,11 @@ fn iterate<F: VectorField, L: Lane>(
             let lane = &mut lanes[j];
             lane.progress().evals += 1;
             let zk = lane.state().clone();
-            if let Some((term, size)) = lane.progress().verdict(zk.as_slice(), rk, opts) {
-                out[j] = Some(
-                    lane.progress()
-                        .record(as_column(&zk), term, size, opts.method),
-                );
+            if let Some((term, size)) = lane.progress().verdict(zk.as_slice(), rk, limits) {
+                out[j] = Some(lane.progress().record(as_column(&zk), term, size, method));
                 finished = true;
             } else {
-                lane.advance(rk, &inv_tau, opts);
+                lane.advance(rk, &inv_tau);
             }
         }
         if finished {
@@ -167,12 +184,13 @@ fn iterate<F: VectorField, L: Lane>(
 }
 
 /// Anderson acceleration (type II, memory m) of the fixed-point map
-/// `g(z) = z + h r(z) / tau` (h = `anderson_step`): with `f = g(z) - z` and the last m differences dZ, dF of
+/// `g(z) = z + h r(z) / tau` (h = `step`): with `f = g(z) - z` and the last m differences dZ, dF of
 /// iterates and of f, `gamma = argmin |f - dF gamma|^2 + lambda |gamma|^2` and
 /// `z <- z + beta f - (dZ + beta dF) gamma` (beta: damping). The history is cleared when
 /// the residual has not improved for a while (restart on stagnation) or the small
 /// least-squares problem is singular.
-struct Anderson {
+struct Anderson<'s> {
+    settings: &'s AndersonSettings,
     z: DVector<f64>,
     previous: Option<(DVector<f64>, DVector<f64>)>,
     dz: Vec<DVector<f64>>,
@@ -183,9 +201,10 @@ struct Anderson {
     progress: Progress,
 }
 
-impl Anderson {
-    fn new(z: DVector<f64>) -> Self {
+impl<'s> Anderson<'s> {
+    fn new(z: DVector<f64>, settings: &'s AndersonSettings) -> Self {
         Anderson {
+            settings,
             z,
             previous: None,
             dz: Vec::new(),
@@ -223,7 +242,7 @@ impl Anderson {
     }
 }
 
-impl Lane for Anderson {
+impl Lane for Anderson<'_> {
     fn state(&self) -> &DVector<f64> {
         &self.z
     }
@@ -231,29 +250,30 @@ impl Lane for Anderson {
         &mut self.progress
     }
 
-    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, opts: &SteadyStateOptions) {
-        let m = opts.anderson_memory;
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>) {
+        let settings = self.settings;
+        let m = settings.memory;
         let f = DVector::from_iterator(
             r.len(),
             r.iter()
                 .zip(inv_tau.iter())
-                .map(|(r, it)| opts.anderson_step * r * it),
+                .map(|(r, it)| settings.step * r * it),
         );
         if let Some((z_prev, f_prev)) = self.previous.take() {
             self.push(&self.z - z_prev, &f - f_prev, m);
         }
         let since = self.progress.since_best;
-        if since > 0 && since.is_multiple_of(restart_after(opts)) {
+        if since > 0 && since.is_multiple_of(restart_after(settings)) {
             self.clear();
         }
-        let beta = opts.anderson_damping;
+        let beta = settings.damping;
         let mut next = &self.z + &f * beta;
         let k = self.df.len();
         if k > 0 {
             let mut g = self.gram.view((0, 0), (k, k)).into_owned();
             let scale = (0..k).map(|i| g[(i, i)]).fold(0.0f64, f64::max);
             for i in 0..k {
-                g[(i, i)] += opts.anderson_regularization * scale + f64::MIN_POSITIVE;
+                g[(i, i)] += settings.regularization * scale + f64::MIN_POSITIVE;
             }
             let rhs = DVector::from_fn(k, |i, _| self.df[i].dot(&f));
             match g.cholesky().map(|c| c.solve(&rhs)) {
@@ -278,8 +298,10 @@ impl Lane for Anderson {
 fn newton_krylov<F: VectorField>(
     field: &F,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    limits: &Limits,
+    settings: &NewtonKrylovSettings,
 ) -> Vec<SteadyState> {
+    let method = SolverMethod::NewtonKrylov;
     let b = z0.ncols();
     let mut z: Vec<DVector<f64>> = (0..b).map(|j| z0.column(j).into_owned()).collect();
     let mut progress: Vec<Progress> = (0..b).map(|_| Progress::new()).collect();
@@ -294,9 +316,9 @@ fn newton_krylov<F: VectorField>(
     }
     while !active.is_empty() {
         for &j in &active {
-            if let Some((term, size)) = progress[j].verdict(z[j].as_slice(), r[j].as_slice(), opts)
-            {
-                out[j] = Some(progress[j].record(as_column(&z[j]), term, size, opts.method));
+            let (zj, rj) = (z[j].as_slice(), r[j].as_slice());
+            if let Some((term, size)) = progress[j].verdict(zj, rj, limits) {
+                out[j] = Some(progress[j].record(as_column(&z[j]), term, size, method));
             }
         }
         active.retain(|&j| out[j].is_none());
@@ -308,10 +330,10 @@ fn newton_krylov<F: VectorField>(
         let rs = stack(&active, &r);
         let tol: Vec<f64> = active
             .iter()
-            .map(|&j| opts.newton_forcing * r[j].norm())
+            .map(|&j| settings.forcing * r[j].norm())
             .collect();
         let jacobian = sub.jacobian_at(&zs);
-        let (d, products) = gmres(jacobian, &(-&rs), &tol, opts.krylov_dim);
+        let (d, products) = gmres(jacobian, &(-&rs), &tol, settings.krylov_dim);
         let mut pending: Vec<usize> = (0..active.len()).collect();
         let mut lambda = 1.0;
         for _ in 0..=10 {
@@ -344,13 +366,9 @@ fn newton_krylov<F: VectorField>(
         for (k, &j) in active.iter().enumerate() {
             progress[j].jvps += products;
             if pending.contains(&k) {
-                let size = residual_size(z[j].as_slice(), r[j].as_slice(), opts);
-                out[j] = Some(progress[j].record(
-                    as_column(&z[j]),
-                    Termination::Stalled,
-                    size,
-                    opts.method,
-                ));
+                let size = residual_size(z[j].as_slice(), r[j].as_slice(), limits.stop);
+                let stalled = Termination::Stalled;
+                out[j] = Some(progress[j].record(as_column(&z[j]), stalled, size, method));
             }
         }
     }
@@ -377,11 +395,7 @@ fn as_column(v: &DVector<f64>) -> DMatrix<f64> {
 
 /// Marks converged records whose equilibrium is unstable: the rightmost Ritz value of
 /// `diag(1/tau) dr/dz` there has a positive real part (beyond round-off).
-fn check_stability<F: VectorField>(
-    field: &F,
-    records: &mut [SteadyState],
-    opts: &SteadyStateOptions,
-) {
+fn check_stability<F: VectorField>(field: &F, records: &mut [SteadyState], check: &StabilityCheck) {
     let converged: Vec<usize> = (0..records.len())
         .filter(|&j| records[j].converged())
         .collect();
@@ -405,8 +419,7 @@ fn check_stability<F: VectorField>(
         }
         jv
     };
-    let (values, products) =
-        rightmost_ritz_values(apply, field.dim(), converged.len(), opts.stability_dim);
+    let (values, products) = rightmost_ritz_values(apply, field.dim(), converged.len(), check.dim);
     for (&j, &max_real) in converged.iter().zip(&values) {
         let rec = &mut records[j];
         rec.jvp_evals += products;

@@ -2,7 +2,6 @@
 //! small, with diffsol's adaptive methods or fixed-step forward Euler. Every solve
 //! returns a [`SteadyState`] record; non-convergence is a reported outcome, never a panic.
 
-use crate::error::{ensure_positive, invalid, Result};
 use diffsol::{
     NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
     OdeSolverStopReason, VectorCommon,
@@ -14,8 +13,13 @@ use std::cell::Cell;
 
 mod accelerated;
 mod krylov;
+mod settings;
 
 pub use krylov::rightmost_ritz_values;
+pub use settings::{
+    AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
+    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+};
 
 /// `dz -> (dr/dz) dz` at a fixed z.
 pub type JacobianAction<'a> = Box<dyn Fn(&DMatrix<f64>) -> DMatrix<f64> + 'a>;
@@ -42,248 +46,6 @@ pub trait VectorField: Sync {
     fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
         let z = z.clone();
         Box::new(move |dz| self.residual_jvp(&z, dz))
-    }
-}
-
-/// How the ODE is integrated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum SolverMethod {
-    /// Fixed-step forward Euler, `z += dt * r(z) / tau` (with dt = 1, tau = 1: the reference iteration).
-    Euler,
-    /// Tsitouras 5(4) explicit Runge-Kutta (diffsol), adaptive.
-    Tsit45,
-    /// Variable-order BDF (diffsol), dense LU.
-    Bdf,
-    /// ESDIRK 3(4) singly diagonally implicit Runge-Kutta (diffsol), dense LU.
-    Esdirk34,
-    /// TR-BDF2 (diffsol), dense LU.
-    TrBdf2,
-    /// Anderson acceleration of the Euler map `z + h r(z) / tau` (batched; does not follow the flow).
-    #[default]
-    Anderson,
-    /// Matrix-free Newton-Krylov on `r(z) = 0`: GMRES on J v, backtracking line search (batched).
-    NewtonKrylov,
-    /// Adam on the state along a gradient (LCP-EBD's reference descent, chosen by
-    /// `ebd.descent = "adam"`): appears in records, never as `solver.method`.
-    #[serde(skip)]
-    #[cfg_attr(feature = "cli", value(skip))]
-    AdamOnState,
-}
-
-impl SolverMethod {
-    /// Every method, for tests and reports.
-    pub const ALL: [SolverMethod; 7] = [
-        SolverMethod::Euler,
-        SolverMethod::Tsit45,
-        SolverMethod::Bdf,
-        SolverMethod::Esdirk34,
-        SolverMethod::TrBdf2,
-        SolverMethod::Anderson,
-        SolverMethod::NewtonKrylov,
-    ];
-
-    /// The methods that integrate the ODE (and can record trajectories).
-    pub const INTEGRATORS: [SolverMethod; 5] = [
-        SolverMethod::Euler,
-        SolverMethod::Tsit45,
-        SolverMethod::Bdf,
-        SolverMethod::Esdirk34,
-        SolverMethod::TrBdf2,
-    ];
-
-    /// True for the methods that integrate the ODE in time; false for the accelerated
-    /// equilibrium solvers (Anderson, Newton-Krylov).
-    pub fn follows_flow(self) -> bool {
-        !matches!(
-            self,
-            SolverMethod::Anderson | SolverMethod::NewtonKrylov | SolverMethod::AdamOnState
-        )
-    }
-
-    /// Name as used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            SolverMethod::Euler => "euler",
-            SolverMethod::Tsit45 => "tsit45",
-            SolverMethod::Bdf => "bdf",
-            SolverMethod::Esdirk34 => "esdirk34",
-            SolverMethod::TrBdf2 => "tr-bdf2",
-            SolverMethod::Anderson => "anderson",
-            SolverMethod::NewtonKrylov => "newton-krylov",
-            SolverMethod::AdamOnState => "adam-on-state",
-        }
-    }
-}
-
-/// Settings of a steady-state solve.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SteadyStateOptions {
-    /// Integration method.
-    pub method: SolverMethod,
-    /// Step of forward Euler (time units of tau).
-    pub dt: f64,
-    /// Stop when every component satisfies `|r_i| <= atol + rtol * |z_i|` ...
-    pub atol: f64,
-    /// ... (see `atol`).
-    pub rtol: f64,
-    /// Give up at this time.
-    pub max_time: f64,
-    /// Give up after this many steps.
-    pub max_steps: usize,
-    /// Relative local-error tolerance of the adaptive integrators.
-    pub ode_rtol: f64,
-    /// Absolute local-error tolerance of the adaptive integrators (keep it well below `atol`).
-    pub ode_atol: f64,
-    /// First step of the adaptive integrators (0: diffsol's heuristic).
-    pub initial_step: f64,
-    /// A state with an entry beyond this magnitude counts as diverged.
-    pub divergence_bound: f64,
-    /// Iteration cap of the accelerated solvers (Anderson iterations, Newton steps).
-    pub max_iterations: usize,
-    /// Anderson: step h of the Euler map `z + h r(z) / tau` it accelerates.
-    pub anderson_step: f64,
-    /// Anderson: number of previous iterates mixed (m >= 1).
-    pub anderson_memory: usize,
-    /// Anderson: damping (mixing) factor in (0, 1].
-    pub anderson_damping: f64,
-    /// Anderson: Tikhonov regularisation of its least-squares problem, relative to its scale.
-    pub anderson_regularization: f64,
-    /// Newton-Krylov: GMRES dimension per Newton step.
-    pub krylov_dim: usize,
-    /// Newton-Krylov: GMRES stops at `|J d + r| <= forcing |r|`.
-    pub newton_forcing: f64,
-    /// Accelerated solvers: check that a found equilibrium is stable (no Ritz value of the
-    /// Jacobian `diag(1/tau) dr/dz` in the right half-plane); unstable ones are reported
-    /// as such and go to the fallback.
-    pub stability_check: bool,
-    /// Arnoldi steps (Jacobian products) of the stability check.
-    pub stability_dim: usize,
-    /// Accelerated solvers: samples that did not converge (or were unstable) are solved
-    /// again from their start by this integrator ("none": keep the failed record).
-    pub fallback: Fallback,
-    /// Accelerated solvers: samples solved together in one batched iteration. Fixed
-    /// chunks make results independent of the number of threads.
-    pub chunk: usize,
-}
-
-/// The integrator that re-solves samples an accelerated solver could not settle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum Fallback {
-    /// Keep the failed record.
-    None,
-    Euler,
-    #[default]
-    Tsit45,
-    Bdf,
-    Esdirk34,
-    TrBdf2,
-}
-
-impl Fallback {
-    /// The integrator, if any.
-    pub fn method(self) -> Option<SolverMethod> {
-        match self {
-            Fallback::None => None,
-            Fallback::Euler => Some(SolverMethod::Euler),
-            Fallback::Tsit45 => Some(SolverMethod::Tsit45),
-            Fallback::Bdf => Some(SolverMethod::Bdf),
-            Fallback::Esdirk34 => Some(SolverMethod::Esdirk34),
-            Fallback::TrBdf2 => Some(SolverMethod::TrBdf2),
-        }
-    }
-}
-
-impl Default for SteadyStateOptions {
-    fn default() -> Self {
-        SteadyStateOptions {
-            method: SolverMethod::Anderson,
-            dt: 0.2,
-            atol: 1e-6,
-            rtol: 1e-6,
-            max_time: 1e3,
-            max_steps: 100_000,
-            ode_rtol: 1e-8,
-            ode_atol: 1e-10,
-            initial_step: 0.0,
-            divergence_bound: 1e8,
-            max_iterations: 1000,
-            anderson_step: 1.0,
-            anderson_memory: 10,
-            anderson_damping: 1.0,
-            anderson_regularization: 1e-10,
-            krylov_dim: 30,
-            newton_forcing: 1e-3,
-            stability_check: true,
-            stability_dim: 20,
-            fallback: Fallback::Tsit45,
-            chunk: 16,
-        }
-    }
-}
-
-impl SteadyStateOptions {
-    /// The options for following the flow in time (trajectories): these options when the
-    /// method is an integrator, else with the fallback integrator (Tsit45 if none).
-    pub fn integrator(&self) -> SteadyStateOptions {
-        let method = if self.method.follows_flow() {
-            self.method
-        } else {
-            self.fallback.method().unwrap_or(SolverMethod::Tsit45)
-        };
-        SteadyStateOptions {
-            method,
-            ..self.clone()
-        }
-    }
-
-    /// Checks every field (names as in the config file's `solver` table).
-    pub fn validate(&self) -> Result<()> {
-        ensure_positive("solver.dt", self.dt)?;
-        ensure_positive("solver.atol", self.atol)?;
-        crate::error::ensure_non_negative("solver.rtol", self.rtol)?;
-        ensure_positive("solver.max_time", self.max_time)?;
-        ensure_positive("solver.ode_rtol", self.ode_rtol)?;
-        ensure_positive("solver.ode_atol", self.ode_atol)?;
-        ensure_positive("solver.divergence_bound", self.divergence_bound)?;
-        crate::error::ensure_non_negative("solver.initial_step", self.initial_step)?;
-        for (key, value) in [
-            ("solver.max_steps", self.max_steps),
-            ("solver.max_iterations", self.max_iterations),
-            ("solver.anderson_memory", self.anderson_memory),
-            ("solver.krylov_dim", self.krylov_dim),
-            ("solver.stability_dim", self.stability_dim),
-            ("solver.chunk", self.chunk),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, 0, "an integer >= 1"));
-            }
-        }
-        if self.method == SolverMethod::AdamOnState {
-            return Err(invalid(
-                "solver.method",
-                "adam-on-state",
-                "a steady-state solver; Adam on the state is LCP-EBD's ebd.descent = \"adam\"",
-            ));
-        }
-        ensure_positive("solver.anderson_step", self.anderson_step)?;
-        let d = self.anderson_damping;
-        if !(d > 0.0 && d <= 1.0) {
-            return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));
-        }
-        crate::error::ensure_non_negative(
-            "solver.anderson_regularization",
-            self.anderson_regularization,
-        )?;
-        let f = self.newton_forcing;
-        if !(f > 0.0 && f < 1.0) {
-            return Err(invalid("solver.newton_forcing", f, "a number in (0, 1)"));
-        }
-        Ok(())
     }
 }
 
@@ -369,21 +131,21 @@ impl SteadyState {
 /// `|r_i| <= atol + rtol |z_i|` for all i, `max_time` or `max_steps`. With output times, the
 /// convergence test starts only after the last one, so the trajectory is complete. An
 /// accelerated method solves for the equilibrium instead (with its fallback; no
-/// trajectory). Options must be valid ([`SteadyStateOptions::validate`]).
+/// trajectory). Settings must be valid ([`SolverSettings::validate`]).
 pub fn solve_steady_state<F: VectorField>(
     field: &F,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    settings: &SolverSettings,
     output_times: &[f64],
 ) -> SteadyState {
-    let monitor = Monitor::new(field, opts, output_times);
-    match opts.method {
-        SolverMethod::Euler => euler(z0, monitor),
+    let monitor = Monitor::new(field, &settings.stop, settings.method, output_times);
+    match settings.method {
+        SolverMethod::Euler => euler(z0, monitor, &settings.euler),
         SolverMethod::Anderson | SolverMethod::NewtonKrylov => {
-            let mut batch = solve_batch(field, z0, opts);
+            let mut batch = solve_batch(field, z0, settings);
             batch.records.remove(0)
         }
-        _ => with_diffsol(z0, monitor),
+        _ => with_diffsol(z0, monitor, &settings.adaptive),
     }
 }
 
@@ -423,35 +185,35 @@ impl BatchSteadyState {
 
 /// Solves every sample (column of `z0`) of a batched field. Integrators solve each sample
 /// on its own (samples never share step sizes); the accelerated solvers iterate fixed
-/// chunks of `opts.chunk` samples together (batched products; a sample that has converged
-/// stops costing work) and hand samples they could not settle to `opts.fallback`.
+/// chunks of `accelerated.chunk` samples together (batched products; a sample that has
+/// converged stops costing work) and hand samples they could not settle to
+/// `accelerated.fallback`.
 /// Samples and chunks run in parallel on the current rayon pool; the result does not
 /// depend on the number of threads.
 pub fn solve_batch<F: VectorField>(
     field: &F,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    settings: &SolverSettings,
 ) -> BatchSteadyState {
     let b = z0.ncols();
     let column = |j: usize| z0.columns(j, 1).into_owned();
-    let one = |j: usize, o: &SteadyStateOptions| {
-        solve_steady_state(&field.select_samples(&[j]), &column(j), o, &[])
+    let one = |j: usize, s: &SolverSettings| {
+        solve_steady_state(&field.select_samples(&[j]), &column(j), s, &[])
     };
-    let records: Vec<SteadyState> = if opts.method.follows_flow() {
-        (0..b).into_par_iter().map(|j| one(j, opts)).collect()
+    let records: Vec<SteadyState> = if settings.method.follows_flow() {
+        (0..b).into_par_iter().map(|j| one(j, settings)).collect()
     } else {
         let columns: Vec<usize> = (0..b).collect();
-        let chunks: Vec<&[usize]> = columns.chunks(opts.chunk).collect();
+        let chunks: Vec<&[usize]> = columns.chunks(settings.accelerated.chunk).collect();
         let first: Vec<SteadyState> = chunks
             .par_iter()
             .flat_map_iter(|cols| {
-                accelerated::solve(&field.select_samples(cols), &z0.select_columns(*cols), opts)
+                let sub = field.select_samples(cols);
+                accelerated::solve(&sub, &z0.select_columns(*cols), settings)
             })
             .collect();
-        let fallback = opts.fallback.method().map(|method| SteadyStateOptions {
-            method,
-            ..opts.clone()
-        });
+        let fallback = settings.accelerated.fallback.method();
+        let fallback = fallback.map(|method| settings.with_method(method));
         first
             .into_par_iter()
             .enumerate()
@@ -476,13 +238,13 @@ pub fn solve_batch<F: VectorField>(
 
 /// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
 /// Converged when the second is <= 1.
-pub(crate) fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> (f64, f64) {
+pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
     let (mut abs, mut scaled, mut finite) = (0.0f64, 0.0f64, true);
     for (ri, zi) in r.iter().zip(z) {
         let a = ri.abs();
         finite &= a <= f64::MAX;
         abs = abs.max(a);
-        scaled = scaled.max(a / (opts.atol + opts.rtol * zi.abs()));
+        scaled = scaled.max(a / (stop.atol + stop.rtol * zi.abs()));
     }
     if finite {
         (abs, scaled)
@@ -493,15 +255,17 @@ pub(crate) fn residual_size(z: &[f64], r: &[f64], opts: &SteadyStateOptions) -> 
 
 /// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
 /// `divergence_bound`.
-pub(crate) fn diverged(z: &[f64], abs: f64, opts: &SteadyStateOptions) -> bool {
-    let bound = opts.divergence_bound;
+pub(crate) fn diverged(z: &[f64], abs: f64, stop: &StopCriterion) -> bool {
+    let bound = stop.divergence_bound;
     abs.is_nan() || z.iter().any(|v| !v.is_finite() || v.abs() > bound)
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.
 struct Monitor<'f, F: VectorField> {
     field: &'f F,
-    opts: &'f SteadyStateOptions,
+    stop: &'f StopCriterion,
+    /// The method, for the record.
+    method: SolverMethod,
     output_times: &'f [f64],
     recorded: Vec<DMatrix<f64>>,
     evals: Cell<usize>,
@@ -514,10 +278,16 @@ enum Check {
 }
 
 impl<'f, F: VectorField> Monitor<'f, F> {
-    fn new(field: &'f F, opts: &'f SteadyStateOptions, output_times: &'f [f64]) -> Self {
+    fn new(
+        field: &'f F,
+        stop: &'f StopCriterion,
+        method: SolverMethod,
+        output_times: &'f [f64],
+    ) -> Self {
         Monitor {
             field,
-            opts,
+            stop,
+            method,
             output_times,
             recorded: Vec::new(),
             evals: Cell::new(0),
@@ -531,7 +301,7 @@ impl<'f, F: VectorField> Monitor<'f, F> {
 
     /// (max |r_i|, max |r_i| / (atol + rtol |z_i|)), NaN-propagating.
     fn measure(&self, z: &DMatrix<f64>, r: &DMatrix<f64>) -> (f64, f64) {
-        residual_size(z.as_slice(), r.as_slice(), self.opts)
+        residual_size(z.as_slice(), r.as_slice(), self.stop)
     }
 
     fn all_outputs_recorded(&self) -> bool {
@@ -541,13 +311,13 @@ impl<'f, F: VectorField> Monitor<'f, F> {
     /// Checks the state z (with residual r) reached at time t after `steps` steps.
     fn check(&self, z: &DMatrix<f64>, r: &DMatrix<f64>, t: f64, steps: usize) -> Check {
         let (abs, scaled) = self.measure(z, r);
-        if diverged(z.as_slice(), abs, self.opts) {
+        if diverged(z.as_slice(), abs, self.stop) {
             Check::Stop(Termination::Diverged, abs, scaled)
         } else if scaled <= 1.0 && self.all_outputs_recorded() {
             Check::Stop(Termination::Converged, abs, scaled)
-        } else if t >= self.opts.max_time {
+        } else if t >= self.stop.max_time {
             Check::Stop(Termination::MaxTime, abs, scaled)
-        } else if steps >= self.opts.max_steps {
+        } else if steps >= self.stop.max_steps {
             Check::Stop(Termination::MaxSteps, abs, scaled)
         } else {
             Check::Continue
@@ -585,15 +355,20 @@ impl<'f, F: VectorField> Monitor<'f, F> {
             steps,
             rhs_evals: self.evals.get(),
             jvp_evals: 0,
-            solver: self.opts.method,
+            solver: self.method,
             fallback_from: None,
             trajectory,
         }
     }
 }
 
-fn euler<F: VectorField>(z0: &DMatrix<f64>, mut monitor: Monitor<'_, F>) -> SteadyState {
-    let (field, opts) = (monitor.field, monitor.opts);
+/// Forward Euler `z += dt r(z) / tau` from `z0`.
+fn euler<F: VectorField>(
+    z0: &DMatrix<f64>,
+    mut monitor: Monitor<'_, F>,
+    settings: &EulerSettings,
+) -> SteadyState {
+    let field = monitor.field;
     let tau = DMatrix::from_vec(field.dim(), 1, field.time_constants());
     let mut z = z0.clone();
     let (mut t, mut steps) = (0.0, 0usize);
@@ -603,10 +378,10 @@ fn euler<F: VectorField>(z0: &DMatrix<f64>, mut monitor: Monitor<'_, F>) -> Stea
         if let Check::Stop(term, abs, scaled) = monitor.check(&z, &r, t, steps) {
             return monitor.finish(z, term, (abs, scaled), t, steps);
         }
-        let next = &z + r.component_div(&tau) * opts.dt;
+        let next = &z + r.component_div(&tau) * settings.dt;
         steps += 1;
         // From the step count, so that rounding does not accumulate over long runs.
-        let t_next = steps as f64 * opts.dt;
+        let t_next = steps as f64 * settings.dt;
         record_euler(&mut monitor, &z, &next, t, t_next);
         z = next;
         t = t_next;
@@ -632,8 +407,13 @@ fn record_euler<F: VectorField>(
     }
 }
 
-fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> SteadyState {
-    let (field, opts) = (monitor.field, monitor.opts);
+/// The adaptive diffsol integrator `monitor.method` from `z0`.
+fn with_diffsol<F: VectorField>(
+    z0: &DMatrix<f64>,
+    monitor: Monitor<'_, F>,
+    settings: &AdaptiveSettings,
+) -> SteadyState {
+    let (field, method) = (monitor.field, monitor.method);
     let n = field.dim();
     let tau = field.time_constants();
     let evals = Cell::new(0usize);
@@ -655,8 +435,8 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
     };
     let start = z0.as_slice().to_vec();
     let problem = OdeBuilder::<NalgebraMat<f64>>::new()
-        .rtol(opts.ode_rtol)
-        .atol([opts.ode_atol])
+        .rtol(settings.rtol)
+        .atol([settings.atol])
         .rhs_implicit(rhs, jac)
         .init(move |_p, _t, y| y.copy_from_slice(&start), n)
         .build();
@@ -677,21 +457,21 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
         Ok(p) => p,
         Err(e) => return fail(taken, e.to_string()),
     };
-    let mut record = match opts.method {
+    let mut record = match method {
         SolverMethod::Tsit45 => match problem.tsit45() {
-            Ok(s) => drive(s, taken, opts),
+            Ok(s) => drive(s, taken, settings),
             Err(e) => fail(taken, e.to_string()),
         },
         SolverMethod::Bdf => match problem.bdf::<NalgebraLU<f64>>() {
-            Ok(s) => drive(s, taken, opts),
+            Ok(s) => drive(s, taken, settings),
             Err(e) => fail(taken, e.to_string()),
         },
         SolverMethod::Esdirk34 => match problem.esdirk34::<NalgebraLU<f64>>() {
-            Ok(s) => drive(s, taken, opts),
+            Ok(s) => drive(s, taken, settings),
             Err(e) => fail(taken, e.to_string()),
         },
         SolverMethod::TrBdf2 => match problem.tr_bdf2::<NalgebraLU<f64>>() {
-            Ok(s) => drive(s, taken, opts),
+            Ok(s) => drive(s, taken, settings),
             Err(e) => fail(taken, e.to_string()),
         },
         SolverMethod::Euler
@@ -710,7 +490,7 @@ fn with_diffsol<F: VectorField>(z0: &DMatrix<f64>, monitor: Monitor<'_, F>) -> S
 fn drive<'a, Eqn, S, F>(
     mut solver: S,
     mut monitor: Monitor<'_, F>,
-    opts: &SteadyStateOptions,
+    settings: &AdaptiveSettings,
 ) -> SteadyState
 where
     Eqn: OdeEquations<T = f64, V = NalgebraVec<f64>> + 'a,
@@ -718,10 +498,11 @@ where
     F: VectorField,
 {
     let column = |v: &NalgebraVec<f64>| -> DMatrix<f64> { v.inner().clone() };
-    if opts.initial_step > 0.0 {
-        *solver.state_mut().h = opts.initial_step;
+    let max_time = monitor.stop.max_time;
+    if settings.initial_step > 0.0 {
+        *solver.state_mut().h = settings.initial_step;
     }
-    if let Err(e) = solver.set_stop_time(opts.max_time) {
+    if let Err(e) = solver.set_stop_time(max_time) {
         let z = column(solver.state().y);
         return monitor.finish(
             z,
@@ -765,7 +546,7 @@ where
         }
         let reached_stop = matches!(stepped, Ok(OdeSolverStopReason::TstopReached));
         let r = monitor.residual(&z);
-        match monitor.check(&z, &r, if reached_stop { opts.max_time } else { t }, steps) {
+        match monitor.check(&z, &r, if reached_stop { max_time } else { t }, steps) {
             Check::Continue => {}
             Check::Stop(term, abs, scaled) => {
                 return monitor.finish(z, term, (abs, scaled), t, steps)

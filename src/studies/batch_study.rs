@@ -16,7 +16,7 @@ use crate::io::interop::npy_from_matrix;
 use crate::io::npz::{write_npz, NpyArray};
 use crate::learn::plasticity::{control_magnitude, least_control_update};
 use crate::learn::rbp::rbp_gradient;
-use crate::solve::{solve_batch, BatchSteadyState, SteadyState, SteadyStateOptions};
+use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState};
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use nalgebra::DMatrix;
@@ -40,7 +40,7 @@ pub struct BatchSettings {
     pub objective: Objective,
     pub tau_v: f64,
     pub controller: ControllerSettings,
-    pub solver: SteadyStateOptions,
+    pub solver: SolverSettings,
 }
 
 /// The named arrays of one batch and a summary of each solve.

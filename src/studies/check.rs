@@ -14,7 +14,7 @@ use crate::learn::plasticity::{combine, least_control_update, relaxed_energy};
 use crate::learn::rbp::{adjoint_system, gradient_from_adjoints, rbp_gradient};
 use crate::numerics::activation::Activation;
 use crate::numerics::rng::Rng;
-use crate::solve::{newton_polish, solve_batch, SteadyStateOptions, VectorField};
+use crate::solve::{newton_polish, solve_batch, SolverSettings, VectorField};
 use crate::studies::alignment::compare_with_gradient;
 use crate::system::loss::{one_hot, Loss};
 use crate::system::params::Params;
@@ -44,7 +44,7 @@ pub struct CheckSettings {
     /// Central finite-difference step.
     pub fd_step: f64,
     /// Relaxation settings (each equilibrium is then refined by Newton's method).
-    pub solver: SteadyStateOptions,
+    pub solver: SolverSettings,
     /// Largest accepted relative error of the finite-difference checks.
     pub fd_tolerance: f64,
     /// Smallest accepted cosine at the largest alpha.
@@ -66,7 +66,7 @@ impl Default for CheckSettings {
             controller: ControllerSettings::default(),
             alphas: vec![1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3],
             fd_step: 1e-5,
-            solver: SteadyStateOptions::default(),
+            solver: SolverSettings::default(),
             fd_tolerance: 1e-6,
             cosine_tolerance: 0.999,
         }
@@ -158,7 +158,7 @@ pub fn random_problem(s: &CheckSettings) -> Result<(RateNetwork, DMatrix<f64>, D
 /// An unconverged relaxation or a refinement that leaves `max |r| > 1e-9` is an error.
 pub fn precise_equilibrium<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> Result<DMatrix<f64>> {
     precise_equilibrium_from(system, &system.initial_state(), opts)
 }
@@ -167,7 +167,7 @@ pub fn precise_equilibrium<M: EquilibriumSystem>(
 pub fn precise_equilibrium_from<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z0: &DMatrix<f64>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> Result<DMatrix<f64>> {
     let relaxed = solve_batch(system, z0, opts);
     if let Some((j, r)) = relaxed
@@ -379,7 +379,7 @@ fn check_variants(
     phi0: &DMatrix<f64>,
     z_di: &DMatrix<f64>,
     di: &Params,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
 ) -> Result<VariantErrors> {
     let net = controlled.model();
     let rel = |a: &Params, b: &Params| {

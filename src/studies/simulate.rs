@@ -37,7 +37,7 @@ use crate::io::npz::{write_npy, NpyArray};
 use crate::learn::energy::EnergyDescent;
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
 use crate::run::write_atomic;
-use crate::solve::{solve_steady_state, SteadyState, SteadyStateOptions, Termination, VectorField};
+use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
@@ -378,17 +378,17 @@ impl<M: EquilibriumSystem> ControlledSegment for EnergyDescent<'_, M> {
 ///
 /// each integrated with `opts.method` (the controlled segment in shifted time t - t_on; an
 /// accelerated method, which does not follow the flow, is replaced by its fallback
-/// integrator, see [`SteadyStateOptions::integrator`]),
+/// integrator, see [`SolverSettings::integrator`]),
 /// recorded at `times` (t_end = the last time): before t_on the free state with u_i = e =
 /// u = 0, from t_on on the controlled state. Each segment is integrated to its last output
-/// time, whether or not its state has settled; `opts.max_time` is replaced by the segment's
+/// time, whether or not its state has settled; `opts.stop.max_time` is replaced by the segment's
 /// length, the other options apply as given.
 ///
 /// Errors: `controlled` has no controller; `opts` invalid; `times` not increasing, negative
 /// or non-finite, or t_on not in [0, last time).
 pub fn simulate_switch_on<M: EquilibriumSystem>(
     controlled: &CoupledSystem<'_, M>,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
     times: &[f64],
     t_on: f64,
 ) -> Result<Simulation> {
@@ -402,7 +402,7 @@ pub fn simulate_switch_on<M: EquilibriumSystem>(
 pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
     controlled: &CoupledSystem<'_, M>,
     segment: &S,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
     times: &[f64],
     t_on: f64,
 ) -> Result<Simulation> {
@@ -457,7 +457,7 @@ pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
 fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     sys: &CoupledSystem<'_, M>,
     segment: &S,
-    opts: &SteadyStateOptions,
+    opts: &SolverSettings,
     times: &[f64],
     t_on: f64,
 ) -> Result<SampleTrajectory> {
@@ -484,10 +484,8 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     let free = sys.free();
     let phi_on = if t_on > 0.0 {
         let free_times: Vec<f64> = times[..k_on].iter().copied().chain([t_on]).collect();
-        let free_opts = SteadyStateOptions {
-            max_time: t_on,
-            ..opts.clone()
-        };
+        let mut free_opts = opts.clone();
+        free_opts.stop.max_time = t_on;
         let rec = solve_steady_state(&free, &free.initial_state(), &free_opts, &free_times);
         out.free = Some(SegmentRecord::new(&rec, 0.0, t_on, free_times.len()));
         let states = rec.trajectory.map(|t| t.states);
@@ -519,10 +517,8 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     let z0 = segment.start(&phi_on)?;
     let shifted: Vec<f64> = times[k_on..].iter().map(|t| t - t_on).collect();
     let end = *shifted.last().expect("t_on < last time");
-    let ctrl_opts = SteadyStateOptions {
-        max_time: end,
-        ..opts.clone()
-    };
+    let mut ctrl_opts = opts.clone();
+    ctrl_opts.stop.max_time = end;
     let rec = solve_steady_state(segment, &z0, &ctrl_opts, &shifted);
     out.controlled = Some(SegmentRecord::new(&rec, t_on, t_on + end, shifted.len()));
     if let Some(traj) = rec.trajectory {

@@ -15,7 +15,7 @@ use crate::learn::feedback::{
 use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
 use crate::learn::variant::ControlledEquilibrium;
 use crate::optim::Optimizer;
-use crate::solve::{BatchSteadyState, SolverMethod, SteadyStateOptions, Termination};
+use crate::solve::{BatchSteadyState, EulerSettings, SolverMethod, SolverSettings, Termination};
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use crate::system::EquilibriumSystem;
@@ -488,9 +488,9 @@ fn batch_step<S: EquilibriumSystem>(
         Method::Rbp | Method::Bp => {
             let opts = match config.method.name {
                 // On a layered net the adjoint iteration is exact after one sweep per layer.
-                Method::Bp => SteadyStateOptions {
+                Method::Bp => SolverSettings {
                     method: SolverMethod::Euler,
-                    dt: 1.0,
+                    euler: EulerSettings { dt: 1.0 },
                     ..config.solver.clone()
                 },
                 _ => config.solver.clone(),

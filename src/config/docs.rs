@@ -1,0 +1,116 @@
+//! The documented default config that `lcsim config` prints: every key with its meaning,
+//! units and allowed values.
+
+use super::Config;
+
+impl Config {
+    /// The default as TOML text, every key preceded by a comment with its meaning,
+    /// units and allowed values.
+    pub fn default_toml() -> String {
+        let plain =
+            toml::to_string_pretty(&Config::default()).expect("the default config serialises");
+        let mut out = String::from("# lcsim run config: every key, its meaning and default.\n# Override any key on the command line: --set section.key=value\n");
+        let mut section = String::new();
+        let mut document = |text: &str, comment: &str, out: &mut String| {
+            for line in text.lines() {
+                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = name.to_string();
+                } else if let Some((key, _)) = line.split_once(" = ") {
+                    let full = format!("{section}.{key}");
+                    if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
+                        out.push_str(&format!("# {doc}\n"));
+                    }
+                }
+                out.push_str(comment);
+                out.push_str(line);
+                out.push('\n');
+            }
+        };
+        document(&plain, "", &mut out);
+        out.push_str(
+            "\n# The sections below belong to one method each; give one only with its method.\n",
+        );
+        for (method, name) in [("lcp-kp", "kp"), ("lcp-lf", "lf"), ("lcp-ebd", "ebd")] {
+            let mut one = toml::Table::new();
+            one.insert(name.into(), Config::schema_table()[name].clone());
+            let text = toml::to_string_pretty(&one).expect("a section serialises");
+            out.push_str(&format!("\n# method.name = \"{method}\" only:\n"));
+            document(&text, "# ", &mut out);
+        }
+        out
+    }
+}
+
+/// Meaning, units and allowed values of every key (printed by `lcsim config`).
+pub const KEY_DOCS: &[(&str, &str)] = &[
+    ("model.kind", "\"rnn\" (dense recurrent W) or \"ff\" (layered; W feeds layer k into k+1 only)"),
+    ("model.hidden", "hidden units: [n_h] for rnn, one size per layer for ff (reference: [256] / [256, 256])"),
+    ("model.activation", "rate nonlinearity s: \"tanh\", \"relu\" or \"sigmoid\""),
+    ("model.seed", "seed of the initial weights (PyTorch-style uniform +-1/sqrt(fan_in))"),
+    ("dynamics.tau_v", "time constant of the network units v, y (time units; > 0)"),
+    ("dynamics.tau_u", "time constant of the integral controller u_i (> 0)"),
+    ("dynamics.tau_e", "time constant of the hidden control e (> 0)"),
+    ("controller.alpha", "leak of the integral controller (> 0; small = strong control, H -> least control)"),
+    ("controller.k_i", "integral gain (>= 0)"),
+    ("controller.k_p", "proportional gain (>= 0; reference 0)"),
+    ("method.name", "least control: \"lcp-di\" (dynamic inversion), \"lcp-kp\" (learned Kolen-Pollack feedback, [kp]), \"lcp-lf\" (linear feedback e = Q u, [lf]), \"lcp-ebd\" (energy descent, [ebd]); gradients: \"rbp\" (recurrent backprop, rnn) or \"bp\" (backprop, ff)"),
+    ("method.loss", "\"cross-entropy\" (softmax of y vs label) or \"squared-error\""),
+    ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
+    ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
+    ("method.controlled_start", "start of the controlled relaxation: \"free\" (the free equilibrium, controller at rest) or \"zero\" (all zero, as the reference)"),
+    ("solver.method", "\"anderson\" or \"newton-krylov\" (batched equilibrium solvers with stability check and fallback), \"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
+    ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration)"),
+    ("solver.atol", "steady state when every |tau dz/dt|_i <= atol + rtol |z_i| (> 0)"),
+    ("solver.rtol", "relative part of the steady-state test (>= 0)"),
+    ("solver.max_time", "give up at this time (time units)"),
+    ("solver.max_steps", "give up after this many steps"),
+    ("solver.ode_rtol", "local relative error tolerance of the adaptive integrators"),
+    ("solver.ode_atol", "local absolute error tolerance of the adaptive integrators (keep well below atol)"),
+    ("solver.initial_step", "first step of the adaptive integrators (0 = diffsol's heuristic)"),
+    ("solver.divergence_bound", "a state entry beyond this magnitude counts as diverged"),
+    ("solver.max_iterations", "anderson / newton-krylov: iteration cap before the fallback (>= 1)"),
+    ("solver.anderson_step", "anderson: step h of the Euler map z + h r(z) / tau that it accelerates (> 0)"),
+    ("solver.anderson_memory", "anderson: previous iterates mixed (>= 1)"),
+    ("solver.anderson_damping", "anderson: mixing factor in (0, 1]"),
+    ("solver.anderson_regularization", "anderson: relative Tikhonov regularisation of its least squares (>= 0)"),
+    ("solver.krylov_dim", "newton-krylov: GMRES dimension per Newton step (>= 1)"),
+    ("solver.newton_forcing", "newton-krylov: GMRES stops at |J d + r| <= forcing |r|, in (0, 1)"),
+    ("solver.stability_check", "anderson / newton-krylov: reject an equilibrium whose Jacobian has a Ritz value with positive real part (the flow would leave it)"),
+    ("solver.stability_dim", "Arnoldi steps (Jacobian products per sample) of the stability check (>= 1)"),
+    ("solver.fallback", "anderson / newton-krylov: integrator for the samples they do not settle (\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\", \"euler\" or \"none\")"),
+    ("solver.chunk", "anderson / newton-krylov: samples iterated together (>= 1); results do not depend on the thread count"),
+    ("training.optimizer", "\"adam\" (PyTorch Adam, L2 weight decay) or \"sgd\""),
+    ("training.learning_rate", "base learning rate (> 0)"),
+    ("training.weight_decay", "L2 weight decay added to the gradient (>= 0)"),
+    ("training.momentum", "SGD momentum in [0, 1)"),
+    ("training.clip_norm", "clip the global update norm to this (0 = off; reference rnn: 10)"),
+    ("training.schedule", "\"cosine\" (decay to min_lr_factor * learning_rate over all steps; reference) or \"constant\""),
+    ("training.min_lr_factor", "final learning rate of the cosine schedule, as a fraction of learning_rate"),
+    ("training.epochs", "passes over the training split (>= 1)"),
+    ("training.batch_size", "samples per mini-batch (>= 1; reference 64)"),
+    ("training.eval_every", "evaluate on the test split every this many epochs, and after the last"),
+    ("training.seed", "seed of the mini-batch order"),
+    ("training.threads", "worker threads for the per-sample solves (0 = all cores); results do not depend on it"),
+    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\" or \"two-moons\""),
+    ("data.mnist_dir", "directory with train-images-idx3-ubyte(.gz) etc."),
+    ("data.test_fraction", "test share of digits and synthetic data, in (0, 1)"),
+    ("data.train_limit", "use at most this many training samples (0 = all)"),
+    ("data.test_limit", "use at most this many test samples (0 = all)"),
+    ("data.synthetic_samples", "samples of a synthetic task"),
+    ("data.seed", "seed of the train/test split and synthetic data"),
+    ("output.dir", "parent directory of run folders"),
+    ("output.name", "run folder name (empty: method-model-data-seedN)"),
+    ("output.figures", "draw figures at the end of the run"),
+    ("output.figure_format", "\"png\" or \"svg\""),
+    ("kp.weight_decay", "lcp-kp: W, b, D, d and the feedback weights B, G shrink by (1 - weight_decay) before every batch, in [0, 1) (reference MNIST: 1e-6)"),
+    ("lf.sigma", "lcp-lf: amplitude of the Ornstein-Uhlenbeck noise added to the hidden units' feedback in the noisy phase (> 0; reference 0.01)"),
+    ("lf.tau_q", "lcp-lf: time constant of Q; Q moves by dt / tau_q per batch (> 0; reference 1e5)"),
+    ("lf.weight_decay", "lcp-lf: decay of Q inside its update (>= 0; reference 0.01)"),
+    ("lf.tau_eps", "lcp-lf: time constant of the noise (> 0); its correlation time is timescale_factor * tau_eps"),
+    ("lf.timescale_factor", "lcp-lf: T >= 1; in the noisy phase the output units and the controller run T^2 slower than v (reference 5)"),
+    ("lf.steps", "lcp-lf: Euler-Maruyama steps of the noisy phase per batch (>= 1; reference 800)"),
+    ("lf.dt", "lcp-lf: step of the noisy phase (time units, > 0; reference 1)"),
+    ("ebd.descent", "lcp-ebd: \"flow\" (gradient flow on E_alpha solved to steady state by [solver]; use newton-krylov or anderson: the flow is stiff and Euler with dt = 1 diverges) or \"adam\" (Adam on the state, as the reference)"),
+    ("ebd.learning_rate", "lcp-ebd, descent = \"adam\": Adam's step on the state (> 0; reference: 0.001 rnn, 0.01 ff)"),
+    ("ebd.steps", "lcp-ebd, descent = \"adam\": Adam steps (>= 1; reference: 200 rnn, 800 ff)"),
+];

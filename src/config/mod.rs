@@ -1,0 +1,139 @@
+//! The one TOML schema of a run (serde; unknown keys rejected), `--set key=value`
+//! overrides, and validation into library settings. `lcsim config` prints the default.
+//! One file per concern: each section's types (network, method, solver, training, data,
+//! output), reading a file with its overrides (load, overrides), validation, and the
+//! documented default (docs).
+
+use crate::control::ControllerSettings;
+use crate::solve::SolverSettings;
+use crate::system::rate::Topology;
+use serde::{Deserialize, Serialize};
+
+mod data;
+mod docs;
+mod load;
+mod method;
+mod network;
+mod output;
+mod overrides;
+mod solver;
+mod training;
+mod validate;
+
+pub use data::DataConfig;
+pub use docs::KEY_DOCS;
+pub use method::{
+    ControlledStart, EbdConfig, KpConfig, LfConfig, Method, MethodConfig, OnUnconverged,
+};
+pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
+pub use output::OutputConfig;
+pub use training::{ScheduleKind, TrainingConfig};
+
+/// A whole run's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub dynamics: DynamicsConfig,
+    pub controller: ControllerConfig,
+    pub method: MethodConfig,
+    pub solver: SolverSettings,
+    pub training: TrainingConfig,
+    pub data: DataConfig,
+    pub output: OutputConfig,
+    /// LCP-KP's settings (only with `method.name = "lcp-kp"`; filled with the defaults there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kp: Option<KpConfig>,
+    /// LCP-LF's settings (only with `method.name = "lcp-lf"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lf: Option<LfConfig>,
+    /// LCP-EBD's settings (only with `method.name = "lcp-ebd"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebd: Option<EbdConfig>,
+}
+
+impl Config {
+    /// The config with the defaults of its method's own section filled in (what a run
+    /// records as resolved).
+    pub fn resolved(mut self) -> Config {
+        match self.method.name {
+            Method::LcpKp => self.kp = self.kp.or_else(|| Some(KpConfig::default())),
+            Method::LcpLf => self.lf = self.lf.or_else(|| Some(LfConfig::default())),
+            Method::LcpEbd => self.ebd = self.ebd.or_else(|| Some(EbdConfig::default())),
+            _ => {}
+        }
+        self
+    }
+
+    /// Every key a config may hold: the default with all method sections present.
+    pub fn schema_table() -> toml::Table {
+        let all = Config {
+            kp: Some(KpConfig::default()),
+            lf: Some(LfConfig::default()),
+            ebd: Some(EbdConfig::default()),
+            ..Config::default()
+        };
+        toml::Table::try_from(all).expect("the config schema serialises")
+    }
+
+    /// This config as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config serialises")
+    }
+
+    /// The topology of `[model]`.
+    pub fn topology(&self) -> Topology {
+        match self.model.kind {
+            ModelKind::Rnn => Topology::Recurrent {
+                hidden: self.model.hidden[0],
+            },
+            ModelKind::Ff => Topology::Layered {
+                layers: self.model.hidden.clone(),
+            },
+        }
+    }
+
+    /// The controller of `[dynamics]` and `[controller]`.
+    pub fn controller_settings(&self) -> ControllerSettings {
+        ControllerSettings {
+            tau_u: self.dynamics.tau_u,
+            tau_e: self.dynamics.tau_e,
+            alpha: self.controller.alpha,
+            k_i: self.controller.k_i,
+            k_p: self.controller.k_p,
+        }
+    }
+
+    /// How the controlled equilibrium of least-control `method` under `controller` is sought
+    /// (`method.controlled_start`, `[ebd]`, `[solver]`).
+    pub fn variant(
+        &self,
+        method: Method,
+        controller: ControllerSettings,
+    ) -> crate::learn::variant::VariantSettings<'_> {
+        crate::learn::variant::VariantSettings {
+            method,
+            controller,
+            start: self.method.controlled_start,
+            ebd: self.ebd.clone().unwrap_or_default(),
+            solver: &self.solver,
+        }
+    }
+
+    /// The run folder's name: `output.name`, or method-model-data-seed.
+    pub fn run_name(&self) -> String {
+        if !self.output.name.is_empty() {
+            return self.output.name.clone();
+        }
+        format!(
+            "{}-{}-{}-seed{}",
+            self.method.name.name(),
+            match self.model.kind {
+                ModelKind::Rnn => "rnn",
+                ModelKind::Ff => "ff",
+            },
+            self.data.source.name(),
+            self.model.seed
+        )
+    }
+}

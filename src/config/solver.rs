@@ -1,0 +1,124 @@
+//! `[solver]`: the flat table of the config file (every method's keys side by side, as
+//! `lcsim config` prints them) and its conversion to and from the per-method
+//! [`SolverSettings`]. Values are checked by [`SolverSettings::validate`].
+
+use crate::solve::{
+    AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
+    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The keys of `[solver]`, in the order of the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SolverKeys {
+    method: SolverMethod,
+    dt: f64,
+    atol: f64,
+    rtol: f64,
+    max_time: f64,
+    max_steps: usize,
+    ode_rtol: f64,
+    ode_atol: f64,
+    initial_step: f64,
+    divergence_bound: f64,
+    max_iterations: usize,
+    anderson_step: f64,
+    anderson_memory: usize,
+    anderson_damping: f64,
+    anderson_regularization: f64,
+    krylov_dim: usize,
+    newton_forcing: f64,
+    stability_check: bool,
+    stability_dim: usize,
+    fallback: Fallback,
+    chunk: usize,
+}
+
+impl Default for SolverKeys {
+    fn default() -> Self {
+        SolverKeys::from(&SolverSettings::default())
+    }
+}
+
+impl From<&SolverSettings> for SolverKeys {
+    fn from(s: &SolverSettings) -> Self {
+        SolverKeys {
+            method: s.method,
+            dt: s.euler.dt,
+            atol: s.stop.atol,
+            rtol: s.stop.rtol,
+            max_time: s.stop.max_time,
+            max_steps: s.stop.max_steps,
+            ode_rtol: s.adaptive.rtol,
+            ode_atol: s.adaptive.atol,
+            initial_step: s.adaptive.initial_step,
+            divergence_bound: s.stop.divergence_bound,
+            max_iterations: s.accelerated.max_iterations,
+            anderson_step: s.anderson.step,
+            anderson_memory: s.anderson.memory,
+            anderson_damping: s.anderson.damping,
+            anderson_regularization: s.anderson.regularization,
+            krylov_dim: s.newton_krylov.krylov_dim,
+            newton_forcing: s.newton_krylov.forcing,
+            stability_check: s.accelerated.stability.enabled,
+            stability_dim: s.accelerated.stability.dim,
+            fallback: s.accelerated.fallback,
+            chunk: s.accelerated.chunk,
+        }
+    }
+}
+
+impl From<SolverKeys> for SolverSettings {
+    fn from(k: SolverKeys) -> Self {
+        SolverSettings {
+            method: k.method,
+            stop: StopCriterion {
+                atol: k.atol,
+                rtol: k.rtol,
+                max_time: k.max_time,
+                max_steps: k.max_steps,
+                divergence_bound: k.divergence_bound,
+            },
+            euler: EulerSettings { dt: k.dt },
+            adaptive: AdaptiveSettings {
+                rtol: k.ode_rtol,
+                atol: k.ode_atol,
+                initial_step: k.initial_step,
+            },
+            anderson: AndersonSettings {
+                step: k.anderson_step,
+                memory: k.anderson_memory,
+                damping: k.anderson_damping,
+                regularization: k.anderson_regularization,
+            },
+            newton_krylov: NewtonKrylovSettings {
+                krylov_dim: k.krylov_dim,
+                forcing: k.newton_forcing,
+            },
+            accelerated: AcceleratedSettings {
+                max_iterations: k.max_iterations,
+                stability: StabilityCheck {
+                    enabled: k.stability_check,
+                    dim: k.stability_dim,
+                },
+                fallback: k.fallback,
+                chunk: k.chunk,
+            },
+        }
+    }
+}
+
+/// `[solver]` is written as its flat keys.
+impl Serialize for SolverSettings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SolverKeys::from(self).serialize(serializer)
+    }
+}
+
+/// `[solver]` is read from its flat keys (unknown keys rejected, missing ones defaulted).
+impl<'de> Deserialize<'de> for SolverSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SolverKeys::deserialize(deserializer).map(SolverSettings::from)
+    }
+}

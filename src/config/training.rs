@@ -1,0 +1,77 @@
+//! `[training]`: the optimizer, its schedule, epochs and batches.
+
+use crate::optim::{OptimizerKind, OptimizerSettings, Schedule};
+use serde::{Deserialize, Serialize};
+
+/// Learning-rate schedule by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Constant,
+    /// Cosine decay to `min_lr_factor * learning_rate` over all training steps (reference).
+    Cosine,
+}
+
+/// `[training]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Global gradient-norm clipping; 0 = off.
+    pub clip_norm: f64,
+    pub schedule: ScheduleKind,
+    pub min_lr_factor: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Evaluate on the test split every this many epochs (and after the last).
+    pub eval_every: usize,
+    /// Seed of the mini-batch order.
+    pub seed: u64,
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 3e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            clip_norm: 0.0,
+            schedule: ScheduleKind::Cosine,
+            min_lr_factor: 0.1,
+            epochs: 4,
+            batch_size: 64,
+            eval_every: 1,
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// The optimizer settings for `total_steps` optimizer steps.
+    pub fn optimizer_settings(&self, total_steps: usize) -> OptimizerSettings {
+        OptimizerSettings {
+            kind: self.optimizer,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            clip_norm: (self.clip_norm > 0.0).then_some(self.clip_norm),
+            schedule: match self.schedule {
+                ScheduleKind::Constant => Schedule::Constant,
+                ScheduleKind::Cosine => Schedule::Cosine {
+                    total_steps: total_steps.max(1),
+                    min_factor: self.min_lr_factor,
+                },
+            },
+            ..OptimizerSettings::default()
+        }
+    }
+}

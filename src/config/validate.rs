@@ -1,0 +1,142 @@
+//! Validation of a whole config: every value against what it allows, the model against the
+//! method, and the method sections against their methods. Errors name the key.
+
+use super::{Config, Method, ModelKind};
+use crate::error::{ensure_non_negative, ensure_positive, invalid, Result};
+
+impl Config {
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        match (m.kind, m.hidden.len()) {
+            (_, 0) => {
+                return Err(invalid(
+                    "model.hidden",
+                    "[]",
+                    "one size (rnn) or one size per layer (ff)",
+                ))
+            }
+            (ModelKind::Rnn, n) if n > 1 => {
+                return Err(invalid(
+                    "model.hidden",
+                    format!("{:?}", m.hidden),
+                    "one size for kind = \"rnn\"",
+                ))
+            }
+            _ => {}
+        }
+        if m.hidden.contains(&0) {
+            return Err(invalid(
+                "model.hidden",
+                format!("{:?}", m.hidden),
+                "sizes >= 1",
+            ));
+        }
+        ensure_positive("dynamics.tau_v", self.dynamics.tau_v)?;
+        self.controller_settings().validate()?;
+        match (self.method.name, m.kind) {
+            (Method::Bp, ModelKind::Rnn) => {
+                return Err(invalid(
+                    "method.name",
+                    "bp",
+                    "\"rbp\" or a least-control method (\"lcp-di\", \"lcp-kp\", \"lcp-lf\", \"lcp-ebd\") for model.kind = \"rnn\" (bp needs a layered net)",
+                ))
+            }
+            (Method::Rbp, ModelKind::Ff) => {
+                return Err(invalid(
+                    "method.name",
+                    "rbp",
+                    "\"bp\" or a least-control method (\"lcp-di\", \"lcp-kp\", \"lcp-lf\", \"lcp-ebd\") for model.kind = \"ff\"",
+                ))
+            }
+            _ => {}
+        }
+        self.solver.validate()?;
+        self.validate_method_sections()?;
+        let t = &self.training;
+        if !(0.0..=1.0).contains(&t.min_lr_factor) {
+            return Err(invalid(
+                "training.min_lr_factor",
+                t.min_lr_factor,
+                "a fraction in [0, 1]",
+            ));
+        }
+        if t.threads > 1024 {
+            return Err(invalid(
+                "training.threads",
+                t.threads,
+                "an integer in 0..=1024 (0 = all cores)",
+            ));
+        }
+        if t.epochs > 1_000_000 {
+            return Err(invalid(
+                "training.epochs",
+                t.epochs,
+                "an integer in 1..=1000000",
+            ));
+        }
+        self.training.optimizer_settings(1).validate()?;
+        ensure_non_negative("training.clip_norm", t.clip_norm)?;
+        for (key, v) in [
+            ("training.epochs", t.epochs),
+            ("training.batch_size", t.batch_size),
+            ("training.eval_every", t.eval_every),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        let d = &self.data;
+        if !(d.test_fraction > 0.0 && d.test_fraction < 1.0) {
+            return Err(invalid(
+                "data.test_fraction",
+                d.test_fraction,
+                "a number in (0, 1)",
+            ));
+        }
+        if d.synthetic_samples < 4 {
+            return Err(invalid(
+                "data.synthetic_samples",
+                d.synthetic_samples,
+                "an integer >= 4",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A method section belongs to its method only, and its values must be valid.
+    fn validate_method_sections(&self) -> Result<()> {
+        let name = self.method.name;
+        let given = [
+            ("kp", Method::LcpKp, self.kp.is_some()),
+            ("lf", Method::LcpLf, self.lf.is_some()),
+            ("ebd", Method::LcpEbd, self.ebd.is_some()),
+        ];
+        for (section, owner, present) in given {
+            if present && name != owner {
+                return Err(invalid(
+                    &format!("[{section}]"),
+                    format!("given with method.name = \"{}\"", name.name()),
+                    &format!(
+                        "[{section}] only with method.name = \"{}\", which takes it; remove it for \"{}\"",
+                        owner.name(),
+                        name.name()
+                    ),
+                ));
+            }
+        }
+        if let Some(kp) = &self.kp {
+            let wd = kp.weight_decay;
+            if !(0.0..1.0).contains(&wd) {
+                return Err(invalid("kp.weight_decay", wd, "a fraction in [0, 1)"));
+            }
+        }
+        if let Some(lf) = &self.lf {
+            lf.validate()?;
+        }
+        if let Some(ebd) = &self.ebd {
+            ebd.adam().validate()?;
+        }
+        Ok(())
+    }
+}

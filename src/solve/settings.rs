@@ -1,0 +1,347 @@
+//! The settings of a steady-state solve, one struct per method (as diffsol configures each
+//! solver on its own): the stopping criterion every method shares, forward Euler's step, the
+//! adaptive integrators' local-error control, Anderson's mixing, Newton-Krylov's inner
+//! solve, and what the accelerated solvers share (iteration cap, stability check, fallback,
+//! chunks). [`SolverSettings`] gathers them with the method to run; each solver reads only
+//! its own part. The config file keeps them as one flat `[solver]` table (`crate::config`).
+
+use crate::error::{ensure_non_negative, ensure_positive, invalid, Result};
+use serde::{Deserialize, Serialize};
+
+/// How the ODE is integrated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum SolverMethod {
+    /// Fixed-step forward Euler, `z += dt * r(z) / tau` (with dt = 1, tau = 1: the reference iteration).
+    Euler,
+    /// Tsitouras 5(4) explicit Runge-Kutta (diffsol), adaptive.
+    Tsit45,
+    /// Variable-order BDF (diffsol), dense LU.
+    Bdf,
+    /// ESDIRK 3(4) singly diagonally implicit Runge-Kutta (diffsol), dense LU.
+    Esdirk34,
+    /// TR-BDF2 (diffsol), dense LU.
+    TrBdf2,
+    /// Anderson acceleration of the Euler map `z + h r(z) / tau` (batched; does not follow the flow).
+    #[default]
+    Anderson,
+    /// Matrix-free Newton-Krylov on `r(z) = 0`: GMRES on J v, backtracking line search (batched).
+    NewtonKrylov,
+    /// Adam on the state along a gradient (LCP-EBD's reference descent, chosen by
+    /// `ebd.descent = "adam"`): appears in records, never as `solver.method`.
+    #[serde(skip)]
+    #[cfg_attr(feature = "cli", value(skip))]
+    AdamOnState,
+}
+
+impl SolverMethod {
+    /// Every method, for tests and reports.
+    pub const ALL: [SolverMethod; 7] = [
+        SolverMethod::Euler,
+        SolverMethod::Tsit45,
+        SolverMethod::Bdf,
+        SolverMethod::Esdirk34,
+        SolverMethod::TrBdf2,
+        SolverMethod::Anderson,
+        SolverMethod::NewtonKrylov,
+    ];
+
+    /// The methods that integrate the ODE (and can record trajectories).
+    pub const INTEGRATORS: [SolverMethod; 5] = [
+        SolverMethod::Euler,
+        SolverMethod::Tsit45,
+        SolverMethod::Bdf,
+        SolverMethod::Esdirk34,
+        SolverMethod::TrBdf2,
+    ];
+
+    /// True for the methods that integrate the ODE in time; false for the accelerated
+    /// equilibrium solvers (Anderson, Newton-Krylov).
+    pub fn follows_flow(self) -> bool {
+        !matches!(
+            self,
+            SolverMethod::Anderson | SolverMethod::NewtonKrylov | SolverMethod::AdamOnState
+        )
+    }
+
+    /// Name as used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverMethod::Euler => "euler",
+            SolverMethod::Tsit45 => "tsit45",
+            SolverMethod::Bdf => "bdf",
+            SolverMethod::Esdirk34 => "esdirk34",
+            SolverMethod::TrBdf2 => "tr-bdf2",
+            SolverMethod::Anderson => "anderson",
+            SolverMethod::NewtonKrylov => "newton-krylov",
+            SolverMethod::AdamOnState => "adam-on-state",
+        }
+    }
+}
+
+/// The integrator that re-solves samples an accelerated solver could not settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// Keep the failed record.
+    None,
+    Euler,
+    #[default]
+    Tsit45,
+    Bdf,
+    Esdirk34,
+    TrBdf2,
+}
+
+impl Fallback {
+    /// The integrator, if any.
+    pub fn method(self) -> Option<SolverMethod> {
+        match self {
+            Fallback::None => None,
+            Fallback::Euler => Some(SolverMethod::Euler),
+            Fallback::Tsit45 => Some(SolverMethod::Tsit45),
+            Fallback::Bdf => Some(SolverMethod::Bdf),
+            Fallback::Esdirk34 => Some(SolverMethod::Esdirk34),
+            Fallback::TrBdf2 => Some(SolverMethod::TrBdf2),
+        }
+    }
+}
+
+/// When every method stops: converged when each component satisfies
+/// `|r_i| <= atol + rtol |z_i|`; given up at `max_time` or after `max_steps`; diverged when
+/// a state entry exceeds `divergence_bound` (or anything is non-finite).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopCriterion {
+    /// Absolute part of the steady-state test.
+    pub atol: f64,
+    /// Relative part of the steady-state test.
+    pub rtol: f64,
+    /// Give up at this time.
+    pub max_time: f64,
+    /// Give up after this many integrator steps.
+    pub max_steps: usize,
+    /// A state with an entry beyond this magnitude counts as diverged.
+    pub divergence_bound: f64,
+}
+
+impl Default for StopCriterion {
+    fn default() -> Self {
+        StopCriterion {
+            atol: 1e-6,
+            rtol: 1e-6,
+            max_time: 1e3,
+            max_steps: 100_000,
+            divergence_bound: 1e8,
+        }
+    }
+}
+
+/// Forward Euler: `z += dt * r(z) / tau`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EulerSettings {
+    /// Step (time units of tau).
+    pub dt: f64,
+}
+
+impl Default for EulerSettings {
+    fn default() -> Self {
+        EulerSettings { dt: 0.2 }
+    }
+}
+
+/// The adaptive integrators of diffsol (tsit45, bdf, esdirk34, tr-bdf2): local-error control.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptiveSettings {
+    /// Relative local-error tolerance.
+    pub rtol: f64,
+    /// Absolute local-error tolerance (keep it well below the stopping `atol`).
+    pub atol: f64,
+    /// First step (0: diffsol's heuristic).
+    pub initial_step: f64,
+}
+
+impl Default for AdaptiveSettings {
+    fn default() -> Self {
+        AdaptiveSettings {
+            rtol: 1e-8,
+            atol: 1e-10,
+            initial_step: 0.0,
+        }
+    }
+}
+
+/// Anderson acceleration (memory m, damping beta) of the Euler map `z + h r(z) / tau`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AndersonSettings {
+    /// Step h of the Euler map it accelerates.
+    pub step: f64,
+    /// Number of previous iterates mixed (m >= 1).
+    pub memory: usize,
+    /// Damping (mixing) factor beta in (0, 1].
+    pub damping: f64,
+    /// Tikhonov regularisation of its least-squares problem, relative to its scale.
+    pub regularization: f64,
+}
+
+impl Default for AndersonSettings {
+    fn default() -> Self {
+        AndersonSettings {
+            step: 1.0,
+            memory: 10,
+            damping: 1.0,
+            regularization: 1e-10,
+        }
+    }
+}
+
+/// Newton-Krylov: the inner GMRES solve of `J d = -r`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewtonKrylovSettings {
+    /// GMRES dimension per Newton step.
+    pub krylov_dim: usize,
+    /// GMRES stops at `|J d + r| <= forcing |r|`.
+    pub forcing: f64,
+}
+
+impl Default for NewtonKrylovSettings {
+    fn default() -> Self {
+        NewtonKrylovSettings {
+            krylov_dim: 30,
+            forcing: 1e-3,
+        }
+    }
+}
+
+/// The check that an equilibrium found by an accelerated solver is stable: no Ritz value of
+/// the Jacobian `diag(1/tau) dr/dz` in the right half-plane. Unstable ones are reported as
+/// such and go to the fallback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StabilityCheck {
+    /// Whether to check.
+    pub enabled: bool,
+    /// Arnoldi steps (Jacobian products).
+    pub dim: usize,
+}
+
+impl Default for StabilityCheck {
+    fn default() -> Self {
+        StabilityCheck {
+            enabled: true,
+            dim: 20,
+        }
+    }
+}
+
+/// What the accelerated solvers (Anderson, Newton-Krylov) share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcceleratedSettings {
+    /// Iteration cap (Anderson iterations, Newton steps).
+    pub max_iterations: usize,
+    /// The stability check of the equilibria found.
+    pub stability: StabilityCheck,
+    /// Samples that did not converge (or were unstable) are solved again from their start
+    /// by this integrator ("none": keep the failed record).
+    pub fallback: Fallback,
+    /// Samples solved together in one batched iteration. Fixed chunks make results
+    /// independent of the number of threads.
+    pub chunk: usize,
+}
+
+impl Default for AcceleratedSettings {
+    fn default() -> Self {
+        AcceleratedSettings {
+            max_iterations: 1000,
+            stability: StabilityCheck::default(),
+            fallback: Fallback::Tsit45,
+            chunk: 16,
+        }
+    }
+}
+
+/// Settings of a steady-state solve: the method and the settings of every method (those of
+/// the others are kept, so that a fallback or a switch of method finds its own).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SolverSettings {
+    /// The method to run.
+    pub method: SolverMethod,
+    /// When to stop (every method).
+    pub stop: StopCriterion,
+    /// Forward Euler.
+    pub euler: EulerSettings,
+    /// The adaptive integrators.
+    pub adaptive: AdaptiveSettings,
+    /// Anderson acceleration.
+    pub anderson: AndersonSettings,
+    /// Newton-Krylov.
+    pub newton_krylov: NewtonKrylovSettings,
+    /// What Anderson and Newton-Krylov share.
+    pub accelerated: AcceleratedSettings,
+}
+
+impl SolverSettings {
+    /// These settings with `method` to run.
+    pub fn with_method(&self, method: SolverMethod) -> SolverSettings {
+        SolverSettings {
+            method,
+            ..self.clone()
+        }
+    }
+
+    /// The settings for following the flow in time (trajectories): these settings when the
+    /// method is an integrator, else with the fallback integrator (Tsit45 if none).
+    pub fn integrator(&self) -> SolverSettings {
+        if self.method.follows_flow() {
+            self.clone()
+        } else {
+            let fallback = self.accelerated.fallback.method();
+            self.with_method(fallback.unwrap_or(SolverMethod::Tsit45))
+        }
+    }
+
+    /// Checks every field (names as in the config file's `solver` table). The first invalid
+    /// key is the one reported, so the order of the checks is kept as it is.
+    pub fn validate(&self) -> Result<()> {
+        let (stop, adaptive) = (&self.stop, &self.adaptive);
+        let (anderson, accelerated) = (&self.anderson, &self.accelerated);
+        ensure_positive("solver.dt", self.euler.dt)?;
+        ensure_positive("solver.atol", stop.atol)?;
+        ensure_non_negative("solver.rtol", stop.rtol)?;
+        ensure_positive("solver.max_time", stop.max_time)?;
+        ensure_positive("solver.ode_rtol", adaptive.rtol)?;
+        ensure_positive("solver.ode_atol", adaptive.atol)?;
+        ensure_positive("solver.divergence_bound", stop.divergence_bound)?;
+        ensure_non_negative("solver.initial_step", adaptive.initial_step)?;
+        for (key, value) in [
+            ("solver.max_steps", stop.max_steps),
+            ("solver.max_iterations", accelerated.max_iterations),
+            ("solver.anderson_memory", anderson.memory),
+            ("solver.krylov_dim", self.newton_krylov.krylov_dim),
+            ("solver.stability_dim", accelerated.stability.dim),
+            ("solver.chunk", accelerated.chunk),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        if self.method == SolverMethod::AdamOnState {
+            return Err(invalid(
+                "solver.method",
+                "adam-on-state",
+                "a steady-state solver; Adam on the state is LCP-EBD's ebd.descent = \"adam\"",
+            ));
+        }
+        ensure_positive("solver.anderson_step", anderson.step)?;
+        let d = anderson.damping;
+        if !(d > 0.0 && d <= 1.0) {
+            return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));
+        }
+        ensure_non_negative("solver.anderson_regularization", anderson.regularization)?;
+        let f = self.newton_krylov.forcing;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(invalid("solver.newton_forcing", f, "a number in (0, 1)"));
+        }
+        Ok(())
+    }
+}
