@@ -1,6 +1,8 @@
 //! `[solver]`: the flat table of the config file (every method's keys side by side, as
 //! `lcsim config` prints them) and its conversion to and from the per-method
-//! [`SolverSettings`]. Values are checked by [`SolverSettings::validate`].
+//! [`SolverSettings`]. Values are checked by [`SolverSettings::validate`]. The flat form
+//! is also what `SolverSettings` prints as Debug (the `settings` record of
+//! `lcsim check --json`).
 
 use crate::solve::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
@@ -8,10 +10,12 @@ use crate::solve::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The keys of `[solver]`, in the order of the file.
+/// The keys of `[solver]`, in the order of the file. Named as the one options struct was
+/// before the per-method settings, because its Debug form (with this name) is part of
+/// `lcsim check --json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct SolverKeys {
+struct SteadyStateOptions {
     method: SolverMethod,
     dt: f64,
     atol: f64,
@@ -35,15 +39,15 @@ struct SolverKeys {
     chunk: usize,
 }
 
-impl Default for SolverKeys {
+impl Default for SteadyStateOptions {
     fn default() -> Self {
-        SolverKeys::from(&SolverSettings::default())
+        SteadyStateOptions::from(&SolverSettings::default())
     }
 }
 
-impl From<&SolverSettings> for SolverKeys {
+impl From<&SolverSettings> for SteadyStateOptions {
     fn from(s: &SolverSettings) -> Self {
-        SolverKeys {
+        SteadyStateOptions {
             method: s.method,
             dt: s.euler.dt,
             atol: s.stop.atol,
@@ -69,8 +73,8 @@ impl From<&SolverSettings> for SolverKeys {
     }
 }
 
-impl From<SolverKeys> for SolverSettings {
-    fn from(k: SolverKeys) -> Self {
+impl From<SteadyStateOptions> for SolverSettings {
+    fn from(k: SteadyStateOptions) -> Self {
         SolverSettings {
             method: k.method,
             stop: StopCriterion {
@@ -112,13 +116,20 @@ impl From<SolverKeys> for SolverSettings {
 /// `[solver]` is written as its flat keys.
 impl Serialize for SolverSettings {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        SolverKeys::from(self).serialize(serializer)
+        SteadyStateOptions::from(self).serialize(serializer)
     }
 }
 
 /// `[solver]` is read from its flat keys (unknown keys rejected, missing ones defaulted).
 impl<'de> Deserialize<'de> for SolverSettings {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        SolverKeys::deserialize(deserializer).map(SolverSettings::from)
+        SteadyStateOptions::deserialize(deserializer).map(SolverSettings::from)
+    }
+}
+
+/// Debug prints the flat keys (see `SteadyStateOptions` above).
+impl std::fmt::Debug for SolverSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        SteadyStateOptions::from(self).fmt(f)
     }
 }

@@ -261,8 +261,9 @@ impl Default for AcceleratedSettings {
 }
 
 /// Settings of a steady-state solve: the method and the settings of every method (those of
-/// the others are kept, so that a fallback or a switch of method finds its own).
-#[derive(Clone, Debug, PartialEq, Default)]
+/// the others are kept, so that a fallback or a switch of method finds its own). Serde and
+/// Debug use the flat keys of the config file's `[solver]` table (`crate::config`).
+#[derive(Clone, PartialEq, Default)]
 pub struct SolverSettings {
     /// The method to run.
     pub method: SolverMethod,
