@@ -139,7 +139,7 @@ pub struct SolverArgs {
 }
 
 impl SolverArgs {
-    /// The validated steady-state options.
+    /// The validated solver settings.
     pub fn options(&self) -> Result<SolverSettings> {
         let o = SolverSettings {
             method: self.solver,
