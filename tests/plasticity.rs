@@ -21,6 +21,7 @@ use lcsim::system::rate::{RateNetwork, Topology, B, C, D, D_BIAS, E, W};
 use lcsim::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 
+/// The report of `lcsim check` with settings `s` (it must run and give a finite FD error).
 fn run_check_report(s: &CheckSettings) -> CheckReport {
     let report = run_checks(s).unwrap_or_else(|e| panic!("run_checks failed: {e}"));
     assert!(report.fd_rel_error_lcp_vs_h.is_finite());
