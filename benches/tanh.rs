@@ -2,7 +2,7 @@
 //! both mapped over the same 4096 inputs in one run: uniform in [-4, 4) in random order (both
 //! branches, unpredictable), and each branch alone (|x| < 0.625: Cephes' rational form;
 //! 0.625 <= |x| < 4: `1 - 2 / (exp(2|x|) + 1)`).
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use lcsim::numerics::activation::tanh;
 use lcsim::numerics::rng::Rng;
 use std::time::Duration;
@@ -32,8 +32,12 @@ fn map(out: &mut [f64], x: &[f64], f: impl Fn(f64) -> f64) {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("tanh");
-    g.warm_up_time(Duration::from_millis(500));
-    g.measurement_time(Duration::from_secs(2));
+    // Many short samples (~0.5 ms, flat): most fit in one scheduler slice, so the median stays
+    // near the undisturbed time even while other jobs share the cores.
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(400);
+    g.warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_millis(200));
     g.throughput(Throughput::Elements(N as u64));
     let mut out = vec![0.0; N];
     for (name, x) in [
