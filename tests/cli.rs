@@ -1,5 +1,8 @@
 //! The `lcsim` binary as a user runs it: `check` and `equilibrium`, including bad input.
 
+mod common;
+
+use common::{lcsim, stderr};
 use lcsim::control::relax;
 use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
 use lcsim::io::interop::{npy_from_matrix, save_params};
@@ -11,18 +14,6 @@ use lcsim::system::loss::one_hot;
 use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn lcsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .args(args)
-        .output()
-        .expect("lcsim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn check_passes_and_reports_json() {

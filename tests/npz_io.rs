@@ -1,13 +1,18 @@
 //! Tests of `lcsim::io::npz`: round trips, NumPy-written fixtures (see
-//! tests/data/make_numpy_fixtures.py) and corrupt inputs.
+//! tests/data/make_numpy_fixtures.py) and corrupt inputs; the parameter files of
+//! `lcsim::io::interop`.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use common::{tiny_layered, tiny_rnn};
 use lcsim::io::npz::{
     npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NpyArray, NpyError,
 };
+use lcsim::system::EquilibriumSystem;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -549,4 +554,21 @@ fn header_errors_are_one_line_and_say_what_was_found() {
     ));
     assert!(quad.contains("'<f16' (unsupported item size)"), "{quad}");
     assert!(quad.contains("supported: float16/32/64"), "{quad}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Parameter files (lcsim::io::interop)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn params_file_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    for (net, layered) in [(tiny_rnn(), false), (tiny_layered(), true)] {
+        let path = dir.path().join(if layered { "ff.npz" } else { "rnn.npz" });
+        lcsim::io::interop::save_params(&path, &net).unwrap();
+        let back = lcsim::io::interop::load_params(&path, layered, net.activation()).unwrap();
+        assert_eq!(back.topology(), net.topology());
+        // Exact in value (masked entries may come back as +0.0 where the net holds -0.0).
+        assert_eq!(back.params(), net.params());
+    }
 }

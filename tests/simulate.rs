@@ -2,6 +2,9 @@
 //! time course against equilibria and an independent integrator, bad settings, the folder
 //! it writes and the command line.
 
+mod common;
+
+use common::{lcsim_in, max_abs_diff, rnn, stderr};
 use lcsim::config::Config;
 use lcsim::control::relax;
 use lcsim::control::CoupledSystem;
@@ -19,17 +22,9 @@ use lcsim::system::EquilibriumSystem;
 use lcsim::system::KolenPollack;
 use nalgebra::DMatrix;
 use std::path::Path;
-use std::process::{Command, Output};
 
 fn net(seed: u64) -> RateNetwork {
-    RateNetwork::new(
-        4,
-        Topology::Recurrent { hidden: 6 },
-        3,
-        Activation::Tanh,
-        seed,
-    )
-    .unwrap()
+    rnn(4, 6, 3, Activation::Tanh, seed)
 }
 
 fn data() -> Dataset {
@@ -76,11 +71,6 @@ fn state_at(tr: &SampleTrajectory, k: usize) -> DMatrix<f64> {
         .flat_map(|m| m.column(k).iter().copied().collect::<Vec<_>>())
         .collect();
     DMatrix::from_column_slice(values.len(), 1, &values)
-}
-
-fn max_abs_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    (a - b).amax()
 }
 
 #[test]
@@ -546,18 +536,6 @@ fn the_folder_holds_every_array_the_table_and_figures_and_is_never_overwritten()
 // ---------------------------------------------------------------------------------------
 // The command line
 // ---------------------------------------------------------------------------------------
-
-fn lcsim_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("lcsim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Every file of a folder (recursively) with its bytes.
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {

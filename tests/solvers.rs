@@ -1,63 +1,63 @@
-//! The accelerated equilibrium solvers (Anderson, Newton-Krylov): they land on the
+//! The steady-state solvers (src/solve/). The integrators (Euler, Tsit45, BDF, ESDIRK34,
+//! TR-BDF2) land on the same equilibrium and follow the same trajectory, and report capped
+//! steps or time and divergence. The accelerated solvers (Anderson, Newton-Krylov) land on the
 //! equilibrium the ODE flow reaches, report an unstable equilibrium instead of accepting it
 //! and hand it to the fallback integrator, stop diverging or capped samples with a reason,
 //! and give bit-identical results at any thread count. Reference values come from the
 //! diffsol integrators or from closed forms, never from the solver under test.
 
-use lcsim::control::relax;
-use lcsim::control::{ControllerSettings, CoupledSystem, LossScale, Objective};
-use lcsim::numerics::activation::Activation;
-use lcsim::numerics::rng::Rng;
-use lcsim::solve::{
-    rightmost_ritz_values, solve_batch, Fallback, SolverMethod, SolverSettings, Termination,
-    VectorField,
+mod common;
+
+use common::{
+    controller, equilibrium, inputs, labels, max_abs_diff, opts, random_matrix, rnn, system,
+    tiny_rnn,
 };
-use lcsim::system::loss::{one_hot, Loss};
+use lcsim::control::relax;
+use lcsim::control::{ControllerSettings, CoupledSystem, LossScale};
+use lcsim::numerics::activation::Activation;
+use lcsim::solve::{
+    rightmost_ritz_values, solve_batch, solve_steady_state, Fallback, SolverMethod, SolverSettings,
+    Termination, VectorField,
+};
+use lcsim::system::loss::Loss;
+use lcsim::system::params::Params;
 use lcsim::system::rate::{RateNetwork, Topology};
 use nalgebra::DMatrix;
 
+/// A recurrent tanh net n_x -> n_h -> n_y.
 fn network(n_x: usize, n_h: usize, n_y: usize, seed: u64) -> RateNetwork {
-    RateNetwork::new(
-        n_x,
-        Topology::Recurrent { hidden: n_h },
-        n_y,
-        Activation::Tanh,
-        seed,
-    )
-    .unwrap()
+    rnn(n_x, n_h, n_y, Activation::Tanh, seed)
 }
 
+/// Inputs in [0, 1) and labels j % n_y of a batch, per-sample loss scale.
 fn batch_system(
     net: &RateNetwork,
     batch: usize,
     controller: Option<ControllerSettings>,
 ) -> CoupledSystem<'_, RateNetwork> {
-    let mut rng = Rng::seed_from_u64(7);
-    let x = DMatrix::from_fn(net.n_x(), batch, |_, _| rng.uniform_range(0.0, 1.0));
-    let labels: Vec<usize> = (0..batch).map(|j| j % net.n_y()).collect();
-    let objective = Objective::new(Loss::CrossEntropy, LossScale::PerSample, batch);
-    CoupledSystem::new(
+    let x = inputs(net.n_x(), batch, 7);
+    let t = labels(net.n_y(), batch);
+    system(
         net,
-        x,
-        one_hot(&labels, net.n_y()),
-        objective.clone(),
-        1.0,
+        &x,
+        &t,
+        Loss::CrossEntropy,
+        LossScale::PerSample,
         controller,
     )
-    .unwrap()
 }
 
 fn options(method: SolverMethod) -> SolverSettings {
-    let mut o = SolverSettings {
-        method,
-        ..SolverSettings::default()
-    };
-    o.stop.atol = 1e-10;
-    o.stop.rtol = 0.0;
-    o.adaptive.rtol = 1e-11;
-    o.adaptive.atol = 1e-13;
-    o.accelerated.chunk = 3;
-    o
+    {
+        let mut o = SolverSettings::default();
+        o.method = method;
+        o.stop.atol = 1e-10;
+        o.stop.rtol = 0.0;
+        o.adaptive.rtol = 1e-11;
+        o.adaptive.atol = 1e-13;
+        o.accelerated.chunk = 3;
+        o
+    }
 }
 
 const ACCELERATED: [SolverMethod; 2] = [SolverMethod::Anderson, SolverMethod::NewtonKrylov];
@@ -320,25 +320,311 @@ fn results_do_not_depend_on_the_thread_count() {
 
 #[test]
 fn invalid_solver_options_name_the_key() {
-    let with = |change: fn(&mut SolverSettings)| {
-        let mut o = SolverSettings::default();
-        change(&mut o);
-        o
-    };
     let bad = [
         (
-            with(|o| o.anderson.damping = 0.0),
+            {
+                let mut o = SolverSettings::default();
+                o.anderson.damping = 0.0;
+                o
+            },
             "solver.anderson_damping",
         ),
-        (with(|o| o.anderson.memory = 0), "solver.anderson_memory"),
         (
-            with(|o| o.newton_krylov.forcing = 1.0),
+            {
+                let mut o = SolverSettings::default();
+                o.anderson.memory = 0;
+                o
+            },
+            "solver.anderson_memory",
+        ),
+        (
+            {
+                let mut o = SolverSettings::default();
+                o.newton_krylov.forcing = 1.0;
+                o
+            },
             "solver.newton_forcing",
         ),
-        (with(|o| o.accelerated.chunk = 0), "solver.chunk"),
+        (
+            {
+                let mut o = SolverSettings::default();
+                o.accelerated.chunk = 0;
+                o
+            },
+            "solver.chunk",
+        ),
     ];
     for (opts, key) in bad {
         let msg = opts.validate().unwrap_err().to_string();
         assert!(msg.contains(key), "{msg}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The integrators: every method lands on the same equilibrium
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn all_methods_reach_the_same_equilibrium() {
+    let net = tiny_rnn();
+    let x = inputs(3, 2, 131);
+    let t = labels(2, 2);
+    let ctrl = controller(0.1, 1.0, 0.0);
+    let controlled = system(
+        &net,
+        &x,
+        &t,
+        Loss::CrossEntropy,
+        LossScale::BatchMean,
+        Some(ctrl),
+    );
+    let free = controlled.free();
+    let atol = 1e-8;
+    for (what, sys) in [("controlled", &controlled), ("free", &free)] {
+        let exact = equilibrium(sys);
+        let mut euler = opts(SolverMethod::Euler, atol);
+        euler.euler.dt = 0.2;
+        let reference = relax(sys, &euler);
+        assert_eq!(reference.fraction_converged(), 1.0, "{what} Euler");
+        assert!(max_abs_diff(&reference.states, &exact) <= 1e-5);
+        for method in [
+            SolverMethod::Tsit45,
+            SolverMethod::Bdf,
+            SolverMethod::Esdirk34,
+            SolverMethod::TrBdf2,
+        ] {
+            let o = {
+                let mut o = opts(method, atol);
+                o.adaptive.atol = 1e-10;
+                o.adaptive.rtol = 1e-8;
+                o
+            };
+            let got = relax(sys, &o);
+            for (j, rec) in got.records.iter().enumerate() {
+                assert_eq!(
+                    rec.termination,
+                    Termination::Converged,
+                    "{what} {} sample {j}",
+                    method.name()
+                );
+                assert!(
+                    rec.residual <= atol,
+                    "{what} {}: residual {:e}",
+                    method.name(),
+                    rec.residual
+                );
+                let r = sys.sample(j).residual(&rec.state).amax();
+                assert!(
+                    r <= atol,
+                    "{what} {}: recomputed residual {r:e}",
+                    method.name()
+                );
+            }
+            let d = max_abs_diff(&got.states, &reference.states);
+            assert!(d <= 1e-5, "{what} {} vs Euler: {d:e}", method.name());
+            let d = max_abs_diff(&got.states, &exact);
+            assert!(d <= 1e-5, "{what} {} vs Newton: {d:e}", method.name());
+        }
+    }
+}
+
+#[test]
+fn trajectories_at_output_times_agree_between_methods_and_start_at_z0() {
+    let net = tiny_rnn();
+    let x = inputs(3, 1, 141);
+    let sys = system(
+        &net,
+        &x,
+        &labels(2, 1),
+        Loss::CrossEntropy,
+        LossScale::BatchMean,
+        Some(controller(0.1, 1.0, 0.0)),
+    );
+    let z0 = random_matrix(sys.dim(), 1, 142, -0.5, 0.5);
+    let times = [0.0, 0.5, 1.0, 2.5, 7.0];
+    let mut trajectories = Vec::new();
+    // Euler last: every output time is a multiple of its step.
+    let methods = [
+        SolverMethod::Tsit45,
+        SolverMethod::Bdf,
+        SolverMethod::Esdirk34,
+        SolverMethod::TrBdf2,
+        SolverMethod::Euler,
+    ];
+    for method in methods {
+        let mut o = {
+            let mut o = opts(method, 1e-8);
+            o.adaptive.atol = 1e-11;
+            o.adaptive.rtol = 1e-10;
+            o
+        };
+        o.euler.dt = 0.25;
+        let rec = solve_steady_state(&sys, &z0, &o, &times);
+        assert_eq!(rec.termination, Termination::Converged, "{}", method.name());
+        assert!(
+            rec.time >= 7.0,
+            "{}: stopped before the last output time",
+            method.name()
+        );
+        let traj = rec.trajectory.expect("trajectory requested");
+        assert_eq!(traj.times, times.to_vec(), "{}", method.name());
+        assert_eq!(traj.states.ncols(), times.len());
+        assert_eq!(
+            traj.states.column(0),
+            z0.column(0),
+            "{}: state at t = 0",
+            method.name()
+        );
+        trajectories.push(traj.states);
+    }
+    // The adaptive integrators follow the same path (Euler dt = 0.25 only roughly).
+    for (k, method) in methods.iter().enumerate().take(4).skip(1) {
+        let d = max_abs_diff(&trajectories[0], &trajectories[k]);
+        assert!(d <= 1e-6, "Tsit45 vs {} trajectory: {d:e}", method.name());
+    }
+    assert!(max_abs_diff(&trajectories[0], &trajectories[4]) <= 0.2);
+    assert!(
+        max_abs_diff(&trajectories[0].columns(1, 1).into_owned(), &z0) > 1e-2,
+        "state did not move"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Termination reporting
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn max_steps_and_max_time_are_reported() {
+    let net = tiny_rnn();
+    let x = inputs(3, 1, 151);
+    let sys = system(
+        &net,
+        &x,
+        &labels(2, 1),
+        Loss::CrossEntropy,
+        LossScale::BatchMean,
+        Some(controller(0.1, 1.0, 0.0)),
+    );
+    let z0 = DMatrix::zeros(sys.dim(), 1);
+    for method in SolverMethod::INTEGRATORS {
+        let o = {
+            let mut o = opts(method, 1e-10);
+            o.stop.max_steps = 3;
+            o
+        };
+        let rec = solve_steady_state(&sys, &z0, &o, &[]);
+        assert_eq!(rec.termination, Termination::MaxSteps, "{}", method.name());
+        assert_eq!(rec.steps, 3, "{}", method.name());
+        assert!(!rec.converged());
+
+        let o = {
+            let mut o = opts(method, 1e-10);
+            o.stop.max_time = 1e-3;
+            o
+        };
+        let rec = solve_steady_state(&sys, &z0, &o, &[]);
+        assert_eq!(rec.termination, Termination::MaxTime, "{}", method.name());
+        assert!(
+            rec.time >= 1e-3 * (1.0 - 1e-12),
+            "{}: time {}",
+            method.name(),
+            rec.time
+        );
+        if method != SolverMethod::Euler {
+            assert!(
+                rec.time <= 1e-3 * (1.0 + 1e-9),
+                "{}: overshot max_time: {}",
+                method.name(),
+                rec.time
+            );
+        }
+    }
+}
+
+#[test]
+fn unstable_network_is_reported_as_diverged() {
+    // W = 5 I with relu and positive drive: dv/dt = 4 v + c > 0 blows up.
+    let n_h = 2;
+    let params = Params::new(vec![
+        ("W".into(), DMatrix::identity(n_h, n_h) * 5.0),
+        ("b".into(), DMatrix::from_element(n_h, 1, 0.1)),
+        ("E".into(), DMatrix::from_element(n_h, 1, 1.0)),
+        ("c".into(), DMatrix::from_element(n_h, 1, 0.1)),
+        ("D".into(), DMatrix::from_element(1, n_h, 0.5)),
+        ("d".into(), DMatrix::zeros(1, 1)),
+    ]);
+    let net = RateNetwork::from_params(
+        1,
+        Topology::Recurrent { hidden: n_h },
+        1,
+        Activation::Relu,
+        params,
+    )
+    .unwrap();
+    let x = DMatrix::from_element(1, 1, 1.0);
+    let t = DMatrix::from_element(1, 1, 0.0);
+    let controlled = system(
+        &net,
+        &x,
+        &t,
+        Loss::SquaredError,
+        LossScale::PerSample,
+        Some(controller(0.1, 1.0, 0.0)),
+    );
+    let free = controlled.free();
+    for (what, sys) in [("free", &free), ("controlled", &controlled)] {
+        let z0 = DMatrix::zeros(sys.dim(), 1);
+        for method in SolverMethod::ALL {
+            let rec = solve_steady_state(sys, &z0, &opts(method, 1e-8), &[]);
+            assert_eq!(
+                rec.termination,
+                Termination::Diverged,
+                "{what} {}: {:?}",
+                method.name(),
+                rec.termination
+            );
+            assert!(!rec.converged());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_solver_options_are_rejected() {
+    assert!(SolverSettings::default().validate().is_ok());
+    let err = {
+        let mut o = SolverSettings::default();
+        o.stop.atol = 0.0;
+        o
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("atol"), "{err}");
+    for bad in [
+        {
+            let mut o = SolverSettings::default();
+            o.euler.dt = -1.0;
+            o
+        },
+        {
+            let mut o = SolverSettings::default();
+            o.stop.max_steps = 0;
+            o
+        },
+        {
+            let mut o = SolverSettings::default();
+            o.stop.max_time = f64::NAN;
+            o
+        },
+        {
+            let mut o = SolverSettings::default();
+            o.stop.rtol = -1e-6;
+            o
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
     }
 }

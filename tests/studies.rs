@@ -2,6 +2,9 @@
 //! with the RBP gradient against alpha (`lcsim align`, `lcsim::studies::alignment`) and H with the
 //! test loss over training across runs (`lcsim compare`), including bad input.
 
+mod common;
+
+use common::{lcsim, stderr};
 use lcsim::config::{Config, Method};
 use lcsim::io::metrics::{to_csv, EpochMetrics};
 use lcsim::solve::SolverSettings;
@@ -11,8 +14,7 @@ use lcsim::system::params::Params;
 use lcsim::system::rate::{D, W};
 use lcsim::system::EquilibriumSystem;
 use lcsim::system::KolenPollack;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 const ALPHAS: [f64; 6] = [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3];
 
@@ -131,24 +133,6 @@ fn compare_with_gradient_is_the_cosine_with_the_descent_direction() {
 // The commands
 // ---------------------------------------------------------------------------------------
 
-fn lcsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .args(args)
-        .output()
-        .expect("lcsim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lcsim-studies-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A run folder as `lcsim train` leaves it (config.toml, metrics.csv, summary.json).
 fn fake_run(dir: &Path, method: &str, h: &[f64]) {
     std::fs::create_dir_all(dir).unwrap();
@@ -181,7 +165,8 @@ fn fake_run(dir: &Path, method: &str, h: &[f64]) {
 
 #[test]
 fn compare_draws_two_runs_and_names_a_folder_without_metrics() {
-    let dir = scratch("compare");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let (a, b) = (dir.join("lcp-di"), dir.join("lcp-kp"));
     fake_run(&a, "lcp-di", &[1e-2, 3e-3, 1e-3]);
     fake_run(&b, "lcp-kp", &[2e-2, 5e-3, 2e-3, 1e-3]);
@@ -239,12 +224,12 @@ fn compare_draws_two_runs_and_names_a_folder_without_metrics() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("rbp") && e.contains("least-control"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn align_writes_table_settings_and_figure() {
-    let dir = scratch("align");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = dir.join("out");
     let align = |out: &std::path::Path| {
         lcsim(&[
@@ -293,12 +278,12 @@ fn align_writes_table_settings_and_figure() {
         csv,
         std::fs::read_to_string(again.join("alignment.csv")).unwrap()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn align_rejects_bad_input_with_the_flag_value_and_allowed_values() {
-    let dir = scratch("align-bad");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = dir.join("out");
     let out = out.to_str().unwrap();
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
@@ -355,5 +340,4 @@ fn align_rejects_bad_input_with_the_flag_value_and_allowed_values() {
         "{e}"
     );
     assert!(!Path::new(out).exists(), "nothing written for bad input");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,19 +1,13 @@
 //! `lcsim sweep` as a user runs it: plan, run (parallel, skip, kill and resume, one index,
 //! SLURM_ARRAY_TASK_ID), slurm script, collect, and bad input. Tiny XOR runs of one epoch.
 
+mod common;
+
+use common::lcsim_in;
 use lcsim::sweep::{array_ranges, log_axis, parse_job_id, run_id, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn lcsim_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .output()
-        .expect("lcsim runs")
-}
 
 fn text(o: &Output) -> String {
     format!(

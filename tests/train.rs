@@ -1,5 +1,8 @@
 //! Configs, training, run folders and resume.
 
+mod common;
+
+use common::lcsim_in;
 use lcsim::config::{Config, KEY_DOCS};
 use lcsim::io::metrics::EpochMetrics;
 use lcsim::run::RunDir;
@@ -335,14 +338,6 @@ fn default_config_is_documented_and_round_trips() {
             );
         }
     }
-}
-
-fn lcsim_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lcsim"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("lcsim runs")
 }
 
 const TINY: [&str; 10] = [

@@ -3,15 +3,17 @@
 //! independent computations: LCP-DI's equilibrium (Newton-polished), finite differences of
 //! the residuals, and closed forms (KP with B = W^T, G = D^T is DI).
 
+mod common;
+
+use common::{labels, opts, polished, random_matrix, rel_diff, Sys};
 use lcsim::config::Config;
 use lcsim::control::{ControllerSettings, CoupledSystem, Feedback, LossScale, Objective};
 use lcsim::learn::energy::{adam_on_state, EnergyDescent, StateAdam};
 use lcsim::learn::feedback::{initial_linear_feedback, NoisyPhase};
 use lcsim::learn::plasticity::{least_control_update, update_from_control};
 use lcsim::numerics::activation::Activation;
-use lcsim::numerics::rng::Rng;
-use lcsim::solve::{newton_polish, solve_batch, SolverMethod, SolverSettings, VectorField};
-use lcsim::system::loss::{one_hot, Loss};
+use lcsim::solve::{solve_batch, SolverMethod, VectorField};
+use lcsim::system::loss::Loss;
 use lcsim::system::params::Params;
 use lcsim::system::rate::{RateNetwork, Topology, D, W};
 use lcsim::system::EquilibriumSystem;
@@ -19,19 +21,12 @@ use lcsim::system::KolenPollack;
 use nalgebra::DMatrix;
 use std::sync::Arc;
 
-type Sys<'a> = CoupledSystem<'a, RateNetwork>;
-
 fn net(topology: Topology, seed: u64) -> RateNetwork {
     RateNetwork::new(4, topology, 3, Activation::Tanh, seed).unwrap()
 }
 
 fn rnn(seed: u64) -> RateNetwork {
     net(Topology::Recurrent { hidden: 6 }, seed)
-}
-
-fn random_matrix(rows: usize, cols: usize, seed: u64, scale: f64) -> DMatrix<f64> {
-    let mut rng = Rng::seed_from_u64(seed);
-    DMatrix::from_fn(rows, cols, |_, _| scale * rng.uniform_range(-1.0, 1.0))
 }
 
 fn controlled<'a>(net: &'a RateNetwork, batch: usize, alpha: f64, seed: u64) -> Sys<'a> {
@@ -45,8 +40,8 @@ fn controlled_scaled<'a>(
     seed: u64,
     scale: LossScale,
 ) -> Sys<'a> {
-    let x = random_matrix(net.n_x(), batch, seed, 1.0).abs();
-    let t = one_hot(&(0..batch).map(|j| j % 3).collect::<Vec<_>>(), 3);
+    let x = random_matrix(net.n_x(), batch, seed, -1.0, 1.0).abs();
+    let t = labels(3, batch);
     let objective = Objective::new(Loss::CrossEntropy, scale, batch);
     let ctrl = ControllerSettings {
         alpha,
@@ -55,42 +50,17 @@ fn controlled_scaled<'a>(
     CoupledSystem::new(net, x, t, objective.clone(), 1.0, Some(ctrl)).unwrap()
 }
 
-fn opts(method: SolverMethod) -> SolverSettings {
-    let mut o = SolverSettings {
-        method,
-        ..SolverSettings::default()
-    };
-    o.stop.atol = 1e-8;
-    o.stop.rtol = 0.0;
-    o
-}
-
-/// Solves every sample of `field` from `z0` and refines each column by Newton's method.
-fn polished<F: VectorField>(field: &F, z0: &DMatrix<f64>, method: SolverMethod) -> DMatrix<f64> {
-    let solve = solve_batch(field, z0, &opts(method));
-    assert_eq!(
-        solve.fraction_converged(),
-        1.0,
-        "{method:?} did not converge"
-    );
-    let mut z = solve.states.clone();
-    for j in 0..z.ncols() {
-        let one = field.select_samples(&[j]);
-        let col = newton_polish(&one, &z.columns(j, 1).into_owned(), 30);
-        assert!(one.residual(&col).amax() < 1e-12);
-        z.set_column(j, &col.column(0));
-    }
-    z
-}
-
 /// The free equilibria phi0 of a system's samples (Tsit45 from rest).
 fn free_equilibrium(sys: &Sys<'_>) -> DMatrix<f64> {
     let free = sys.free();
-    sys.phi(&solve_batch(&free, &free.initial_state(), &opts(SolverMethod::Tsit45)).states)
-}
-
-fn rel_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
-    (a - b).norm() / a.norm().max(b.norm()).max(1e-300)
+    sys.phi(
+        &solve_batch(
+            &free,
+            &free.initial_state(),
+            &opts(SolverMethod::Tsit45, 1e-8),
+        )
+        .states,
+    )
 }
 
 fn params_rel_diff(a: &Params, b: &Params) -> f64 {
@@ -101,7 +71,7 @@ fn params_rel_diff(a: &Params, b: &Params) -> f64 {
 
 /// Central finite differences of the residual against the Jacobian action at z.
 fn assert_jacobian_matches_fd<F: VectorField>(field: &F, z: &DMatrix<f64>, what: &str) {
-    let dz = random_matrix(z.nrows(), z.ncols(), 99, 1.0);
+    let dz = random_matrix(z.nrows(), z.ncols(), 99, -1.0, 1.0);
     let h = 1e-6;
     let fd = (field.residual(&(z + &dz * h)) - field.residual(&(z - &dz * h))) / (2.0 * h);
     let exact = field.jacobian_at(z)(&dz);
@@ -163,7 +133,7 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
             learning_rate: 1e-3,
             steps: 200,
         },
-        &opts(SolverMethod::Tsit45).stop,
+        &opts(SolverMethod::Tsit45, 1e-8).stop,
     );
     assert_eq!(short.fraction_converged(), 0.0);
     assert!(short
@@ -178,7 +148,7 @@ fn adam_on_the_state_approaches_the_same_equilibrium_and_reports_unconverged_hon
             learning_rate: 1e-4,
             steps: 20_000,
         },
-        &opts(SolverMethod::Tsit45).stop,
+        &opts(SolverMethod::Tsit45, 1e-8).stop,
     );
     let adam_update = update_from_control(&sys, &long.states, &flow.control(&long.states));
     let err = params_rel_diff(&update, &adam_update);
@@ -203,8 +173,8 @@ fn kolen_pollack_with_transposed_weights_is_dynamic_inversion() {
         .clone()
         .with_feedback(Feedback::KolenPollack(Arc::new(transposes)))
         .unwrap();
-    let z = random_matrix(sys.dim(), 3, 5, 0.5);
-    let dz = random_matrix(sys.dim(), 3, 6, 1.0);
+    let z = random_matrix(sys.dim(), 3, 5, -1.0, 1.0) * 0.5;
+    let dz = random_matrix(sys.dim(), 3, 6, -1.0, 1.0);
     assert!(rel_diff(&sys.residual(&z), &kp.residual(&z)) < 1e-14);
     assert!(rel_diff(&sys.jacobian_at(&z)(&dz), &kp.jacobian_at(&z)(&dz)) < 1e-14);
     // Random feedback weights change the control path, not the network's own dynamics.
@@ -231,7 +201,7 @@ fn feedback_jacobians_match_finite_differences() {
             .clone()
             .with_feedback(Feedback::KolenPollack(Arc::new(net.init_feedback(2))))
             .unwrap();
-        let z = random_matrix(kp.dim(), 3, 10, 0.5);
+        let z = random_matrix(kp.dim(), 3, 10, -1.0, 1.0) * 0.5;
         assert_jacobian_matches_fd(&kp, &z, &format!("KP {topology:?}"));
         let q = Arc::new(initial_linear_feedback(&net, 3));
         let lf = sys
@@ -239,7 +209,7 @@ fn feedback_jacobians_match_finite_differences() {
             .with_feedback(Feedback::Linear(q.clone()))
             .unwrap();
         assert_eq!(lf.dim(), net.state_dim() + net.n_y(), "LF has no e rows");
-        let z = random_matrix(lf.dim(), 3, 11, 0.5);
+        let z = random_matrix(lf.dim(), 3, 11, -1.0, 1.0) * 0.5;
         assert_jacobian_matches_fd(&lf, &z, &format!("LF {topology:?}"));
         // e = Q u at every instant.
         let psi = lf.control(&z);
@@ -303,7 +273,7 @@ fn learning_q_from_noise_aligns_linear_feedback_with_dynamic_inversion() {
             .with_feedback(Feedback::Linear(Arc::new(q.clone())))
             .unwrap();
         let start = sys.state_with_phi(&net.forward_pass(sys.inputs())).unwrap();
-        let solve = solve_batch(&sys, &start, &opts(SolverMethod::Tsit45));
+        let solve = solve_batch(&sys, &start, &opts(SolverMethod::Tsit45, 1e-8));
         let settled: Vec<usize> = (0..16).filter(|&j| solve.records[j].converged()).collect();
         unsettled += 16 - settled.len();
         let z = solve.states.select_columns(&settled);
@@ -323,7 +293,7 @@ fn learning_q_from_noise_aligns_linear_feedback_with_dynamic_inversion() {
         .with_feedback(Feedback::Linear(Arc::new(q.clone())))
         .unwrap();
     let start = sys.state_with_phi(&net.forward_pass(sys.inputs())).unwrap();
-    let z = solve_batch(&sys, &start, &opts(SolverMethod::Tsit45)).states;
+    let z = solve_batch(&sys, &start, &opts(SolverMethod::Tsit45, 1e-8)).states;
     let learn = |seed| phase.learn_q(&sys, &z, seed).unwrap();
     assert_eq!(learn(7), learn(7));
     assert_ne!(learn(7), learn(8));
