@@ -1,0 +1,1 @@
+//! The `lcsim sweep` subcommands as library calls.
