@@ -1,5 +1,8 @@
 //! How a sweep shows things in tables and figures: swept values (as text and as numbers),
-//! axis labels and legend symbols of config keys, labels of result columns.
+//! axis labels and legend symbols of config keys, labels of result columns, a run's overrides.
+
+use super::folder::Sweep;
+use super::plan::RunEntry;
 
 /// A swept value as shown in tables and figures: strings without quotes, a list of one
 /// value as that value (`[64]` -> `64`).
@@ -62,4 +65,15 @@ pub fn metric_label(metric: &str) -> String {
         "mean_steps" => "mean solver steps per controlled solve".into(),
         other => other.to_string(),
     }
+}
+
+/// "controller.alpha=0.1 model.hidden=[64]": a run's overrides in the manifest's key order.
+pub fn overrides_text(sweep: &Sweep, run: &RunEntry) -> String {
+    sweep
+        .manifest
+        .keys
+        .iter()
+        .filter_map(|k| run.overrides.get(k).map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -35,9 +35,15 @@ mod results;
 mod runner;
 mod slurm;
 
+pub use commands::{
+    collect_command, plan_command, run_command, slurm_command, stop_on_ctrl_c, this_exe,
+    RunSettings, SubmitSettings,
+};
 pub use figures::{check_figure_settings, draw_figures, log_axis, FigureSettings};
 pub use folder::{RunStatus, Sweep, MANIFEST};
-pub use labels::{display_value, key_label, key_symbol, metric_label, numeric_value};
+pub use labels::{
+    display_value, key_label, key_symbol, metric_label, numeric_value, overrides_text,
+};
 pub use plan::{
     parse_grid, parse_range, plan, run_id, GridAxis, Manifest, PlanSettings, RandomRange, RunEntry,
     Seeds,
