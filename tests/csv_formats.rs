@@ -104,6 +104,7 @@ fn metrics_csv_reads_as_before() {
         ("no-trailing-newline.csv", format!("{header}\n{}", row(15))),
         ("header-only.csv", format!("{header}\n")),
         ("empty.csv", String::new()),
+        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(15))),
         ("bad-header.csv", format!("epoch,loss\n{}\n", row(2))),
         (
             "bad-cell.csv",

@@ -1,6 +1,7 @@
 //! File formats: figures (PNG or SVG), NumPy `.npy`/`.npz`, parameters and data in them, and the per-epoch metrics
-//! table (metrics.csv).
+//! table (metrics.csv), CSV text.
 
+pub mod csv_text;
 pub mod figure_format;
 pub mod interop;
 pub mod metrics;

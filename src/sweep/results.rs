@@ -4,6 +4,7 @@
 use super::folder::{read_summary, RunStatus, Sweep};
 use super::labels::display_value;
 use super::plan::RunEntry;
+use crate::io::csv_text::csv_text;
 use crate::io::metrics::{read_csv, EpochMetrics};
 use std::collections::BTreeMap;
 
@@ -105,30 +106,17 @@ pub fn collect(sweep: &Sweep) -> Vec<RunResult> {
         .collect()
 }
 
-/// A CSV cell: quoted when it holds a comma, a quote or a newline.
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// The text of results.csv: run_id, index, status, the swept keys, epochs, the
 /// [`RESULT_COLUMNS`] and the error of failed runs. Unfinished and missing runs are rows too.
+/// Numbers in Rust's `{}` form (`1e-7` as `0.0000001`), NaN and infinities as empty cells;
+/// cells holding a comma, a quote, CR or LF are quoted ([`csv_text`]).
 pub fn results_csv(sweep: &Sweep, results: &[RunResult]) -> String {
-    let mut header = vec!["run_id".to_string(), "index".into(), "status".into()];
-    header.extend(sweep.manifest.keys.iter().cloned());
-    header.push("epochs".into());
-    header.extend(RESULT_COLUMNS.iter().map(|c| c.to_string()));
-    header.push("error".into());
-    let mut out = header
-        .iter()
-        .map(|h| csv_cell(h))
-        .collect::<Vec<_>>()
-        .join(",");
-    out.push('\n');
-    for r in results {
+    let mut header = vec!["run_id", "index", "status"];
+    header.extend(sweep.manifest.keys.iter().map(String::as_str));
+    header.push("epochs");
+    header.extend(RESULT_COLUMNS);
+    header.push("error");
+    let rows = results.iter().map(|r| {
         let mut cells = vec![
             r.run.id.clone(),
             r.run.index.to_string(),
@@ -150,14 +138,7 @@ pub fn results_csv(sweep: &Sweep, results: &[RunResult]) -> String {
             RunStatus::Failed(reason) => reason.clone(),
             _ => String::new(),
         });
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
-    }
-    out
+        cells
+    });
+    csv_text(header, rows)
 }
