@@ -205,3 +205,21 @@ fn trajectories_csv_bytes_match_the_fixture() {
         "tests/data/trajectories.csv",
     );
 }
+
+#[test]
+fn csv_text_quotes_only_commas_quotes_and_line_breaks() {
+    let text = lcsim::io::csv_text::csv_text(
+        ["a", "b,c"],
+        [[
+            "plain 1e-7".to_string(),
+            "x\"y".into(),
+            "two\nlines".into(),
+            "cr\r".into(),
+            String::new(),
+        ]],
+    );
+    assert_eq!(
+        text,
+        "a,\"b,c\"\nplain 1e-7,\"x\"\"y\",\"two\nlines\",\"cr\r\",\n"
+    );
+}

@@ -1,10 +1,10 @@
 //! collect's figures: each metric against the x key (one line per value of the y key) and,
 //! with two or more varied keys, a heatmap over (x, y); random samples as one point per run.
 
-use super::folder::{io_err, RunStatus, Sweep};
+use super::folder::{RunStatus, Sweep};
 use super::labels::{display_value, key_label, key_symbol, metric_label, numeric_value};
 use super::results::{RunResult, RESULT_COLUMNS};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, io_error, Result};
 use crate::plot::YScale;
 use std::path::PathBuf;
 
@@ -177,7 +177,7 @@ pub fn draw_figures(
         .filter(|k| **k != x_key && Some(*k) != y_key.as_ref())
         .collect();
     let dir = sweep.dir.join("figures");
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let name = s.title.clone().unwrap_or_else(|| {
         sweep
             .dir

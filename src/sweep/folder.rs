@@ -4,7 +4,7 @@
 use super::keys::flat;
 use super::plan::{assignments, run_id, Manifest, RunEntry};
 use crate::config::Config;
-use crate::error::{invalid, LcsimError, Result};
+use crate::error::{invalid, io_error, Result};
 use std::path::{Path, PathBuf};
 
 /// File name of the plan inside a sweep folder.
@@ -18,15 +18,9 @@ pub struct Sweep {
     pub manifest: Manifest,
 }
 
-pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LcsimError + '_ {
-    move |source| LcsimError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
+/// `path` made absolute (from the current directory), without resolving links.
 pub(super) fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(io_err(path))
+    std::path::absolute(path).map_err(io_error(path))
 }
 
 impl Sweep {
@@ -42,7 +36,7 @@ impl Sweep {
                 "a sweep folder made by `lcsim sweep plan` (with manifest.json)",
             ));
         }
-        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
             invalid(
                 &path.display().to_string(),

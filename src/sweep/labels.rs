@@ -67,7 +67,7 @@ pub fn metric_label(metric: &str) -> String {
     }
 }
 
-/// "controller.alpha=0.1 model.hidden=[64]": a run's overrides in the manifest's key order.
+/// A run's overrides in the manifest's key order, e.g. `controller.alpha=0.1 model.hidden=[64]`.
 pub fn overrides_text(sweep: &Sweep, run: &RunEntry) -> String {
     sweep
         .manifest

@@ -2,10 +2,10 @@
 //! key=lo:hi[:log]`), stable run ids, and the sweep folder written from them (base.toml, one
 //! config per run, manifest.json last).
 
-use super::folder::{absolute, io_err, Sweep, MANIFEST};
+use super::folder::{absolute, Sweep, MANIFEST};
 use super::keys::{check_sweepable, default_value, normalise_value, split_values};
 use crate::config::Config;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, io_error, Result};
 use crate::numerics::rng::Rng;
 use crate::run::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -390,7 +390,7 @@ pub fn plan(settings: &PlanSettings) -> Result<Sweep> {
         runs,
     };
     let configs_dir = out.join("configs");
-    std::fs::create_dir_all(&configs_dir).map_err(io_err(&configs_dir))?;
+    std::fs::create_dir_all(&configs_dir).map_err(io_error(&configs_dir))?;
     write_atomic(&out.join("base.toml"), base_text.as_bytes())?;
     for (run, config) in manifest.runs.iter().zip(&configs) {
         write_atomic(

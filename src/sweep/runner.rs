@@ -2,8 +2,8 @@
 //! for an interrupted one) with its output in DIR/logs/ID.log and a failure in
 //! DIR/runs/ID/error.txt; several at a time locally, stoppable resumably.
 
-use super::folder::{io_err, read_summary, Sweep};
-use crate::error::{invalid, Result};
+use super::folder::{read_summary, Sweep};
+use crate::error::{invalid, io_error, Result};
 use crate::run::write_atomic;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -62,7 +62,7 @@ pub fn run_one_until(
     } else {
         // A folder without config.toml holds nothing to resume (an earlier failure).
         if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
         }
         let out_dir = toml::Value::String(runs_dir.display().to_string());
         args.extend([
@@ -74,13 +74,13 @@ pub fn run_one_until(
     }
     let log_path = sweep.log_path(run);
     let logs = log_path.parent().expect("logs folder");
-    std::fs::create_dir_all(logs).map_err(io_err(logs))?;
+    std::fs::create_dir_all(logs).map_err(io_error(logs))?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .open(&log_path)
-        .map_err(io_err(&log_path))?;
+        .map_err(io_error(&log_path))?;
     let start_len = log.metadata().map(|m| m.len()).unwrap_or(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,20 +91,20 @@ pub fn run_one_until(
         exe.display(),
         args.join(" ")
     )
-    .map_err(io_err(&log_path))?;
+    .map_err(io_error(&log_path))?;
     let started = std::time::Instant::now();
     let mut child = Command::new(exe)
         .args(&args)
         .current_dir(sweep.workdir())
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io_err(&log_path))?)
-        .stderr(log.try_clone().map_err(io_err(&log_path))?)
+        .stdout(log.try_clone().map_err(io_error(&log_path))?)
+        .stderr(log.try_clone().map_err(io_error(&log_path))?)
         .spawn()
-        .map_err(io_err(exe))?;
+        .map_err(io_error(exe))?;
     let mut stop_seen: Option<std::time::Instant> = None;
     let mut killed = false;
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(io_err(exe))? {
+        if let Some(status) = child.try_wait().map_err(io_error(exe))? {
             break status;
         }
         if stop.load(Ordering::SeqCst) {
@@ -126,7 +126,7 @@ pub fn run_one_until(
     let mut output = String::new();
     log.seek(std::io::SeekFrom::Start(start_len))
         .and_then(|_| log.read_to_string(&mut output))
-        .map_err(io_err(&log_path))?;
+        .map_err(io_error(&log_path))?;
     let code = match status.code() {
         Some(c) => format!("exit code {c}"),
         None => "killed by a signal".to_string(),
@@ -141,7 +141,7 @@ pub fn run_one_until(
             .unwrap_or("");
         format!("{code}{}{last}", if last.is_empty() { "" } else { ": " })
     };
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let text = format!(
         "{reason}\ncommand: {} {}\nlog: {}\n--- last lines of the output ---\n{}\n",
         exe.display(),

@@ -1,8 +1,8 @@
 //! Slurm: the job-array script over the runs not done yet (each task runs `lcsim sweep run
 //! DIR` for SLURM_ARRAY_TASK_ID), and its submission with sbatch.
 
-use super::folder::{io_err, Sweep};
-use crate::error::{invalid, LcsimError, Result};
+use super::folder::Sweep;
+use crate::error::{invalid, io_error, LcsimError, Result};
 use crate::run::write_atomic;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ pub fn slurm_script(sweep: &Sweep, indices: &[usize], s: &SlurmSettings) -> Resu
 /// Writes the job-array script to DIR/slurm/sweep.sbatch (and creates the log folder).
 pub fn write_slurm_script(sweep: &Sweep, script: &str) -> Result<PathBuf> {
     let logs = sweep.dir.join("slurm").join("logs");
-    std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
+    std::fs::create_dir_all(&logs).map_err(io_error(&logs))?;
     let path = sweep.dir.join("slurm").join("sweep.sbatch");
     write_atomic(&path, script.as_bytes())?;
     Ok(path)
@@ -212,8 +212,8 @@ pub fn submit(sweep: &Sweep, script: &Path, extra: &[&str]) -> Result<u64> {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(io_err(&path))?;
-        writeln!(f, "{id}").map_err(io_err(&path))?;
+            .map_err(io_error(&path))?;
+        writeln!(f, "{id}").map_err(io_error(&path))?;
     }
     match (output.status.success(), id) {
         (true, Some(id)) => Ok(id),
