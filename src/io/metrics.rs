@@ -1,7 +1,7 @@
 //! What a training run records per epoch, and its CSV form (metrics.csv), which the
 //! figures are drawn from.
 
-use crate::error::{LcsimError, Result};
+use crate::error::{io_error, LcsimError, Result};
 use crate::io::csv_text::csv_text;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -121,10 +121,7 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
 /// Parses metrics.csv as written by [`to_csv`] (also the 13 columns of older tables; blank
 /// lines are skipped, cells may be padded with spaces).
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let text = std::fs::read_to_string(path).map_err(|source| LcsimError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     let bad = |line: u64, why: String| LcsimError::InvalidValue {
         field: format!("{}:{line}", path.display()),
         value: why,
