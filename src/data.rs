@@ -19,7 +19,7 @@ use flate2::read::MultiGzDecoder;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{invalid, LcsimError, Result};
+use crate::error::{invalid, io_error, LcsimError, Result};
 use crate::numerics::rng::Rng;
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
@@ -296,13 +296,6 @@ fn idx_error(path: &Path, kind: io::ErrorKind, message: String) -> LcsimError {
     LcsimError::Io {
         path: path.to_path_buf(),
         source: io::Error::new(kind, message),
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LcsimError + '_ {
-    move |source| LcsimError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

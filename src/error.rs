@@ -59,6 +59,14 @@ pub fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> Lcs
     }
 }
 
+/// Shorthand for [`LcsimError::Io`] on `path`, for `map_err`.
+pub fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LcsimError + '_ {
+    move |source| LcsimError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Checks that a scalar setting is finite and strictly positive.
 pub fn ensure_positive(field: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {

@@ -715,293 +715,51 @@ fn sweep(cmd: &SweepCommand) -> Result<ExitCode> {
     }
 }
 
-/// The path of this binary, which the runs and the Slurm tasks call.
-fn this_exe() -> Result<std::path::PathBuf> {
-    std::env::current_exe().map_err(|source| LcsimError::Io {
-        path: "current executable".into(),
-        source,
-    })
-}
-
-/// "controller.alpha=0.1 model.hidden=[64]", in the manifest's key order.
-fn overrides_text(sweep: &lcsim::sweep::Sweep, run: &lcsim::sweep::RunEntry) -> String {
-    sweep
-        .manifest
-        .keys
-        .iter()
-        .filter_map(|k| run.overrides.get(k).map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn sweep_plan(args: &cli::SweepPlanArgs) -> Result<ExitCode> {
-    let sweep = lcsim::sweep::plan(&args.settings())?;
-    let m = &sweep.manifest;
-    println!(
-        "planned {} runs over {:?} in {}",
-        m.runs.len(),
-        m.keys,
-        sweep.dir.display()
-    );
-    for run in m.runs.iter().take(3) {
-        println!("  {} {}", run.id, overrides_text(&sweep, run));
-    }
-    if m.runs.len() > 3 {
-        println!(
-            "  ... ({} more; see {}/manifest.json)",
-            m.runs.len() - 3,
-            sweep.dir.display()
-        );
-    }
-    println!(
-        "next: lcsim sweep run {0} --jobs N   or   lcsim sweep slurm {0} --submit",
-        sweep.dir.display()
-    );
+    lcsim::sweep::plan_command(&args.settings())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn sweep_run(args: &cli::SweepRunArgs) -> Result<ExitCode> {
-    use lcsim::sweep::{run_local, run_one, RunEvent, RunOutcome, Sweep};
-    let sweep = Sweep::open(&args.dir)?;
-    let exe = this_exe()?;
-    let from_env = args.index.is_none() && args.jobs.is_none();
-    let index = match (args.index, std::env::var("SLURM_ARRAY_TASK_ID")) {
-        (Some(i), _) => Some((i, "--index")),
-        (None, Ok(v)) if from_env => Some((
-            v.trim().parse::<usize>().map_err(|_| {
-                lcsim::error::invalid("SLURM_ARRAY_TASK_ID", &v, "a run index (an integer)")
-            })?,
-            "SLURM_ARRAY_TASK_ID",
-        )),
-        _ => None,
+    let settings = lcsim::sweep::RunSettings {
+        dir: args.dir.clone(),
+        index: args.index,
+        jobs: args.jobs,
+        slurm_task_id: std::env::var("SLURM_ARRAY_TASK_ID").ok(),
+        exe: lcsim::sweep::this_exe()?,
     };
-    if let Some((i, field)) = index {
-        let run = sweep.run(i, field)?;
-        println!(
-            "lcsim sweep: run {i} of {} ({}): {}",
-            sweep.manifest.runs.len(),
-            run.id,
-            overrides_text(&sweep, run)
-        );
-        return Ok(match run_one(&sweep, i, &exe)? {
-            RunOutcome::Skipped => {
-                println!("already done: {}", sweep.run_dir(run).display());
-                ExitCode::SUCCESS
-            }
-            RunOutcome::Done { seconds } => {
-                println!("done in {seconds:.1} s: {}", sweep.run_dir(run).display());
-                ExitCode::SUCCESS
-            }
-            RunOutcome::Interrupted => {
-                println!("interrupted; run the same command again to resume");
-                ExitCode::from(130)
-            }
-            RunOutcome::Failed { reason } => {
-                eprintln!(
-                    "error: run {} failed: {reason} (see {})",
-                    run.id,
-                    sweep.run_dir(run).join("error.txt").display()
-                );
-                ExitCode::from(1)
-            }
-        });
-    }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if jobs == 0 {
-        return Err(lcsim::error::invalid("--jobs", 0, "an integer >= 1"));
-    }
-    let total = sweep.manifest.runs.len();
-    let pending = sweep.pending();
-    println!(
-        "lcsim sweep: {} of {total} runs to do ({} done before) in {}, {jobs} at a time",
-        pending.len(),
-        total - pending.len(),
-        sweep.dir.display()
-    );
-    if pending.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
-    }
-    let bar = indicatif::ProgressBar::new(pending.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    let say = |line: String| {
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-    let mut failed = Vec::new();
-    let mut running = std::collections::BTreeSet::new();
-    let outcomes = run_local(&sweep, &pending, jobs, &exe, &stop, |event| match event {
-        RunEvent::Started { index } => {
-            running.insert(sweep.manifest.runs[*index].id.clone());
-            bar.set_message(format!(
-                "running {}",
-                running.iter().cloned().collect::<Vec<_>>().join(" ")
-            ));
-        }
-        RunEvent::Finished { index, outcome } => {
-            let run = &sweep.manifest.runs[*index];
-            running.remove(&run.id);
-            bar.inc(1);
-            match outcome {
-                RunOutcome::Done { seconds } => say(format!(
-                    "done    {} ({seconds:.1} s) {}",
-                    run.id,
-                    overrides_text(&sweep, run)
-                )),
-                RunOutcome::Skipped => say(format!("skipped {} (done)", run.id)),
-                RunOutcome::Interrupted => say(format!("stopped {} (resumable)", run.id)),
-                RunOutcome::Failed { reason } => {
-                    say(format!(
-                        "FAILED  {} {}: {reason}",
-                        run.id,
-                        overrides_text(&sweep, run)
-                    ));
-                    failed.push(run.id.clone());
-                }
-            }
-        }
-    })?;
-    bar.finish_and_clear();
-    let done = outcomes
-        .iter()
-        .filter(|o| matches!(o, Some(RunOutcome::Done { .. }) | Some(RunOutcome::Skipped)))
-        .count();
-    let not_run = outcomes
-        .iter()
-        .filter(|o| matches!(o, None | Some(RunOutcome::Interrupted)))
-        .count();
-    println!(
-        "{done} runs finished now, {} failed, {not_run} not finished; {} of {total} done in all",
-        failed.len(),
-        total - sweep.pending().len()
-    );
-    if !failed.is_empty() {
-        println!(
-            "failed (error.txt in each run folder under {}): {}",
-            sweep.runs_dir().display(),
-            failed.join(" ")
-        );
-    }
-    Ok(if not_run > 0 {
-        println!("interrupted; run the same command again to finish the sweep");
-        ExitCode::from(130)
-    } else if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let status = lcsim::sweep::run_command(&settings, lcsim::sweep::stop_on_ctrl_c)?;
+    Ok(ExitCode::from(status))
 }
 
 fn sweep_slurm(args: &cli::SweepSlurmArgs) -> Result<ExitCode> {
-    use lcsim::sweep::{slurm_script, submit, write_slurm_script, SlurmSettings, Sweep};
-    let sweep = Sweep::open(&args.dir)?;
-    let settings = SlurmSettings {
-        partition: args.partition.clone(),
-        time: args.time.clone(),
-        cpus_per_task: args.cpus_per_task,
-        max_parallel: args.max_parallel,
-        exe: this_exe()?,
+    let settings = lcsim::sweep::SubmitSettings {
+        dir: args.dir.clone(),
+        script: lcsim::sweep::SlurmSettings {
+            partition: args.partition.clone(),
+            time: args.time.clone(),
+            cpus_per_task: args.cpus_per_task,
+            max_parallel: args.max_parallel,
+            exe: lcsim::sweep::this_exe()?,
+        },
+        submit: args.submit,
+        wait: args.wait,
     };
-    let pending = sweep.pending();
-    if pending.is_empty() {
-        println!(
-            "all {} runs of {} are done; nothing to submit",
-            sweep.manifest.runs.len(),
-            sweep.dir.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let script = slurm_script(&sweep, &pending, &settings)?;
-    let path = write_slurm_script(&sweep, &script)?;
-    println!(
-        "job-array script for {} of {} runs: {}",
-        pending.len(),
-        sweep.manifest.runs.len(),
-        path.display()
-    );
-    if !args.submit {
-        println!("submit it with: sbatch {}", path.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.wait {
-        println!("submitting with sbatch --wait; waiting until every task has ended ...");
-    }
-    let extra: &[&str] = if args.wait { &["--wait"] } else { &[] };
-    let id = submit(&sweep, &path, extra)?;
-    println!("Submitted batch job {id}");
-    if args.wait {
-        let left = sweep.pending();
-        println!(
-            "job {id} ended: {} of {} runs done",
-            sweep.manifest.runs.len() - left.len(),
-            sweep.manifest.runs.len()
-        );
-        if !left.is_empty() {
-            return Ok(ExitCode::from(1));
-        }
-    } else {
-        println!(
-            "follow it with: squeue -j {id}; then lcsim sweep collect {}",
-            sweep.dir.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(lcsim::sweep::slurm_command(&settings)?))
 }
 
 fn sweep_collect(args: &cli::SweepCollectArgs) -> Result<ExitCode> {
-    use lcsim::sweep::{
-        check_figure_settings, collect, draw_figures, results_csv, FigureSettings, RunStatus, Sweep,
-    };
-    let sweep = Sweep::open(&args.dir)?;
-    let mut settings = FigureSettings {
+    let mut settings = lcsim::sweep::FigureSettings {
         x: args.x.clone(),
         y: args.y.clone(),
         format: args.format,
         title: args.title.clone(),
-        ..FigureSettings::default()
+        ..lcsim::sweep::FigureSettings::default()
     };
     if !args.metric.is_empty() {
         settings.metrics = args.metric.clone();
     }
-    check_figure_settings(&sweep, &settings)?;
-    let results = collect(&sweep);
-    let csv = sweep.dir.join("results.csv");
-    lcsim::run::write_atomic(&csv, results_csv(&sweep, &results).as_bytes())?;
-    let total = results.len();
-    let done = results
-        .iter()
-        .filter(|r| r.status == RunStatus::Done)
-        .count();
-    println!("{done} of {total} runs done; table: {}", csv.display());
-    for r in results.iter().filter(|r| r.status != RunStatus::Done) {
-        let why = match &r.status {
-            RunStatus::Failed(reason) => format!(": {reason}"),
-            _ => String::new(),
-        };
-        println!(
-            "  {:<10} {} {}{why}",
-            r.status.name(),
-            r.run.id,
-            overrides_text(&sweep, &r.run)
-        );
-    }
-    for f in draw_figures(&sweep, &results, &settings)? {
-        println!("figure: {}", f.display());
-    }
+    lcsim::sweep::collect_command(&args.dir, &settings)?;
     Ok(ExitCode::SUCCESS)
 }
 

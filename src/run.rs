@@ -23,9 +23,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced to
-/// disk, then renamed over `path` ([`crate::io::npz::write_bytes_atomic`]).
+/// disk, then renamed over `path` ([`crate::io::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(crate::io::npz::write_bytes_atomic(path, bytes)?)
+    Ok(crate::io::atomic::write_bytes_atomic(path, bytes)?)
 }
 
 /// What summary.json holds.

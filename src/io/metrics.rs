@@ -1,7 +1,8 @@
 //! What a training run records per epoch, and its CSV form (metrics.csv), which the
 //! figures are drawn from.
 
-use crate::error::{LcsimError, Result};
+use crate::error::{io_error, LcsimError, Result};
+use crate::io::csv_text::csv_text;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -108,51 +109,74 @@ impl EpochMetrics {
     }
 }
 
-/// The CSV text of a metrics table (header + one row per epoch; full f64 precision).
+/// The CSV text of a metrics table (header + one row per epoch; full f64 precision in
+/// Rust's `{:?}` form: `1.0`, `1e-7`, `NaN`, `inf`).
 pub fn to_csv(rows: &[EpochMetrics]) -> String {
-    let mut out = COLUMNS.join(",");
-    out.push('\n');
-    for r in rows {
-        let cells: Vec<String> = r.values().iter().map(|v| format!("{v:?}")).collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
+    csv_text(
+        COLUMNS,
+        rows.iter().map(|r| r.values().map(|v| format!("{v:?}"))),
+    )
 }
 
-/// Parses metrics.csv as written by [`to_csv`].
+/// Parses metrics.csv as written by [`to_csv`] (also the 13 columns of older tables; blank
+/// lines are skipped, cells may be padded with spaces).
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let text = std::fs::read_to_string(path).map_err(|source| LcsimError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |line: usize, why: String| LcsimError::InvalidValue {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let bad = |line: u64, why: String| LcsimError::InvalidValue {
         field: format!("{}:{line}", path.display()),
         value: why,
         allowed: format!("a metrics table with columns {}", COLUMNS.join(",")),
     };
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or("");
+    // Messages quote the line as it is in the file.
+    let lines: Vec<&str> = text.lines().collect();
+    let raw = |line: u64| {
+        let i = (line as usize).checked_sub(1);
+        i.and_then(|i| lines.get(i)).copied().unwrap_or("")
+    };
+    // The line a record starts on (the reader's position is where it started looking:
+    // before the empty lines it skipped).
+    let first_line = |record: &csv::StringRecord| {
+        let mut line = record.position().map_or(0, |p| p.line());
+        while raw(line).is_empty() && (line as usize) < lines.len() {
+            line += 1;
+        }
+        line
+    };
+    let mut records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .into_records();
+    let header = match records.next() {
+        Some(Ok(h)) if first_line(&h) == 1 => h.iter().collect::<Vec<_>>().join(","),
+        _ => String::new(),
+    };
     let width = if header == COLUMNS.join(",") {
         COLUMNS.len()
     } else if header == COLUMNS[..OLD_COLUMNS].join(",") {
         OLD_COLUMNS
     } else {
-        return Err(bad(1, format!("header `{header}`")));
+        return Err(bad(1, format!("header `{}`", raw(1))));
     };
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let v: Vec<f64> = l
-                .split(',')
-                .map(|c| c.trim().parse::<f64>())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| bad(i + 2, format!("`{l}` ({e})")))?;
-            if v.len() != width {
-                return Err(bad(i + 2, format!("{} cells", v.len())));
-            }
-            Ok(EpochMetrics::from_values(&v))
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            bad(line, e.to_string())
+        })?;
+        let line = first_line(&record);
+        if raw(line).trim().is_empty() {
+            continue;
+        }
+        let v: Vec<f64> = record
+            .iter()
+            .map(|c| c.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(line, format!("`{}` ({e})", raw(line))))?;
+        if v.len() != width {
+            return Err(bad(line, format!("{} cells", v.len())));
+        }
+        rows.push(EpochMetrics::from_values(&v));
+    }
+    Ok(rows)
 }

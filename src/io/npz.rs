@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::io::atomic::write_atomic;
 use npyz::{DType, Deserialize, TypeChar, TypeRead, TypeStr};
 use py_literal::Value;
 use zip::write::SimpleFileOptions;
@@ -201,7 +201,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &NpyArray)]) -> Result<(), NpyErr
     })
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> NpyError {
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> NpyError {
     NpyError::Io {
         path: path.to_path_buf(),
         source,
@@ -613,40 +613,4 @@ fn read_member<R: Read + Seek>(
         .map_err(|e| zip_error(path, format!("cannot read member '{name}': {e}")))?;
     let member_path = PathBuf::from(format!("{} (member {name})", path.display()));
     Ok((stem.to_string(), parse_npy(&bytes, &member_path)?))
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, sync, rename), like the array writers.
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
-    write_atomic(path, |file| {
-        file.write_all(bytes).map_err(|e| io_error(path, e))
-    })
-}
-
-/// Writes a file through `fill` under a temporary name in the same directory,
-/// then renames it over `path`, so `path` never holds a half-written file.
-fn write_atomic(
-    path: &Path,
-    fill: impl FnOnce(&mut File) -> Result<(), NpyError>,
-) -> Result<(), NpyError> {
-    let temp = temp_path(path);
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| io_error(path, e))?;
-    let written = fill(&mut file).and_then(|()| file.sync_all().map_err(|e| io_error(path, e)));
-    drop(file); // close before renaming (required on Windows)
-    let result = written.and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, e)));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp); // best effort: the error that matters is `result`
-    }
-    result
-}
-
-/// A fresh hidden name beside `path`: `.<name>.<pid>.<n>.tmp`.
-fn temp_path(path: &Path) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }

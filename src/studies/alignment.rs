@@ -254,11 +254,9 @@ pub const CSV_COLUMNS: [&str; 18] = [
 
 /// One CSV row per curve and alpha (columns [`CSV_COLUMNS`]; NaN where undefined).
 pub fn alignment_csv(curves: &[AlignmentCurve]) -> String {
-    let mut out = CSV_COLUMNS.join(",");
-    out.push('\n');
-    for c in curves {
-        for p in &c.points {
-            let row = [
+    let rows = curves.iter().flat_map(|c| {
+        c.points.iter().map(move |p| {
+            [
                 c.network.clone(),
                 c.variant.name().to_string(),
                 format!("{:e}", p.alpha),
@@ -277,12 +275,10 @@ pub fn alignment_csv(curves: &[AlignmentCurve]) -> String {
                 c.free_converged.to_string(),
                 c.adjoint_converged.to_string(),
                 c.samples.to_string(),
-            ];
-            out.push_str(&row.join(","));
-            out.push('\n');
-        }
-    }
-    out
+            ]
+        })
+    });
+    crate::io::csv_text::csv_text(CSV_COLUMNS, rows)
 }
 
 /// The study's figure: two panels against alpha (log axis), `cosine(Delta theta, -g)` and

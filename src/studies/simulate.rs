@@ -739,10 +739,9 @@ pub fn trajectories_csv(sim: &Simulation) -> String {
         header.extend((0..n).map(|i| format!("{prefix}_{i}")));
     }
     header.extend(["psi_norm", "e_norm", "u_norm", "loss"].map(String::from));
-    let mut out = header.join(",");
-    out.push('\n');
-    for ((tr, &sample), &label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
-        for (k, &t) in sim.times.iter().enumerate() {
+    let samples = sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels);
+    let rows = samples.flat_map(|((tr, &sample), &label)| {
+        sim.times.iter().enumerate().map(move |(k, &t)| {
             let phase = if k < sim.switch_index {
                 "free"
             } else {
@@ -760,11 +759,10 @@ pub fn trajectories_csv(sim: &Simulation) -> String {
             for values in [&tr.psi_norm, &tr.e_norm, &tr.u_norm, &tr.loss] {
                 row.push(values[k].to_string());
             }
-            out.push_str(&row.join(","));
-            out.push('\n');
-        }
-    }
-    out
+            row
+        })
+    });
+    crate::io::csv_text::csv_text(header, rows)
 }
 
 /// One figure per sample in `dir` (created): the first `hidden_units` hidden units, all
