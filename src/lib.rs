@@ -4,6 +4,8 @@
 //! vector field) -> control (the controlled system, psi) -> learn (plasticity, variants,
 //! gradient baselines) -> optim -> data -> config -> train -> run folders, studies, plot, sweep.
 //! `io` (file formats) sits beside `system`: it knows parameters and the rate network only.
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod data;
