@@ -10,15 +10,19 @@
 //! RUN/figures/        learning curves, H, solver statistics
 //! ```
 
-use crate::config::Config;
-use crate::error::{invalid, LcsimError, Result};
-use crate::io::interop::{matrix_from_npy, npy_from_matrix, save_params};
+use crate::config::{Config, ModelKind};
+use crate::data::Split;
+use crate::error::{invalid, io_error, LcsimError, Result};
+use crate::io::interop::{
+    load_feedback, load_params, matrix_from_npy, npy_from_matrix, save_params,
+};
 use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
 use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
 use crate::system::EquilibriumSystem;
-use crate::train::TrainingState;
+use crate::train::{load_split, TrainingState};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,21 @@ use std::path::{Path, PathBuf};
 /// disk, then renamed over `path` ([`crate::io::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(crate::io::atomic::write_bytes_atomic(path, bytes)?)
+}
+
+/// Writes `value` as pretty-printed JSON to `path` atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON serialises");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Creates `dir` (and its parents) for results; `flag` names it in errors.
+pub fn create_out_dir(flag: &str, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    if !dir.is_dir() {
+        return Err(invalid(flag, dir.display(), "a directory"));
+    }
+    Ok(())
 }
 
 /// What summary.json holds.
@@ -102,12 +121,7 @@ impl RunDir {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         });
-        write_atomic(
-            &run.path.join("run.json"),
-            serde_json::to_string_pretty(&info)
-                .expect("json")
-                .as_bytes(),
-        )?;
+        write_json(&run.path.join("run.json"), &info)?;
         Ok(run)
     }
 
@@ -138,10 +152,7 @@ impl RunDir {
     /// The figures folder (created on demand).
     pub fn figures_dir(&self) -> Result<PathBuf> {
         let dir = self.path.join("figures");
-        std::fs::create_dir_all(&dir).map_err(|source| LcsimError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         Ok(dir)
     }
 
@@ -294,62 +305,6 @@ impl RunDir {
         Ok(fresh)
     }
 
-    /// The trained network of a finished run (params.npz, in the layout of the run's
-    /// `config`) and, for LCP-KP and LCP-LF, its learned feedback weights (feedback.npz:
-    /// B, G or Q, shaped as the method starts them). Errors name the missing file or array.
-    pub fn load_trained(
-        &self,
-        config: &Config,
-    ) -> Result<(crate::system::rate::RateNetwork, Option<Params>)> {
-        if !self.is_finished() {
-            return Err(invalid(
-                "RUN_DIR",
-                self.path.display(),
-                "a finished run (summary.json is written when training ends)",
-            ));
-        }
-        let layered = config.model.kind == crate::config::ModelKind::Ff;
-        let params = self.path.join("params.npz");
-        if !params.is_file() {
-            return Err(invalid(
-                "RUN_DIR",
-                params.display(),
-                "a finished run folder with params.npz",
-            ));
-        }
-        let net = crate::io::interop::load_params(&params, layered, config.model.activation)?;
-        let layout = TrainingState::new(config, net.n_x(), net.n_y(), 1)?.feedback;
-        let Some(layout) = layout else {
-            return Ok((net, None));
-        };
-        let path = self.path.join("feedback.npz");
-        let names: Vec<String> = layout.names().map(String::from).collect();
-        let missing = |name: &str| LcsimError::MissingArray {
-            name: name.to_string(),
-            path: path.clone(),
-            required: format!("the controller's feedback weights {names:?}"),
-        };
-        if !path.is_file() {
-            return Err(missing(&names[0]));
-        }
-        let raw = read_npz(&path)?;
-        let mut tensors = Vec::with_capacity(layout.len());
-        for (name, like) in layout.iter() {
-            let a = raw.get(name).ok_or_else(|| missing(name))?;
-            let field = format!("{}: {name}", path.display());
-            let m = matrix_from_npy(&field, a)?;
-            if m.shape() != like.shape() {
-                return Err(LcsimError::Shape {
-                    field,
-                    expected: format!("{:?}", like.shape()),
-                    found: format!("{:?}", m.shape()),
-                });
-            }
-            tensors.push((name.to_string(), m));
-        }
-        Ok((net, Some(Params::new(tensors))))
-    }
-
     /// Writes params.npz and, last, summary.json.
     pub fn finish(&self, state: &TrainingState, summary: &Summary) -> Result<()> {
         save_params(&self.path.join("params.npz"), &state.net)?;
@@ -362,12 +317,152 @@ impl RunDir {
                 arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
             write_npz(&self.path.join("feedback.npz"), &refs)?;
         }
-        write_atomic(
-            &self.path.join("summary.json"),
-            serde_json::to_string_pretty(summary)
-                .expect("json")
-                .as_bytes(),
-        )
+        write_json(&self.path.join("summary.json"), summary)
+    }
+}
+
+/// How `lcsim train` starts: a new run of a config, or an unfinished run resumed.
+#[derive(Clone, Debug)]
+pub enum TrainStart {
+    New {
+        config: Box<Config>,
+        /// The command line, recorded in run.json.
+        command: String,
+    },
+    Resume(PathBuf),
+}
+
+/// A run ready to train: its folder, config, data and state (the checkpoint's when resumed).
+pub struct Training {
+    pub run: RunDir,
+    pub config: Config,
+    pub data: Split,
+    pub state: TrainingState,
+    /// Mini-batches per epoch.
+    pub batches: usize,
+}
+
+/// Opens or creates the run folder and loads the data and the state to train from; `None`
+/// when the run to resume is finished already. The data is loaded before a new folder is
+/// created, so bad data leaves no run behind.
+pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
+    let (run, config, data) = match start {
+        TrainStart::Resume(dir) => {
+            let (run, config) = RunDir::open(&dir)?;
+            if run.is_finished() {
+                return Ok(None);
+            }
+            let data = load_split(&config.data)?;
+            (run, config, data)
+        }
+        TrainStart::New { config, command } => {
+            let data = load_split(&config.data)?;
+            (RunDir::create(&config, &command)?, *config, data)
+        }
+    };
+    let batches = data.train.len().div_ceil(config.training.batch_size);
+    let fresh = TrainingState::new(
+        &config,
+        data.train.n_inputs(),
+        data.train.n_classes,
+        batches,
+    )?;
+    let state = run.load_checkpoint(fresh)?;
+    Ok(Some(Training {
+        run,
+        config,
+        data,
+        state,
+        batches,
+    }))
+}
+
+/// The trained weights of a run folder, with the config they are used with.
+#[derive(Clone, Debug)]
+pub struct TrainedRun {
+    pub run: RunDir,
+    pub config: Config,
+    pub net: RateNetwork,
+    /// The learned feedback weights (lcp-kp: B, G; lcp-lf: Q), shaped as the method starts them.
+    pub feedback: Option<Params>,
+    /// Epochs behind the weights when they come from checkpoint.npz (an unfinished run);
+    /// `None` for the final weights (params.npz, feedback.npz).
+    pub checkpoint_epochs: Option<usize>,
+}
+
+impl TrainedRun {
+    /// The final weights of a finished run: params.npz (in the layout of `config`) and, for
+    /// LCP-KP and LCP-LF, feedback.npz. Errors name the missing file or array.
+    pub fn load(run: RunDir, config: Config) -> Result<TrainedRun> {
+        if !run.is_finished() {
+            return Err(invalid(
+                "RUN_DIR",
+                run.path.display(),
+                "a finished run (summary.json is written when training ends)",
+            ));
+        }
+        let params = run.path.join("params.npz");
+        if !params.is_file() {
+            return Err(invalid(
+                "RUN_DIR",
+                params.display(),
+                "a finished run folder with params.npz",
+            ));
+        }
+        let net = load_params(
+            &params,
+            config.model.kind == ModelKind::Ff,
+            config.model.activation,
+        )?;
+        let layout = TrainingState::new(&config, net.n_x(), net.n_y(), 1)?.feedback;
+        Self::with_feedback(run, config, net, layout)
+    }
+
+    /// The latest weights of a run: the final ones when params.npz exists (finished or not),
+    /// else those of checkpoint.npz; `fresh` (the config's initial state for the data) gives
+    /// their layout. A run without either is refused.
+    pub fn load_latest(run: RunDir, config: Config, fresh: TrainingState) -> Result<TrainedRun> {
+        let params = run.path.join("params.npz");
+        if params.is_file() {
+            let layered = config.model.kind == ModelKind::Ff;
+            let net = load_params(&params, layered, config.model.activation)?;
+            Self::with_feedback(run, config, net, fresh.feedback)
+        } else if run.path.join("checkpoint.npz").is_file() {
+            let state = run.load_checkpoint(fresh)?;
+            Ok(TrainedRun {
+                checkpoint_epochs: Some(state.epochs_done()),
+                feedback: state.feedback,
+                net: state.net,
+                run,
+                config,
+            })
+        } else {
+            Err(invalid(
+                "--run",
+                run.path.display(),
+                "a run folder with params.npz or checkpoint.npz (at least one completed epoch)",
+            ))
+        }
+    }
+
+    /// The final weights: `net` and, when the method learns them (`layout`), feedback.npz.
+    fn with_feedback(
+        run: RunDir,
+        config: Config,
+        net: RateNetwork,
+        layout: Option<Params>,
+    ) -> Result<TrainedRun> {
+        let feedback = match &layout {
+            Some(layout) => Some(load_feedback(&run.path.join("feedback.npz"), layout)?),
+            None => None,
+        };
+        Ok(TrainedRun {
+            run,
+            config,
+            net,
+            feedback,
+            checkpoint_epochs: None,
+        })
     }
 }
 

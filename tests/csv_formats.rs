@@ -223,3 +223,18 @@ fn csv_text_quotes_only_commas_quotes_and_line_breaks() {
         "a,\"b,c\"\nplain 1e-7,\"x\"\"y\",\"two\nlines\",\"cr\r\",\n"
     );
 }
+
+#[test]
+fn csv_text_writes_the_given_header_once_for_struct_rows() {
+    #[derive(serde::Serialize)]
+    struct Row {
+        name: String,
+        value: String,
+    }
+    let rows = [("a", "1"), ("b", "2e-7")].map(|(n, v)| Row {
+        name: n.into(),
+        value: v.into(),
+    });
+    let text = lcsim::io::csv_text::csv_text(["run", "mean_h"], rows);
+    assert_eq!(text, "run,mean_h\na,1\nb,2e-7\n");
+}

@@ -49,8 +49,10 @@ fn batch_system(
 
 fn options(method: SolverMethod) -> SolverSettings {
     {
-        let mut o = SolverSettings::default();
-        o.method = method;
+        let mut o = SolverSettings {
+            method,
+            ..SolverSettings::default()
+        };
         o.stop.atol = 1e-10;
         o.stop.rtol = 0.0;
         o.adaptive.rtol = 1e-11;

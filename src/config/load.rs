@@ -3,7 +3,7 @@
 
 use super::overrides::apply_override;
 use super::Config;
-use crate::error::{invalid, LcsimError, Result};
+use crate::error::{invalid, io_error, Result};
 use std::path::Path;
 
 impl Config {
@@ -12,10 +12,7 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config> {
         let mut table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| LcsimError::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(p).map_err(io_error(p))?;
                 text.parse::<toml::Table>().map_err(|e| {
                     invalid(
                         &p.display().to_string(),

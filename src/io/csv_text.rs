@@ -14,9 +14,10 @@ where
     R: Serialize,
 {
     // Flexible: rows of any length. Writing strings into memory cannot fail then (only
-    // maps and nested records can).
+    // maps and nested records can). The header is `header`, never a struct row's field names.
     let mut writer = csv::WriterBuilder::new()
         .flexible(true)
+        .has_headers(false)
         .from_writer(Vec::new());
     writer
         .write_record(header)

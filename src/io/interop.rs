@@ -55,20 +55,26 @@ pub fn save_params(path: &Path, net: &RateNetwork) -> Result<()> {
 }
 
 /// Loads feedback weights (feedback.npz of a run: B, G or Q) with the names and shapes of
-/// `layout`.
+/// `layout`. Errors name the file and the missing or misshapen array.
 pub fn load_feedback(path: &Path, layout: &Params) -> Result<Params> {
+    let names: Vec<&str> = layout.names().collect();
+    let missing = |name: &str| LcsimError::MissingArray {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        required: format!("the controller's feedback weights {names:?}"),
+    };
+    if !path.is_file() {
+        return Err(missing(names.first().copied().unwrap_or_default()));
+    }
     let raw = read_npz(path)?;
     let mut out = layout.clone();
-    for (i, name) in layout.names().enumerate() {
-        let a = raw.get(name).ok_or_else(|| LcsimError::MissingArray {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            required: format!("{:?}", layout.names().collect::<Vec<_>>()),
-        })?;
-        let m = matrix_from_npy(name, a)?;
+    for (i, name) in names.iter().enumerate() {
+        let a = raw.get(*name).ok_or_else(|| missing(name))?;
+        let field = format!("{}: {name}", path.display());
+        let m = matrix_from_npy(&field, a)?;
         if m.shape() != layout.tensor(i).shape() {
             return Err(LcsimError::Shape {
-                field: name.to_string(),
+                field,
                 expected: format!("{:?}", layout.tensor(i).shape()),
                 found: format!("{:?}", m.shape()),
             });

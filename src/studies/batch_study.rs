@@ -10,20 +10,24 @@
 //! ```
 
 use crate::control::relax;
+use crate::control::LossScale;
 use crate::control::{ControllerSettings, CoupledSystem, Objective};
-use crate::error::Result;
-use crate::io::interop::npy_from_matrix;
+use crate::error::{invalid, LcsimError, Result};
+use crate::io::interop::{load_inputs, load_params, load_targets, npy_from_matrix};
 use crate::io::npz::{write_npz, NpyArray};
 use crate::learn::plasticity::{control_magnitude, least_control_update};
 use crate::learn::rbp::rbp_gradient;
+use crate::numerics::activation::Activation;
 use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState};
+use crate::system::loss::Loss;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use nalgebra::DMatrix;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What [`equilibrium_arrays`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum BatchMethod {
     /// Free and LCP-DI controlled equilibria, LCP updates and RBP gradients.
     LcpDi,
@@ -41,6 +45,65 @@ pub struct BatchSettings {
     pub tau_v: f64,
     pub controller: ControllerSettings,
     pub solver: SolverSettings,
+}
+
+/// `lcsim equilibrium`: the files of one batch and how to relax it.
+#[derive(Clone, Debug)]
+pub struct EquilibriumJob {
+    /// Parameters (.npz with W, b, E, c, D, d).
+    pub params: PathBuf,
+    /// Inputs (.npy, (B, n_x)).
+    pub input: PathBuf,
+    /// Labels (.npy, (B,) classes or (B, n_y) targets).
+    pub labels: PathBuf,
+    /// The R.npz to write (its folder must exist).
+    pub out: PathBuf,
+    /// The parameter file holds a layered net's blocks.
+    pub layered: bool,
+    pub activation: Activation,
+    pub method: BatchMethod,
+    pub loss: Loss,
+    pub loss_scale: LossScale,
+    pub tau_v: f64,
+    pub controller: ControllerSettings,
+    pub solver: SolverSettings,
+}
+
+/// Loads the job's files, checks that they fit together and computes the batch's arrays
+/// (written by [`write_batch_study`] to `job.out`).
+pub fn equilibrium_study(job: &EquilibriumJob) -> Result<BatchStudy> {
+    let net = load_params(&job.params, job.layered, job.activation)?;
+    let x = load_inputs(&job.input)?;
+    let t = load_targets(&job.labels, net.n_y())?;
+    if x.nrows() != net.n_x() || t.ncols() != x.ncols() {
+        return Err(LcsimError::Shape {
+            field: "--input / --labels".into(),
+            expected: format!("inputs (B, {}) and labels for the same B", net.n_x()),
+            found: format!(
+                "inputs (B = {}, {}) and {} labels",
+                x.ncols(),
+                x.nrows(),
+                t.ncols()
+            ),
+        });
+    }
+    if let Some(parent) = job.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(invalid(
+                "--out",
+                job.out.display(),
+                "a path in an existing directory",
+            ));
+        }
+    }
+    let settings = BatchSettings {
+        method: job.method,
+        objective: Objective::new(job.loss, job.loss_scale, x.ncols()),
+        tau_v: job.tau_v,
+        controller: job.controller,
+        solver: job.solver.clone(),
+    };
+    equilibrium_arrays(&net, &x, &t, &settings)
 }
 
 /// The named arrays of one batch and a summary of each solve.
@@ -198,4 +261,21 @@ fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteady
         format!("{prefix}_fallback"),
         col(&|r| r.fallback_from.is_some() as u8 as f64),
     ));
+}
+
+/// One line per solve and the mean H, as `lcsim equilibrium` prints them.
+impl std::fmt::Display for BatchStudy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (what, s) in &self.solves {
+            writeln!(
+                f,
+                "{what}: {} samples, {:?}, max residual {:.3e}, mean steps {:.1}, {} by the fallback integrator",
+                s.samples, s.terminations, s.max_residual, s.mean_steps, s.fallbacks
+            )?;
+        }
+        if let Some(h) = self.mean_h {
+            writeln!(f, "  mean H = 1/2 |psi*|^2: {h:.6e}")?;
+        }
+        Ok(())
+    }
 }

@@ -430,3 +430,156 @@ fn check_variants(
         lf_random_cosine: lf_random.cosine(di),
     })
 }
+
+/// "PASS" or "FAIL".
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// A table of per-tensor relative errors with its maximum and verdict.
+fn write_errors(
+    out: &mut String,
+    errors: &[TensorError],
+    max: f64,
+    tol: f64,
+    passed: bool,
+) -> std::fmt::Result {
+    use std::fmt::Write;
+    writeln!(out, "    {:<8} {:>12}", "tensor", "rel. error")?;
+    for e in errors {
+        writeln!(out, "    {:<8} {:>12.3e}", e.name, e.rel_error)?;
+    }
+    writeln!(
+        out,
+        "    max      {max:>12.3e}  <= {tol:.0e}  {}",
+        verdict(passed)
+    )
+}
+
+/// The report as the tables `lcsim check` prints (one line each, newline-terminated).
+pub fn render_text(s: &CheckSettings, r: &CheckReport) -> String {
+    let mut out = String::new();
+    write_tables(&mut out, s, r).expect("writing to a String cannot fail");
+    out
+}
+
+fn write_tables(out: &mut String, s: &CheckSettings, r: &CheckReport) -> std::fmt::Result {
+    use std::fmt::Write;
+    writeln!(
+        out,
+        "lcsim check: random {:?}, n_x = {}, n_y = {}, batch {}, seed {}, {}, {} ({:?}), solver {}",
+        s.topology,
+        s.n_x,
+        s.n_y,
+        s.batch,
+        s.seed,
+        s.activation.name(),
+        s.loss.name(),
+        s.loss_scale,
+        s.solver.method.name()
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "(c) LCP-DI update vs -dH_alpha/dtheta by central differences (alpha = {}, beta = {})",
+        s.controller.alpha,
+        s.controller.beta()
+    )?;
+    write_errors(
+        out,
+        &r.lcp_per_tensor,
+        r.fd_rel_error_lcp_vs_h,
+        r.fd_tolerance,
+        r.passed_fd_lcp,
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "(d) RBP gradient vs dL(phi0)/dtheta by central differences"
+    )?;
+    write_errors(
+        out,
+        &r.rbp_per_tensor,
+        r.fd_rel_error_rbp_vs_l,
+        r.fd_tolerance,
+        r.passed_fd_rbp,
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "(d) alignment of the LCP update with -RBP gradient as alpha grows"
+    )?;
+    writeln!(
+        out,
+        "    {:>10} {:>14} {:>20}",
+        "alpha", "cosine", "|LCP|/(beta |RBP|)"
+    )?;
+    for ((a, c), q) in r
+        .alphas
+        .iter()
+        .zip(&r.cosine_lcp_vs_rbp)
+        .zip(&r.norm_ratio_lcp_vs_beta_rbp)
+    {
+        writeln!(out, "    {a:>10.3e} {c:>14.9} {q:>20.6}")?;
+    }
+    writeln!(
+        out,
+        "    cosine at the largest alpha >= {}  {}",
+        r.cosine_tolerance,
+        verdict(r.passed_alignment)
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "(3.2-3.4) the variants against LCP-DI at alpha = {}",
+        s.controller.alpha
+    )?;
+    writeln!(
+        out,
+        "    LCP-EBD energy minimum vs DI equilibrium  {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_equilibrium, r.fd_tolerance
+    )?;
+    writeln!(
+        out,
+        "    LCP-EBD update vs DI update               {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_update, r.fd_tolerance
+    )?;
+    writeln!(
+        out,
+        "    LCP-KP (B = W^T, G = D^T) update vs DI    {:>10.3e}  <= {:.0e}  {}",
+        r.kp_transposes_rel_error_update,
+        r.fd_tolerance,
+        verdict(r.passed_variants)
+    )?;
+    writeln!(
+        out,
+        "    cosine to the DI update (no exact reference): LCP-KP random B, G {:.4}; LCP-LF random Q {:.4}",
+        r.kp_random_cosine_to_di, r.lf_random_cosine_to_di
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        if r.passed() {
+            "all checks passed"
+        } else {
+            "SOME CHECKS FAILED"
+        }
+    )
+}
+
+/// The report as the JSON object `lcsim check --json` prints: version, settings (Debug),
+/// report and verdict.
+pub fn render_json(s: &CheckSettings, r: &CheckReport) -> String {
+    let json = serde_json::json!({
+        "lcsim_version": env!("CARGO_PKG_VERSION"),
+        "settings": format!("{s:?}"),
+        "report": r,
+        "passed": r.passed(),
+    });
+    serde_json::to_string_pretty(&json).expect("report serialises")
+}

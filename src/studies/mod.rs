@@ -1,8 +1,14 @@
 //! Studies built on the layers below: the checks of spec 6 (`lcsim check`), the alignment of
 //! the variants with RBP over alpha (`lcsim align`), one batch from saved weights (`lcsim
-//! equilibrium`'s R.npz) and trajectories of chosen samples (`lcsim simulate`).
+//! equilibrium`'s R.npz), trajectories of chosen samples (`lcsim simulate`), H and the test
+//! loss across runs (`lcsim compare`) and the training throughput (`lcsim throughput`).
+//! The long ones hand each line of their report to a callback `say` as soon as it is known.
 
 pub mod alignment;
+pub mod alignment_study;
 pub mod batch_study;
 pub mod check;
+pub mod compare;
 pub mod simulate;
+pub mod simulate_job;
+pub mod throughput;

@@ -32,11 +32,11 @@
 use crate::config::{Config, Method};
 use crate::control::{CoupledSystem, Objective};
 use crate::data::Dataset;
-use crate::error::{invalid, LcsimError, Result};
+use crate::error::{invalid, io_error, LcsimError, Result};
 use crate::io::npz::{write_npy, NpyArray};
 use crate::learn::energy::EnergyDescent;
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
-use crate::run::write_atomic;
+use crate::run::{write_atomic, write_json};
 use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
@@ -615,10 +615,7 @@ pub fn write_simulation(
 ) -> Result<Written> {
     ensure_new(dir)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| LcsimError::Io {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
     // create_dir (not _all) fails if another process made the folder meanwhile.
     std::fs::create_dir(dir).map_err(|source| match source.kind() {
@@ -655,12 +652,7 @@ pub fn write_simulation(
     }
     let json_path = dir.join("simulate.json");
     let json = simulation_json(config, sim, provenance, &written);
-    write_atomic(
-        &json_path,
-        serde_json::to_string_pretty(&json)
-            .expect("json")
-            .as_bytes(),
-    )?;
+    write_json(&json_path, &json)?;
     written.files.push(json_path);
     Ok(written)
 }
@@ -776,10 +768,7 @@ pub fn draw_simulation_figures(
     hidden_units: usize,
     format: FigureFormat,
 ) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|source| LcsimError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut paths = Vec::new();
     for ((tr, &sample), &label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
         let (n_h, n_y) = (tr.v.nrows(), tr.y.nrows());

@@ -83,8 +83,10 @@ pub fn system<'a>(
 /// Solver options with an absolute-only stopping rule `max |r| <= atol`.
 pub fn opts(method: SolverMethod, atol: f64) -> SolverSettings {
     {
-        let mut o = SolverSettings::default();
-        o.method = method;
+        let mut o = SolverSettings {
+            method,
+            ..SolverSettings::default()
+        };
         o.stop.atol = atol;
         o.stop.rtol = 0.0;
         o

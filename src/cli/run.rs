@@ -1,0 +1,47 @@
+//! The flags of the run-folder subcommands: train, config, plot.
+
+use super::ConfigSource;
+use crate::error::Result;
+use crate::run::TrainStart;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Continue the unfinished run in this folder from its last completed epoch.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides"])]
+    pub resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// A new run of the config (loaded and validated here), or the run to resume.
+    pub fn start(&self) -> Result<TrainStart> {
+        Ok(match &self.resume {
+            Some(dir) => TrainStart::Resume(dir.clone()),
+            None => TrainStart::New {
+                config: Box::new(self.source.load()?),
+                command: super::command_line(),
+            },
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A run folder made by `lcsim train`.
+    pub run_dir: PathBuf,
+    /// Figure format (default: the run's output.figure_format).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::plot::FigureFormat>,
+}

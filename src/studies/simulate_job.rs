@@ -1,0 +1,220 @@
+//! `lcsim simulate` end to end: the network to simulate (a fresh one, a parameter file or a
+//! trained run's latest weights), the folder `simulate-NAME`, the switch-on simulation of
+//! chosen samples and its files (see [`crate::studies::simulate`]).
+
+use crate::config::{Config, ModelKind};
+use crate::error::{LcsimError, Result};
+use crate::io::interop::load_params;
+use crate::run::{RunDir, TrainedRun};
+use crate::solve::Termination;
+use crate::studies::simulate::{
+    ensure_new, simulate_dataset_samples, simulation_path, validate_name, write_simulation,
+    Provenance, SegmentRecord, SimulationSettings, Written,
+};
+use crate::system::params::Params;
+use crate::system::rate::RateNetwork;
+use crate::train::{load_split, TrainingState};
+use std::path::{Path, PathBuf};
+
+/// Where the simulated weights come from.
+#[derive(Clone, Debug)]
+pub enum NetworkSource {
+    /// A fresh network drawn with `model.seed`.
+    Fresh,
+    /// A parameter file (.npz, layout from `model.kind`).
+    Params(PathBuf),
+    /// A run folder's latest weights (its config is the job's, with any overrides).
+    Run(RunDir),
+}
+
+/// A simulation as asked for (the config already loaded and overridden).
+#[derive(Clone, Debug)]
+pub struct SimulateJob {
+    pub config: Config,
+    pub source: NetworkSource,
+    pub settings: SimulationSettings,
+    /// The folder name (`simulate-NAME`); default from the source, made unique.
+    pub name: Option<String>,
+    /// The command line, recorded in simulate.json.
+    pub command: String,
+}
+
+/// The network to simulate, its learned feedback, where it came from, and the default name.
+struct Simulated {
+    net: RateNetwork,
+    feedback: Option<Params>,
+    source: String,
+    default_name: String,
+}
+
+fn simulated_network(job: &SimulateJob, data: &crate::data::Split) -> Result<Simulated> {
+    let config = &job.config;
+    let stem = |p: &Path| {
+        p.file_stem()
+            .or(p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| config.run_name())
+    };
+    let batches = data.train.len().div_ceil(config.training.batch_size);
+    let fresh = TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches)?;
+    let (s, field) = match &job.source {
+        NetworkSource::Run(run) => {
+            let name = run
+                .path
+                .file_name()
+                .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned());
+            let t = TrainedRun::load_latest(run.clone(), config.clone(), fresh)?;
+            let source = match t.checkpoint_epochs {
+                None => format!("{} (finished run)", run.path.join("params.npz").display()),
+                Some(epochs) => format!(
+                    "{} after epoch {epochs} (unfinished run)",
+                    run.path.join("checkpoint.npz").display()
+                ),
+            };
+            let s = Simulated {
+                net: t.net,
+                feedback: t.feedback,
+                source,
+                default_name: name,
+            };
+            (s, "--run")
+        }
+        NetworkSource::Params(path) => {
+            let net = load_params(
+                path,
+                config.model.kind == ModelKind::Ff,
+                config.model.activation,
+            )?;
+            // The controller's learned weights (lcp-kp, lcp-lf) are the initial ones.
+            let s = Simulated {
+                net,
+                feedback: fresh.feedback,
+                source: path.display().to_string(),
+                default_name: stem(path),
+            };
+            (s, "--params")
+        }
+        NetworkSource::Fresh => {
+            let s = Simulated {
+                net: fresh.net,
+                feedback: fresh.feedback,
+                source: format!("fresh network (model.seed = {})", config.model.seed),
+                default_name: config.run_name(),
+            };
+            (s, "model")
+        }
+    };
+    let net = &s.net;
+    if net.topology() != &config.topology()
+        || net.n_x() != data.train.n_inputs()
+        || net.n_y() != data.train.n_classes
+    {
+        return Err(LcsimError::Shape {
+            field: field.into(),
+            expected: format!(
+                "{:?} with {} inputs and {} outputs (model.kind, model.hidden and the data; change them with --set model.hidden=[...])",
+                config.topology(),
+                data.train.n_inputs(),
+                data.train.n_classes
+            ),
+            found: format!(
+                "{:?} with {} inputs and {} outputs",
+                net.topology(),
+                net.n_x(),
+                net.n_y()
+            ),
+        });
+    }
+    Ok(s)
+}
+
+/// How a segment of a trajectory ended, in words.
+fn ended(r: &Option<SegmentRecord>) -> String {
+    r.as_ref()
+        .map_or("not run".to_string(), |r| match r.termination {
+            Termination::Converged => "settled".to_string(),
+            Termination::MaxTime => {
+                format!("still moving at its end (residual {:.1e})", r.residual)
+            }
+            ref t => format!(
+                "{} at t = {:.1} (residual {:.1e})",
+                t.name(),
+                r.time_reached,
+                r.residual
+            ),
+        })
+}
+
+/// Validates the job against the data, simulates and writes the folder; hands each line of
+/// the report to `say` as soon as it is known. Library field names (`t_on`) are kept in
+/// errors; the command line renames them to its flags.
+pub fn simulate(job: &SimulateJob, mut say: impl FnMut(String)) -> Result<Written> {
+    let (config, settings) = (&job.config, &job.settings);
+    let data = load_split(&config.data)?;
+    let dataset = settings.split.of(&data);
+    settings.validate(dataset.len())?;
+    let network = simulated_network(job, &data)?;
+    let default_name = &network.default_name;
+    let (name, dir) = match &job.name {
+        Some(name) => {
+            validate_name(name)?;
+            let dir = simulation_path(config, name);
+            ensure_new(&dir)?;
+            (name.clone(), dir)
+        }
+        None => {
+            let mut name = default_name.clone();
+            for k in 2.. {
+                if !simulation_path(config, &name).exists() {
+                    break;
+                }
+                name = format!("{default_name}-{k}");
+            }
+            let dir = simulation_path(config, &name);
+            (name, dir)
+        }
+    };
+    say(format!(
+        "lcsim {} simulate: {:?}, {} samples {:?} of {}, controller on at t = {} until t = {}, {} points, solver {}",
+        env!("CARGO_PKG_VERSION"),
+        config.topology(),
+        settings.split.name(),
+        settings.samples,
+        dataset.name,
+        settings.t_on,
+        settings.t_end,
+        settings.output_times().len(),
+        config.solver.method.name()
+    ));
+    say(format!("network: {}", network.source));
+    let sim = simulate_dataset_samples(
+        config,
+        &network.net,
+        network.feedback.as_ref(),
+        dataset,
+        settings,
+    )?;
+    let provenance = Provenance {
+        name,
+        command: job.command.clone(),
+        params_source: network.source,
+        settings: settings.clone(),
+    };
+    let written = write_simulation(&dir, config, &sim, &provenance)?;
+    let last = sim.times.len() - 1;
+    for ((tr, sample), label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
+        say(format!(
+            "sample {sample} (label {label}): free {}, controlled {}; loss {:.4} at t_on -> {:.4} at t_end; |psi| at t_end {:.3e}",
+            ended(&tr.free),
+            ended(&tr.controlled),
+            tr.loss[sim.switch_index],
+            tr.loss[last],
+            tr.psi_norm[last]
+        ));
+    }
+    say(format!("results: {}", written.dir.display()));
+    for f in &written.figures {
+        say(format!("figure:  {}", f.display()));
+    }
+    Ok(written)
+}
