@@ -70,7 +70,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
-            alpha: 0.1,
+            alpha: 1.0,
             k_i: 1.0,
             k_p: 0.0,
         }

@@ -40,13 +40,13 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         TrainingConfig {
             optimizer: OptimizerKind::Adam,
-            learning_rate: 3e-3,
+            learning_rate: 0.03,
             weight_decay: 0.0,
             momentum: 0.0,
             clip_norm: 0.0,
             schedule: ScheduleKind::Cosine,
             min_lr_factor: 0.1,
-            epochs: 4,
+            epochs: 10,
             batch_size: 64,
             eval_every: 1,
             seed: 0,
