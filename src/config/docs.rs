@@ -77,6 +77,8 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("solver.newton_forcing", "newton-krylov: GMRES stops at |J d + r| <= forcing |r|, in (0, 1)"),
     ("solver.stability_check", "anderson / newton-krylov: reject an equilibrium whose Jacobian has a Ritz value with positive real part (the flow would leave it)"),
     ("solver.stability_dim", "Arnoldi steps (Jacobian products per sample) of the stability check (>= 1)"),
+    ("solver.certify_flow", "anderson / newton-krylov: certify that an equilibrium found is where the flow from the same start ends (spec 2.2): the flow is integrated by the fallback integrator to certify_tolerance and the linearisation at the candidate must reproduce the residual there within 10%; a rejected candidate goes to the fallback (counted as uncertified); skipped for fields with one equilibrium (RBP's adjoint)"),
+    ("solver.certify_tolerance", "loose steady-state tolerance |r_i| <= tol (1 + |z_i|) of the certifying flow integration, in (0, 1)"),
     ("solver.fallback", "anderson / newton-krylov: integrator for the samples they do not settle (\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\", \"euler\" or \"none\")"),
     ("solver.chunk", "anderson / newton-krylov: samples iterated together (>= 1); results do not depend on the thread count"),
     ("training.optimizer", "\"adam\" (PyTorch Adam, L2 weight decay) or \"sgd\""),

@@ -220,6 +220,7 @@ pub fn adam_on_state<M: EquilibriumSystem>(
                 jvp_evals: 0,
                 solver: SolverMethod::AdamOnState,
                 fallback_from: None,
+                flow_certified: None,
                 trajectory: None,
             }
         })

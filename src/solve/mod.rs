@@ -18,7 +18,7 @@ mod settings;
 pub use krylov::rightmost_ritz_values;
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
 };
 
 /// `dz -> (dr/dz) dz` at a fixed z.
@@ -47,6 +47,12 @@ pub trait VectorField: Sync {
         let z = z.clone();
         Box::new(move |dz| self.residual_jvp(&z, dz))
     }
+    /// True when the field has exactly one equilibrium (a linear field with a nonsingular
+    /// Jacobian): a stable equilibrium found is then the flow's end and needs no
+    /// [`FlowCertificate`].
+    fn unique_equilibrium(&self) -> bool {
+        false
+    }
 }
 
 /// Why a solve stopped.
@@ -69,6 +75,13 @@ pub enum Termination {
     /// An accelerated solver found an equilibrium that the flow does not settle on: the
     /// Jacobian has an eigenvalue (Ritz value) with positive real part (`max_real`).
     Unstable { max_real: f64 },
+    /// A continuation in the control strength could not continue the branch past strength
+    /// `lambda` (in [0, 1)) even at its minimum step: a fold (saddle-node) of the branch, or
+    /// the branch lost stability there. The state is the last point of the branch.
+    Fold { lambda: f64 },
+    /// An accelerated solver's equilibrium that the flow from the same start was not seen
+    /// to reach (the flow certificate, [`FlowCertificate`]): a record's `fallback_from`.
+    Uncertified { linear_mismatch: f64 },
 }
 
 impl Termination {
@@ -82,6 +95,8 @@ impl Termination {
             Termination::SolverError(_) => "solver-error",
             Termination::Stalled => "stalled",
             Termination::Unstable { .. } => "unstable",
+            Termination::Fold { .. } => "fold",
+            Termination::Uncertified { .. } => "uncertified",
         }
     }
 }
@@ -116,6 +131,9 @@ pub struct SteadyState {
     pub solver: SolverMethod,
     /// When a fallback produced `state`: how the accelerated solver had ended.
     pub fallback_from: Option<Termination>,
+    /// The flow certificate of an accelerated solver's equilibrium ([`FlowCertificate`]):
+    /// None when not checked, `Some(false)` when rejected (then the fallback's record).
+    pub flow_certified: Option<bool>,
     /// States at the requested output times that were reached.
     pub trajectory: Option<Trajectory>,
 }
@@ -176,6 +194,16 @@ impl BatchSteadyState {
         })
     }
 
+    /// Samples whose accelerated equilibrium the flow certificate accepted.
+    pub fn certified(&self) -> usize {
+        self.records.iter().filter(|r| r.flow_certified == Some(true)).count()
+    }
+
+    /// Samples whose accelerated equilibrium the flow certificate rejected.
+    pub fn uncertified(&self) -> usize {
+        self.records.iter().filter(|r| r.flow_certified == Some(false)).count()
+    }
+
     /// Mean number of steps per sample.
     pub fn mean_steps(&self) -> f64 {
         let total: usize = self.records.iter().map(|r| r.steps).sum();
@@ -214,18 +242,26 @@ pub fn solve_batch<F: VectorField>(
             .collect();
         let fallback = settings.accelerated.fallback.method();
         let fallback = fallback.map(|method| settings.with_method(method));
+        let certify = settings.accelerated.certify.enabled && !field.unique_equilibrium();
         first
             .into_par_iter()
             .enumerate()
-            .map(|(j, rec)| match &fallback {
-                Some(fb) if !rec.converged() => {
-                    let mut again = one(j, fb);
-                    again.rhs_evals += rec.rhs_evals;
-                    again.jvp_evals += rec.jvp_evals;
-                    again.fallback_from = Some(rec.termination);
-                    again
+            .map(|(j, mut rec)| {
+                if certify && rec.converged() {
+                    let sample = field.select_samples(&[j]);
+                    certify_flow(&sample, &column(j), &mut rec, settings);
                 }
-                _ => rec,
+                match &fallback {
+                    Some(fb) if !rec.converged() => {
+                        let mut again = one(j, fb);
+                        again.rhs_evals += rec.rhs_evals;
+                        again.jvp_evals += rec.jvp_evals;
+                        again.fallback_from = Some(rec.termination);
+                        again.flow_certified = rec.flow_certified;
+                        again
+                    }
+                    _ => rec,
+                }
             })
             .collect()
     };
@@ -233,6 +269,53 @@ pub fn solve_batch<F: VectorField>(
     BatchSteadyState {
         states: DMatrix::from_columns(&columns),
         records,
+    }
+}
+
+/// Largest relative mismatch `|r(zf) - (dr/dz)(z*) (zf - z*)| / |r(zf)|` at which the flow
+/// certificate accepts z*.
+const LINEAR_AGREEMENT: f64 = 0.1;
+
+/// The flow certificate ([`FlowCertificate`]) of the converged record `rec` of one sample
+/// started at `z0`: sets `rec.flow_certified`, and `rec.termination` to `Uncertified` on a
+/// rejection; the work is added to its counters.
+fn certify_flow<F: VectorField>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    rec: &mut SteadyState,
+    settings: &SolverSettings,
+) {
+    let tol = settings.accelerated.certify.tolerance;
+    let mut loose = settings.integrator();
+    loose.stop.atol = tol;
+    loose.stop.rtol = tol;
+    loose.adaptive.rtol = tol * 1e-2;
+    loose.adaptive.atol = tol * 1e-3;
+    let flow = solve_steady_state(field, z0, &loose, &[]);
+    rec.rhs_evals += flow.rhs_evals;
+    rec.jvp_evals += flow.jvp_evals;
+    let mismatch = if flow.converged() {
+        let r = field.residual(&flow.state);
+        let linear = field.residual_jvp(&rec.state, &(&flow.state - &rec.state));
+        rec.rhs_evals += 1;
+        rec.jvp_evals += 1;
+        let (size, miss) = (r.norm(), (&r - linear).norm());
+        if size > 0.0 {
+            miss / size
+        } else if miss == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        f64::INFINITY
+    };
+    let certified = mismatch <= LINEAR_AGREEMENT; // false for NaN
+    rec.flow_certified = Some(certified);
+    if !certified {
+        rec.termination = Termination::Uncertified {
+            linear_mismatch: mismatch,
+        };
     }
 }
 
@@ -357,6 +440,7 @@ impl<'f, F: VectorField> Monitor<'f, F> {
             jvp_evals: 0,
             solver: self.method,
             fallback_from: None,
+            flow_certified: None,
             trajectory,
         }
     }

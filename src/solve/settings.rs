@@ -234,6 +234,36 @@ impl Default for StabilityCheck {
     }
 }
 
+/// The flow certificate of an accelerated solver's equilibrium z* (spec 2.2: the flow
+/// equilibrium): the flow from the same start is integrated by the fallback integrator
+/// (Tsit45 if none) to the loose steady-state test `|r_i| <= tolerance (1 + |z_i|)` (local
+/// error tolerances `tolerance / 100` relative, `tolerance / 1000` absolute), to a point zf.
+/// z* is certified when the linearisation at z* reproduces the residual there,
+/// `|r(zf) - (dr/dz)(z*) (zf - z*)| <= 0.1 |r(zf)|` (2-norms): zf lies where the dynamics
+/// are the stable linear dynamics around z* (z* passed the stability check), so the flow
+/// from zf goes on to z*. Near another equilibrium z' the residual is small while
+/// `(dr/dz)(z*) (z' - z*)` is not, and z* is rejected: the sample goes to the fallback (or,
+/// without one, is reported `Uncertified`). Evidence, not a proof: a flow that leaves the
+/// linear region after zf, or an integration error at the loose tolerance that crosses a
+/// basin boundary, is not seen. A field with a unique equilibrium (linear: RBP's adjoint)
+/// needs no certificate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowCertificate {
+    /// Whether to certify.
+    pub enabled: bool,
+    /// The loose steady-state tolerance of the flow integration, in (0, 1).
+    pub tolerance: f64,
+}
+
+impl Default for FlowCertificate {
+    fn default() -> Self {
+        FlowCertificate {
+            enabled: true,
+            tolerance: 1e-3,
+        }
+    }
+}
+
 /// What the accelerated solvers (Anderson, Newton-Krylov) share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceleratedSettings {
@@ -241,6 +271,8 @@ pub struct AcceleratedSettings {
     pub max_iterations: usize,
     /// The stability check of the equilibria found.
     pub stability: StabilityCheck,
+    /// The flow certificate of the equilibria found.
+    pub certify: FlowCertificate,
     /// Samples that did not converge (or were unstable) are solved again from their start
     /// by this integrator ("none": keep the failed record).
     pub fallback: Fallback,
@@ -254,6 +286,7 @@ impl Default for AcceleratedSettings {
         AcceleratedSettings {
             max_iterations: 1000,
             stability: StabilityCheck::default(),
+            certify: FlowCertificate::default(),
             fallback: Fallback::Tsit45,
             chunk: 16,
         }
@@ -339,6 +372,10 @@ impl SolverSettings {
             return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));
         }
         ensure_non_negative("solver.anderson_regularization", anderson.regularization)?;
+        let c = accelerated.certify.tolerance;
+        if !(c > 0.0 && c < 1.0) {
+            return Err(invalid("solver.certify_tolerance", c, "a number in (0, 1)"));
+        }
         let f = self.newton_krylov.forcing;
         if !(f > 0.0 && f < 1.0) {
             return Err(invalid("solver.newton_forcing", f, "a number in (0, 1)"));
