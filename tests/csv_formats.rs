@@ -56,6 +56,8 @@ fn metrics_rows() -> Vec<EpochMetrics> {
             wall_time_s: number(i + 9),
             feedback_angle_w: number(i + 10),
             feedback_angle_d: number(i + 11),
+            fraction_folds: number(i + 12),
+            fraction_uncertified: number(i + 13),
         })
         .collect()
 }
