@@ -23,7 +23,8 @@ mod validate;
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
 pub use method::{
-    ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig, OnUnconverged,
+    ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig,
+    OnUnconverged,
 };
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;

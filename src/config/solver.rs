@@ -5,8 +5,9 @@
 //! `lcsim check --json`).
 
 use crate::solve::{
-    AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback, FlowCertificate,
-    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+    AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
+    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    StopCriterion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

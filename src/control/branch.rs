@@ -83,7 +83,11 @@ impl BranchSettings {
     pub fn validate(&self) -> Result<()> {
         let h0 = self.initial_step;
         if !(h0 > 0.0 && h0 <= 1.0) {
-            return Err(invalid("method.branch_initial_step", h0, "a number in (0, 1]"));
+            return Err(invalid(
+                "method.branch_initial_step",
+                h0,
+                "a number in (0, 1]",
+            ));
         }
         let hmin = self.min_step;
         if !(hmin > 0.0 && hmin <= h0) {
@@ -197,7 +201,8 @@ fn follow<S: EquilibriumSystem>(
             lambda = next;
         } else if h <= branch.min_step {
             let r = sample.residual(&z);
-            let (residual, scaled_residual) = residual_size(z.as_slice(), r.as_slice(), &corrector.stop);
+            let (residual, scaled_residual) =
+                residual_size(z.as_slice(), r.as_slice(), &corrector.stop);
             return Ok(SteadyState {
                 state: z,
                 termination: Termination::Fold { lambda },

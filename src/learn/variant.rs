@@ -144,9 +144,11 @@ impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
                             "\"free\" (the branch starts at phi0 by definition)",
                         ))
                     }
-                    (EquilibriumDefinition::Flow, true) => {
-                        solve_batch(&controlled, &controlled.state_with_phi(phi0)?, settings.solver)
-                    }
+                    (EquilibriumDefinition::Flow, true) => solve_batch(
+                        &controlled,
+                        &controlled.state_with_phi(phi0)?,
+                        settings.solver,
+                    ),
                     (EquilibriumDefinition::Flow, false) => {
                         solve_batch(&controlled, &controlled.initial_state(), settings.solver)
                     }

@@ -18,7 +18,8 @@ mod settings;
 pub use krylov::rightmost_ritz_values;
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    StopCriterion,
 };
 
 /// `dz -> (dr/dz) dz` at a fixed z.
@@ -196,12 +197,18 @@ impl BatchSteadyState {
 
     /// Samples whose accelerated equilibrium the flow certificate accepted.
     pub fn certified(&self) -> usize {
-        self.records.iter().filter(|r| r.flow_certified == Some(true)).count()
+        self.records
+            .iter()
+            .filter(|r| r.flow_certified == Some(true))
+            .count()
     }
 
     /// Samples whose accelerated equilibrium the flow certificate rejected.
     pub fn uncertified(&self) -> usize {
-        self.records.iter().filter(|r| r.flow_certified == Some(false)).count()
+        self.records
+            .iter()
+            .filter(|r| r.flow_certified == Some(false))
+            .count()
     }
 
     /// Mean number of steps per sample.

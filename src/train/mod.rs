@@ -222,7 +222,10 @@ impl Tally {
     /// The controlled solves of a least-control method: their folds.
     fn add_controlled(&mut self, b: &BatchSteadyState) {
         self.controlled_solves += b.records.len();
-        let folds = b.records.iter().filter(|r| matches!(r.termination, Termination::Fold { .. }));
+        let folds = b
+            .records
+            .iter()
+            .filter(|r| matches!(r.termination, Termination::Fold { .. }));
         self.folds += folds.count();
     }
 
