@@ -441,3 +441,61 @@ fn branch_settings_and_definition_are_validated_with_their_keys() {
     let ok = Config::load(None, &["method.equilibrium=\"branch\"".to_string()]).unwrap();
     ok.validate().unwrap();
 }
+
+/// The definition reaches training through the config: a branch run and a flow run on xor
+/// (LCP-DI rnn) record their folds and certificates per epoch, and both learn.
+#[test]
+fn training_records_folds_and_certificates_per_epoch() {
+    use lcsim::io::metrics::EpochMetrics;
+    use lcsim::train::{load_split, train, Observer, TrainingState};
+    struct Recorder(Vec<EpochMetrics>);
+    impl Observer for Recorder {
+        fn on_epoch(&mut self, _: &TrainingState, m: &EpochMetrics) -> lcsim::error::Result<()> {
+            self.0.push(m.clone());
+            Ok(())
+        }
+    }
+    for equilibrium in ["flow", "branch"] {
+        let sets: Vec<String> = [
+            "method.name=\"lcp-di\"",
+            "model.hidden=[8]",
+            "data.source=\"xor\"",
+            "data.synthetic_samples=200",
+            "training.epochs=3",
+            "training.batch_size=16",
+            "training.learning_rate=0.02",
+            "solver.atol=1e-7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("method.equilibrium=\"{equilibrium}\"")])
+        .collect();
+        let config = Config::load(None, &sets).unwrap();
+        config.validate().unwrap();
+        let data = load_split(&config.data).unwrap();
+        let batches = data.train.len().div_ceil(config.training.batch_size);
+        let state = TrainingState::new(
+            &config,
+            data.train.n_inputs(),
+            data.train.n_classes,
+            batches,
+        )
+        .unwrap();
+        let mut recorder = Recorder(Vec::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        train(&config, &data, state, &mut recorder, &stop).unwrap();
+        let last = recorder.0.last().unwrap();
+        assert!(
+            (0.0..=1.0).contains(&last.fraction_folds),
+            "{equilibrium}: {last:?}"
+        );
+        assert!(
+            (0.0..=1.0).contains(&last.fraction_uncertified),
+            "{equilibrium}: {last:?}"
+        );
+        if equilibrium == "flow" {
+            assert_eq!(last.fraction_folds, 0.0);
+        }
+        assert!(last.test_accuracy > 0.8, "{equilibrium}: {last:?}");
+    }
+}

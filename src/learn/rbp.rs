@@ -64,8 +64,8 @@ impl<M: EquilibriumSystem> VectorField for AdjointSystem<'_, M> {
         self.model.vjp_at(&self.lin, d)
     }
     /// The adjoint system is linear: its one equilibrium needs no flow certificate.
-    fn unique_equilibrium(&self) -> bool {
-        true
+    fn certify_against_flow(&self) -> bool {
+        false
     }
 }
 

@@ -237,16 +237,15 @@ impl Default for StabilityCheck {
 /// The flow certificate of an accelerated solver's equilibrium z* (spec 2.2: the flow
 /// equilibrium): the flow from the same start is integrated by the fallback integrator
 /// (Tsit45 if none) to the loose steady-state test `|r_i| <= tolerance (1 + |z_i|)` (local
-/// error tolerances `tolerance / 100` relative, `tolerance / 1000` absolute), to a point zf.
-/// z* is certified when the linearisation at z* reproduces the residual there,
-/// `|r(zf) - (dr/dz)(z*) (zf - z*)| <= 0.1 |r(zf)|` (2-norms): zf lies where the dynamics
-/// are the stable linear dynamics around z* (z* passed the stability check), so the flow
-/// from zf goes on to z*. Near another equilibrium z' the residual is small while
-/// `(dr/dz)(z*) (z' - z*)` is not, and z* is rejected: the sample goes to the fallback (or,
-/// without one, is reported `Uncertified`). Evidence, not a proof: a flow that leaves the
-/// linear region after zf, or an integration error at the loose tolerance that crosses a
-/// basin boundary, is not seen. A field with a unique equilibrium (linear: RBP's adjoint)
-/// needs no certificate.
+/// error tolerances `tolerance / 100` relative, `tolerance / 1000` absolute), to a point zf
+/// where the flow has nearly settled; Newton-Krylov from zf (the solver's settings, with
+/// its stability check) polishes zf into the equilibrium zf approaches. z* is certified when
+/// that equilibrium is z*: `max_i |z_i - z*_i| / (1 + |z*_i|) <= tolerance`. Another stable
+/// equilibrium (a "third answer") is rejected: the sample goes to the fallback (or, without
+/// one, is reported `Uncertified`). Evidence, not a proof: a flow that leaves Newton's basin
+/// of the polished equilibrium after zf, or an integration error at the loose tolerance
+/// that crosses a basin boundary, is not seen. Fields whose equilibrium is not defined by
+/// their flow skip it ([`crate::solve::VectorField::certify_against_flow`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowCertificate {
     /// Whether to certify.
