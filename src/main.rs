@@ -126,6 +126,15 @@ impl Observer for CliObserver {
             100.0 * m.fraction_unconverged,
             m.wall_time_s
         );
+        let mut line = line;
+        for (name, fraction) in [
+            ("folds", m.fraction_folds),
+            ("uncertified", m.fraction_uncertified),
+        ] {
+            if fraction > 0.0 {
+                line.push_str(&format!(" | {name} {:.1}%", 100.0 * fraction));
+            }
+        }
         match &self.bar {
             // A hidden bar (output not a terminal) drops its println.
             Some(bar) if !bar.is_hidden() => bar.println(line),

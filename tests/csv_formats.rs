@@ -1,4 +1,4 @@
-//! metrics.csv, alignment.csv and trajectories.csv stay byte for byte what they were, and
+//! metrics.csv (grown only by appended columns), alignment.csv and trajectories.csv stay byte for byte what they were, and
 //! metrics.csv reads back as before (values and error messages): against fixtures written by
 //! the original hand-written writers and reader.
 
@@ -56,6 +56,8 @@ fn metrics_rows() -> Vec<EpochMetrics> {
             wall_time_s: number(i + 9),
             feedback_angle_w: number(i + 10),
             feedback_angle_d: number(i + 11),
+            fraction_folds: number(i + 12),
+            fraction_uncertified: number(i + 13),
         })
         .collect()
 }
@@ -83,6 +85,7 @@ fn metrics_csv_reads_as_before() {
     let full = to_csv(&metrics_rows());
     let header = full.lines().next().unwrap().to_string();
     let old_header: String = header.split(',').take(13).collect::<Vec<_>>().join(",");
+    let header_15: String = header.split(',').take(15).collect::<Vec<_>>().join(",");
     let row = |n: usize| {
         (0..n)
             .map(|c| format!("{}", c as f64 + 0.5))
@@ -94,28 +97,29 @@ fn metrics_csv_reads_as_before() {
         ("crlf.csv", full.replace('\n', "\r\n")),
         (
             "blank-lines.csv",
-            format!("{header}\n\n{}\n   \n{}\n", row(15), row(15)),
+            format!("{header}\n\n{}\n   \n{}\n", row(17), row(17)),
         ),
         (
             "spaces.csv",
-            format!("{header}\n{}\n", row(15).replace(',', " , ")),
+            format!("{header}\n{}\n", row(17).replace(',', " , ")),
         ),
         ("old-columns.csv", format!("{old_header}\n{}\n", row(13))),
-        ("no-trailing-newline.csv", format!("{header}\n{}", row(15))),
+        ("fifteen-columns.csv", format!("{header_15}\n{}\n", row(15))),
+        ("no-trailing-newline.csv", format!("{header}\n{}", row(17))),
         ("header-only.csv", format!("{header}\n")),
         ("empty.csv", String::new()),
-        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(15))),
+        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(17))),
         ("bad-header.csv", format!("epoch,loss\n{}\n", row(2))),
         (
             "bad-cell.csv",
-            format!("{header}\n{}\n{},x\n", row(15), row(14)),
+            format!("{header}\n{}\n{},x\n", row(17), row(16)),
         ),
-        ("empty-cell.csv", format!("{header}\n{},\n", row(14))),
-        ("short-row.csv", format!("{header}\n\n{}\n", row(14))),
-        ("long-row.csv", format!("{header}\n{}\n", row(16))),
+        ("empty-cell.csv", format!("{header}\n{},\n", row(16))),
+        ("short-row.csv", format!("{header}\n\n{}\n", row(16))),
+        ("long-row.csv", format!("{header}\n{}\n", row(18))),
         (
             "old-header-new-row.csv",
-            format!("{old_header}\n{}\n", row(15)),
+            format!("{old_header}\n{}\n", row(17)),
         ),
     ];
     let report: String = cases

@@ -32,6 +32,8 @@ fn row(epoch: usize) -> EpochMetrics {
         wall_time_s: 1.0,
         feedback_angle_w: f64::NAN,
         feedback_angle_d: f64::NAN,
+        fraction_folds: f64::NAN,
+        fraction_uncertified: f64::NAN,
     }
 }
 
@@ -449,6 +451,8 @@ fn feedback_alignment_is_drawn_for_kolen_pollack_runs_only() {
         .map(|e| EpochMetrics {
             feedback_angle_w: 80.0 / e as f64,
             feedback_angle_d: 60.0 / e as f64,
+            fraction_folds: f64::NAN,
+            fraction_uncertified: f64::NAN,
             ..row(e)
         })
         .collect();

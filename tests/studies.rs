@@ -157,6 +157,8 @@ fn fake_run(dir: &Path, method: &str, h: &[f64]) {
             wall_time_s: 1.0,
             feedback_angle_w: f64::NAN,
             feedback_angle_d: f64::NAN,
+            fraction_folds: f64::NAN,
+            fraction_uncertified: f64::NAN,
         })
         .collect();
     std::fs::write(dir.join("metrics.csv"), to_csv(&rows)).unwrap();

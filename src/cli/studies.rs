@@ -3,6 +3,7 @@
 
 use super::{parse_topology, ConfigSource, DynamicsArgs, LossArgs, ModelKind, SolverArgs};
 use crate::config::Config;
+use crate::control::branch::EquilibriumDefinition;
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::run::RunDir;
@@ -116,6 +117,10 @@ pub struct EquilibriumArgs {
     /// What to compute.
     #[arg(long, value_enum, default_value_t = BatchMethod::LcpDi)]
     pub method: BatchMethod,
+    /// Which controlled equilibrium (spec 2.2): where the flow from phi0 settles, or the
+    /// branch continued from phi0 in the control strength (a fold is reported per sample).
+    #[arg(long, value_enum, default_value_t = EquilibriumDefinition::Flow)]
+    pub equilibrium: EquilibriumDefinition,
     #[command(flatten)]
     pub dynamics: DynamicsArgs,
     #[command(flatten)]
@@ -137,6 +142,7 @@ impl EquilibriumArgs {
             layered: self.model == ModelKind::Ff,
             activation: self.activation,
             method: self.method,
+            equilibrium: self.equilibrium,
             loss: self.loss.loss,
             loss_scale: self.loss.loss_scale,
             tau_v: self.dynamics.tau_v,

@@ -23,7 +23,8 @@ mod validate;
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
 pub use method::{
-    ControlledStart, EbdConfig, KpConfig, LfConfig, Method, MethodConfig, OnUnconverged,
+    ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig,
+    OnUnconverged,
 };
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;
@@ -105,7 +106,8 @@ impl Config {
     }
 
     /// How the controlled equilibrium of least-control `method` under `controller` is sought
-    /// (`method.controlled_start`, `[ebd]`, `[solver]`).
+    /// (`method.controlled_start`, `method.equilibrium` and its `branch_*` keys, `[ebd]`,
+    /// `[solver]`).
     pub fn variant(
         &self,
         method: Method,
@@ -115,6 +117,8 @@ impl Config {
             method,
             controller,
             start: self.method.controlled_start,
+            equilibrium: self.method.equilibrium,
+            branch: self.method.branch(),
             ebd: self.ebd.clone().unwrap_or_default(),
             solver: &self.solver,
         }

@@ -6,7 +6,8 @@
 
 use crate::solve::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    StopCriterion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -35,6 +36,8 @@ struct SteadyStateOptions {
     newton_forcing: f64,
     stability_check: bool,
     stability_dim: usize,
+    certify_flow: bool,
+    certify_tolerance: f64,
     fallback: Fallback,
     chunk: usize,
 }
@@ -67,6 +70,8 @@ impl From<&SolverSettings> for SteadyStateOptions {
             newton_forcing: s.newton_krylov.forcing,
             stability_check: s.accelerated.stability.enabled,
             stability_dim: s.accelerated.stability.dim,
+            certify_flow: s.accelerated.certify.enabled,
+            certify_tolerance: s.accelerated.certify.tolerance,
             fallback: s.accelerated.fallback,
             chunk: s.accelerated.chunk,
         }
@@ -105,6 +110,10 @@ impl From<SteadyStateOptions> for SolverSettings {
                 stability: StabilityCheck {
                     enabled: k.stability_check,
                     dim: k.stability_dim,
+                },
+                certify: FlowCertificate {
+                    enabled: k.certify_flow,
+                    tolerance: k.certify_tolerance,
                 },
                 fallback: k.fallback,
                 chunk: k.chunk,

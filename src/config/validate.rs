@@ -53,6 +53,7 @@ impl Config {
         }
         self.solver.validate()?;
         self.validate_method_sections()?;
+        self.validate_equilibrium()?;
         let t = &self.training;
         if !(0.0..=1.0).contains(&t.min_lr_factor) {
             return Err(invalid(
@@ -102,6 +103,30 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `method.equilibrium = "branch"` needs a coupled least-control variant started at phi0.
+    fn validate_equilibrium(&self) -> Result<()> {
+        use super::{ControlledStart, EquilibriumDefinition};
+        if self.method.equilibrium != EquilibriumDefinition::Branch {
+            return Ok(());
+        }
+        let name = self.method.name;
+        if !matches!(name, Method::LcpDi | Method::LcpKp | Method::LcpLf) {
+            return Err(invalid(
+                "method.equilibrium",
+                format!("\"branch\" with method.name = \"{}\"", name.name()),
+                "\"branch\" with \"lcp-di\", \"lcp-kp\" or \"lcp-lf\" (the continuation scales their controller's gains), else \"flow\"",
+            ));
+        }
+        if self.method.controlled_start == ControlledStart::Zero {
+            return Err(invalid(
+                "method.controlled_start",
+                "\"zero\" with method.equilibrium = \"branch\"",
+                "\"free\" (the branch starts at phi0 by definition), or method.equilibrium = \"flow\"",
+            ));
+        }
+        self.method.branch().validate()
     }
 
     /// A method section belongs to its method only, and its values must be valid.

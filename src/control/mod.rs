@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
 
+pub mod branch;
+
 /// How the control e that reaches the hidden units is produced (spec 3.1-3.3).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Feedback {
@@ -290,6 +292,30 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
         }
         self.feedback = feedback;
         Ok(self)
+    }
+
+    /// The same system with the controller's gains scaled by the control strength
+    /// `lambda >= 0`: `k_i -> lambda k_i`, `k_p -> lambda k_p`, so `beta -> lambda beta`
+    /// (alpha and the time constants stay). At `lambda = 0` the control u vanishes and
+    /// `(phi0, u_i = -grad_R L(phi0) / alpha, e = 0)` is an equilibrium. Without a
+    /// controller, or for a negative or non-finite lambda, an error.
+    pub fn with_control_strength(&self, lambda: f64) -> Result<Self> {
+        ensure_non_negative("lambda", lambda)?;
+        let Some(c) = self.controller else {
+            return Err(crate::error::invalid(
+                "controller",
+                "none",
+                "a controlled system (the control strength scales its gains)",
+            ));
+        };
+        Ok(CoupledSystem {
+            controller: Some(ControllerSettings {
+                k_i: c.k_i * lambda,
+                k_p: c.k_p * lambda,
+                ..c
+            }),
+            ..self.clone()
+        })
     }
 
     /// How the control e is produced.

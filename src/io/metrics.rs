@@ -42,11 +42,18 @@ pub struct EpochMetrics {
     pub feedback_angle_w: f64,
     /// LCP-KP: angle in degrees between G and D^T (NaN for other methods).
     pub feedback_angle_d: f64,
+    /// Fraction of controlled solves that ended at a fold of the branch
+    /// (`method.equilibrium = "branch"`; 0 for flow, NaN for the gradient baselines).
+    pub fraction_folds: f64,
+    /// Fraction of accelerated solves (free and controlled) whose equilibrium the flow
+    /// certificate rejected (their fallback's result was used; NaN without solves to certify).
+    pub fraction_uncertified: f64,
 }
 
 /// Column names of metrics.csv, in order (tables written before the feedback columns
-/// existed have the first 13 and are read with NaN there).
-pub const COLUMNS: [&str; 15] = [
+/// existed have the first 13, those before the fold and certificate columns the first 15;
+/// they are read with NaN in the missing ones).
+pub const COLUMNS: [&str; 17] = [
     "epoch",
     "train_loss",
     "train_accuracy",
@@ -62,13 +69,15 @@ pub const COLUMNS: [&str; 15] = [
     "wall_time_s",
     "feedback_angle_w",
     "feedback_angle_d",
+    "fraction_folds",
+    "fraction_uncertified",
 ];
 
-/// Columns of tables written before the feedback angles.
-const OLD_COLUMNS: usize = 13;
+/// Widths of older tables: before the feedback angles, before the folds and certificates.
+const OLD_COLUMNS: [usize; 2] = [13, 15];
 
 impl EpochMetrics {
-    fn values(&self) -> [f64; 15] {
+    fn values(&self) -> [f64; 17] {
         [
             self.epoch as f64,
             self.train_loss,
@@ -85,6 +94,8 @@ impl EpochMetrics {
             self.wall_time_s,
             self.feedback_angle_w,
             self.feedback_angle_d,
+            self.fraction_folds,
+            self.fraction_uncertified,
         ]
     }
 
@@ -105,6 +116,8 @@ impl EpochMetrics {
             wall_time_s: v[12],
             feedback_angle_w: v.get(13).copied().unwrap_or(f64::NAN),
             feedback_angle_d: v.get(14).copied().unwrap_or(f64::NAN),
+            fraction_folds: v.get(15).copied().unwrap_or(f64::NAN),
+            fraction_uncertified: v.get(16).copied().unwrap_or(f64::NAN),
         }
     }
 }
@@ -118,7 +131,7 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
     )
 }
 
-/// Parses metrics.csv as written by [`to_csv`] (also the 13 columns of older tables; blank
+/// Parses metrics.csv as written by [`to_csv`] (also the 13 or 15 columns of older tables; blank
 /// lines are skipped, cells may be padded with spaces).
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
@@ -153,8 +166,11 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     };
     let width = if header == COLUMNS.join(",") {
         COLUMNS.len()
-    } else if header == COLUMNS[..OLD_COLUMNS].join(",") {
-        OLD_COLUMNS
+    } else if let Some(&w) = OLD_COLUMNS
+        .iter()
+        .find(|&&w| header == COLUMNS[..w].join(","))
+    {
+        w
     } else {
         return Err(bad(1, format!("header `{}`", raw(1))));
     };

@@ -110,6 +110,11 @@ impl<M: EquilibriumSystem> VectorField for EnergyDescent<'_, M> {
             -h
         })
     }
+    /// The LCP-EBD equilibrium is a minimiser of E_alpha reached by descent, not the end of
+    /// a physical flow: no flow certificate (the stability check rejects saddles).
+    fn certify_against_flow(&self) -> bool {
+        false
+    }
 }
 
 /// How LCP-EBD descends `E_alpha`.
@@ -220,6 +225,7 @@ pub fn adam_on_state<M: EquilibriumSystem>(
                 jvp_evals: 0,
                 solver: SolverMethod::AdamOnState,
                 fallback_from: None,
+                flow_certified: None,
                 trajectory: None,
             }
         })

@@ -63,6 +63,10 @@ impl<M: EquilibriumSystem> VectorField for AdjointSystem<'_, M> {
     fn residual_jvp(&self, _lambda: &DMatrix<f64>, d: &DMatrix<f64>) -> DMatrix<f64> {
         self.model.vjp_at(&self.lin, d)
     }
+    /// The adjoint system is linear: its one equilibrium needs no flow certificate.
+    fn certify_against_flow(&self) -> bool {
+        false
+    }
 }
 
 /// The adjoint system of every sample at the free equilibria phi0 (n x B).

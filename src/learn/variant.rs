@@ -11,6 +11,7 @@
 //! (`-grad_theta H_alpha` for LCP-DI and LCP-EBD, whose equilibria are both the minimiser of
 //! E_alpha; multiply by a learning rate to apply it).
 
+use crate::control::branch::{branch_equilibrium, BranchSettings, EquilibriumDefinition};
 use crate::control::{ControllerSettings, CoupledSystem};
 use crate::error::{invalid, Result};
 use crate::learn::energy::{adam_on_state, EbdConfig, EnergyDescent, EnergyDescentMethod};
@@ -81,6 +82,10 @@ pub struct VariantSettings<'a> {
     pub controller: ControllerSettings,
     /// Where the solve starts (`method.controlled_start`).
     pub start: ControlledStart,
+    /// Which controlled equilibrium (`method.equilibrium`, spec 2.2).
+    pub equilibrium: EquilibriumDefinition,
+    /// The continuation of `equilibrium = branch`.
+    pub branch: BranchSettings,
     /// LCP-EBD's descent (`[ebd]`).
     pub ebd: EbdConfig,
     /// The steady-state solver (`[solver]`).
@@ -95,8 +100,8 @@ enum Dynamics<'m, S: EquilibriumSystem> {
     Energy(EnergyDescent<'m, S>),
 }
 
-/// One batch's controlled equilibrium under a least-control variant, with the record of
-/// every sample's solve (`solve.states` are the equilibria: z* for the coupled variants,
+/// One batch's controlled equilibrium under a least-control variant (the flow's or the
+/// branch's, [`EquilibriumDefinition`]), with the record of every sample's solve (`solve.states` are the equilibria: z* for the coupled variants,
 /// phi* for LCP-EBD).
 pub struct ControlledEquilibrium<'m, S: EquilibriumSystem> {
     method: Method,
@@ -128,13 +133,34 @@ impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
                     Some(controller),
                 )?
                 .with_feedback(circuit(method, feedback)?)?;
-                let start = if start_at_free {
-                    controlled.state_with_phi(phi0)?
-                } else {
-                    controlled.initial_state()
+                let solve = match (settings.equilibrium, start_at_free) {
+                    (EquilibriumDefinition::Branch, true) => {
+                        branch_equilibrium(&controlled, phi0, settings.solver, &settings.branch)?
+                    }
+                    (EquilibriumDefinition::Branch, false) => {
+                        return Err(invalid(
+                            "method.controlled_start",
+                            "\"zero\" with method.equilibrium = \"branch\"",
+                            "\"free\" (the branch starts at phi0 by definition)",
+                        ))
+                    }
+                    (EquilibriumDefinition::Flow, true) => solve_batch(
+                        &controlled,
+                        &controlled.state_with_phi(phi0)?,
+                        settings.solver,
+                    ),
+                    (EquilibriumDefinition::Flow, false) => {
+                        solve_batch(&controlled, &controlled.initial_state(), settings.solver)
+                    }
                 };
-                let solve = solve_batch(&controlled, &start, settings.solver);
                 (Dynamics::Coupled(controlled), solve)
+            }
+            Method::LcpEbd if settings.equilibrium == EquilibriumDefinition::Branch => {
+                return Err(invalid(
+                    "method.equilibrium",
+                    "\"branch\" with method.name = \"lcp-ebd\"",
+                    "\"flow\" for lcp-ebd (its descent has no controller gains to continue in)",
+                ))
             }
             Method::LcpEbd => {
                 let ebd = &settings.ebd;

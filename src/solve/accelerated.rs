@@ -125,6 +125,7 @@ impl Progress {
             jvp_evals: self.jvps,
             solver: method,
             fallback_from: None,
+            flow_certified: None,
             trajectory: None,
         }
     }

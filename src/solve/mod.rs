@@ -18,7 +18,8 @@ mod settings;
 pub use krylov::rightmost_ritz_values;
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck, StopCriterion,
+    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    StopCriterion,
 };
 
 /// `dz -> (dr/dz) dz` at a fixed z.
@@ -47,6 +48,14 @@ pub trait VectorField: Sync {
         let z = z.clone();
         Box::new(move |dz| self.residual_jvp(&z, dz))
     }
+    /// True when an accelerated solver's equilibrium of this field must be certified to be
+    /// the end of its flow ([`FlowCertificate`]). False for a field with one equilibrium
+    /// (RBP's linear adjoint) and for one whose equilibrium is not defined by its flow
+    /// (LCP-EBD's descent on E_alpha: a minimiser, which the stability check already tells
+    /// from saddles).
+    fn certify_against_flow(&self) -> bool {
+        true
+    }
 }
 
 /// Why a solve stopped.
@@ -69,6 +78,15 @@ pub enum Termination {
     /// An accelerated solver found an equilibrium that the flow does not settle on: the
     /// Jacobian has an eigenvalue (Ritz value) with positive real part (`max_real`).
     Unstable { max_real: f64 },
+    /// A continuation in the control strength could not continue the branch past strength
+    /// `lambda` (in [0, 1)) even at its minimum step: a fold (saddle-node) of the branch, or
+    /// the branch lost stability there. The state is the last point of the branch.
+    Fold { lambda: f64 },
+    /// An accelerated solver's equilibrium that the flow from the same start was not seen
+    /// to reach (the flow certificate, [`FlowCertificate`]): a record's `fallback_from`.
+    /// `distance`: `max_i |z_i - z*_i| / (1 + |z*_i|)` between the flow's equilibrium and
+    /// the candidate z* (infinite when the flow or its Newton polish did not converge).
+    Uncertified { distance: f64 },
 }
 
 impl Termination {
@@ -82,6 +100,8 @@ impl Termination {
             Termination::SolverError(_) => "solver-error",
             Termination::Stalled => "stalled",
             Termination::Unstable { .. } => "unstable",
+            Termination::Fold { .. } => "fold",
+            Termination::Uncertified { .. } => "uncertified",
         }
     }
 }
@@ -116,6 +136,9 @@ pub struct SteadyState {
     pub solver: SolverMethod,
     /// When a fallback produced `state`: how the accelerated solver had ended.
     pub fallback_from: Option<Termination>,
+    /// The flow certificate of an accelerated solver's equilibrium ([`FlowCertificate`]):
+    /// None when not checked, `Some(false)` when rejected (then the fallback's record).
+    pub flow_certified: Option<bool>,
     /// States at the requested output times that were reached.
     pub trajectory: Option<Trajectory>,
 }
@@ -176,6 +199,22 @@ impl BatchSteadyState {
         })
     }
 
+    /// Samples whose accelerated equilibrium the flow certificate accepted.
+    pub fn certified(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.flow_certified == Some(true))
+            .count()
+    }
+
+    /// Samples whose accelerated equilibrium the flow certificate rejected.
+    pub fn uncertified(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.flow_certified == Some(false))
+            .count()
+    }
+
     /// Mean number of steps per sample.
     pub fn mean_steps(&self) -> f64 {
         let total: usize = self.records.iter().map(|r| r.steps).sum();
@@ -214,18 +253,26 @@ pub fn solve_batch<F: VectorField>(
             .collect();
         let fallback = settings.accelerated.fallback.method();
         let fallback = fallback.map(|method| settings.with_method(method));
+        let certify = settings.accelerated.certify.enabled && field.certify_against_flow();
         first
             .into_par_iter()
             .enumerate()
-            .map(|(j, rec)| match &fallback {
-                Some(fb) if !rec.converged() => {
-                    let mut again = one(j, fb);
-                    again.rhs_evals += rec.rhs_evals;
-                    again.jvp_evals += rec.jvp_evals;
-                    again.fallback_from = Some(rec.termination);
-                    again
+            .map(|(j, mut rec)| {
+                if certify && rec.converged() {
+                    let sample = field.select_samples(&[j]);
+                    certify_flow(&sample, &column(j), &mut rec, settings);
                 }
-                _ => rec,
+                match &fallback {
+                    Some(fb) if !rec.converged() => {
+                        let mut again = one(j, fb);
+                        again.rhs_evals += rec.rhs_evals;
+                        again.jvp_evals += rec.jvp_evals;
+                        again.fallback_from = Some(rec.termination);
+                        again.flow_certified = rec.flow_certified;
+                        again
+                    }
+                    _ => rec,
+                }
             })
             .collect()
     };
@@ -233,6 +280,45 @@ pub fn solve_batch<F: VectorField>(
     BatchSteadyState {
         states: DMatrix::from_columns(&columns),
         records,
+    }
+}
+
+/// The flow certificate ([`FlowCertificate`]) of the converged record `rec` of one sample
+/// started at `z0`: sets `rec.flow_certified`, and `rec.termination` to `Uncertified` on a
+/// rejection; the work is added to its counters.
+fn certify_flow<F: VectorField>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    rec: &mut SteadyState,
+    settings: &SolverSettings,
+) {
+    let tol = settings.accelerated.certify.tolerance;
+    let mut loose = settings.integrator();
+    loose.stop.atol = tol;
+    loose.stop.rtol = tol;
+    loose.adaptive.rtol = tol * 1e-2;
+    loose.adaptive.atol = tol * 1e-3;
+    let flow = solve_steady_state(field, z0, &loose, &[]);
+    rec.rhs_evals += flow.rhs_evals;
+    rec.jvp_evals += flow.jvp_evals;
+    let distance = if flow.converged() {
+        let newton = settings.with_method(SolverMethod::NewtonKrylov);
+        let end = accelerated::solve(field, &flow.state, &newton).remove(0);
+        rec.rhs_evals += end.rhs_evals;
+        rec.jvp_evals += end.jvp_evals;
+        if end.converged() {
+            let apart = end.state.iter().zip(rec.state.iter());
+            apart.fold(0.0f64, |d, (a, b)| d.max((a - b).abs() / (1.0 + b.abs())))
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        f64::INFINITY
+    };
+    let certified = distance <= tol; // false for NaN
+    rec.flow_certified = Some(certified);
+    if !certified {
+        rec.termination = Termination::Uncertified { distance };
     }
 }
 
@@ -357,6 +443,7 @@ impl<'f, F: VectorField> Monitor<'f, F> {
             jvp_evals: 0,
             solver: self.method,
             fallback_from: None,
+            flow_certified: None,
             trajectory,
         }
     }

@@ -234,6 +234,35 @@ impl Default for StabilityCheck {
     }
 }
 
+/// The flow certificate of an accelerated solver's equilibrium z* (spec 2.2: the flow
+/// equilibrium): the flow from the same start is integrated by the fallback integrator
+/// (Tsit45 if none) to the loose steady-state test `|r_i| <= tolerance (1 + |z_i|)` (local
+/// error tolerances `tolerance / 100` relative, `tolerance / 1000` absolute), to a point zf
+/// where the flow has nearly settled; Newton-Krylov from zf (the solver's settings, with
+/// its stability check) polishes zf into the equilibrium zf approaches. z* is certified when
+/// that equilibrium is z*: `max_i |z_i - z*_i| / (1 + |z*_i|) <= tolerance`. Another stable
+/// equilibrium (a "third answer") is rejected: the sample goes to the fallback (or, without
+/// one, is reported `Uncertified`). Evidence, not a proof: a flow that leaves Newton's basin
+/// of the polished equilibrium after zf, or an integration error at the loose tolerance
+/// that crosses a basin boundary, is not seen. Fields whose equilibrium is not defined by
+/// their flow skip it ([`crate::solve::VectorField::certify_against_flow`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowCertificate {
+    /// Whether to certify.
+    pub enabled: bool,
+    /// The loose steady-state tolerance of the flow integration, in (0, 1).
+    pub tolerance: f64,
+}
+
+impl Default for FlowCertificate {
+    fn default() -> Self {
+        FlowCertificate {
+            enabled: true,
+            tolerance: 1e-3,
+        }
+    }
+}
+
 /// What the accelerated solvers (Anderson, Newton-Krylov) share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceleratedSettings {
@@ -241,6 +270,8 @@ pub struct AcceleratedSettings {
     pub max_iterations: usize,
     /// The stability check of the equilibria found.
     pub stability: StabilityCheck,
+    /// The flow certificate of the equilibria found.
+    pub certify: FlowCertificate,
     /// Samples that did not converge (or were unstable) are solved again from their start
     /// by this integrator ("none": keep the failed record).
     pub fallback: Fallback,
@@ -254,6 +285,7 @@ impl Default for AcceleratedSettings {
         AcceleratedSettings {
             max_iterations: 1000,
             stability: StabilityCheck::default(),
+            certify: FlowCertificate::default(),
             fallback: Fallback::Tsit45,
             chunk: 16,
         }
@@ -339,6 +371,10 @@ impl SolverSettings {
             return Err(invalid("solver.anderson_damping", d, "a number in (0, 1]"));
         }
         ensure_non_negative("solver.anderson_regularization", anderson.regularization)?;
+        let c = accelerated.certify.tolerance;
+        if !(c > 0.0 && c < 1.0) {
+            return Err(invalid("solver.certify_tolerance", c, "a number in (0, 1)"));
+        }
         let f = self.newton_krylov.forcing;
         if !(f > 0.0 && f < 1.0) {
             return Err(invalid("solver.newton_forcing", f, "a number in (0, 1)"));

@@ -9,6 +9,7 @@
 //!                                                  _rhs_evals, _jvp_evals, _fallback
 //! ```
 
+use crate::control::branch::{branch_equilibrium, BranchSettings, EquilibriumDefinition};
 use crate::control::relax;
 use crate::control::LossScale;
 use crate::control::{ControllerSettings, CoupledSystem, Objective};
@@ -45,6 +46,8 @@ pub struct BatchSettings {
     pub tau_v: f64,
     pub controller: ControllerSettings,
     pub solver: SolverSettings,
+    /// Which controlled equilibrium (spec 2.2; the branch with the default step control).
+    pub equilibrium: EquilibriumDefinition,
 }
 
 /// `lcsim equilibrium`: the files of one batch and how to relax it.
@@ -67,6 +70,8 @@ pub struct EquilibriumJob {
     pub tau_v: f64,
     pub controller: ControllerSettings,
     pub solver: SolverSettings,
+    /// Which controlled equilibrium (spec 2.2).
+    pub equilibrium: EquilibriumDefinition,
 }
 
 /// Loads the job's files, checks that they fit together and computes the batch's arrays
@@ -102,6 +107,7 @@ pub fn equilibrium_study(job: &EquilibriumJob) -> Result<BatchStudy> {
         tau_v: job.tau_v,
         controller: job.controller,
         solver: job.solver.clone(),
+        equilibrium: job.equilibrium,
     };
     equilibrium_arrays(&net, &x, &t, &settings)
 }
@@ -192,7 +198,14 @@ pub fn equilibrium_arrays(
             s.tau_v,
             Some(s.controller),
         )?;
-        let solve = solve_batch(&controlled, &controlled.state_with_phi(&phi0)?, opts);
+        let solve = match s.equilibrium {
+            EquilibriumDefinition::Flow => {
+                solve_batch(&controlled, &controlled.state_with_phi(&phi0)?, opts)
+            }
+            EquilibriumDefinition::Branch => {
+                branch_equilibrium(&controlled, &phi0, opts, &BranchSettings::default())?
+            }
+        };
         let z = &solve.states;
         let psi = controlled.control(z);
         let rows = |r: std::ops::Range<usize>| z.rows_range(r).into_owned();

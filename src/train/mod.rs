@@ -199,6 +199,13 @@ struct Tally {
     free_solves: usize,
     free_unconverged: usize,
     skipped: usize,
+    /// Controlled solves that ended at a fold of the branch.
+    folds: usize,
+    /// Controlled solves of the least-control methods (the folds' denominator).
+    controlled_solves: usize,
+    /// Accelerated equilibria checked by the flow certificate, and those it rejected.
+    certified: usize,
+    uncertified: usize,
 }
 
 impl Tally {
@@ -209,6 +216,23 @@ impl Tally {
             self.solves += 1;
             self.unconverged += usize::from(!r.converged());
         }
+        self.count_certificates(b);
+    }
+
+    /// The controlled solves of a least-control method: their folds.
+    fn add_controlled(&mut self, b: &BatchSteadyState) {
+        self.controlled_solves += b.records.len();
+        let folds = b
+            .records
+            .iter()
+            .filter(|r| matches!(r.termination, Termination::Fold { .. }));
+        self.folds += folds.count();
+    }
+
+    /// Checked and rejected flow certificates of a batch of solves.
+    fn count_certificates(&mut self, b: &BatchSteadyState) {
+        self.certified += b.certified();
+        self.uncertified += b.uncertified();
     }
 }
 
@@ -280,6 +304,15 @@ pub fn train<S: Trainable>(
             wall_time_s: start.elapsed().as_secs_f64(),
             feedback_angle_w,
             feedback_angle_d,
+            fraction_folds: if tally.controlled_solves > 0 {
+                tally.folds as f64 / tally.controlled_solves as f64
+            } else {
+                f64::NAN
+            },
+            fraction_uncertified: match tally.certified + tally.uncertified {
+                0 => f64::NAN,
+                n => tally.uncertified as f64 / n as f64,
+            },
         };
         trial.history.push(metrics.clone());
         state = trial;
@@ -447,6 +480,7 @@ fn batch_step<S: EquilibriumSystem>(
     if let Some(r) = &free_records {
         tally.free_solves += r.records.len();
         tally.free_unconverged += r.records.iter().filter(|r| !r.converged()).count();
+        tally.count_certificates(r);
     }
     tally.samples += b;
     tally.loss += free.loss_values(&phi0).iter().sum::<f64>();
@@ -459,6 +493,7 @@ fn batch_step<S: EquilibriumSystem>(
             let settings = config.variant(method, controller);
             let eq = ControlledEquilibrium::find(&settings, feedback, &free, &phi0)?;
             tally.add_solves(&eq.solve);
+            tally.add_controlled(&eq.solve);
             let keep = kept_samples(config, &[&eq.solve])?;
             tally.skipped += b - keep.len();
             if keep.is_empty() {
