@@ -1,8 +1,10 @@
 //! metrics.csv, alignment.csv and trajectories.csv stay byte for byte what they were, and
 //! metrics.csv reads back as before (values and error messages): against fixtures written by
-//! the original hand-written writers and reader.
+//! the original hand-written writers and reader. metrics.csv's fixtures were regenerated when
+//! the five diagnostics columns were appended (issue 13): the first 15 columns of every row,
+//! and the reading of 13-column tables, are unchanged.
 
-use lcsim::io::metrics::{read_csv, to_csv, EpochMetrics};
+use lcsim::io::metrics::{read_csv, to_csv, EpochDiagnostics, EpochMetrics};
 use lcsim::learn::variant::Method;
 use lcsim::studies::alignment::{alignment_csv, AlignmentCurve, AlignmentPoint};
 use lcsim::studies::simulate::{trajectories_csv, SampleTrajectory, Simulation};
@@ -56,6 +58,14 @@ fn metrics_rows() -> Vec<EpochMetrics> {
             wall_time_s: number(i + 9),
             feedback_angle_w: number(i + 10),
             feedback_angle_d: number(i + 11),
+            diagnostics: EpochDiagnostics {
+                fraction_basin_switch: number(i + 12),
+                fraction_free_converged: number(i + 13),
+                free_spectral_abscissa: number(i + 14),
+                alignment_cosine: number(i + 15),
+                diagnostics_failed: 2 * i,
+                failure: String::new(),
+            },
         })
         .collect()
 }
@@ -82,7 +92,8 @@ fn read_report(name: &str, text: &str) -> String {
 fn metrics_csv_reads_as_before() {
     let full = to_csv(&metrics_rows());
     let header = full.lines().next().unwrap().to_string();
-    let old_header: String = header.split(',').take(13).collect::<Vec<_>>().join(",");
+    let first = |n: usize| header.split(',').take(n).collect::<Vec<_>>().join(",");
+    let (old_header, feedback_header) = (first(13), first(15));
     let row = |n: usize| {
         (0..n)
             .map(|c| format!("{}", c as f64 + 0.5))
@@ -94,28 +105,36 @@ fn metrics_csv_reads_as_before() {
         ("crlf.csv", full.replace('\n', "\r\n")),
         (
             "blank-lines.csv",
-            format!("{header}\n\n{}\n   \n{}\n", row(15), row(15)),
+            format!("{header}\n\n{}\n   \n{}\n", row(20), row(20)),
         ),
         (
             "spaces.csv",
-            format!("{header}\n{}\n", row(15).replace(',', " , ")),
+            format!("{header}\n{}\n", row(20).replace(',', " , ")),
         ),
         ("old-columns.csv", format!("{old_header}\n{}\n", row(13))),
-        ("no-trailing-newline.csv", format!("{header}\n{}", row(15))),
+        (
+            "feedback-columns.csv",
+            format!("{feedback_header}\n{}\n", row(15)),
+        ),
+        ("no-trailing-newline.csv", format!("{header}\n{}", row(20))),
         ("header-only.csv", format!("{header}\n")),
         ("empty.csv", String::new()),
-        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(15))),
+        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(20))),
         ("bad-header.csv", format!("epoch,loss\n{}\n", row(2))),
         (
             "bad-cell.csv",
-            format!("{header}\n{}\n{},x\n", row(15), row(14)),
+            format!("{header}\n{}\n{},x\n", row(20), row(19)),
         ),
-        ("empty-cell.csv", format!("{header}\n{},\n", row(14))),
-        ("short-row.csv", format!("{header}\n\n{}\n", row(14))),
-        ("long-row.csv", format!("{header}\n{}\n", row(16))),
+        ("empty-cell.csv", format!("{header}\n{},\n", row(19))),
+        ("short-row.csv", format!("{header}\n\n{}\n", row(19))),
+        ("long-row.csv", format!("{header}\n{}\n", row(21))),
         (
             "old-header-new-row.csv",
             format!("{old_header}\n{}\n", row(15)),
+        ),
+        (
+            "feedback-header-new-row.csv",
+            format!("{feedback_header}\n{}\n", row(20)),
         ),
     ];
     let report: String = cases

@@ -4,7 +4,7 @@
 //! Set `LCSIM_PLOT_SAMPLES=/some/dir` to keep a copy of the realistic figures for viewing.
 
 use lcsim::error::LcsimError;
-use lcsim::io::metrics::EpochMetrics;
+use lcsim::io::metrics::{EpochDiagnostics, EpochMetrics};
 use lcsim::plot::{
     control_magnitude, feedback_alignment, learning_curves, solver_statistics, trajectories,
     trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL,
@@ -32,6 +32,7 @@ fn row(epoch: usize) -> EpochMetrics {
         wall_time_s: 1.0,
         feedback_angle_w: f64::NAN,
         feedback_angle_d: f64::NAN,
+        diagnostics: EpochDiagnostics::default(),
     }
 }
 
