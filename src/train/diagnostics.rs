@@ -10,7 +10,8 @@
 //! ```
 //!
 //! and for the batch `cosine(Delta theta, -g)`, g = grad_theta L(phi0) the RBP gradient, on
-//! the samples `method.on_unconverged` keeps (exactly what `lcsim align` computes).
+//! the samples whose solves converged (what `lcsim align` computes, with
+//! `method.on_unconverged = "skip"`).
 //!
 //! **The basin tolerance.** phi0 and phi1 are both steady states to the solver's stop test,
 //! `|f(phi)|_i <= eps = atol + rtol |phi|`. Where the free Jacobian J has `|J^-1| <= 1/m`
@@ -22,9 +23,12 @@
 //! ([`SolverSettings::integrator`]), never by an accelerated solver, which could land on
 //! another equilibrium than the flow's.
 //!
-//! **The spectrum.** The rightmost Ritz values of [`SPECTRAL_DIM`] Arnoldi steps on the
-//! Jacobian action ([`rightmost_ritz_values`]): for `n <= SPECTRAL_DIM` state components the
-//! Krylov space is the whole space and they are J's eigenvalues.
+//! **The spectrum.** For `n <= DENSE_DIM` state components the eigenvalues of the dense
+//! Jacobian (assembled from n batched Jacobian actions); beyond, the rightmost Ritz value of
+//! [`SPECTRAL_DIM`] Arnoldi steps on the Jacobian action ([`rightmost_ritz_values`]). The dense
+//! route is exact where Arnoldi is not: the rate network's output block has the eigenvalue
+//! -1/tau_v n_y times, so a Krylov space from one start vector is exhausted before n steps, and
+//! a full-length Arnoldi run then reports a spurious eigenvalue near 0.
 //!
 //! A diagnostic that cannot be computed (a solve that did not converge, an eigenvalue
 //! iteration that failed) is NaN for that sample, with the reason; batch values are taken
@@ -49,7 +53,12 @@ use std::collections::BTreeMap;
 /// `BASIN_FACTOR * (atol + rtol |phi0|_inf)` (module doc).
 pub const BASIN_FACTOR: f64 = 1e3;
 
-/// Arnoldi steps of the spectral abscissa (exact for states of at most this dimension).
+/// Free states of at most this dimension get the spectral abscissa from their dense
+/// Jacobian's eigenvalues (exact).
+pub const DENSE_DIM: usize = 128;
+
+/// Arnoldi steps of the spectral abscissa of larger states (the rightmost eigenvalues are
+/// exterior and found first; an estimate, not a bound).
 pub const SPECTRAL_DIM: usize = 100;
 
 /// `(cosine(Delta theta, -g), |Delta theta| / (beta |g|))` for an update `Delta theta` and a
@@ -115,7 +124,9 @@ pub fn aligned_update<S: EquilibriumSystem>(
 }
 
 /// The spectral abscissa `max Re lambda(diag(1/tau) J(phi0_j))` of every sample of a free
-/// system at its equilibria `phi0` (n x B); NaN where the eigenvalue iteration failed.
+/// system at its equilibria `phi0` (n x B); NaN where the eigenvalue iteration failed. For
+/// `n <= DENSE_DIM` from the dense Jacobian (n batched products with the unit vectors),
+/// else the rightmost Ritz value of [`SPECTRAL_DIM`] Arnoldi steps.
 pub fn free_spectral_abscissae<F: VectorField>(free: &F, phi0: &DMatrix<f64>) -> Vec<f64> {
     let inverse_tau: Vec<f64> = free.time_constants().iter().map(|t| 1.0 / t).collect();
     let jacobian = free.jacobian_at(phi0);
@@ -126,8 +137,31 @@ pub fn free_spectral_abscissae<F: VectorField>(free: &F, phi0: &DMatrix<f64>) ->
         }
         w
     };
-    let n = free.dim();
-    rightmost_ritz_values(apply, n, phi0.ncols(), SPECTRAL_DIM).0
+    let (n, b) = (free.dim(), phi0.ncols());
+    if n > DENSE_DIM {
+        return rightmost_ritz_values(apply, n, b, SPECTRAL_DIM).0;
+    }
+    // Column k of every sample's Jacobian: the action on e_k in every column.
+    let columns: Vec<DMatrix<f64>> = (0..n)
+        .map(|k| {
+            let mut e = DMatrix::zeros(n, b);
+            e.row_mut(k).fill(1.0);
+            apply(&e)
+        })
+        .collect();
+    (0..b)
+        .map(|j| {
+            let jac = DMatrix::from_fn(n, n, |i, k| columns[k][(i, j)]);
+            match nalgebra::Schur::try_new(jac, 1e-14, 10_000) {
+                Some(schur) => schur
+                    .complex_eigenvalues()
+                    .iter()
+                    .map(|l| l.re)
+                    .fold(f64::NEG_INFINITY, f64::max),
+                None => f64::NAN,
+            }
+        })
+        .collect()
 }
 
 /// The free flow (an integrator: [`SolverSettings::integrator`]) from the controlled
@@ -187,8 +221,11 @@ fn unconverged(stage: &str, r: &SteadyState) -> Option<String> {
 }
 
 /// The diagnostics of the batch (inputs n_x x B, targets) on `net` with the learned
-/// `feedback`, as `config` trains: its loss and scale, method, controller and solver. A
-/// `method.on_unconverged = "stop"` is read as "skip" (a diagnostic never stops training).
+/// `feedback`, as `config` trains: its loss and scale, method, controller and solver. The
+/// cosine is taken over the samples whose free, adjoint and controlled solves all converged
+/// (`method.on_unconverged = "skip"` whatever the config says: an update or a gradient away
+/// from an equilibrium is not the one the theory speaks of, and a diagnostic never stops
+/// training).
 pub fn diagnose<S: EquilibriumSystem>(
     config: &Config,
     net: &S,
@@ -269,13 +306,11 @@ pub fn diagnose<S: EquilibriumSystem>(
             }
         }
     }
-    let mut lenient = config.clone();
-    if lenient.method.on_unconverged == OnUnconverged::Stop {
-        lenient.method.on_unconverged = OnUnconverged::Skip;
-    }
+    let mut converged_only = config.clone();
+    converged_only.method.on_unconverged = OnUnconverged::Skip;
     let (gradient, adjoints) = rbp_gradient(&free, &phi0, &config.solver);
     let aligned = aligned_update(
-        &lenient,
+        &converged_only,
         &free,
         &phi0,
         free_solve.as_ref(),
