@@ -8,9 +8,9 @@ use common::{inputs, labels, rnn, tiny_rnn};
 use lcsim::config::Config;
 use lcsim::control::{CoupledSystem, LossScale, Objective};
 use lcsim::learn::variant::Method;
-use lcsim::studies::alignment::{alignment_curve, Subject};
 use lcsim::numerics::activation::Activation;
 use lcsim::solve::{solve_batch, SolverMethod, SolverSettings, VectorField};
+use lcsim::studies::alignment::{alignment_curve, Subject};
 use lcsim::system::loss::Loss;
 use lcsim::system::params::Params;
 use lcsim::system::rate::{RateNetwork, Topology};
@@ -67,7 +67,12 @@ fn spectral_abscissa_equals_the_dense_eigenvalues() {
     *strong.params_mut().tensor_mut(0) *= 3.0; // W
     let cases: Vec<(&str, RateNetwork, usize, f64)> = vec![
         ("tiny", tiny_rnn(), 3, 1.0),
-        ("digits-sized", rnn(64, 64, 10, Activation::Tanh, 3), 64, 1.0),
+        (
+            "digits-sized",
+            rnn(64, 64, 10, Activation::Tanh, 3),
+            64,
+            1.0,
+        ),
         ("strong recurrence", strong, 4, 2.5),
     ];
     for (name, net, n_x, tau_v) in cases {
@@ -90,7 +95,6 @@ fn spectral_abscissa_equals_the_dense_eigenvalues() {
         }
     }
 }
-
 
 /// A bistable one-unit tanh network: `v = 1.5 tanh(v) + 0.1` has stable equilibria near +1.4
 /// (reached from rest) and -1.2, and a fold when the hidden drive falls below -0.21; the
@@ -147,7 +151,10 @@ fn basin_switch_is_detected_under_strong_control_only() {
         // v0 = 1.5 tanh(v0) + 0.1 by fixed-point iteration (a contraction there: 1.5 s' ~ 0.3).
         let v0 = (0..200).fold(0.0f64, |v, _| 1.5 * v.tanh() + 0.1);
         let closed = (-1.0 + 1.5 * (1.0 - v0.tanh().powi(2))).max(-1.0);
-        assert!((s.free_spectral_abscissa - closed).abs() < 1e-6, "{s:?} vs {closed}");
+        assert!(
+            (s.free_spectral_abscissa - closed).abs() < 1e-6,
+            "{s:?} vs {closed}"
+        );
     }
 }
 
@@ -174,7 +181,9 @@ fn the_cosine_is_the_alignment_study_s() {
     // Weak control aligns better (spec 6.4).
     let cos = |alpha: f64| {
         let config = bistable_config(alpha, &["method.loss=\"cross-entropy\""]);
-        diagnose(&config, &net, None, &x, &t).unwrap().alignment_cosine
+        diagnose(&config, &net, None, &x, &t)
+            .unwrap()
+            .alignment_cosine
     };
     assert!(cos(10.0) > 0.99, "{}", cos(10.0));
     // rbp has no least-control update: NaN, not a number that looks measured.
@@ -196,6 +205,10 @@ fn failed_free_solves_are_nan_with_a_count_and_a_reason() {
     assert!(s.fraction_basin_switch.is_nan(), "{s:?}");
     assert!(s.alignment_cosine.is_nan(), "{s:?}");
     assert_eq!(s.diagnostics_failed, 5);
-    assert!(s.failure.contains("free solve max-steps: 5"), "{}", s.failure);
+    assert!(
+        s.failure.contains("free solve max-steps: 5"),
+        "{}",
+        s.failure
+    );
     assert!(s.failure.contains("cosine"), "{}", s.failure);
 }

@@ -7,9 +7,9 @@ use lcsim::error::LcsimError;
 use lcsim::io::metrics::{EpochDiagnostics, EpochMetrics};
 use lcsim::plot::{
     control_magnitude, feedback_alignment, learning_curves, solver_statistics, stability,
-    trajectories,
-    trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL,
-    LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE, UNCONVERGED_LABEL,
+    trajectories, trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL,
+    EPOCH_LABEL, H_LABEL, LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE,
+    UNCONVERGED_LABEL,
 };
 use std::path::{Path, PathBuf};
 

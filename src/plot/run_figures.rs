@@ -335,7 +335,10 @@ pub fn stability(
         boundary,
     ];
     let mut right = Panel::new(x, EPOCH_LABEL, ABSCISSA_LABEL, right_lines, None);
-    right.y = Axis::linear(&abscissa.iter().copied().chain([0.0]).collect::<Vec<_>>(), 6);
+    right.y = Axis::linear(
+        &abscissa.iter().copied().chain([0.0]).collect::<Vec<_>>(),
+        6,
+    );
     let fig = Figure {
         size: TWO_PANEL_SIZE,
         title: title.to_string(),

@@ -184,6 +184,54 @@ pub fn basin_switches<F: VectorField>(
     (switched, back)
 }
 
+/// [`free_spectral_abscissae`] of the samples `usable` (those whose free solve converged), NaN
+/// for the others: length B.
+pub fn spectral_abscissae_of<F: VectorField>(
+    free: &F,
+    phi0: &DMatrix<f64>,
+    usable: &[usize],
+) -> Vec<f64> {
+    let mut a = vec![f64::NAN; phi0.ncols()];
+    if !usable.is_empty() {
+        let sub =
+            free_spectral_abscissae(&free.select_samples(usable), &phi0.select_columns(usable));
+        for (&j, v) in usable.iter().zip(sub) {
+            a[j] = v;
+        }
+    }
+    a
+}
+
+/// [`basin_switches`] of the samples `decidable` (free and controlled solves converged): per
+/// sample 1 (switched), 0 (returned to phi0) or NaN, with the reason where the free flow from
+/// phi* did not converge (NaN, no reason, for the samples not in `decidable`): length B.
+pub fn basin_switches_of<F: VectorField>(
+    free: &F,
+    phi0: &DMatrix<f64>,
+    phi_star: &DMatrix<f64>,
+    solver: &SolverSettings,
+    decidable: &[usize],
+) -> (Vec<f64>, Vec<Option<String>>) {
+    let b = phi0.ncols();
+    let (mut flags, mut why) = (vec![f64::NAN; b], vec![None; b]);
+    if decidable.is_empty() {
+        return (flags, why);
+    }
+    let (switched, back) = basin_switches(
+        &free.select_samples(decidable),
+        &phi0.select_columns(decidable),
+        &phi_star.select_columns(decidable),
+        solver,
+    );
+    for (i, &j) in decidable.iter().enumerate() {
+        match unconverged("free flow from phi*", &back.records[i]) {
+            Some(w) => why[j] = Some(w),
+            None => flags[j] = f64::from(u8::from(switched[i])),
+        }
+    }
+    (flags, why)
+}
+
 /// The diagnostics of each sample of one batch.
 #[derive(Clone, Debug, Default)]
 pub struct SampleDiagnostics {
@@ -259,16 +307,10 @@ pub fn diagnose<S: EquilibriumSystem>(
         }
     }
     let stable: Vec<usize> = (0..b).filter(|&j| d.free_converged[j]).collect();
-    if !stable.is_empty() {
-        let a = free_spectral_abscissae(
-            &free.select_samples(&stable),
-            &phi0.select_columns(&stable),
-        );
-        for (&j, a) in stable.iter().zip(a) {
-            d.spectral_abscissa[j] = a;
-            if a.is_nan() {
-                d.fail(j, "eigenvalues of the free Jacobian not found".into());
-            }
+    d.spectral_abscissa = spectral_abscissae_of(&free, &phi0, &stable);
+    for &j in &stable {
+        if d.spectral_abscissa[j].is_nan() {
+            d.fail(j, "eigenvalues of the free Jacobian not found".into());
         }
     }
     let method = config.method.name;
@@ -292,18 +334,11 @@ pub fn diagnose<S: EquilibriumSystem>(
         .copied()
         .filter(|&j| eq.solve.records[j].converged())
         .collect();
-    if !decidable.is_empty() {
-        let (switched, back) = basin_switches(
-            &free.select_samples(&decidable),
-            &phi0.select_columns(&decidable),
-            &eq.phi().select_columns(&decidable),
-            &config.solver,
-        );
-        for (i, &j) in decidable.iter().enumerate() {
-            match unconverged("free flow from phi*", &back.records[i]) {
-                Some(why) => d.fail(j, why),
-                None => d.basin_switch[j] = f64::from(u8::from(switched[i])),
-            }
+    let (flags, why) = basin_switches_of(&free, &phi0, &eq.phi(), &config.solver, &decidable);
+    d.basin_switch = flags;
+    for (j, w) in why.into_iter().enumerate() {
+        if let Some(w) = w {
+            d.fail(j, w);
         }
     }
     let mut converged_only = config.clone();
@@ -321,7 +356,9 @@ pub fn diagnose<S: EquilibriumSystem>(
     let (alignment_cosine, cosine_failure) = match (&aligned.update, &aligned.gradient) {
         (Some(u), Some(g)) => {
             let c = compare_with_gradient(u, g, controller.beta()).0;
-            let why = c.is_nan().then(|| "the update or the gradient is zero".to_string());
+            let why = c
+                .is_nan()
+                .then(|| "the update or the gradient is zero".to_string());
             (c, why)
         }
         _ => (
