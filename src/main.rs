@@ -113,7 +113,7 @@ impl Observer for CliObserver {
         m: &lcsim::io::metrics::EpochMetrics,
     ) -> Result<()> {
         self.run.save_epoch(state)?;
-        let line = format!(
+        let mut line = format!(
             "epoch {:>3}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
             m.epoch,
             m.train_loss,
@@ -126,7 +126,6 @@ impl Observer for CliObserver {
             100.0 * m.fraction_unconverged,
             m.wall_time_s
         );
-        let mut line = line;
         for (name, fraction) in [
             ("folds", m.fraction_folds),
             ("uncertified", m.fraction_uncertified),
@@ -135,6 +134,7 @@ impl Observer for CliObserver {
                 line.push_str(&format!(" | {name} {:.1}%", 100.0 * fraction));
             }
         }
+        line.push_str(&diagnostics_text(&m.diagnostics));
         match &self.bar {
             // A hidden bar (output not a terminal) drops its println.
             Some(bar) if !bar.is_hidden() => bar.println(line),
@@ -142,6 +142,29 @@ impl Observer for CliObserver {
         }
         Ok(())
     }
+}
+
+/// The diagnostics part of the epoch line (empty when they are off): basin switches, free
+/// solves converged, the free Jacobian's spectral abscissa, the cosine to -grad L (NaN:
+/// not measured for this method), and what could not be computed.
+fn diagnostics_text(d: &lcsim::io::metrics::EpochDiagnostics) -> String {
+    if d.fraction_free_converged.is_nan() && d.diagnostics_failed == 0 {
+        return String::new();
+    }
+    let mut text = format!(
+        "\n           diagnostics: basin switches {:.1}% | free converged {:.1}% | spectral abscissa {:.3e} | cos(update, -grad L) {:.4}",
+        100.0 * d.fraction_basin_switch,
+        100.0 * d.fraction_free_converged,
+        d.free_spectral_abscissa,
+        d.alignment_cosine
+    );
+    if d.diagnostics_failed > 0 || !d.failure.is_empty() {
+        text.push_str(&format!(
+            " | not computable on {} samples ({})",
+            d.diagnostics_failed, d.failure
+        ));
+    }
+    text
 }
 
 /// Training throughput at each thread count, the batched kernel's GFLOP/s and the dgemm peak.

@@ -473,7 +473,9 @@ pub fn draw_run_figures(
     rows: &[EpochMetrics],
     format: crate::plot::FigureFormat,
 ) -> Result<Vec<String>> {
-    use crate::plot::{control_magnitude, feedback_alignment, learning_curves, solver_statistics};
+    use crate::plot::{
+        control_magnitude, feedback_alignment, learning_curves, solver_statistics, stability,
+    };
     let dir = run.figures_dir()?;
     let title = run
         .path
@@ -491,6 +493,9 @@ pub fn draw_run_figures(
     written.push(path("solver_statistics"));
     if feedback_alignment(rows, &title, &path("feedback_alignment"), format)? {
         written.push(path("feedback_alignment"));
+    }
+    if stability(rows, &title, &path("stability"), format)? {
+        written.push(path("stability"));
     }
     Ok(written
         .iter()

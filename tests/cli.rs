@@ -147,6 +147,77 @@ fn equilibrium_writes_what_the_library_computes() {
         .iter()
         .zip(&r["u_i"].data)
         .all(|(u, ui)| (u - ui).abs() <= 1e-15));
+    // The diagnostics: a stable free state for every sample, no basin switch at alpha 0.5,
+    // the spectral abscissa of the library's diagnostics.
+    assert!(r["free_converged"].data.iter().all(|&c| c == 1.0));
+    assert_eq!(r["basin_switch"].data, vec![0.0; 5]);
+    let free = sys.free();
+    let all: Vec<usize> = (0..5).collect();
+    let a = lcsim::train::diagnostics::spectral_abscissae_of(&free, &phi0, &all);
+    assert_eq!(r["free_spectral_abscissa"].shape, vec![5]);
+    for (file, lib) in r["free_spectral_abscissa"].data.iter().zip(&a) {
+        assert!(*file < 0.0 && (file - lib).abs() <= 1e-9, "{file} vs {lib}");
+    }
+}
+
+#[test]
+fn equilibrium_accepts_every_solver_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_batch(dir.path());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let mut reference: Option<Vec<f64>> = None;
+    for solver in [
+        "anderson",
+        "newton-krylov",
+        "tsit45",
+        "bdf",
+        "esdirk34",
+        "tr-bdf2",
+        "euler",
+    ] {
+        let out = p(&format!("R-{solver}.npz"));
+        let o = lcsim(&[
+            "equilibrium",
+            "--params",
+            &p("P.npz"),
+            "--input",
+            &p("X.npy"),
+            "--labels",
+            &p("Y.npy"),
+            "--out",
+            &out,
+            "--solver",
+            solver,
+            "--atol",
+            "1e-8",
+            "--rtol",
+            "1e-8",
+            "--ode-atol",
+            "1e-12",
+        ]);
+        assert!(o.status.success(), "{solver}: {}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("basin switches 0/5"), "{solver}: {stdout}");
+        let r = read_npz(Path::new(&out)).unwrap();
+        assert!(
+            r["controlled_converged"].data.iter().all(|&c| c == 1.0),
+            "{solver}"
+        );
+        assert_eq!(r["basin_switch"].data, vec![0.0; 5], "{solver}");
+        // Every solver finds the same (unique, stable) equilibria.
+        let v = r["v"].data.clone();
+        match &reference {
+            None => reference = Some(v),
+            Some(v0) => {
+                let d = v
+                    .iter()
+                    .zip(v0)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(d <= 1e-5, "{solver}: controlled v differs by {d:e}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! metrics.csv (grown only by appended columns), alignment.csv and trajectories.csv stay byte for byte what they were, and
 //! metrics.csv reads back as before (values and error messages): against fixtures written by
-//! the original hand-written writers and reader.
+//! the original hand-written writers and reader. metrics.csv's fixtures were regenerated when
+//! columns were appended (issue 13: fraction_folds and fraction_uncertified, then the five
+//! diagnostics): the first 15 columns of every row, and the reading of 13-column tables, are
+//! unchanged.
 
-use lcsim::io::metrics::{read_csv, to_csv, EpochMetrics};
+use lcsim::io::metrics::{read_csv, to_csv, EpochDiagnostics, EpochMetrics};
 use lcsim::learn::variant::Method;
 use lcsim::studies::alignment::{alignment_csv, AlignmentCurve, AlignmentPoint};
 use lcsim::studies::simulate::{trajectories_csv, SampleTrajectory, Simulation};
@@ -58,6 +61,14 @@ fn metrics_rows() -> Vec<EpochMetrics> {
             feedback_angle_d: number(i + 11),
             fraction_folds: number(i + 12),
             fraction_uncertified: number(i + 13),
+            diagnostics: EpochDiagnostics {
+                fraction_basin_switch: number(i + 14),
+                fraction_free_converged: number(i + 15),
+                free_spectral_abscissa: number(i + 16),
+                alignment_cosine: number(i + 17),
+                diagnostics_failed: 2 * i,
+                failure: String::new(),
+            },
         })
         .collect()
 }
@@ -84,8 +95,8 @@ fn read_report(name: &str, text: &str) -> String {
 fn metrics_csv_reads_as_before() {
     let full = to_csv(&metrics_rows());
     let header = full.lines().next().unwrap().to_string();
-    let old_header: String = header.split(',').take(13).collect::<Vec<_>>().join(",");
-    let header_15: String = header.split(',').take(15).collect::<Vec<_>>().join(",");
+    let first = |n: usize| header.split(',').take(n).collect::<Vec<_>>().join(",");
+    let (old_header, feedback_header, branch_header) = (first(13), first(15), first(17));
     let row = |n: usize| {
         (0..n)
             .map(|c| format!("{}", c as f64 + 0.5))
@@ -97,29 +108,40 @@ fn metrics_csv_reads_as_before() {
         ("crlf.csv", full.replace('\n', "\r\n")),
         (
             "blank-lines.csv",
-            format!("{header}\n\n{}\n   \n{}\n", row(17), row(17)),
+            format!("{header}\n\n{}\n   \n{}\n", row(22), row(22)),
         ),
         (
             "spaces.csv",
-            format!("{header}\n{}\n", row(17).replace(',', " , ")),
+            format!("{header}\n{}\n", row(22).replace(',', " , ")),
         ),
         ("old-columns.csv", format!("{old_header}\n{}\n", row(13))),
-        ("fifteen-columns.csv", format!("{header_15}\n{}\n", row(15))),
-        ("no-trailing-newline.csv", format!("{header}\n{}", row(17))),
+        (
+            "feedback-columns.csv",
+            format!("{feedback_header}\n{}\n", row(15)),
+        ),
+        (
+            "branch-columns.csv",
+            format!("{branch_header}\n{}\n", row(17)),
+        ),
+        ("no-trailing-newline.csv", format!("{header}\n{}", row(22))),
         ("header-only.csv", format!("{header}\n")),
         ("empty.csv", String::new()),
-        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(17))),
+        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(22))),
         ("bad-header.csv", format!("epoch,loss\n{}\n", row(2))),
         (
             "bad-cell.csv",
-            format!("{header}\n{}\n{},x\n", row(17), row(16)),
+            format!("{header}\n{}\n{},x\n", row(22), row(21)),
         ),
-        ("empty-cell.csv", format!("{header}\n{},\n", row(16))),
-        ("short-row.csv", format!("{header}\n\n{}\n", row(16))),
-        ("long-row.csv", format!("{header}\n{}\n", row(18))),
+        ("empty-cell.csv", format!("{header}\n{},\n", row(21))),
+        ("short-row.csv", format!("{header}\n\n{}\n", row(21))),
+        ("long-row.csv", format!("{header}\n{}\n", row(23))),
         (
             "old-header-new-row.csv",
-            format!("{old_header}\n{}\n", row(17)),
+            format!("{old_header}\n{}\n", row(22)),
+        ),
+        (
+            "feedback-header-new-row.csv",
+            format!("{feedback_header}\n{}\n", row(22)),
         ),
     ];
     let report: String = cases

@@ -4,11 +4,12 @@
 //! Set `LCSIM_PLOT_SAMPLES=/some/dir` to keep a copy of the realistic figures for viewing.
 
 use lcsim::error::LcsimError;
-use lcsim::io::metrics::EpochMetrics;
+use lcsim::io::metrics::{EpochDiagnostics, EpochMetrics};
 use lcsim::plot::{
-    control_magnitude, feedback_alignment, learning_curves, solver_statistics, trajectories,
-    trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL,
-    LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE, UNCONVERGED_LABEL,
+    control_magnitude, feedback_alignment, learning_curves, solver_statistics, stability,
+    trajectories, trajectories_size, FigureFormat, Series, TrajectoryPanel, ACCURACY_LABEL,
+    EPOCH_LABEL, H_LABEL, LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TIME_LABEL, TWO_PANEL_SIZE,
+    UNCONVERGED_LABEL,
 };
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,7 @@ fn row(epoch: usize) -> EpochMetrics {
         feedback_angle_d: f64::NAN,
         fraction_folds: f64::NAN,
         fraction_uncertified: f64::NAN,
+        diagnostics: EpochDiagnostics::default(),
     }
 }
 
@@ -463,6 +465,42 @@ fn feedback_alignment_is_drawn_for_kolen_pollack_runs_only() {
     let other = dir.path().join("none.svg");
     assert!(!feedback_alignment(&[row(1), row(2)], "di", &other, FigureFormat::Svg).unwrap());
     assert!(!other.exists());
+}
+
+#[test]
+fn stability_is_drawn_when_diagnostics_were_measured_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Stability being lost: the spectral abscissa crosses 0, free solves fail, basins switch;
+    // epoch 4's diagnostics could not be computed (NaN, skipped).
+    let measured: Vec<EpochMetrics> = (1..=5)
+        .map(|e| {
+            let t = e as f64;
+            let nan_if_4 = |v: f64| if e == 4 { f64::NAN } else { v };
+            EpochMetrics {
+                diagnostics: EpochDiagnostics {
+                    fraction_basin_switch: nan_if_4(0.05 * (t - 1.0)),
+                    fraction_free_converged: 1.0 - 0.1 * (t - 1.0),
+                    free_spectral_abscissa: nan_if_4(-0.4 + 0.12 * t),
+                    alignment_cosine: nan_if_4(0.95 - 0.1 * t),
+                    diagnostics_failed: usize::from(e == 4) * 64,
+                    failure: String::new(),
+                },
+                ..row(e)
+            }
+        })
+        .collect();
+    for format in FORMATS {
+        let path = dir.path().join(format!("stability.{}", format.extension()));
+        assert!(stability(&measured, "lcp-di", &path, format).unwrap());
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+        if format == FigureFormat::Png {
+            assert_eq!(std::fs::read(&path).unwrap()[..8], PNG_SIGNATURE);
+            keep_sample(&path);
+        }
+    }
+    let off = dir.path().join("off.png");
+    assert!(!stability(&[row(1), row(2)], "off", &off, FigureFormat::Png).unwrap());
+    assert!(!off.exists());
 }
 
 #[test]

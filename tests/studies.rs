@@ -6,7 +6,7 @@ mod common;
 
 use common::{lcsim, stderr};
 use lcsim::config::{Config, Method};
-use lcsim::io::metrics::{to_csv, EpochMetrics};
+use lcsim::io::metrics::{to_csv, EpochDiagnostics, EpochMetrics};
 use lcsim::solve::SolverSettings;
 use lcsim::studies::alignment::{alignment_curve, compare_with_gradient, validate_alphas, Subject};
 use lcsim::studies::check::{random_problem, CheckSettings};
@@ -159,6 +159,7 @@ fn fake_run(dir: &Path, method: &str, h: &[f64]) {
             feedback_angle_d: f64::NAN,
             fraction_folds: f64::NAN,
             fraction_uncertified: f64::NAN,
+            diagnostics: EpochDiagnostics::default(),
         })
         .collect();
     std::fs::write(dir.join("metrics.csv"), to_csv(&rows)).unwrap();

@@ -204,9 +204,14 @@ fn resume_matches(method: &str) {
     let strip = |h: &[EpochMetrics]| {
         let rows: Vec<_> = h
             .iter()
-            .map(|m| EpochMetrics {
-                wall_time_s: 0.0,
-                ..m.clone()
+            .map(|m| {
+                let mut m = EpochMetrics {
+                    wall_time_s: 0.0,
+                    ..m.clone()
+                };
+                // The reason of failed diagnostics is not stored in metrics.csv.
+                m.diagnostics.failure.clear();
+                m
             })
             .collect();
         format!("{rows:?}")
@@ -262,6 +267,20 @@ fn training_is_identical_at_any_thread_count() {
                     ..m
                 })
                 .collect();
+            // The diagnostics are measured (and so compared) on every epoch.
+            for m in &metrics {
+                let d = &m.diagnostics;
+                assert!(
+                    d.free_spectral_abscissa.is_finite() && d.fraction_free_converged > 0.0,
+                    "{method}: {d:?}"
+                );
+                if method != "rbp" {
+                    assert!(
+                        d.alignment_cosine.is_finite() && d.fraction_basin_switch.is_finite(),
+                        "{method}: {d:?}"
+                    );
+                }
+            }
             // Debug text: NaN entries (H of rbp) compare equal too.
             (
                 format!("{:?} {:?}", state.net.params(), state.feedback),

@@ -34,6 +34,9 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Worker threads (0 = all cores).
     pub threads: usize,
+    /// Samples of the fixed diagnostics batch checked at the end of every epoch (the first
+    /// ones of the test split, or of the training split without a test split); 0 = off.
+    pub diagnostics_samples: usize,
 }
 
 impl Default for TrainingConfig {
@@ -51,6 +54,7 @@ impl Default for TrainingConfig {
             eval_every: 1,
             seed: 0,
             threads: 0,
+            diagnostics_samples: 64,
         }
     }
 }

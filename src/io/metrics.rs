@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One row of metrics.csv. Quantities not measured in an epoch (test metrics between
-/// evaluations, H for the gradient baselines) are NaN.
+/// evaluations, H for the gradient baselines, the diagnostics when they are off) are NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, from 1.
@@ -48,12 +48,54 @@ pub struct EpochMetrics {
     /// Fraction of accelerated solves (free and controlled) whose equilibrium the flow
     /// certificate rejected (their fallback's result was used; NaN without solves to certify).
     pub fraction_uncertified: f64,
+    /// Basin and stability diagnostics at the end of the epoch, on the fixed diagnostics batch.
+    pub diagnostics: EpochDiagnostics,
+}
+
+/// The basin and stability diagnostics of one epoch (spec 2.1, 2.2), measured at the end of
+/// the epoch on a fixed batch (`training.diagnostics_samples`; see [`crate::train::diagnostics`]).
+/// A quantity that could not be computed on any sample is NaN, never zero; the samples it
+/// could not be computed on are counted in `diagnostics_failed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochDiagnostics {
+    /// Fraction of the samples whose controlled equilibrium phi*, relaxed with the controller
+    /// switched off (the free flow from phi*), does not return to phi0: the controlled state
+    /// left phi0's basin (LCP methods; NaN for rbp / bp).
+    pub fraction_basin_switch: f64,
+    /// Fraction of the batch's free solves that converged.
+    pub fraction_free_converged: f64,
+    /// Largest real part of the spectrum of the free Jacobian `diag(1/tau) df/dphi` at phi0,
+    /// max over the samples (negative: every free equilibrium is stable).
+    pub free_spectral_abscissa: f64,
+    /// `cosine(Delta theta, -grad_theta L(phi0))`: the method's update against the negative
+    /// RBP gradient on the batch (LCP methods; NaN for rbp / bp).
+    pub alignment_cosine: f64,
+    /// Samples on which some diagnostic could not be computed (a solve that did not converge).
+    pub diagnostics_failed: usize,
+    /// Why, by reason and count (empty when none failed; not stored in metrics.csv).
+    #[serde(default)]
+    pub failure: String,
+}
+
+impl Default for EpochDiagnostics {
+    /// Not measured: NaN everywhere, nothing failed.
+    fn default() -> Self {
+        EpochDiagnostics {
+            fraction_basin_switch: f64::NAN,
+            fraction_free_converged: f64::NAN,
+            free_spectral_abscissa: f64::NAN,
+            alignment_cosine: f64::NAN,
+            diagnostics_failed: 0,
+            failure: String::new(),
+        }
+    }
 }
 
 /// Column names of metrics.csv, in order (tables written before the feedback columns
-/// existed have the first 13, those before the fold and certificate columns the first 15;
-/// they are read with NaN in the missing ones).
-pub const COLUMNS: [&str; 17] = [
+/// existed have the first 13, those before the fold and certificate columns the first 15,
+/// those before the diagnostics the first 17; all are read with NaN in the missing columns
+/// and 0 failed diagnostics).
+pub const COLUMNS: [&str; 22] = [
     "epoch",
     "train_loss",
     "train_accuracy",
@@ -71,13 +113,20 @@ pub const COLUMNS: [&str; 17] = [
     "feedback_angle_d",
     "fraction_folds",
     "fraction_uncertified",
+    "fraction_basin_switch",
+    "fraction_free_converged",
+    "free_spectral_abscissa",
+    "alignment_cosine",
+    "diagnostics_failed",
 ];
 
-/// Widths of older tables: before the feedback angles, before the folds and certificates.
-const OLD_COLUMNS: [usize; 2] = [13, 15];
+/// Widths of the older tables the reader accepts: before the feedback angles, before the
+/// folds and certificates, and before the diagnostics.
+const OLD_WIDTHS: [usize; 3] = [13, 15, 17];
 
 impl EpochMetrics {
-    fn values(&self) -> [f64; 17] {
+    fn values(&self) -> [f64; 22] {
+        let d = &self.diagnostics;
         [
             self.epoch as f64,
             self.train_loss,
@@ -96,10 +145,16 @@ impl EpochMetrics {
             self.feedback_angle_d,
             self.fraction_folds,
             self.fraction_uncertified,
+            d.fraction_basin_switch,
+            d.fraction_free_converged,
+            d.free_spectral_abscissa,
+            d.alignment_cosine,
+            d.diagnostics_failed as f64,
         ]
     }
 
     fn from_values(v: &[f64]) -> Self {
+        let at = |i: usize| v.get(i).copied().unwrap_or(f64::NAN);
         EpochMetrics {
             epoch: v[0] as usize,
             train_loss: v[1],
@@ -114,10 +169,18 @@ impl EpochMetrics {
             skipped_samples: v[10] as usize,
             learning_rate: v[11],
             wall_time_s: v[12],
-            feedback_angle_w: v.get(13).copied().unwrap_or(f64::NAN),
-            feedback_angle_d: v.get(14).copied().unwrap_or(f64::NAN),
-            fraction_folds: v.get(15).copied().unwrap_or(f64::NAN),
-            fraction_uncertified: v.get(16).copied().unwrap_or(f64::NAN),
+            feedback_angle_w: at(13),
+            feedback_angle_d: at(14),
+            fraction_folds: at(15),
+            fraction_uncertified: at(16),
+            diagnostics: EpochDiagnostics {
+                fraction_basin_switch: at(17),
+                fraction_free_converged: at(18),
+                free_spectral_abscissa: at(19),
+                alignment_cosine: at(20),
+                diagnostics_failed: v.get(21).map_or(0, |&n| n as usize),
+                failure: String::new(),
+            },
         }
     }
 }
@@ -131,8 +194,8 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
     )
 }
 
-/// Parses metrics.csv as written by [`to_csv`] (also the 13 or 15 columns of older tables; blank
-/// lines are skipped, cells may be padded with spaces).
+/// Parses metrics.csv as written by [`to_csv`] (also the 13, 15 and 17 columns of older tables;
+/// blank lines are skipped, cells may be padded with spaces).
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     let bad = |line: u64, why: String| LcsimError::InvalidValue {
@@ -164,15 +227,12 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
         Some(Ok(h)) if first_line(&h) == 1 => h.iter().collect::<Vec<_>>().join(","),
         _ => String::new(),
     };
-    let width = if header == COLUMNS.join(",") {
-        COLUMNS.len()
-    } else if let Some(&w) = OLD_COLUMNS
-        .iter()
-        .find(|&&w| header == COLUMNS[..w].join(","))
+    let width = match std::iter::once(COLUMNS.len())
+        .chain(OLD_WIDTHS)
+        .find(|&w| header == COLUMNS[..w].join(","))
     {
-        w
-    } else {
-        return Err(bad(1, format!("header `{}`", raw(1))));
+        Some(w) => w,
+        None => return Err(bad(1, format!("header `{}`", raw(1)))),
     };
     let mut rows = Vec::new();
     for record in records {

@@ -38,9 +38,9 @@ pub use panels::{
     LINE_PANEL_SIZE,
 };
 pub use run_figures::{
-    control_magnitude, feedback_alignment, learning_curves, solver_statistics, ACCURACY_LABEL,
-    EPOCH_LABEL, H_LABEL, LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL, TWO_PANEL_SIZE,
-    UNCONVERGED_LABEL,
+    control_magnitude, feedback_alignment, learning_curves, solver_statistics, stability,
+    ABSCISSA_LABEL, ACCURACY_LABEL, EPOCH_LABEL, H_LABEL, LOSS_LABEL, ONE_PANEL_SIZE, STEPS_LABEL,
+    TWO_PANEL_SIZE, UNCONVERGED_LABEL,
 };
 pub use sweep_figures::{heatmap, parameter_lines, Heatmap, SWEEP_FIGURE_SIZE};
 pub use trajectories::{trajectories, trajectories_size, TrajectoryPanel, TIME_LABEL};

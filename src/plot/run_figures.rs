@@ -1,5 +1,6 @@
 //! Figures of one training run, drawn from its metrics.csv: learning curves, control
-//! magnitude H, feedback alignment and solver statistics.
+//! magnitude H, feedback alignment, solver statistics and the basin and stability
+//! diagnostics.
 
 use super::axis::Axis;
 use super::figure::{Figure, Layout, Line, Panel};
@@ -259,6 +260,94 @@ pub fn solver_statistics(
         marker: None,
     };
     render(&fig, path, format)
+}
+
+/// Axis label of the spectral abscissa axis.
+pub const ABSCISSA_LABEL: &str = "max Re λ of the free Jacobian at φ0";
+
+/// The basin and stability diagnostics over training (spec 2.1, 2.2), two panels side by side,
+/// x = epoch. Left: the fraction of the diagnostics batch whose controlled equilibrium left
+/// phi0's basin (basin switches), the fraction of its free solves that converged, and the
+/// cosine between the update and the negative RBP gradient (LCP methods). Right: the
+/// largest real part of the free Jacobian's spectrum at phi0 over the batch, with the
+/// stability boundary 0 dashed (above it a free equilibrium is unstable). Written with
+/// size [`TWO_PANEL_SIZE`].
+///
+/// Returns `Ok(false)` and writes nothing when no epoch has diagnostics (they were off,
+/// `training.diagnostics_samples = 0`, or the table predates them), `Ok(true)` when the
+/// figure was written.
+///
+/// Errors: the file cannot be written ([`LcsimError::Io`] naming `path`).
+pub fn stability(
+    rows: &[EpochMetrics],
+    title: &str,
+    path: &Path,
+    format: FigureFormat,
+) -> Result<bool> {
+    if !rows
+        .iter()
+        .any(|r| r.diagnostics.fraction_free_converged.is_finite())
+    {
+        return Ok(false);
+    }
+    let rows = sorted_rows(rows, "rows")?;
+    let epochs: Vec<f64> = rows.iter().map(|r| r.epoch as f64).collect();
+    let x = Axis::epochs(&epochs);
+    let col = |f: fn(&EpochMetrics) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    let switches = col(|r| r.diagnostics.fraction_basin_switch);
+    let converged = col(|r| r.diagnostics.fraction_free_converged);
+    let cosine = col(|r| r.diagnostics.alignment_cosine);
+    let mut converged_line =
+        Line::new("free solves converged", OKABE_ITO[1], &epochs, &converged).markers();
+    converged_line.dashed = true;
+    let mut cosine_line = Line::new("cos(Δθ, −∇L(φ0))", OKABE_ITO[2], &epochs, &cosine).markers();
+    cosine_line.square = true;
+    let left_lines = vec![
+        Line::new("basin switches", OKABE_ITO[0], &epochs, &switches).markers(),
+        converged_line,
+        cosine_line,
+    ];
+    let all: Vec<f64> = switches
+        .iter()
+        .chain(&converged)
+        .chain(&cosine)
+        .copied()
+        .chain([0.0, 1.0])
+        .collect();
+    let mut left = Panel::new(
+        x.clone(),
+        EPOCH_LABEL,
+        "fraction of the diagnostics batch / cosine",
+        left_lines,
+        None,
+    );
+    left.y = Axis::linear(&all, 6);
+    let abscissa = col(|r| r.diagnostics.free_spectral_abscissa);
+    let mut boundary = Line::new(
+        "stability boundary",
+        OKABE_ITO[4],
+        &epochs,
+        &vec![0.0; epochs.len()],
+    );
+    boundary.dashed = true;
+    let right_lines = vec![
+        Line::new("spectral abscissa", OKABE_ITO[0], &epochs, &abscissa).markers(),
+        boundary,
+    ];
+    let mut right = Panel::new(x, EPOCH_LABEL, ABSCISSA_LABEL, right_lines, None);
+    right.y = Axis::linear(
+        &abscissa.iter().copied().chain([0.0]).collect::<Vec<_>>(),
+        6,
+    );
+    let fig = Figure {
+        size: TWO_PANEL_SIZE,
+        title: title.to_string(),
+        panels: vec![left, right],
+        layout: Layout::Row,
+        marker: None,
+    };
+    render(&fig, path, format)?;
+    Ok(true)
 }
 
 /// The rows sorted by epoch; error when there are none.

@@ -28,25 +28,16 @@ use crate::config::{Config, Method};
 use crate::control::free_equilibrium;
 use crate::control::{CoupledSystem, Objective};
 use crate::error::{invalid, Result};
-use crate::learn::plasticity::combine;
-use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
+use crate::learn::rbp::rbp_gradient;
 use crate::learn::variant::ControlledEquilibrium;
 use crate::solve::BatchSteadyState;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
-use crate::train::kept_samples;
+use crate::train::diagnostics::{aligned_update, AlignedUpdate};
 use nalgebra::DMatrix;
 use serde::Serialize;
 
-/// `(cosine(Delta theta, -g), |Delta theta| / (beta |g|))` for an update `Delta theta` and a
-/// gradient `g` in the same layout (NaN when either norm is zero: the direction is undefined).
-pub fn compare_with_gradient(update: &Params, gradient: &Params, beta: f64) -> (f64, f64) {
-    let (nu, ng) = (update.norm(), gradient.norm());
-    if nu == 0.0 || ng == 0.0 {
-        return (f64::NAN, f64::NAN);
-    }
-    (-update.dot(gradient) / (nu * ng), nu / (beta * ng))
-}
+pub use crate::train::diagnostics::compare_with_gradient;
 
 /// The alphas of an alignment study: finite, > 0, distinct; returned increasing. Errors name
 /// `field` (the config key or flag the alphas came from).
@@ -175,28 +166,21 @@ pub fn alignment_curve(
         controller.alpha = alpha;
         let settings = config.variant(subject.variant, controller);
         let eq = ControlledEquilibrium::find(&settings, subject.feedback, &free, &phi0)?;
-        let mut solves: Vec<&BatchSteadyState> = free_solve.iter().collect();
-        solves.extend([&adjoints, &eq.solve]);
-        let keep = kept_samples(config, &solves)?;
+        let AlignedUpdate {
+            update,
+            gradient: g,
+            h,
+            samples_used,
+        } = aligned_update(
+            config,
+            &free,
+            &phi0,
+            free_solve.as_ref(),
+            &gradient,
+            &adjoints,
+            &eq,
+        )?;
         let beta = controller.beta();
-        let (update, g, h) = if keep.is_empty() {
-            (None, None, f64::NAN)
-        } else if keep.len() == b {
-            let h = combine(&free, &eq.control_magnitudes());
-            (Some(eq.update()?), Some(gradient.clone()), h)
-        } else {
-            let sub = eq.select_samples(&keep);
-            let g = gradient_from_adjoints(
-                &free.select_samples(&keep),
-                &phi0.select_columns(&keep),
-                &adjoints.states.select_columns(&keep),
-            );
-            (
-                Some(sub.update()?),
-                Some(g),
-                combine(&free, &sub.control_magnitudes()),
-            )
-        };
         let (cosine, norm_ratio, update_norm, gradient_norm) = match (&update, &g) {
             (Some(u), Some(g)) => {
                 let (c, r) = compare_with_gradient(u, g, beta);
@@ -214,7 +198,7 @@ pub fn alignment_curve(
             h,
             converged: count(&eq.solve),
             solves: eq.solve.records.len(),
-            samples_used: keep.len(),
+            samples_used,
             max_residual: eq.solve.max_residual(),
             mean_steps: eq.solve.mean_steps(),
         });

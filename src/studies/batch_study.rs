@@ -7,7 +7,16 @@
 //! v, y, u_i, u, e (B, n)   controlled equilibrium  H (B,)           1/2 |psi*|^2 per sample
 //! lcp_<P>                  LCP-DI update           <stage>_converged, _residual, _time, _steps,
 //!                                                  _rhs_evals, _jvp_evals, _fallback
+//! free_spectral_abscissa (B,)  max Re lambda(diag(1/tau) df/dphi (phi0)) (< 0: stable; NaN
+//!                              where the free solve did not converge)
+//! basin_switch (B,)        1 when the free flow from phi* does not return to phi0, 0 when
+//!                          it does, NaN when undecided (a solve did not converge; lcp-di only)
 //! ```
+//!
+//! (`free_converged` is the free-state converged flag.) The diagnostics are those of
+//! training's epochs ([`crate::train::diagnostics`]: the basin tolerance, the integrator that
+//! follows the flow from phi*); every solver of the config may relax the batch, the
+//! accelerated ones (`anderson`, `newton-krylov`) with their default settings.
 
 use crate::control::branch::{branch_equilibrium, BranchSettings, EquilibriumDefinition};
 use crate::control::relax;
@@ -23,6 +32,7 @@ use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState};
 use crate::system::loss::Loss;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
+use crate::train::diagnostics::{basin_switches_of, spectral_abscissae_of};
 use nalgebra::DMatrix;
 use std::path::{Path, PathBuf};
 
@@ -121,6 +131,19 @@ pub struct BatchStudy {
     pub solves: Vec<(String, SolveSummary)>,
     /// Mean of H = 1/2 |psi*|^2 over the batch (LCP-DI only).
     pub mean_h: Option<f64>,
+    pub diagnostics: BatchDiagnosticsSummary,
+}
+
+/// The stability and basin diagnostics of the batch, summed up.
+#[derive(Clone, Debug)]
+pub struct BatchDiagnosticsSummary {
+    pub samples: usize,
+    /// Free solves that converged.
+    pub free_converged: usize,
+    /// Largest spectral abscissa over them (None: no free solve converged).
+    pub max_spectral_abscissa: Option<f64>,
+    /// LCP-DI: (basin switches, samples where it was decided).
+    pub basin_switches: Option<(usize, usize)>,
 }
 
 /// How the samples of one batched solve ended.
@@ -182,6 +205,19 @@ pub fn equilibrium_arrays(
     push_records(&mut out, "free", &free_solve);
     out.push(("free_loss".into(), vector(&free.losses(&phi0))));
     solves.push(("free".to_string(), SolveSummary::of(&free_solve)));
+    let free_converged = converged_samples(&free_solve);
+    let abscissa = spectral_abscissae_of(&free, &phi0, &free_converged);
+    out.push(("free_spectral_abscissa".into(), vector(&abscissa)));
+    let mut diagnostics = BatchDiagnosticsSummary {
+        free_converged: free_converged.len(),
+        samples: x.ncols(),
+        max_spectral_abscissa: abscissa
+            .iter()
+            .copied()
+            .filter(|a| !a.is_nan())
+            .reduce(f64::max),
+        basin_switches: None,
+    };
 
     if s.method != BatchMethod::Free {
         let (grad, adjoints) = rbp_gradient(&free, &phi0, opts);
@@ -219,6 +255,16 @@ pub fn equilibrium_arrays(
         );
         push_rows(&mut out, "e", &rows(controlled.control_rows()));
         push_records(&mut out, "controlled", &solve);
+        let controlled_converged = converged_samples(&solve);
+        let decidable: Vec<usize> = free_converged
+            .iter()
+            .copied()
+            .filter(|j| controlled_converged.contains(j))
+            .collect();
+        let (switch, _) = basin_switches_of(&free, &phi0, &controlled.phi(z), opts, &decidable);
+        let decided: Vec<f64> = switch.iter().copied().filter(|s| !s.is_nan()).collect();
+        diagnostics.basin_switches = Some((decided.iter().sum::<f64>() as usize, decided.len()));
+        out.push(("basin_switch".into(), vector(&switch)));
         let h = control_magnitude(&controlled, z);
         out.push(("H".into(), vector(&h)));
         push_params(&mut out, "lcp_", net, &least_control_update(&controlled, z));
@@ -229,7 +275,15 @@ pub fn equilibrium_arrays(
         arrays: out,
         solves,
         mean_h,
+        diagnostics,
     })
+}
+
+/// The samples whose solve converged.
+fn converged_samples(b: &BatchSteadyState) -> Vec<usize> {
+    (0..b.records.len())
+        .filter(|&j| b.records[j].converged())
+        .collect()
 }
 
 /// Writes the arrays to one .npz file, atomically.
@@ -288,6 +342,24 @@ impl std::fmt::Display for BatchStudy {
         }
         if let Some(h) = self.mean_h {
             writeln!(f, "  mean H = 1/2 |psi*|^2: {h:.6e}")?;
+        }
+        let d = &self.diagnostics;
+        let abscissa = d
+            .max_spectral_abscissa
+            .map_or("NaN (no free solve converged)".to_string(), |a| {
+                format!("{a:.4e}")
+            });
+        writeln!(
+            f,
+            "diagnostics: free converged {}/{}, max spectral abscissa of the free Jacobian {abscissa}",
+            d.free_converged, d.samples
+        )?;
+        if let Some((switched, decided)) = d.basin_switches {
+            writeln!(
+                f,
+                "  basin switches {switched}/{decided} decided ({} undecided: a solve did not converge)",
+                d.samples - decided
+            )?;
         }
         Ok(())
     }

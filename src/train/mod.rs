@@ -1,13 +1,16 @@
 //! The training loop (the executor): mini-batches through the plasticity rule or a
 //! gradient baseline, an optimizer step, evaluation, and per-epoch metrics handed to an
-//! [`Observer`] (which records, checkpoints and shows progress). The loop itself writes
-//! nothing.
+//! [`Observer`] (which records, checkpoints and shows progress), with the basin and
+//! stability diagnostics of a fixed batch ([`diagnostics`]) at the end of every epoch. The
+//! loop itself writes nothing.
+
+pub mod diagnostics;
 
 use crate::config::{Config, Method, OnUnconverged};
 use crate::control::{free_equilibrium, CoupledSystem, Objective};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, Result};
-use crate::io::metrics::EpochMetrics;
+use crate::io::metrics::{EpochDiagnostics, EpochMetrics};
 use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
     kolen_pollack_of,
@@ -248,6 +251,7 @@ pub fn train<S: Trainable>(
 ) -> Result<(TrainingState<S>, Outcome)> {
     let t = &config.training;
     let pool = thread_pool(t.threads)?;
+    let diagnostics_batch = diagnostics_batch(config, data);
     while state.epochs_done() < t.epochs {
         let epoch = state.epochs_done() + 1;
         let start = Instant::now();
@@ -281,6 +285,17 @@ pub fn train<S: Trainable>(
         } else {
             (f64::NAN, f64::NAN)
         };
+        let diagnostics = match &diagnostics_batch {
+            Some((x, targets)) => {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok((state, Outcome::Interrupted));
+                }
+                let (net, feedback) = (&trial.net, trial.feedback.as_ref());
+                pool.install(|| diagnostics::diagnose(config, net, feedback, x, targets))?
+                    .summary()
+            }
+            None => EpochDiagnostics::default(),
+        };
         let n = tally.samples.max(1) as f64;
         let (feedback_angle_w, feedback_angle_d) = trial.feedback_angles(config);
         let metrics = EpochMetrics {
@@ -313,12 +328,26 @@ pub fn train<S: Trainable>(
                 0 => f64::NAN,
                 n => tally.uncertified as f64 / n as f64,
             },
+            diagnostics,
         };
         trial.history.push(metrics.clone());
         state = trial;
         observer.on_epoch(&state, &metrics)?;
     }
     Ok((state, Outcome::Completed))
+}
+
+/// The fixed diagnostics batch (inputs, targets): the first `training.diagnostics_samples`
+/// samples of the test split, or of the training split when there is no test split; None
+/// when the diagnostics are off.
+pub fn diagnostics_batch(config: &Config, data: &Split) -> Option<(DMatrix<f64>, DMatrix<f64>)> {
+    let split = if data.test.is_empty() {
+        &data.train
+    } else {
+        &data.test
+    };
+    let n = config.training.diagnostics_samples.min(split.len());
+    (n > 0).then(|| split.batch(&(0..n).collect::<Vec<_>>()))
 }
 
 /// What [`time_batches`] measured.
