@@ -464,6 +464,7 @@ fn training_records_folds_and_certificates_per_epoch() {
             "training.epochs=3",
             "training.batch_size=16",
             "training.learning_rate=0.02",
+            "controller.alpha=0.1",
             "solver.atol=1e-7",
         ]
         .iter()
