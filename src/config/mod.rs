@@ -4,7 +4,7 @@
 //! output), reading a file with its overrides (load, overrides), validation, and the
 //! documented default (docs).
 
-use crate::control::ControllerSettings;
+use crate::control::{ControllerSettings, Objective};
 use crate::solve::SolverSettings;
 use crate::system::rate::Topology;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,11 @@ impl Config {
                 layers: self.model.hidden.clone(),
             },
         }
+    }
+
+    /// The objective of a batch of `batch_size` samples (`method.loss`, `method.loss_scale`).
+    pub fn objective(&self, batch_size: usize) -> Objective {
+        Objective::new(self.method.loss, self.method.loss_scale, batch_size)
     }
 
     /// The controller of `[dynamics]` and `[controller]`.

@@ -167,16 +167,22 @@ pub fn rightmost_ritz_values(
     let values = (0..p)
         .map(|j| {
             let m = size[j];
-            let h = hess[j].view((0, 0), (m, m)).into_owned();
-            match nalgebra::Schur::try_new(h, 1e-14, 10_000) {
-                Some(schur) => schur
-                    .complex_eigenvalues()
-                    .iter()
-                    .map(|l| l.re)
-                    .fold(f64::NEG_INFINITY, f64::max),
-                None => f64::NAN,
-            }
+            spectral_abscissa(hess[j].view((0, 0), (m, m)).into_owned())
         })
         .collect();
     (values, applications)
+}
+
+/// The spectral abscissa `max Re lambda(m)` of a square matrix, from its real Schur form
+/// (with an iteration cap: nalgebra's uncapped eigenvalue iteration can loop forever); NaN
+/// when the iteration fails.
+pub fn spectral_abscissa(m: DMatrix<f64>) -> f64 {
+    match nalgebra::Schur::try_new(m, 1e-14, 10_000) {
+        Some(schur) => schur
+            .complex_eigenvalues()
+            .iter()
+            .map(|l| l.re)
+            .fold(f64::NEG_INFINITY, f64::max),
+        None => f64::NAN,
+    }
 }

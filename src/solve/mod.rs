@@ -15,7 +15,7 @@ mod accelerated;
 mod krylov;
 mod settings;
 
-pub use krylov::rightmost_ritz_values;
+pub use krylov::{rightmost_ritz_values, spectral_abscissa};
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
     FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,

@@ -26,7 +26,7 @@
 
 use crate::config::{Config, Method};
 use crate::control::free_equilibrium;
-use crate::control::{CoupledSystem, Objective};
+use crate::control::CoupledSystem;
 use crate::error::{invalid, Result};
 use crate::learn::rbp::rbp_gradient;
 use crate::learn::variant::ControlledEquilibrium;
@@ -148,7 +148,7 @@ pub fn alignment_curve(
     }
     let net = subject.net;
     let b = inputs.ncols();
-    let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
+    let objective = config.objective(b);
     let free = CoupledSystem::new(
         net,
         inputs.clone(),

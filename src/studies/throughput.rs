@@ -3,7 +3,7 @@
 //! `(W; D)^T psi`: `4 n_h (n_h + n_y)` flop per sample) and this machine's dgemm peak.
 
 use crate::config::Config;
-use crate::control::{CoupledSystem, Objective};
+use crate::control::CoupledSystem;
 use crate::error::{invalid, Result};
 use crate::numerics::linalg::dgemm_gflops;
 use crate::numerics::rng::Rng;
@@ -71,7 +71,7 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<()> 
     let b = config.solver.accelerated.chunk.min(data.train.len());
     let idx: Vec<usize> = (0..b).collect();
     let (x, targets) = data.train.batch(&idx);
-    let objective = Objective::new(config.method.loss, config.method.loss_scale, t.batch_size);
+    let objective = config.objective(t.batch_size);
     let sys = CoupledSystem::new(
         &net,
         x,

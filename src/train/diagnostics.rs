@@ -35,14 +35,15 @@
 //! over the samples where they are defined and are NaN when there are none.
 
 use crate::config::{Config, OnUnconverged};
-use crate::control::{free_equilibrium, CoupledSystem, Objective};
+use crate::control::{free_equilibrium, CoupledSystem};
 use crate::error::Result;
 use crate::io::metrics::EpochDiagnostics;
 use crate::learn::plasticity::combine;
 use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
 use crate::learn::variant::ControlledEquilibrium;
 use crate::solve::{
-    rightmost_ritz_values, solve_batch, BatchSteadyState, SolverSettings, SteadyState, VectorField,
+    rightmost_ritz_values, solve_batch, spectral_abscissa, BatchSteadyState, SolverSettings,
+    SteadyState, VectorField,
 };
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
@@ -150,17 +151,7 @@ pub fn free_spectral_abscissae<F: VectorField>(free: &F, phi0: &DMatrix<f64>) ->
         })
         .collect();
     (0..b)
-        .map(|j| {
-            let jac = DMatrix::from_fn(n, n, |i, k| columns[k][(i, j)]);
-            match nalgebra::Schur::try_new(jac, 1e-14, 10_000) {
-                Some(schur) => schur
-                    .complex_eigenvalues()
-                    .iter()
-                    .map(|l| l.re)
-                    .fold(f64::NEG_INFINITY, f64::max),
-                None => f64::NAN,
-            }
-        })
+        .map(|j| spectral_abscissa(DMatrix::from_fn(n, n, |i, k| columns[k][(i, j)])))
         .collect()
 }
 
@@ -282,7 +273,7 @@ pub fn diagnose<S: EquilibriumSystem>(
     targets: &DMatrix<f64>,
 ) -> Result<BatchDiagnostics> {
     let b = x.ncols();
-    let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
+    let objective = config.objective(b);
     let free = CoupledSystem::new(
         net,
         x.clone(),

@@ -502,7 +502,7 @@ fn batch_step<S: EquilibriumSystem>(
     noise_seed: u64,
 ) -> Result<BatchUpdate> {
     let b = x.ncols();
-    let objective = Objective::new(config.method.loss, config.method.loss_scale, b);
+    let objective = config.objective(b);
     let tau_v = config.dynamics.tau_v;
     let free = CoupledSystem::new(net, x.clone(), targets.clone(), objective, tau_v, None)?;
     let (phi0, free_records) = free_equilibrium(&free, &config.solver);
