@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate(&args),
         Command::Throughput(args) => throughput(&args),
         Command::Align(args) => align(&args),
+        Command::Agree(args) => agree(&args),
         Command::Compare(args) => compare(&args),
         Command::Sweep(cmd) => sweep(&cmd),
     };
@@ -274,6 +275,25 @@ fn simulate(args: &cli::SimulateArgs) -> Result<ExitCode> {
 /// The alignment study (see `lcsim align --help`).
 fn align(args: &cli::AlignArgs) -> Result<ExitCode> {
     studies::alignment_study::align(&args.job()?, say)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The solver against its equilibrium definition's reference (see `lcsim agree --help`).
+fn agree(args: &cli::AgreeArgs) -> Result<ExitCode> {
+    let result = studies::agreement::agreement(&args.job()?, say)?;
+    println!(
+        "wrote {} and {}",
+        result.csv.display(),
+        result.json.display()
+    );
+    let silent = result.silent();
+    if silent > 0 {
+        eprintln!(
+            "error: {silent} sample(s) where the solver reported convergence on an equilibrium other than its definition's reference (see verdict = silent in {})",
+            result.csv.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,6 +59,13 @@ pub enum Command {
     /// network (and initial feedback weights) and for trained runs (--run). Writes
     /// alignment.csv, alignment.json and a figure to --out.
     Align(AlignArgs),
+    /// Whether the config's solver returns the controlled equilibrium its definition means
+    /// (spec 2.2) on the weights of trained runs: each sample's equilibrium against the
+    /// definition's reference (flow: the Tsit45 flow from phi0; branch: a fine continuation),
+    /// counted as agreeing, flagged by the solver, or silent (exit non-zero on any silent
+    /// one); and where the flow and branch equilibria differ. Writes agreement.csv and
+    /// agreement.json to --out.
+    Agree(AgreeArgs),
     /// The least-control principle across runs: mean control magnitude H and test loss over
     /// training, one panel per run folder, drawn from each run's metrics.csv. Writes
     /// h_and_test_loss.png (or .svg), h_and_test_loss.csv and compare.json to --out.

@@ -325,23 +325,7 @@ impl AlignArgs {
 
     /// The validated alphas, increasing.
     pub fn alphas(&self) -> Result<Vec<f64>> {
-        let mut values = Vec::new();
-        for part in self
-            .alphas
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let v: f64 = part.parse().map_err(|_| {
-                invalid(
-                    "--alphas",
-                    format!("`{part}` in `{}`", self.alphas),
-                    "comma-separated numbers > 0, e.g. 0.001,0.1,10,1000",
-                )
-            })?;
-            values.push(v);
-        }
-        crate::studies::alignment::validate_alphas("--alphas", &values)
+        parse_alphas(&self.alphas)
     }
 
     /// The validated variants of the untrained network (distinct, least-control).
@@ -360,6 +344,75 @@ impl AlignArgs {
             out.push(m);
         }
         Ok(out)
+    }
+}
+
+/// The controller leaks of `--alphas` (comma-separated, each > 0), increasing.
+pub fn parse_alphas(text: &str) -> Result<Vec<f64>> {
+    let mut values = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let v: f64 = part.parse().map_err(|_| {
+            invalid(
+                "--alphas",
+                format!("`{part}` in `{text}`"),
+                "comma-separated numbers > 0, e.g. 0.001,0.1,10,1000",
+            )
+        })?;
+        values.push(v);
+    }
+    crate::studies::alignment::validate_alphas("--alphas", &values)
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct AgreeArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// A run of a least-control method (repeatable): its weights are measured. The study's
+    /// own config (--config, --set) sets the data, loss, controller gains and the solver.
+    #[arg(long = "run", value_name = "RUN_DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Controller leaks alpha (comma-separated, each > 0). Default: controller.alpha.
+    #[arg(long)]
+    pub alphas: Option<String>,
+    /// The definitions measured: flow, branch, or both (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "flow,branch")]
+    pub definitions: Vec<crate::control::branch::EquilibriumDefinition>,
+    /// The batch: the first N samples of --split.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub samples: usize,
+    /// The split the batch comes from.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// Largest relative distance max_i |z_i - zref_i| / (1 + |zref_i|) of an agreeing
+    /// sample (> 0). Default: solver.certify_tolerance.
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Output folder of agreement.csv and agreement.json (created if needed). Default:
+    /// <output.dir>/agreement.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl AgreeArgs {
+    /// The job of `lcsim agree` (config loaded, alphas validated).
+    pub fn job(&self) -> Result<crate::studies::agreement::AgreementJob> {
+        let mut definitions = self.definitions.clone();
+        definitions.dedup();
+        Ok(crate::studies::agreement::AgreementJob {
+            config: self.source.load()?,
+            runs: self.runs.clone(),
+            alphas: match &self.alphas {
+                Some(text) => parse_alphas(text)?,
+                None => Vec::new(),
+            },
+            definitions,
+            samples: self.samples,
+            split: self.split,
+            tolerance: self.tolerance,
+            out: self.out.clone(),
+            command: super::command_line(),
+        })
     }
 }
 

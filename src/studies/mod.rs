@@ -4,6 +4,7 @@
 //! loss across runs (`lcsim compare`) and the training throughput (`lcsim throughput`).
 //! The long ones hand each line of their report to a callback `say` as soon as it is known.
 
+pub mod agreement;
 pub mod alignment;
 pub mod alignment_study;
 pub mod batch_study;
