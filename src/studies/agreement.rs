@@ -383,9 +383,9 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
                     max_agreeing_distance: 0.0,
                     certificate_rejections: 0,
                 };
-                for j in 0..job.samples {
+                for (j, &free_converged) in free_ok.iter().enumerate() {
                     let (s, r) = (&found.records[j], &reference.records[j]);
-                    let (v, distance) = verdict(free_ok[j], s, r, tolerance);
+                    let (v, distance) = verdict(free_converged, s, r, tolerance);
                     match v {
                         Verdict::Agrees => {
                             row.agrees += 1;
