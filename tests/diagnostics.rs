@@ -212,3 +212,53 @@ fn failed_free_solves_are_nan_with_a_count_and_a_reason() {
     );
     assert!(s.failure.contains("cosine"), "{}", s.failure);
 }
+
+/// The rate network's free Jacobian with saturated units: `[[-I + W S', 0], [D S', -I]]`
+/// with s' = 0 on most hidden units, so -1 is an eigenvalue of high multiplicity and a long
+/// Arnoldi run converges its Ritz pairs early. Every Ritz abscissa, however many steps,
+/// must be the dense one (one Gram-Schmidt pass lost orthogonality here and reported a
+/// spurious eigenvalue near 0 for n > DENSE_DIM: the MNIST RNN's abscissa read +6e-16).
+#[test]
+fn ritz_abscissa_matches_the_dense_spectrum_at_every_length() {
+    use lcsim::solve::{rightmost_ritz_values, spectral_abscissa};
+    use nalgebra::DMatrix;
+    let (n_h, n_y, active) = (100, 20, 30);
+    let n = n_h + n_y;
+    let w = common::random_matrix(n_h, n_h, 7, -0.15, 0.15);
+    let d = common::random_matrix(n_y, n_h, 8, -0.3, 0.3);
+    let slope = |k: usize| {
+        if k < active {
+            0.5 + 0.01 * k as f64
+        } else {
+            0.0
+        }
+    };
+    let mut jac = -DMatrix::<f64>::identity(n, n);
+    for k in 0..n_h {
+        for i in 0..n_h {
+            jac[(i, k)] += w[(i, k)] * slope(k);
+        }
+        for i in 0..n_y {
+            jac[(n_h + i, k)] = d[(i, k)] * slope(k);
+        }
+    }
+    let dense = spectral_abscissa(jac.clone());
+    assert!(dense < -0.1, "the test matrix is stable: {dense}");
+    let apply = |v: &DMatrix<f64>| &jac * v;
+    for steps in [10, 20, 40, 60, 100, n] {
+        let (ritz, _) = rightmost_ritz_values(apply, n, 1, steps);
+        assert!(
+            (ritz[0] - dense).abs() <= 1e-3 * dense.abs().max(1e-3)
+                || (steps <= 20 && ritz[0] < 0.0),
+            "{steps} Arnoldi steps: Ritz abscissa {} against the dense {dense}",
+            ritz[0]
+        );
+        if steps >= 40 {
+            assert!(
+                (ritz[0] - dense).abs() <= 1e-8,
+                "{steps} steps: {} vs {dense}",
+                ritz[0]
+            );
+        }
+    }
+}

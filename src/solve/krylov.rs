@@ -12,6 +12,7 @@ fn arnoldi_step(
     apply: &impl Fn(&DMatrix<f64>) -> DMatrix<f64>,
     basis: &mut Vec<DMatrix<f64>>,
     done: &[bool],
+    passes: usize,
 ) -> Vec<Option<Vec<f64>>> {
     let i = basis.len() - 1;
     let mut w = apply(&basis[i]);
@@ -22,10 +23,12 @@ fn arnoldi_step(
                 return None;
             }
             let mut h = vec![0.0; i + 2];
-            for (q, v) in basis.iter().enumerate() {
-                let c = v.column(j).dot(&w.column(j));
-                w.column_mut(j).axpy(-c, &v.column(j), 1.0);
-                h[q] = c;
+            for _ in 0..passes {
+                for (q, v) in basis.iter().enumerate() {
+                    let c = v.column(j).dot(&w.column(j));
+                    w.column_mut(j).axpy(-c, &v.column(j), 1.0);
+                    h[q] += c;
+                }
             }
             h[i + 1] = w.column(j).norm();
             if h[i + 1] > 0.0 {
@@ -75,7 +78,7 @@ pub(super) fn gmres(
         if done.iter().all(|&d| d) {
             break;
         }
-        let step = arnoldi_step(&apply, &mut basis, &done);
+        let step = arnoldi_step(&apply, &mut basis, &done, 1);
         applications += 1;
         for (j, h) in step.into_iter().enumerate() {
             let Some(mut h) = h else { continue };
@@ -149,7 +152,9 @@ pub fn rightmost_ritz_values(
         if done.iter().all(|&d| d) {
             break;
         }
-        let step = arnoldi_step(&apply, &mut basis, &done);
+        // Two Gram-Schmidt passes ("twice is enough"): once a Ritz pair has converged, a
+        // single pass loses orthogonality and the Hessenberg matrix gains spurious values.
+        let step = arnoldi_step(&apply, &mut basis, &done, 2);
         applications += 1;
         for (j, h) in step.into_iter().enumerate() {
             let Some(h) = h else { continue };

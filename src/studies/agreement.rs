@@ -129,6 +129,9 @@ pub struct AgreementRow {
     pub flagged: usize,
     pub silent: usize,
     pub no_reference: usize,
+    /// Of `no_reference`, those the solver did not settle either (e.g. the branch folds in
+    /// both the solver's and the fine continuation: no branch equilibrium at full strength).
+    pub no_reference_and_flagged: usize,
     /// agrees / (samples - no_reference); NaN when nothing could be compared.
     pub fraction_agrees: f64,
     /// Largest d_j over the agreeing samples.
@@ -379,6 +382,7 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
                     flagged: 0,
                     silent: 0,
                     no_reference: 0,
+                    no_reference_and_flagged: 0,
                     fraction_agrees: f64::NAN,
                     max_agreeing_distance: 0.0,
                     certificate_rejections: 0,
@@ -393,7 +397,10 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
                         }
                         Verdict::Flagged => row.flagged += 1,
                         Verdict::Silent => row.silent += 1,
-                        Verdict::NoReference => row.no_reference += 1,
+                        Verdict::NoReference => {
+                            row.no_reference += 1;
+                            row.no_reference_and_flagged += usize::from(!s.converged());
+                        }
                     }
                     let rejected = s.flow_certified == Some(false);
                     row.certificate_rejections += usize::from(rejected);
@@ -415,13 +422,14 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
                     row.fraction_agrees = row.agrees as f64 / compared as f64;
                 }
                 say(format!(
-                    "  {name} alpha {alpha:e} {:<6}: agrees {}/{compared} ({:.2}%), flagged {}, silent {}, no reference {}, certificate rejections {}, max agreeing distance {:.1e} ({:.1} s)",
+                    "  {name} alpha {alpha:e} {:<6}: agrees {}/{compared} ({:.2}%), flagged {}, silent {}, no reference {} (solver unconverged too: {}), certificate rejections {}, max agreeing distance {:.1e} ({:.1} s)",
                     definition.name(),
                     row.agrees,
                     100.0 * row.fraction_agrees,
                     row.flagged,
                     row.silent,
                     row.no_reference,
+                    row.no_reference_and_flagged,
                     row.certificate_rejections,
                     row.max_agreeing_distance,
                     start.elapsed().as_secs_f64()

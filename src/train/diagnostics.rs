@@ -26,9 +26,9 @@
 //! **The spectrum.** For `n <= DENSE_DIM` state components the eigenvalues of the dense
 //! Jacobian (assembled from n batched Jacobian actions); beyond, the rightmost Ritz value of
 //! [`SPECTRAL_DIM`] Arnoldi steps on the Jacobian action ([`rightmost_ritz_values`]). The dense
-//! route is exact where Arnoldi is not: the rate network's output block has the eigenvalue
-//! -1/tau_v n_y times, so a Krylov space from one start vector is exhausted before n steps, and
-//! a full-length Arnoldi run then reports a spurious eigenvalue near 0.
+//! route is exact; the Arnoldi route reorthogonalises its basis (two Gram-Schmidt passes), without
+//! which the rate network's repeated eigenvalue -1/tau (saturated units, the output block)
+//! made a long run lose orthogonality and report a spurious eigenvalue near 0.
 //!
 //! A diagnostic that cannot be computed (a solve that did not converge, an eigenvalue
 //! iteration that failed) is NaN for that sample, with the reason; batch values are taken
