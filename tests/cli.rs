@@ -204,6 +204,15 @@ fn equilibrium_accepts_every_solver_of_the_config() {
             "{solver}"
         );
         assert_eq!(r["basin_switch"].data, vec![0.0; 5], "{solver}");
+        assert!(r["controlled_fold_lambda"].data.iter().all(|l| l.is_nan()));
+        // The accelerated solvers' equilibria are certified as the flow's; the integrators'
+        // are the flow's by construction (not checked: NaN).
+        let certified = &r["controlled_flow_certified"].data;
+        if solver == "anderson" || solver == "newton-krylov" {
+            assert_eq!(certified, &vec![1.0; 5], "{solver}");
+        } else {
+            assert!(certified.iter().all(|c| c.is_nan()), "{solver}");
+        }
         // Every solver finds the same (unique, stable) equilibria.
         let v = r["v"].data.clone();
         match &reference {

@@ -28,7 +28,7 @@ use crate::io::npz::{write_npz, NpyArray};
 use crate::learn::plasticity::{control_magnitude, least_control_update};
 use crate::learn::rbp::rbp_gradient;
 use crate::numerics::activation::Activation;
-use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState};
+use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState, Termination};
 use crate::system::loss::Loss;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
@@ -327,6 +327,20 @@ fn push_records(out: &mut Vec<(String, NpyArray)>, prefix: &str, b: &BatchSteady
     out.push((
         format!("{prefix}_fallback"),
         col(&|r| r.fallback_from.is_some() as u8 as f64),
+    ));
+    // The branch's fold: the control strength lambda it stopped at (NaN: no fold).
+    out.push((
+        format!("{prefix}_fold_lambda"),
+        col(&|r| match r.termination {
+            Termination::Fold { lambda } => lambda,
+            _ => f64::NAN,
+        }),
+    ));
+    // The flow certificate: 1 certified, 0 rejected (the state is then the fallback's),
+    // NaN not checked.
+    out.push((
+        format!("{prefix}_flow_certified"),
+        col(&|r| r.flow_certified.map_or(f64::NAN, |c| c as u8 as f64)),
     ));
 }
 
