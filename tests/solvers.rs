@@ -544,6 +544,53 @@ fn max_steps_and_max_time_are_reported() {
 }
 
 #[test]
+fn euler_on_a_chunk_takes_each_samples_own_steps() {
+    // solve_batch steps chunks of samples together; each sample must end exactly as its own
+    // solve does (solve_steady_state integrates one sample alone): the same termination,
+    // steps, time and residual evaluations, and the same state up to the rounding of batched
+    // products.
+    let net = network(4, 6, 3, 5);
+    let controlled = batch_system(&net, 7, Some(controller(0.1, 1.0, 0.0)));
+    let free = controlled.free();
+    for (what, sys) in [("free", &free), ("controlled", &controlled)] {
+        let z0 = DMatrix::from_fn(sys.dim(), sys.batch(), |i, j| {
+            0.1 * ((i + 3 * j) % 5) as f64
+        });
+        for (cap, max_time) in [(100_000, 1e6), (40, 1e6), (100_000, 7.5)] {
+            let mut o = options(SolverMethod::Euler);
+            o.euler.dt = 0.5;
+            o.stop.max_steps = cap;
+            o.stop.max_time = max_time;
+            let batch = solve_batch(sys, &z0, &o);
+            for (j, rec) in batch.records.iter().enumerate() {
+                let sample = sys.select_samples(&[j]);
+                let alone = solve_steady_state(&sample, &z0.columns(j, 1).into_owned(), &o, &[]);
+                let at = format!("{what}, sample {j}, cap {cap}, max_time {max_time}");
+                assert_eq!(rec.termination, alone.termination, "{at}");
+                assert_eq!(rec.steps, alone.steps, "{at}");
+                assert_eq!(rec.rhs_evals, alone.rhs_evals, "{at}");
+                assert_eq!(rec.time, alone.time, "{at}");
+                let d = max_abs_diff(&rec.state, &alone.state);
+                assert!(d <= 1e-12, "{at}: states differ by {d:e}");
+            }
+            let ends: Vec<_> = batch
+                .records
+                .iter()
+                .map(|r| r.termination.clone())
+                .collect();
+            match (cap, max_time) {
+                (40, _) => assert!(ends.contains(&Termination::MaxSteps), "{what}: {ends:?}"),
+                (_, 7.5) => assert!(ends.contains(&Termination::MaxTime), "{what}: {ends:?}"),
+                _ => assert!(
+                    ends.iter().all(|t| *t == Termination::Converged),
+                    "{ends:?}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
 fn unstable_network_is_reported_as_diverged() {
     // W = 5 I with relu and positive drive: dv/dt = 4 v + c > 0 blows up.
     let n_h = 2;
@@ -586,6 +633,9 @@ fn unstable_network_is_reported_as_diverged() {
                 rec.termination
             );
             assert!(!rec.converged());
+            // The batched driver (Euler steps chunks there) reports it too.
+            let batched = solve_batch(sys, &z0, &opts(method, 1e-8));
+            assert_eq!(batched.records[0].termination, Termination::Diverged);
         }
     }
 }

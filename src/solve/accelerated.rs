@@ -22,6 +22,7 @@ pub(super) fn solve<F: VectorField>(
         stop: &settings.stop,
         max_iterations: settings.accelerated.max_iterations,
         stall_after: stall_after(&settings.anderson),
+        max_time: None,
     };
     let mut records = match settings.method {
         SolverMethod::Anderson => {
@@ -38,13 +39,15 @@ pub(super) fn solve<F: VectorField>(
     records
 }
 
-/// When an accelerated solve of one sample ends: the stopping criterion, the iteration cap
-/// and the stall window.
-struct Limits<'s> {
-    stop: &'s StopCriterion,
-    max_iterations: usize,
+/// When an iterative solve of one sample ends: the stopping criterion, the iteration cap,
+/// the stall window and, for a fixed-step flow, the time limit.
+pub(super) struct Limits<'s> {
+    pub(super) stop: &'s StopCriterion,
+    pub(super) max_iterations: usize,
     /// Iterations without a new best residual after which a sample counts as stalled.
-    stall_after: usize,
+    pub(super) stall_after: usize,
+    /// `(dt, max_time)`: the solve ends when `iterations * dt >= max_time`.
+    pub(super) max_time: Option<(f64, f64)>,
 }
 
 /// Iterations without a new best residual after which Anderson clears its history.
@@ -59,7 +62,7 @@ fn stall_after(anderson: &AndersonSettings) -> usize {
 }
 
 /// One sample's progress: iteration count and the best scaled residual so far.
-struct Progress {
+pub(super) struct Progress {
     iterations: usize,
     evals: usize,
     jvps: usize,
@@ -68,7 +71,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Progress {
             iterations: 0,
             evals: 0,
@@ -90,6 +93,11 @@ impl Progress {
             Some(Termination::Diverged)
         } else if size.1 <= 1.0 {
             Some(Termination::Converged)
+        } else if limits
+            .max_time
+            .is_some_and(|(dt, max_time)| self.iterations as f64 * dt >= max_time)
+        {
+            Some(Termination::MaxTime)
         } else if self.iterations >= limits.max_iterations {
             Some(Termination::MaxSteps)
         } else {
@@ -107,7 +115,7 @@ impl Progress {
         stop.map(|t| (t, size))
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         z: DMatrix<f64>,
         termination: Termination,
@@ -132,16 +140,15 @@ impl Progress {
 }
 
 /// A method that moves one sample to its next iterate from the residual at the current one.
-trait Lane {
+pub(super) trait Lane {
     fn state(&self) -> &DVector<f64>;
-    fn progress(&mut self) -> &mut Progress;
-    /// The next iterate, given `r` at the current one.
-    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>);
+    /// The next iterate, given `r` at the current one and the sample's progress.
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, progress: &Progress);
 }
 
 /// Runs `Lane`s of every column to a verdict, evaluating the residual of all running
 /// samples in one batched call per iteration.
-fn iterate<F: VectorField, L: Lane>(
+pub(super) fn iterate<F: VectorField, L: Lane>(
     field: &F,
     z0: &DMatrix<f64>,
     limits: &Limits,
@@ -153,6 +160,7 @@ fn iterate<F: VectorField, L: Lane>(
     let mut lanes: Vec<L> = (0..z0.ncols())
         .map(|j| lane(z0.column(j).into_owned()))
         .collect();
+    let mut progress: Vec<Progress> = (0..lanes.len()).map(|_| Progress::new()).collect();
     let mut out: Vec<Option<SteadyState>> = vec![None; lanes.len()];
     let mut active: Vec<usize> = (0..lanes.len()).collect();
     let mut sub = field.select_samples(&active);
@@ -162,14 +170,13 @@ fn iterate<F: VectorField, L: Lane>(
         let mut finished = false;
         for (k, &j) in active.iter().enumerate() {
             let rk = &r.as_slice()[k * n..(k + 1) * n];
-            let lane = &mut lanes[j];
-            lane.progress().evals += 1;
-            let zk = lane.state().clone();
-            if let Some((term, size)) = lane.progress().verdict(zk.as_slice(), rk, limits) {
-                out[j] = Some(lane.progress().record(as_column(&zk), term, size, method));
+            let (lane, p) = (&mut lanes[j], &mut progress[j]);
+            p.evals += 1;
+            if let Some((term, size)) = p.verdict(lane.state().as_slice(), rk, limits) {
+                out[j] = Some(p.record(as_column(lane.state()), term, size, method));
                 finished = true;
             } else {
-                lane.advance(rk, &inv_tau);
+                lane.advance(rk, &inv_tau, p);
             }
         }
         if finished {
@@ -199,7 +206,6 @@ struct Anderson<'s> {
     /// Gram matrix dF^T dF of the stored differences (ring buffer slots).
     gram: DMatrix<f64>,
     slot: usize,
-    progress: Progress,
 }
 
 impl<'s> Anderson<'s> {
@@ -212,7 +218,6 @@ impl<'s> Anderson<'s> {
             df: Vec::new(),
             gram: DMatrix::zeros(0, 0),
             slot: 0,
-            progress: Progress::new(),
         }
     }
 
@@ -247,11 +252,7 @@ impl Lane for Anderson<'_> {
     fn state(&self) -> &DVector<f64> {
         &self.z
     }
-    fn progress(&mut self) -> &mut Progress {
-        &mut self.progress
-    }
-
-    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>) {
+    fn advance(&mut self, r: &[f64], inv_tau: &DVector<f64>, progress: &Progress) {
         let settings = self.settings;
         let m = settings.memory;
         let f = DVector::from_iterator(
@@ -263,7 +264,7 @@ impl Lane for Anderson<'_> {
         if let Some((z_prev, f_prev)) = self.previous.take() {
             self.push(&self.z - z_prev, &f - f_prev, m);
         }
-        let since = self.progress.since_best;
+        let since = progress.since_best;
         if since > 0 && since.is_multiple_of(restart_after(settings)) {
             self.clear();
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 
 mod accelerated;
+mod euler;
 mod krylov;
 mod settings;
 
@@ -222,11 +223,11 @@ impl BatchSteadyState {
     }
 }
 
-/// Solves every sample (column of `z0`) of a batched field. Integrators solve each sample
-/// on its own (samples never share step sizes); the accelerated solvers iterate fixed
-/// chunks of `accelerated.chunk` samples together (batched products; a sample that has
-/// converged stops costing work) and hand samples they could not settle to
-/// `accelerated.fallback`.
+/// Solves every sample (column of `z0`) of a batched field. The adaptive integrators solve
+/// each sample on its own (samples never share step sizes); forward Euler and the
+/// accelerated solvers iterate fixed chunks of `accelerated.chunk` samples together
+/// (batched products; a sample that has stopped costs no more work), and the accelerated
+/// ones hand samples they could not settle to `accelerated.fallback`.
 /// Samples and chunks run in parallel on the current rayon pool; the result does not
 /// depend on the number of threads.
 pub fn solve_batch<F: VectorField>(
@@ -239,18 +240,20 @@ pub fn solve_batch<F: VectorField>(
     let one = |j: usize, s: &SolverSettings| {
         solve_steady_state(&field.select_samples(&[j]), &column(j), s, &[])
     };
-    let records: Vec<SteadyState> = if settings.method.follows_flow() {
+    let columns: Vec<usize> = (0..b).collect();
+    let chunks: Vec<&[usize]> = columns.chunks(settings.accelerated.chunk).collect();
+    let in_chunks = |solve: &(dyn Fn(&F, &DMatrix<f64>) -> Vec<SteadyState> + Sync)| {
+        chunks
+            .par_iter()
+            .flat_map_iter(|cols| solve(&field.select_samples(cols), &z0.select_columns(*cols)))
+            .collect::<Vec<SteadyState>>()
+    };
+    let records: Vec<SteadyState> = if settings.method == SolverMethod::Euler {
+        in_chunks(&|f, z| euler::solve(f, z, &settings.stop, &settings.euler))
+    } else if settings.method.follows_flow() {
         (0..b).into_par_iter().map(|j| one(j, settings)).collect()
     } else {
-        let columns: Vec<usize> = (0..b).collect();
-        let chunks: Vec<&[usize]> = columns.chunks(settings.accelerated.chunk).collect();
-        let first: Vec<SteadyState> = chunks
-            .par_iter()
-            .flat_map_iter(|cols| {
-                let sub = field.select_samples(cols);
-                accelerated::solve(&sub, &z0.select_columns(*cols), settings)
-            })
-            .collect();
+        let first = in_chunks(&|f, z| accelerated::solve(f, z, settings));
         let fallback = settings.accelerated.fallback.method();
         let fallback = fallback.map(|method| settings.with_method(method));
         let certify = settings.accelerated.certify.enabled && field.certify_against_flow();
@@ -325,25 +328,51 @@ fn certify_flow<F: VectorField>(
 /// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
 /// Converged when the second is <= 1.
 pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
-    let (mut abs, mut scaled, mut finite) = (0.0f64, 0.0f64, true);
-    for (ri, zi) in r.iter().zip(z) {
+    // LANES independent maxima, so that the loop vectorizes (a select, not f64::max).
+    let (mut abs, mut scaled, mut finite) = ([0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
+    let mut lane = |k: usize, ri: f64, zi: f64| {
         let a = ri.abs();
-        finite &= a <= f64::MAX;
-        abs = abs.max(a);
-        scaled = scaled.max(a / (stop.atol + stop.rtol * zi.abs()));
+        finite[k] &= a <= f64::MAX;
+        abs[k] = if a > abs[k] { a } else { abs[k] };
+        let s = a / (stop.atol + stop.rtol * zi.abs());
+        scaled[k] = if s > scaled[k] { s } else { scaled[k] };
+    };
+    let (rc, zc) = (r.chunks_exact(LANES), z.chunks_exact(LANES));
+    let (rr, zr) = (rc.remainder(), zc.remainder());
+    for (rc, zc) in rc.zip(zc) {
+        for k in 0..LANES {
+            lane(k, rc[k], zc[k]);
+        }
     }
-    if finite {
-        (abs, scaled)
+    for (k, (&ri, &zi)) in rr.iter().zip(zr).enumerate() {
+        lane(k, ri, zi);
+    }
+    if finite.iter().all(|&f| f) {
+        let max = |v: [f64; LANES]| v.into_iter().fold(0.0f64, f64::max);
+        (max(abs), max(scaled))
     } else {
         (f64::NAN, f64::NAN)
     }
 }
 
+/// Independent accumulators of the elementwise reductions.
+const LANES: usize = 8;
+
 /// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
 /// `divergence_bound`.
 pub(crate) fn diverged(z: &[f64], abs: f64, stop: &StopCriterion) -> bool {
     let bound = stop.divergence_bound;
-    abs.is_nan() || z.iter().any(|v| !v.is_finite() || v.abs() > bound)
+    let mut within = [true; LANES];
+    let chunks = z.chunks_exact(LANES);
+    for (k, v) in chunks.remainder().iter().enumerate() {
+        within[k] &= v.abs() < f64::INFINITY && v.abs() <= bound;
+    }
+    for c in chunks {
+        for k in 0..LANES {
+            within[k] &= c[k].abs() < f64::INFINITY && c[k].abs() <= bound;
+        }
+    }
+    abs.is_nan() || !within.iter().all(|&w| w)
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.
