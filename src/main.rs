@@ -170,7 +170,12 @@ fn diagnostics_text(d: &lcsim::io::metrics::EpochDiagnostics) -> String {
 
 /// Training throughput at each thread count, the batched kernel's GFLOP/s and the dgemm peak.
 fn throughput(args: &cli::ThroughputArgs) -> Result<ExitCode> {
-    studies::throughput::throughput(&args.job()?, say)?;
+    let lines: fn(String) = if args.json { |_| {} } else { say };
+    let report = studies::throughput::throughput(&args.job()?, lines)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        println!("{text}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -160,6 +160,9 @@ pub struct ThroughputArgs {
     /// Thread counts to time (0 = all cores).
     #[arg(long, value_delimiter = ',', default_value = "1,0")]
     pub threads: Vec<usize>,
+    /// Print one JSON object (the whole report) instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ThroughputArgs {

@@ -8,6 +8,21 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use nalgebra::{DMatrix, DMatrixView, Dyn, Matrix, RawStorage, RawStorageMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Floating-point operations of every product computed here, `2 m n k` each, over all
+/// threads since the process started: what `lcsim throughput` divides by the time.
+static PRODUCT_FLOP: AtomicU64 = AtomicU64::new(0);
+
+/// The product FLOPs counted so far ([`PRODUCT_FLOP`]).
+pub fn product_flop() -> u64 {
+    PRODUCT_FLOP.load(Ordering::Relaxed)
+}
+
+/// Counts one `m x k` times `k x n` product.
+fn count(m: usize, n: usize, k: usize) {
+    PRODUCT_FLOP.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
+}
 
 /// A faer view of any nalgebra matrix or view (strides kept).
 fn view<'a, S: RawStorage<f64, Dyn, Dyn>>(m: &'a Matrix<f64, Dyn, Dyn, S>) -> MatRef<'a, f64> {
@@ -53,6 +68,7 @@ pub fn gemm<S: RawStorageMut<f64, Dyn, Dyn>>(
     } else {
         Accum::Replace
     };
+    count(a.nrows(), b.ncols(), a.ncols());
     matmul(view_mut(c), accum, a, view(&b), alpha, Par::Seq);
 }
 
@@ -73,6 +89,7 @@ pub fn tr_mul(a: DMatrixView<'_, f64>, b: DMatrixView<'_, f64>) -> DMatrix<f64> 
 /// `a b^T`.
 pub fn mul_tr(a: DMatrixView<'_, f64>, b: DMatrixView<'_, f64>) -> DMatrix<f64> {
     let mut c = DMatrix::zeros(a.nrows(), b.nrows());
+    count(a.nrows(), b.nrows(), a.ncols());
     matmul(
         view_mut(&mut c),
         Accum::Replace,

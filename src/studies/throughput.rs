@@ -1,14 +1,20 @@
-//! `lcsim throughput`: training samples/s over the first mini-batches at each thread count,
-//! the GFLOP/s of the batched controlled residual (forward `(W; D) s(v)` and feedback
-//! `(W; D)^T psi`: `4 n_h (n_h + n_y)` flop per sample) and this machine's dgemm peak.
+//! `lcsim throughput`, a roofline report: training samples/s over the first mini-batches at
+//! each thread count; the product FLOPs per sample actually done there (every matrix
+//! product counts `2 m n k`, [`product_flop`]: the iterations each solve took, the stability
+//! checks, certificates and fallbacks, the update), the GFLOP/s they ran at and the fraction
+//! of this machine's dgemm peak measured in the same run; and the batched controlled residual
+//! (forward `(W; D) s(v)` and feedback `(W; D)^T psi`: `4 n_h (n_h + n_y)` flop per sample)
+//! as a kernel on its own. Elementwise work (rates, slopes, the stopping test) is not
+//! counted as FLOPs: it is the time the products leave unexplained.
 
 use crate::config::Config;
 use crate::control::CoupledSystem;
 use crate::error::{invalid, Result};
-use crate::numerics::linalg::dgemm_gflops;
+use crate::numerics::linalg::{dgemm_gflops, product_flop};
 use crate::numerics::rng::Rng;
 use crate::train::{load_split, time_batches, TrainingState};
 use nalgebra::DMatrix;
+use serde::Serialize;
 use std::time::Instant;
 
 /// What to time.
@@ -21,8 +27,54 @@ pub struct ThroughputJob {
     pub threads: Vec<usize>,
 }
 
-/// Runs the timings and hands each line of the report to `say` as soon as it is measured.
-pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<()> {
+/// Everything `lcsim throughput` measured, in one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ThroughputReport {
+    pub lcsim_version: String,
+    pub method: String,
+    pub data: String,
+    pub model: String,
+    pub sizes: Vec<usize>,
+    pub batch_size: usize,
+    pub solver: String,
+    pub batches: usize,
+    /// One row per thread count, in the order asked.
+    pub training: Vec<TrainingThroughput>,
+    pub residual_kernel: KernelThroughput,
+    /// `2 n^3 / time` of one 2048 x 2048 product on one thread (faer), best of 3.
+    pub dgemm_peak_gflops: f64,
+}
+
+/// Training throughput at one thread count.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainingThroughput {
+    pub threads: usize,
+    pub samples: usize,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+    /// Mean steps (iterations) of the controlled or adjoint solves.
+    pub mean_steps: f64,
+    pub fraction_unconverged: f64,
+    /// Product FLOPs per training sample, counted while training.
+    pub product_mflop_per_sample: f64,
+    /// Product FLOPs per second of wall time.
+    pub gflops: f64,
+    /// `gflops / (threads * dgemm_peak_gflops)`.
+    pub fraction_of_peak: f64,
+}
+
+/// The batched controlled residual on `samples` samples, one thread.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelThroughput {
+    pub samples: usize,
+    /// Median of 200 evaluations.
+    pub median_us: f64,
+    pub gflops: f64,
+    pub fraction_of_peak: f64,
+}
+
+/// Runs the timings; hands a line to `say` as each one is measured, and returns the report.
+pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<ThroughputReport> {
     let config = &s.config;
     if s.batches == 0 {
         return Err(invalid("--batches", 0, "an integer >= 1"));
@@ -39,15 +91,17 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<()> 
         )
     };
     let net = fresh()?.net;
+    let model = format!("{:?}", config.model.kind).to_lowercase();
+    let sizes: Vec<usize> = std::iter::once(net.n_x())
+        .chain(config.model.hidden.iter().copied())
+        .chain(std::iter::once(net.n_y()))
+        .collect();
     say(format!(
-        "lcsim {} throughput: {} on {}, {} {} -> {:?} -> {}, batch {}, solver {} (chunk {}, stability check {}, fallback {:?}), {} batches per thread count",
+        "lcsim {} throughput: {} on {}, {model} {:?}, batch {}, solver {} (chunk {}, stability check {}, fallback {:?}), {} batches per thread count",
         env!("CARGO_PKG_VERSION"),
         config.method.name.name(),
         config.data.source.name(),
-        format!("{:?}", config.model.kind).to_lowercase(),
-        net.n_x(),
-        config.model.hidden,
-        net.n_y(),
+        sizes,
         t.batch_size,
         config.solver.method.name(),
         config.solver.accelerated.chunk,
@@ -55,17 +109,23 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<()> 
         config.solver.accelerated.fallback,
         s.batches,
     ));
+    let mut timed = Vec::new();
     for &threads in &s.threads {
+        let before = product_flop();
         let m = time_batches(config, &data, fresh()?, s.batches, threads)?;
+        let flop = (product_flop() - before) as f64;
         say(format!(
-            "  training, {} thread(s): {:.0} samples/s ({} samples in {:.2} s; mean steps {:.1}, unconverged {:.2}%)",
+            "  training, {} thread(s): {:.0} samples/s ({} samples in {:.2} s; mean steps {:.1}, unconverged {:.2}%); products {:.2} MFLOP/sample at {:.1} GFLOP/s",
             m.threads,
             m.samples_per_second(),
             m.samples,
             m.seconds,
             m.mean_steps,
             100.0 * m.fraction_unconverged,
+            flop / m.samples as f64 / 1e6,
+            flop / m.seconds / 1e9,
         ));
+        timed.push((m, flop));
     }
     // The batched controlled residual on `chunk` samples (what one solver iteration costs).
     let b = config.solver.accelerated.chunk.min(data.train.len());
@@ -102,5 +162,47 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<()> 
         "  dgemm 2048 x 2048 x 2048 (faer), 1 thread: {peak:.1} GFLOP/s; kernel at {:.0}% of it",
         100.0 * kernel / peak
     ));
-    Ok(())
+    let training: Vec<TrainingThroughput> = timed
+        .into_iter()
+        .map(|(m, flop)| {
+            let gflops = flop / m.seconds / 1e9;
+            TrainingThroughput {
+                threads: m.threads,
+                samples: m.samples,
+                seconds: m.seconds,
+                samples_per_second: m.samples_per_second(),
+                mean_steps: m.mean_steps,
+                fraction_unconverged: m.fraction_unconverged,
+                product_mflop_per_sample: flop / m.samples as f64 / 1e6,
+                gflops,
+                fraction_of_peak: gflops / (m.threads as f64 * peak),
+            }
+        })
+        .collect();
+    for row in &training {
+        say(format!(
+            "  training, {} thread(s): products at {:.0}% of {} x the dgemm peak",
+            row.threads,
+            100.0 * row.fraction_of_peak,
+            row.threads
+        ));
+    }
+    Ok(ThroughputReport {
+        lcsim_version: env!("CARGO_PKG_VERSION").to_string(),
+        method: config.method.name.name().to_string(),
+        data: config.data.source.name().to_string(),
+        model,
+        sizes,
+        batch_size: t.batch_size,
+        solver: config.solver.method.name().to_string(),
+        batches: s.batches,
+        training,
+        residual_kernel: KernelThroughput {
+            samples: b,
+            median_us: median * 1e6,
+            gflops: kernel,
+            fraction_of_peak: kernel / peak,
+        },
+        dgemm_peak_gflops: peak,
+    })
 }
