@@ -284,3 +284,46 @@ fn equilibrium_rejects_bad_files_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn throughput_json_reports_the_products_of_training() {
+    let args = |batches: &str| {
+        let out = lcsim(&[
+            "throughput",
+            "--json",
+            "--batches",
+            batches,
+            "--threads",
+            "1",
+            "--set",
+            "method.name=\"bp\"",
+            "--set",
+            "model.kind=\"ff\"",
+            "--set",
+            "model.hidden=[8]",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON object")
+    };
+    let (two, four) = (args("2"), args("4"));
+    let per_sample = |r: &serde_json::Value| {
+        r["training"][0]["product_mflop_per_sample"]
+            .as_f64()
+            .unwrap()
+    };
+    // BP on a layered 64-8-10 net does the same products for every sample: at least the
+    // forward sweep and the weight gradients, 2 (2 * 64 * 8 + 2 * 8 * 10) flop.
+    let bound = 2.0 * (2.0 * 64.0 * 8.0 + 2.0 * 8.0 * 10.0) / 1e6;
+    assert!(per_sample(&two) >= bound, "{} < {bound}", per_sample(&two));
+    assert!((per_sample(&two) - per_sample(&four)).abs() <= 1e-12 * per_sample(&two));
+    assert_eq!(two["training"][0]["samples"], 128);
+    assert_eq!(two["sizes"], serde_json::json!([64, 8, 10]));
+    for r in [&two, &four] {
+        let peak = r["dgemm_peak_gflops"].as_f64().unwrap();
+        let row = &r["training"][0];
+        let gflops = row["gflops"].as_f64().unwrap();
+        assert!(peak > 0.0 && gflops > 0.0);
+        let fraction = row["fraction_of_peak"].as_f64().unwrap();
+        assert!((fraction - gflops / peak).abs() <= 1e-12 * fraction);
+    }
+}
