@@ -31,7 +31,7 @@ fn products_match_the_definition_and_count_2mnk_flop_each() {
             "{what}: differs from the naive product by {d:e}"
         );
     };
-    let mut counted = |what: &str, products: u64, product: &dyn Fn() -> DMatrix<f64>| {
+    let counted = |what: &str, products: u64, product: &dyn Fn() -> DMatrix<f64>| {
         let before = product_flop();
         let c = product();
         assert_eq!(
