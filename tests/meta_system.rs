@@ -5,6 +5,9 @@
 //! L_out(phi*(theta)), and their alignment as the control weakens (spec 6.4's analogue).
 
 use lcsim::control::{free_equilibrium, ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::learn::meta_gradient::{
+    conjugate_gradient, first_order_meta_gradient, implicit_meta_gradient,
+};
 use lcsim::learn::plasticity::{least_control_update, relaxed_energy};
 use lcsim::learn::rbp::rbp_gradient;
 use lcsim::numerics::rng::Rng;
@@ -252,4 +255,51 @@ fn implicit_meta_gradient_matches_finite_differences_and_weak_control_aligns() {
         .collect();
     assert!(cosines[2] > 0.999, "{cosines:?}");
     assert!(cosines[2] >= cosines[0] - 1e-12, "{cosines:?}");
+}
+
+#[test]
+fn conjugate_gradient_solves_a_known_system() {
+    let mut rng = Rng::seed_from_u64(12);
+    let m = random(6, 6, 1.0, &mut rng);
+    let a = &m * m.transpose() + DMatrix::identity(6, 6);
+    let w_true = DVector::from_fn(6, |i, _| i as f64 - 2.0);
+    let g = &a * &w_true;
+    let (w, k, res) = conjugate_gradient(|v| &a * v, &g, 1e-13, 100);
+    assert!(
+        (w - w_true).amax() < 1e-10 && res <= 1e-13 && k <= 12,
+        "{k} {res}"
+    );
+}
+
+#[test]
+fn implicit_maml_by_cg_equals_rbp_and_first_order_is_the_query_gradient() {
+    let sys = system(13);
+    let (xs, xq) = tasks(sys.learner(), 3, 14);
+    let free = controlled(&sys, &xs, &xq, 1.0).free();
+    let (phi0, _) = free_equilibrium(&free, &newton(1e-12));
+    // RBP solves the adjoint system with a steady-state solver: an independent computation.
+    let (rbp, _) = rbp_gradient(&free, &phi0, &newton(1e-12));
+    let (cg, report) = implicit_meta_gradient(&free, &phi0, 1e-12, 500);
+    assert!(report.converged && report.max_iterations > 0, "{report:?}");
+    let mut diff = cg.clone();
+    diff.axpy(-1.0, &rbp);
+    assert!(
+        diff.norm() <= 1e-8 * rbp.norm(),
+        "{} vs {}",
+        diff.norm(),
+        rbp.norm()
+    );
+    // A truncated CG is reported as such.
+    let (_, short) = implicit_meta_gradient(&free, &phi0, 1e-12, 2);
+    assert!(!short.converged && short.max_iterations == 2);
+    let fo = first_order_meta_gradient(&free, &phi0);
+    let g = free.loss_gradient(&phi0);
+    for k in [0, 7, sys.state_dim() - 1] {
+        let expected: f64 = g.row(k).sum() * free.objective().combine;
+        assert!((fo.tensor(0)[(k, 0)] - expected).abs() < 1e-15);
+    }
+    assert!(
+        fo.cosine(&rbp) < 0.9999,
+        "first order differs from the implicit gradient"
+    );
 }
