@@ -4,6 +4,7 @@
 
 pub mod energy;
 pub mod feedback;
+pub mod meta_gradient;
 pub mod plasticity;
 pub mod rbp;
 pub mod variant;

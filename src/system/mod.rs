@@ -8,7 +8,9 @@
 //! equilibrium, the second-order term of dynamic inversion) or small traits a system may
 //! offer ([`KolenPollack`] for LCP-KP, [`RateChange`] for LCP-LF).
 
+pub mod learner;
 pub mod loss;
+pub mod meta;
 pub mod params;
 pub mod rate;
 
@@ -49,8 +51,9 @@ pub trait EquilibriumSystem: Sync {
     /// The parameters theta, mutably (the optimizer writes here).
     fn params_mut(&mut self) -> &mut Params;
 
-    /// The part of `f` that does not depend on phi (inputs and biases; n x B), computed
-    /// once per batch: `f(phi, theta, x) = vector_field_driven(phi, input_drive(x))`.
+    /// The part of `f` that does not depend on phi (inputs and biases; n x B, or with rows of
+    /// per-column data appended below when f needs them, as meta-learning's support sets),
+    /// computed once per batch: `f(phi, theta, x) = vector_field_driven(phi, input_drive(x))`.
     fn input_drive(&self, x: &DMatrix<f64>) -> DMatrix<f64>;
     /// The free vector field `f(phi, theta, x)` given `drive = input_drive(x)`.
     fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64>;
