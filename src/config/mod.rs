@@ -28,7 +28,7 @@ pub use method::{
 };
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;
-pub use training::{ScheduleKind, TrainingConfig};
+pub use training::{OnNonFinite, ScheduleKind, TrainingConfig};
 
 /// A whole run's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
