@@ -262,3 +262,64 @@ fn euler_unstable_for_the_controller_leak_is_refused_up_front() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("controller.alpha"));
     assert!(!dir.path().join("runs").exists());
 }
+
+/// An IDX file of unsigned bytes: magic, big-endian dimensions, data.
+fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// An MNIST folder: train (n_train images of `train` shape) and test (n_test of `test`).
+fn mnist_dir(dir: &Path, (n_train, train): (u32, [u32; 2]), (n_test, test): (u32, [u32; 2])) {
+    for (prefix, n, [r, c]) in [("train", n_train, train), ("t10k", n_test, test)] {
+        let pixels = vec![7u8; (n * r * c) as usize];
+        let images = idx_bytes(0x0803, &[n, r, c], &pixels);
+        let labels = idx_bytes(0x0801, &[n], &vec![1u8; n as usize]);
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+}
+
+/// Empty train or test files, and test images of another shape with the same pixel count
+/// (14 x 56 beside 28 x 28), are refused at load, naming the file and the shapes.
+#[test]
+fn mnist_empty_splits_and_other_image_shapes_are_refused_at_load() {
+    for (train, test, says) in [
+        ((0, [28, 28]), (3, [28, 28]), "train-images"),
+        ((3, [28, 28]), (0, [28, 28]), "t10k-images"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        mnist_dir(dir.path(), train, test);
+        let msg = lcsim::data::mnist(dir.path(), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(says) && msg.contains("found 0 images"),
+            "{msg}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    mnist_dir(dir.path(), (3, [28, 28]), (3, [14, 56]));
+    let msg = lcsim::data::mnist(dir.path(), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("28 x 28") && msg.contains("found 14 x 56"),
+        "{msg}"
+    );
+    // Same shapes load.
+    let dir = tempfile::tempdir().unwrap();
+    mnist_dir(dir.path(), (3, [28, 28]), (2, [28, 28]));
+    let s = lcsim::data::mnist(dir.path(), None, None).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (3, 2));
+    // A file given as the directory says so.
+    let file = dir.path().join("train-images-idx3-ubyte");
+    let msg = lcsim::data::mnist(&file, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("is a file, not a directory"), "{msg}");
+}
