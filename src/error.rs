@@ -50,6 +50,16 @@ pub enum LcsimError {
         batches: usize,
         source: Box<LcsimError>,
     },
+    /// A solve that did not converge while `method.on_unconverged = "stop"`.
+    #[error("a solve ended {termination} after {steps} steps (t = {time:.3e}, residual {residual:.3e}) and method.on_unconverged = \"stop\" stops training on it (allowed: {remedy})")]
+    Unconverged {
+        termination: String,
+        steps: usize,
+        time: f64,
+        residual: f64,
+        /// The limit to raise (the real key), or the other settings that help.
+        remedy: String,
+    },
     /// An epoch in which no mini-batch changed the parameters: the run did no work.
     #[error("training stopped at epoch {epoch}: no sample produced an update ({reasons}); the run is not marked finished")]
     NoUpdate { epoch: usize, reasons: String },

@@ -323,3 +323,58 @@ fn mnist_empty_splits_and_other_image_shapes_are_refused_at_load() {
         .to_string();
     assert!(msg.contains("is a file, not a directory"), "{msg}");
 }
+
+/// `on_unconverged = "stop"` names the limit that was hit: max_iterations for an
+/// accelerated solver, max_steps for Euler, and does not call "stop" an invalid value.
+#[test]
+fn stop_on_unconverged_names_the_limit_that_was_hit() {
+    for (solver, limit, other) in [
+        ("anderson", "solver.max_iterations", "solver.max_steps"),
+        ("euler", "solver.max_steps", "solver.max_iterations"),
+    ] {
+        let c = xor(&[
+            &format!("solver.method=\"{solver}\""),
+            "solver.max_iterations=1",
+            "solver.max_steps=1",
+            "method.on_unconverged=\"stop\"",
+        ]);
+        let err = run(&c);
+        let msg = err.to_string();
+        assert!(matches!(err, LcsimError::Unconverged { .. }), "{msg}");
+        assert!(
+            msg.contains(limit) && !msg.contains(other),
+            "{solver}: {msg}"
+        );
+        assert!(!msg.contains("invalid value"), "{msg}");
+    }
+}
+
+struct Warnings(Vec<String>);
+impl Observer for Warnings {
+    fn on_warning(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+}
+
+/// An epoch whose update solves mostly did not converge (two Euler steps; the states are
+/// still used) trains, but warns with the reason counted; a converging one does not warn.
+#[test]
+fn mostly_unconverged_epoch_warns_with_reasons() {
+    let warnings = |sets: &[&str]| {
+        let c = xor(sets);
+        let data = load_split(&c.data).unwrap();
+        let batches = data.train.len().div_ceil(c.training.batch_size);
+        let state =
+            TrainingState::new(&c, data.train.n_inputs(), data.train.n_classes, batches).unwrap();
+        let mut w = Warnings(Vec::new());
+        train(&c, &data, state, &mut w, &AtomicBool::new(false)).unwrap();
+        w.0
+    };
+    let w = warnings(&["solver.method=\"euler\"", "solver.max_steps=2"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("epoch 1: 100.0%") && w[0].contains("max-steps 32"),
+        "{w:?}"
+    );
+    assert!(warnings(&[]).is_empty());
+}

@@ -178,6 +178,9 @@ pub struct BatchProgress {
 pub trait Observer<S: Trainable = RateNetwork> {
     /// After every mini-batch.
     fn on_batch(&mut self, _progress: &BatchProgress) {}
+    /// A warning about the epoch just trained (e.g. many unconverged solves), before its
+    /// [`Observer::on_epoch`].
+    fn on_warning(&mut self, _message: &str) {}
     /// After every completed epoch, with the state at its end (for checkpoints).
     fn on_epoch(&mut self, _state: &TrainingState<S>, _metrics: &EpochMetrics) -> Result<()> {
         Ok(())
@@ -192,6 +195,9 @@ pub enum Outcome {
     /// The stop flag was raised; the state is that of the last completed epoch.
     Interrupted,
 }
+
+/// Fraction of unconverged update solves in an epoch above which the observer is warned.
+pub const WARN_UNCONVERGED: f64 = 0.1;
 
 /// Sums over one epoch.
 #[derive(Default)]
@@ -251,6 +257,27 @@ impl Tally {
     fn count_certificates(&mut self, b: &BatchSteadyState) {
         self.certified += b.certified();
         self.uncertified += b.uncertified();
+    }
+
+    /// A warning when more than [`WARN_UNCONVERGED`] of the update solves did not converge,
+    /// with their reasons counted.
+    fn unconverged_warning(&self, epoch: usize) -> Option<String> {
+        let fraction = self.unconverged as f64 / self.solves.max(1) as f64;
+        if fraction <= WARN_UNCONVERGED {
+            return None;
+        }
+        let by: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        Some(format!(
+            "epoch {epoch}: {:.1}% of the update solves did not converge ({}; {} of {} samples left out of the update)",
+            100.0 * fraction,
+            by.join(", "),
+            self.skipped,
+            self.samples
+        ))
     }
 
     /// Why no batch of an epoch changed the parameters, counted: samples left out, update
@@ -405,6 +432,9 @@ pub fn train<S: Trainable>(
             },
             diagnostics,
         };
+        if let Some(message) = tally.unconverged_warning(epoch) {
+            observer.on_warning(&message);
+        }
         trial.history.push(metrics.clone());
         state = trial;
         observer.on_epoch(&state, &metrics)?;
@@ -670,18 +700,25 @@ pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec
                 (Termination::Diverged | Termination::SolverError(_), _) => false,
                 (_, OnUnconverged::Use) => finite,
                 (_, OnUnconverged::Skip) => false,
-                (_, OnUnconverged::Stop) => {
-                    return Err(invalid(
-                        "method.on_unconverged",
-                        format!(
-                            "\"stop\": a solve ended {} at t = {:.3e} after {} steps with residual {:.3e}",
-                            r.termination.name(),
-                            r.time,
-                            r.steps,
-                            r.residual
+                (t, OnUnconverged::Stop) => {
+                    let limit = match t {
+                        Termination::MaxTime => "a larger solver.max_time",
+                        Termination::MaxSteps if config.solver.method.follows_flow() => {
+                            "a larger solver.max_steps"
+                        }
+                        Termination::MaxSteps => "a larger solver.max_iterations",
+                        Termination::Fold { .. } => "a smaller method.branch_min_step",
+                        _ => "another solver.method or tighter solver settings",
+                    };
+                    return Err(LcsimError::Unconverged {
+                        termination: t.name().to_string(),
+                        steps: r.steps,
+                        time: r.time,
+                        residual: r.residual,
+                        remedy: format!(
+                            "{limit}, or method.on_unconverged = \"use\" or \"skip\" to continue past unconverged solves"
                         ),
-                        "\"use\" or \"skip\" to continue past unconverged solves, or a larger solver.max_time / max_steps",
-                    ))
+                    });
                 }
             };
         }
