@@ -60,6 +60,14 @@ pub enum LcsimError {
         /// The limit to raise (the real key), or the other settings that help.
         remedy: String,
     },
+    /// A config whose estimated memory exceeds what may be used.
+    #[error("the run would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
+    Resources {
+        estimate: String,
+        limit: String,
+        what: String,
+        keys: String,
+    },
     /// An epoch in which no mini-batch changed the parameters: the run did no work.
     #[error("training stopped at epoch {epoch}: no sample produced an update ({reasons}); the run is not marked finished")]
     NoUpdate { epoch: usize, reasons: String },

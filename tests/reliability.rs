@@ -378,3 +378,40 @@ fn mostly_unconverged_epoch_warns_with_reasons() {
     );
     assert!(warnings(&[]).is_empty());
 }
+
+/// The memory estimate counts the parameters of a layered 2 -> [3] -> 2 net by hand
+/// (2*3 + 3 + 3*2 + 2 = 17, seven copies) plus data and solver histories; sizes that would
+/// exhaust memory are refused from the command line before a run folder exists.
+#[test]
+fn sizes_that_would_exhaust_memory_are_refused_up_front() {
+    let c = xor(&[
+        "model.kind=\"ff\"",
+        "model.hidden=[3]",
+        "method.name=\"bp\"",
+        "data.synthetic_samples=10",
+        "training.batch_size=1",
+        "solver.anderson_memory=1",
+        "solver.stability_dim=1",
+    ]);
+    let by_hand = 8.0 * (7.0 * 17.0 + 10.0 * 4.0 + 6.0 * 3.0 * (3.0 + 2.0));
+    assert_eq!(c.memory_estimate(), by_hand);
+    c.check_resources().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for set in [
+        "model.hidden=[100000]",
+        "solver.anderson_memory=1000000000",
+        "data.synthetic_samples=1000000000000",
+    ] {
+        let mut args = vec!["train", "--quiet"];
+        args.extend(TINY);
+        args.extend(["--set", set]);
+        let o = lcsim_in(dir.path(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{set}");
+        assert!(
+            err.contains("GiB of memory") && err.lines().count() == 1,
+            "{set}: {err}"
+        );
+        assert!(!dir.path().join("runs").exists(), "{set} left a run folder");
+    }
+}
