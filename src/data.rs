@@ -512,9 +512,16 @@ fn mnist_part(
     labels_path: &Path,
     limit: Option<usize>,
     name: &str,
-) -> Result<Dataset> {
+) -> Result<(Dataset, (usize, usize))> {
     let images = read_idx_images(images_path)?;
     let labels = read_idx_labels(labels_path)?;
+    if images.count == 0 {
+        return Err(LcsimError::Shape {
+            field: format!("MNIST {name} images ({})", images_path.display()),
+            expected: "at least 1 image".into(),
+            found: format!("0 images of {} x {}", images.rows, images.cols),
+        });
+    }
     if images.count != labels.len() {
         return Err(LcsimError::Shape {
             field: format!("MNIST {name} labels ({})", labels_path.display()),
@@ -536,7 +543,8 @@ fn mnist_part(
             .map(|&p| f64::from(p) / 255.0),
     );
     let labels = labels[..n].iter().map(|&l| usize::from(l)).collect();
-    Dataset::new(inputs, labels, MNIST_CLASSES, "mnist")
+    let shape = (images.rows, images.cols);
+    Ok((Dataset::new(inputs, labels, MNIST_CLASSES, "mnist")?, shape))
 }
 
 /// MNIST from the four standard IDX files in `dir` (each as `NAME.gz` or uncompressed
@@ -546,7 +554,8 @@ fn mnist_part(
 /// `train_limit` / `test_limit` keep the first N samples of each file (all of them when N
 /// exceeds the count; `Some(0)` is an error). Errors: a missing file (the message lists the
 /// names looked for and the directory), any IDX problem (see [`read_idx_images`]), image
-/// and label counts that disagree, or train and test images of different sizes.
+/// and label counts that disagree, a file without images, or train and test images of
+/// different shapes (rows x cols, not only pixel counts).
 pub fn mnist(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>) -> Result<Split> {
     for (field, limit) in [
         ("data.train_limit", train_limit),
@@ -569,6 +578,8 @@ pub fn mnist(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>) 
     if !missing.is_empty() {
         let situation = if dir.is_dir() {
             "MNIST files not found in the directory"
+        } else if dir.exists() {
+            "data.mnist_dir is a file, not a directory"
         } else {
             "the MNIST directory does not exist"
         };
@@ -586,17 +597,13 @@ pub fn mnist(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>) 
         });
     }
     let paths: Vec<PathBuf> = found.into_iter().flatten().collect();
-    let train = mnist_part(&paths[0], &paths[1], train_limit, "train")?;
-    let test = mnist_part(&paths[2], &paths[3], test_limit, "test")?;
-    if train.n_inputs() != test.n_inputs() {
+    let (train, (rows, cols)) = mnist_part(&paths[0], &paths[1], train_limit, "train")?;
+    let (test, test_shape) = mnist_part(&paths[2], &paths[3], test_limit, "test")?;
+    if (rows, cols) != test_shape {
         return Err(LcsimError::Shape {
             field: format!("MNIST test images ({})", paths[2].display()),
-            expected: format!(
-                "{} pixels per image, like {}",
-                train.n_inputs(),
-                paths[0].display()
-            ),
-            found: format!("{} pixels per image", test.n_inputs()),
+            expected: format!("{rows} x {cols} images, like {}", paths[0].display()),
+            found: format!("{} x {} images", test_shape.0, test_shape.1),
         });
     }
     Ok(Split { train, test })

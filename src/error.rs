@@ -29,6 +29,48 @@ pub enum LcsimError {
         index: usize,
         value: f64,
     },
+    /// An optimizer step whose result (a parameter or an optimizer moment) is not finite;
+    /// the step was refused and nothing was changed.
+    #[error(
+        "non-finite {what} `{tensor}` after optimizer step {step}: {value} at flat index {index} (the step was refused; allowed: finite values, e.g. with a lower training.learning_rate or training.weight_decay, or training.clip_norm > 0)"
+    )]
+    NonFiniteUpdate {
+        /// "parameter", "first moment" or "second moment".
+        what: String,
+        tensor: String,
+        step: usize,
+        index: usize,
+        value: f64,
+    },
+    /// A training failure located at its mini-batch.
+    #[error("training stopped at epoch {epoch}, batch {batch} of {batches}: {source}")]
+    AtBatch {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        source: Box<LcsimError>,
+    },
+    /// A solve that did not converge while `method.on_unconverged = "stop"`.
+    #[error("a solve ended {termination} after {steps} steps (t = {time:.3e}, residual {residual:.3e}) and method.on_unconverged = \"stop\" stops training on it (allowed: {remedy})")]
+    Unconverged {
+        termination: String,
+        steps: usize,
+        time: f64,
+        residual: f64,
+        /// The limit to raise (the real key), or the other settings that help.
+        remedy: String,
+    },
+    /// A config whose estimated memory exceeds what may be used.
+    #[error("the run would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
+    Resources {
+        estimate: String,
+        limit: String,
+        what: String,
+        keys: String,
+    },
+    /// An epoch in which no mini-batch changed the parameters: the run did no work.
+    #[error("training stopped at epoch {epoch}: no sample produced an update ({reasons}); the run is not marked finished")]
+    NoUpdate { epoch: usize, reasons: String },
     /// A required array is absent from a file.
     #[error("missing array `{name}` in {path} (required arrays: {required})")]
     MissingArray {
@@ -45,6 +87,21 @@ pub enum LcsimError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl LcsimError {
+    /// True for a non-finite gradient, parameter or optimizer moment met by an optimizer
+    /// step (which then changed nothing).
+    pub fn is_non_finite_update(&self) -> bool {
+        match self {
+            LcsimError::NonFiniteUpdate { .. } => true,
+            LcsimError::NonFinite { field, .. } => {
+                field.starts_with("gradient") || field.starts_with("parameters")
+            }
+            LcsimError::InvalidValue { field, .. } => field.starts_with("gradient"),
+            _ => false,
+        }
+    }
 }
 
 /// Result alias used throughout the crate.

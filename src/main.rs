@@ -108,6 +108,14 @@ impl Observer for CliObserver {
         }
     }
 
+    fn on_warning(&mut self, message: &str) {
+        let line = format!("warning: {message}");
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.suspend(|| eprintln!("{line}")),
+            _ => eprintln!("{line}"),
+        }
+    }
+
     fn on_epoch(
         &mut self,
         state: &TrainingState,

@@ -251,6 +251,23 @@ fn check_finite(field: &str, p: &Params) -> Result<()> {
     Ok(())
 }
 
+/// [`LcsimError::NonFiniteUpdate`] at the first non-finite entry of `p` (the `what` of a
+/// step numbered `step`, counting from 1).
+fn non_finite_entry(what: &str, p: &Params, step: usize) -> Result<()> {
+    for (name, t) in p.iter() {
+        if let Some(index) = t.iter().position(|x| !x.is_finite()) {
+            return Err(LcsimError::NonFiniteUpdate {
+                what: what.to_string(),
+                tensor: name.to_string(),
+                step,
+                index,
+                value: t.as_slice()[index],
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Optimizer {
     /// A fresh optimizer (no steps taken) after validating `settings`.
     pub fn new(settings: OptimizerSettings) -> Result<Self> {
@@ -356,8 +373,9 @@ impl Optimizer {
     ///   `theta -= (lr_t / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`;
     ///
     /// where `lr_t` is the scheduled rate after the steps already taken. A non-finite
-    /// gradient (or parameter), or a layout mismatch, is refused with an error and
-    /// nothing (parameters, moments, step count) is modified.
+    /// gradient (or parameter), a layout mismatch, or a step whose new parameters or
+    /// moments would not be finite ([`LcsimError::NonFiniteUpdate`]) is refused with an
+    /// error and nothing (parameters, moments, step count) is modified.
     pub fn step(&mut self, params: &mut Params, gradient: &Params) -> Result<StepReport> {
         check_layout("gradient", params, gradient)?;
         for (field, buffer) in [
@@ -394,10 +412,13 @@ impl Optimizer {
         }
         let lr = s.schedule.learning_rate_at(s.learning_rate, self.step);
 
+        // The step works on copies, committed only when every entry is finite.
+        let mut theta = params.clone();
+        let (mut m_new, mut v_new) = (self.m.clone(), self.v.clone());
         match s.kind {
             OptimizerKind::Sgd => {
                 if s.uses_momentum() {
-                    let buf = match self.m.take() {
+                    let buf = match m_new.take() {
                         None => g,
                         Some(mut b) => {
                             b.scale(s.momentum);
@@ -405,24 +426,24 @@ impl Optimizer {
                             b
                         }
                     };
-                    params.axpy(-lr, &buf);
-                    self.m = Some(buf);
+                    theta.axpy(-lr, &buf);
+                    m_new = Some(buf);
                 } else {
-                    params.axpy(-lr, &g);
+                    theta.axpy(-lr, &g);
                 }
             }
             OptimizerKind::Adam => {
                 let t = (self.step + 1) as i32;
                 let (b1, b2) = (s.beta1, s.beta2);
-                let m = self.m.get_or_insert_with(|| params.zeros_like());
-                let v = self.v.get_or_insert_with(|| params.zeros_like());
+                let m = m_new.get_or_insert_with(|| params.zeros_like());
+                let v = v_new.get_or_insert_with(|| params.zeros_like());
                 let bias_correction1 = 1.0 - b1.powi(t);
                 let bias_correction2_sqrt = (1.0 - b2.powi(t)).sqrt();
                 let step_size = lr / bias_correction1;
                 for (i, gi) in g.iter().map(|(_, x)| x).enumerate() {
                     let mi = m.tensor_mut(i);
                     let vi = v.tensor_mut(i);
-                    let pi = params.tensor_mut(i);
+                    let pi = theta.tensor_mut(i);
                     for k in 0..gi.len() {
                         let gk = gi[k];
                         // exp_avg.lerp_(grad, 1 - beta1)
@@ -435,6 +456,17 @@ impl Optimizer {
                 }
             }
         }
+        for (what, p) in [
+            ("parameter", Some(&theta)),
+            ("first moment", m_new.as_ref()),
+            ("second moment", v_new.as_ref()),
+        ] {
+            if let Some(p) = p {
+                non_finite_entry(what, p, self.step + 1)?;
+            }
+        }
+        *params = theta;
+        (self.m, self.v) = (m_new, v_new);
         self.step += 1;
         Ok(StepReport {
             learning_rate: lr,

@@ -343,8 +343,8 @@ pub struct Training {
 }
 
 /// Opens or creates the run folder and loads the data and the state to train from; `None`
-/// when the run to resume is finished already. The data is loaded before a new folder is
-/// created, so bad data leaves no run behind.
+/// when the run to resume is finished already. The memory estimate is checked and the data
+/// loaded before a new folder is created, so bad data or sizes leave no run behind.
 pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
     let (run, config, data) = match start {
         TrainStart::Resume(dir) => {
@@ -352,10 +352,12 @@ pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
             if run.is_finished() {
                 return Ok(None);
             }
+            config.check_resources()?;
             let data = load_split(&config.data)?;
             (run, config, data)
         }
         TrainStart::New { config, command } => {
+            config.check_resources()?;
             let data = load_split(&config.data)?;
             (RunDir::create(&config, &command)?, *config, data)
         }

@@ -500,14 +500,18 @@ fn unconverged_solves_are_used_skipped_or_stop_training_as_configured() {
         assert_eq!(metrics[0].skipped_samples, 0, "{method}");
         assert_ne!(used.net.params(), &initial, "{method}: 'use' updates");
 
-        let (initial, skipped, metrics, n2) = with("skip");
+        // Skipping every sample leaves nothing to learn from: an error, not a finished epoch.
+        let (_, skipped, metrics, n2) = with("skip");
         assert_eq!(n, n2);
-        assert_eq!(
-            skipped.unwrap().net.params(),
-            &initial,
-            "{method}: nothing to learn from"
+        let Err(err) = skipped else {
+            panic!("{method}: an epoch without an update must stop")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(&format!("{n} of {n} samples left out")) && err.contains("max-steps"),
+            "{method}: {err}"
         );
-        assert_eq!(metrics[0].skipped_samples, n, "{method}");
+        assert!(metrics.is_empty(), "{method}");
 
         let (_, stopped, _, _) = with("stop");
         let Err(err) = stopped else {

@@ -98,6 +98,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("training.eval_every", "evaluate on the test split every this many epochs, and after the last"),
     ("training.seed", "seed of the mini-batch order"),
     ("training.threads", "worker threads for the per-sample solves (0 = all cores); results do not depend on it"),
+    ("training.on_non_finite", "an optimizer step whose gradient, new parameters or moments are not finite: \"stop\" (default; an error naming the tensor and the batch, nothing saved) or \"skip\" (that batch leaves the state unchanged, counted in metrics.csv's skipped_samples)"),
     ("training.diagnostics_samples", "basin and stability diagnostics at the end of every epoch (metrics.csv, progress line, stability figure) on this many samples: the first ones of the test split (of the training split if there is no test split); 0 = off"),
     ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\" or \"two-moons\""),
     ("data.mnist_dir", "directory with train-images-idx3-ubyte(.gz) etc."),

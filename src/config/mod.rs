@@ -16,6 +16,7 @@ mod method;
 mod network;
 mod output;
 mod overrides;
+mod resources;
 mod solver;
 mod training;
 mod validate;
@@ -28,7 +29,8 @@ pub use method::{
 };
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;
-pub use training::{ScheduleKind, TrainingConfig};
+pub use resources::MEMORY_CAP_BYTES;
+pub use training::{OnNonFinite, ScheduleKind, TrainingConfig};
 
 /// A whole run's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]

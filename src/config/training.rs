@@ -13,6 +13,18 @@ pub enum ScheduleKind {
     Cosine,
 }
 
+/// What a non-finite optimizer step (gradient, new parameter or moment) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    /// Stop training with an error naming the tensor and the batch (nothing is written).
+    #[default]
+    Stop,
+    /// Leave that batch's update out (the state before it is kept) and count it.
+    Skip,
+}
+
 /// `[training]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +49,8 @@ pub struct TrainingConfig {
     /// Samples of the fixed diagnostics batch checked at the end of every epoch (the first
     /// ones of the test split, or of the training split without a test split); 0 = off.
     pub diagnostics_samples: usize,
+    /// A non-finite optimizer step: stop (default) or skip the batch.
+    pub on_non_finite: OnNonFinite,
 }
 
 impl Default for TrainingConfig {
@@ -55,6 +69,7 @@ impl Default for TrainingConfig {
             seed: 0,
             threads: 0,
             diagnostics_samples: 64,
+            on_non_finite: OnNonFinite::Stop,
         }
     }
 }

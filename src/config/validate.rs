@@ -52,6 +52,7 @@ impl Config {
             _ => {}
         }
         self.solver.validate()?;
+        self.validate_euler_leak()?;
         self.validate_method_sections()?;
         self.validate_equilibrium()?;
         let t = &self.training;
@@ -100,6 +101,35 @@ impl Config {
                 "data.synthetic_samples",
                 d.synthetic_samples,
                 "an integer >= 4",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forward Euler on the controller's leak `tau_u du/dt = -alpha u + ...` multiplies u by
+    /// `1 - dt alpha / tau_u` per step: it diverges once `dt alpha / tau_u >= 2`.
+    fn validate_euler_leak(&self) -> Result<()> {
+        let controlled = matches!(
+            self.method.name,
+            Method::LcpDi | Method::LcpKp | Method::LcpLf
+        );
+        if !controlled || self.solver.method != crate::solve::SolverMethod::Euler {
+            return Ok(());
+        }
+        let (dt, alpha, tau_u) = (
+            self.solver.euler.dt,
+            self.controller.alpha,
+            self.dynamics.tau_u,
+        );
+        if dt * alpha / tau_u >= 2.0 {
+            return Err(invalid(
+                "controller.alpha",
+                format!("{alpha} with solver.method = \"euler\", solver.dt = {dt}, dynamics.tau_u = {tau_u} (dt * alpha / tau_u = {:.3})", dt * alpha / tau_u),
+                &format!(
+                    "dt * alpha / tau_u < 2, where forward Euler is stable for the controller's leak: alpha < {:.4}, or solver.dt < {:.4}, or another solver.method",
+                    2.0 * tau_u / dt,
+                    2.0 * tau_u / alpha
+                ),
             ));
         }
         Ok(())

@@ -6,10 +6,10 @@
 
 pub mod diagnostics;
 
-use crate::config::{Config, Method, OnUnconverged};
+use crate::config::{Config, Method, OnNonFinite, OnUnconverged};
 use crate::control::{free_equilibrium, CoupledSystem, Objective};
 use crate::data::{epoch_batches, Dataset, Split};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, LcsimError, Result};
 use crate::io::metrics::{EpochDiagnostics, EpochMetrics};
 use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
@@ -106,7 +106,7 @@ impl<S: Trainable> TrainingState<S> {
         targets: &DMatrix<f64>,
         tally: &mut Tally,
         noise_seed: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if let (Some(kp), Some(fb)) = (&config.kp, self.feedback.as_mut()) {
             kolen_pollack_decay(&mut self.net, fb, kp.weight_decay);
         }
@@ -119,6 +119,7 @@ impl<S: Trainable> TrainingState<S> {
             tally,
             noise_seed,
         )?;
+        let updated = update.network.is_some();
         if let Some(g) = update.network {
             self.optimizer.step(self.net.params_mut(), &g)?;
         }
@@ -128,10 +129,15 @@ impl<S: Trainable> TrainingState<S> {
                     opt.step(fb, &g)?;
                 }
             }
-            (Some(FeedbackUpdate::Set(q)), Some(fb)) => *fb = q,
+            (Some(FeedbackUpdate::Set(q)), Some(fb)) => {
+                for (name, t) in q.iter() {
+                    crate::error::ensure_finite(&format!("parameters.{name}"), t.as_slice())?;
+                }
+                *fb = q
+            }
             _ => {}
         }
-        Ok(())
+        Ok(updated)
     }
 
     /// LCP-KP: the angles (degrees) between B and W^T and between G and D^T.
@@ -172,6 +178,9 @@ pub struct BatchProgress {
 pub trait Observer<S: Trainable = RateNetwork> {
     /// After every mini-batch.
     fn on_batch(&mut self, _progress: &BatchProgress) {}
+    /// A warning about the epoch just trained (e.g. many unconverged solves), before its
+    /// [`Observer::on_epoch`].
+    fn on_warning(&mut self, _message: &str) {}
     /// After every completed epoch, with the state at its end (for checkpoints).
     fn on_epoch(&mut self, _state: &TrainingState<S>, _metrics: &EpochMetrics) -> Result<()> {
         Ok(())
@@ -186,6 +195,9 @@ pub enum Outcome {
     /// The stop flag was raised; the state is that of the last completed epoch.
     Interrupted,
 }
+
+/// Fraction of unconverged update solves in an epoch above which the observer is warned.
+pub const WARN_UNCONVERGED: f64 = 0.1;
 
 /// Sums over one epoch.
 #[derive(Default)]
@@ -202,6 +214,12 @@ struct Tally {
     free_solves: usize,
     free_unconverged: usize,
     skipped: usize,
+    /// Batches whose update changed the parameters.
+    updated_batches: usize,
+    /// Batches left out because their optimizer step was not finite.
+    non_finite_batches: usize,
+    /// Update solves (controlled or adjoint) that did not converge, by reason.
+    reasons: std::collections::BTreeMap<&'static str, usize>,
     /// Controlled solves that ended at a fold of the branch.
     folds: usize,
     /// Controlled solves of the least-control methods (the folds' denominator).
@@ -218,6 +236,9 @@ impl Tally {
             self.max_steps = self.max_steps.max(r.steps);
             self.solves += 1;
             self.unconverged += usize::from(!r.converged());
+            if !r.converged() {
+                *self.reasons.entry(r.termination.name()).or_default() += 1;
+            }
         }
         self.count_certificates(b);
     }
@@ -236,6 +257,62 @@ impl Tally {
     fn count_certificates(&mut self, b: &BatchSteadyState) {
         self.certified += b.certified();
         self.uncertified += b.uncertified();
+    }
+
+    /// A warning when more than [`WARN_UNCONVERGED`] of the update solves did not converge,
+    /// with their reasons counted.
+    fn unconverged_warning(&self, epoch: usize) -> Option<String> {
+        let fraction = self.unconverged as f64 / self.solves.max(1) as f64;
+        if fraction <= WARN_UNCONVERGED {
+            return None;
+        }
+        let by: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        Some(format!(
+            "epoch {epoch}: {:.1}% of the update solves did not converge ({}; {} of {} samples left out of the update)",
+            100.0 * fraction,
+            by.join(", "),
+            self.skipped,
+            self.samples
+        ))
+    }
+
+    /// Why no batch of an epoch changed the parameters, counted: samples left out, update
+    /// solves by how they ended, free solves unconverged, batches refused as non-finite.
+    fn no_update_reasons(&self) -> String {
+        let mut parts = vec![format!(
+            "{} of {} samples left out of the update",
+            self.skipped, self.samples
+        )];
+        if !self.reasons.is_empty() {
+            let by: Vec<String> = self
+                .reasons
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            parts.push(format!(
+                "{} of {} update solves unconverged: {}",
+                self.unconverged,
+                self.solves,
+                by.join(", ")
+            ));
+        }
+        if self.free_unconverged > 0 {
+            parts.push(format!(
+                "{} of {} free solves unconverged",
+                self.free_unconverged, self.free_solves
+            ));
+        }
+        if self.non_finite_batches > 0 {
+            parts.push(format!(
+                "{} batches refused as non-finite (training.on_non_finite = \"skip\")",
+                self.non_finite_batches
+            ));
+        }
+        parts.join("; ")
     }
 }
 
@@ -264,7 +341,26 @@ pub fn train<S: Trainable>(
             }
             let (x, targets) = data.train.batch(idx);
             let seed = noise_seed(t.seed, epoch, i);
-            pool.install(|| trial.step(config, &x, &targets, &mut tally, seed))?;
+            let before = (t.on_non_finite == OnNonFinite::Skip).then(|| trial.clone());
+            match pool.install(|| trial.step(config, &x, &targets, &mut tally, seed)) {
+                Ok(updated) => tally.updated_batches += usize::from(updated),
+                Err(e) if e.is_non_finite_update() => match before {
+                    Some(before) => {
+                        trial = before;
+                        tally.non_finite_batches += 1;
+                        tally.skipped += idx.len();
+                    }
+                    None => {
+                        return Err(LcsimError::AtBatch {
+                            epoch,
+                            batch: i + 1,
+                            batches: batches.len(),
+                            source: Box::new(e),
+                        })
+                    }
+                },
+                Err(e) => return Err(e),
+            }
             observer.on_batch(&BatchProgress {
                 epoch,
                 batch: i + 1,
@@ -273,6 +369,12 @@ pub fn train<S: Trainable>(
                 accuracy: tally.correct as f64 / tally.samples.max(1) as f64,
                 mean_steps: tally.steps / tally.solves.max(1) as f64,
                 fraction_converged: 1.0 - tally.unconverged as f64 / tally.solves.max(1) as f64,
+            });
+        }
+        if tally.updated_batches == 0 {
+            return Err(LcsimError::NoUpdate {
+                epoch,
+                reasons: tally.no_update_reasons(),
             });
         }
         let evaluate = epoch.is_multiple_of(t.eval_every) || epoch == t.epochs;
@@ -330,6 +432,9 @@ pub fn train<S: Trainable>(
             },
             diagnostics,
         };
+        if let Some(message) = tally.unconverged_warning(epoch) {
+            observer.on_warning(&message);
+        }
         trial.history.push(metrics.clone());
         state = trial;
         observer.on_epoch(&state, &metrics)?;
@@ -595,18 +700,25 @@ pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec
                 (Termination::Diverged | Termination::SolverError(_), _) => false,
                 (_, OnUnconverged::Use) => finite,
                 (_, OnUnconverged::Skip) => false,
-                (_, OnUnconverged::Stop) => {
-                    return Err(invalid(
-                        "method.on_unconverged",
-                        format!(
-                            "\"stop\": a solve ended {} at t = {:.3e} after {} steps with residual {:.3e}",
-                            r.termination.name(),
-                            r.time,
-                            r.steps,
-                            r.residual
+                (t, OnUnconverged::Stop) => {
+                    let limit = match t {
+                        Termination::MaxTime => "a larger solver.max_time",
+                        Termination::MaxSteps if config.solver.method.follows_flow() => {
+                            "a larger solver.max_steps"
+                        }
+                        Termination::MaxSteps => "a larger solver.max_iterations",
+                        Termination::Fold { .. } => "a smaller method.branch_min_step",
+                        _ => "another solver.method or tighter solver settings",
+                    };
+                    return Err(LcsimError::Unconverged {
+                        termination: t.name().to_string(),
+                        steps: r.steps,
+                        time: r.time,
+                        residual: r.residual,
+                        remedy: format!(
+                            "{limit}, or method.on_unconverged = \"use\" or \"skip\" to continue past unconverged solves"
                         ),
-                        "\"use\" or \"skip\" to continue past unconverged solves, or a larger solver.max_time / max_steps",
-                    ))
+                    });
                 }
             };
         }

@@ -1,0 +1,83 @@
+//! Resources a config needs, estimated before anything is allocated or written: the memory
+//! of the model (with its optimizer moments, gradient and copies), the data and the solver
+//! histories, refused above [`MEMORY_CAP_BYTES`] or the machine's available memory.
+
+use super::{Config, ModelKind};
+use crate::data::DataSource;
+use crate::error::{LcsimError, Result};
+
+/// The documented cap on the estimate (64 GiB), whatever the machine has.
+pub const MEMORY_CAP_BYTES: f64 = 64.0 * 1024.0 * 1024.0 * 1024.0;
+
+/// Copies of the parameters a training run holds at once: the network, the epoch's trial
+/// copy, a skip backup, Adam's two moments, the gradient and the checkpoint being written.
+const PARAMETER_COPIES: f64 = 7.0;
+
+impl Config {
+    /// (inputs, classes) of `[data]`'s source.
+    fn data_shape(&self) -> (f64, f64) {
+        match self.data.source {
+            DataSource::Mnist => (784.0, 10.0),
+            DataSource::Digits => (64.0, 10.0),
+            DataSource::Xor | DataSource::TwoMoons => (2.0, 2.0),
+        }
+    }
+
+    /// Estimated peak memory in bytes (f64 entries, 8 bytes each):
+    /// `8 [copies * P + N (n_x + n_y) + B (m_anderson + k_stability + 4) d]`, with P the
+    /// parameters, N the synthetic samples, B the batch and d the controlled state.
+    pub fn memory_estimate(&self) -> f64 {
+        let (n_x, n_y) = self.data_shape();
+        let hidden: Vec<f64> = self.model.hidden.iter().map(|&h| h as f64).collect();
+        let units: f64 = hidden.iter().sum();
+        let params = match self.model.kind {
+            ModelKind::Rnn => n_x * units + units * units + units * n_y + n_y * n_y + units + n_y,
+            ModelKind::Ff => {
+                let mut sizes = vec![n_x];
+                sizes.extend(&hidden);
+                sizes.push(n_y);
+                sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+            }
+        };
+        let samples = match self.data.source {
+            DataSource::Xor | DataSource::TwoMoons => self.data.synthetic_samples as f64,
+            _ => 0.0,
+        };
+        let state = 3.0 * (units + n_y);
+        let s = &self.solver;
+        let histories = s.anderson.memory as f64 + s.accelerated.stability.dim as f64 + 4.0;
+        let batch = self.training.batch_size as f64;
+        8.0 * (PARAMETER_COPIES * params + samples * (n_x + n_y) + batch * histories * state)
+    }
+
+    /// Refuses a config whose [`Config::memory_estimate`] exceeds the cap or the memory
+    /// available on this machine (`MemAvailable` of /proc/meminfo, where readable).
+    pub fn check_resources(&self) -> Result<()> {
+        let estimate = self.memory_estimate();
+        let (limit, what) = match available_memory() {
+            Some(a) if a < MEMORY_CAP_BYTES => (a, "the memory available on this machine"),
+            _ => (MEMORY_CAP_BYTES, "lcsim's cap"),
+        };
+        if estimate > limit {
+            return Err(LcsimError::Resources {
+                estimate: gib(estimate),
+                limit: gib(limit),
+                what: what.into(),
+                keys: "model.hidden, data.synthetic_samples, training.batch_size, solver.anderson_memory, solver.stability_dim".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn gib(bytes: f64) -> String {
+    format!("{:.3} GiB", bytes / (1024.0 * 1024.0 * 1024.0))
+}
+
+/// `MemAvailable` in bytes, when /proc/meminfo says it.
+fn available_memory() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
