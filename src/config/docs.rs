@@ -91,6 +91,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("training.weight_decay", "L2 weight decay added to the gradient (>= 0)"),
     ("training.momentum", "SGD momentum in [0, 1)"),
     ("training.clip_norm", "clip the global update norm to this (0 = off; reference rnn: 10)"),
+    ("training.spectral_bound", "keep the free equilibrium stable: after every optimizer step rescale the recurrent W to ||W||_2 <= this (power iteration); < 1 makes the rate net a contraction (one stable free equilibrium); a per-matrix projection, not a synapse-local rule (0 = off, >= 0)"),
     ("training.schedule", "\"cosine\" (decay to min_lr_factor * learning_rate over all steps; reference) or \"constant\""),
     ("training.min_lr_factor", "final learning rate of the cosine schedule, as a fraction of learning_rate"),
     ("training.epochs", "passes over the training split (>= 1)"),

@@ -36,6 +36,8 @@ pub struct TrainingConfig {
     pub momentum: f64,
     /// Global gradient-norm clipping; 0 = off.
     pub clip_norm: f64,
+    /// Bound on ||W||_2 of the recurrent weights, enforced after every optimizer step; 0 = off.
+    pub spectral_bound: f64,
     pub schedule: ScheduleKind,
     pub min_lr_factor: f64,
     pub epochs: usize,
@@ -61,6 +63,7 @@ impl Default for TrainingConfig {
             weight_decay: 0.0,
             momentum: 0.0,
             clip_norm: 0.0,
+            spectral_bound: 0.0,
             schedule: ScheduleKind::Cosine,
             min_lr_factor: 0.1,
             epochs: 10,

@@ -79,6 +79,7 @@ impl Config {
         }
         self.training.optimizer_settings(1).validate()?;
         ensure_non_negative("training.clip_norm", t.clip_norm)?;
+        ensure_non_negative("training.spectral_bound", t.spectral_bound)?;
         for (key, v) in [
             ("training.epochs", t.epochs),
             ("training.batch_size", t.batch_size),

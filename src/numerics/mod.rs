@@ -4,3 +4,4 @@
 pub mod activation;
 pub mod linalg;
 pub mod rng;
+pub mod spectral;

@@ -122,6 +122,9 @@ impl<S: Trainable> TrainingState<S> {
         let updated = update.network.is_some();
         if let Some(g) = update.network {
             self.optimizer.step(self.net.params_mut(), &g)?;
+            if config.training.spectral_bound > 0.0 {
+                bound_recurrent_weights(self.net.params_mut(), config.training.spectral_bound);
+            }
         }
         match (update.feedback, self.feedback.as_mut()) {
             (Some(FeedbackUpdate::Descent(g)), Some(fb)) => {
@@ -565,6 +568,15 @@ pub fn evaluate_free<S: EquilibriumSystem>(
 
 /// The seed of LCP-LF's noise in mini-batch `batch` (from 0) of `epoch`: a function of
 /// the training seed and the batch alone, so a resumed run draws the same noise.
+/// The spectral bound of `[training] spectral_bound`: ||W||_2 <= bound for the recurrent
+/// weights (the tensor named "W"), by [`crate::numerics::spectral::project_spectral_norm`].
+pub fn bound_recurrent_weights(params: &mut crate::system::params::Params, bound: f64) {
+    let idx = params.names().position(|n| n == "W");
+    if let Some(i) = idx {
+        crate::numerics::spectral::project_spectral_norm(params.tensor_mut(i), bound);
+    }
+}
+
 fn noise_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     let mut rng =
         crate::numerics::rng::Rng::seed_from_u64(seed ^ ((epoch as u64) << 32) ^ batch as u64);
