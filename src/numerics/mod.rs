@@ -2,6 +2,7 @@
 //! nonlinearities with their own fast tanh, and the seeded random streams.
 
 pub mod activation;
+pub mod conv;
 pub mod linalg;
 pub mod rng;
 pub mod spectral;

@@ -1,0 +1,203 @@
+//! Batched 2-D convolution (stride 1, zero padding) by im2col and the faer products of
+//! [`super::linalg`], with its transpose and weight gradient.
+//!
+//! Layout: a batch of images is a matrix with one column per sample; within a column the
+//! entries are channel-major, then row, then column: index `(c * h + y) * w + x`.
+//! The weights are an `out_c x (in_c k k)` matrix, column index `(c * k + dy) * k + dx`.
+
+use super::linalg::{gemm, mul_tr, Op};
+use nalgebra::DMatrix;
+
+/// A convolution shape that cannot be computed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConvError {
+    /// A size is zero or the kernel is larger than the padded image.
+    #[error("conv2d: {field} = {value} is not allowed ({allowed})")]
+    Shape {
+        field: &'static str,
+        value: usize,
+        allowed: &'static str,
+    },
+}
+
+/// The sizes of one convolution layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub pad: usize,
+}
+
+impl Conv2d {
+    /// Checks the sizes: all positive and `k <= h + 2 pad`, `k <= w + 2 pad`.
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        pad: usize,
+    ) -> Result<Self, ConvError> {
+        for (field, value) in [
+            ("in_c", in_c),
+            ("out_c", out_c),
+            ("h", h),
+            ("w", w),
+            ("k", k),
+        ] {
+            if value == 0 {
+                return Err(ConvError::Shape {
+                    field,
+                    value,
+                    allowed: "at least 1",
+                });
+            }
+        }
+        if k > h + 2 * pad || k > w + 2 * pad {
+            return Err(ConvError::Shape {
+                field: "k",
+                value: k,
+                allowed: "at most the padded height and width",
+            });
+        }
+        Ok(Conv2d {
+            in_c,
+            out_c,
+            h,
+            w,
+            k,
+            pad,
+        })
+    }
+
+    /// Output height `h + 2 pad - k + 1`.
+    pub fn out_h(&self) -> usize {
+        self.h + 2 * self.pad - self.k + 1
+    }
+
+    /// Output width `w + 2 pad - k + 1`.
+    pub fn out_w(&self) -> usize {
+        self.w + 2 * self.pad - self.k + 1
+    }
+
+    /// Rows of an input batch, `in_c h w`.
+    pub fn in_len(&self) -> usize {
+        self.in_c * self.h * self.w
+    }
+
+    /// Rows of an output batch, `out_c out_h out_w`.
+    pub fn out_len(&self) -> usize {
+        self.out_c * self.out_h() * self.out_w()
+    }
+
+    /// Weight columns, `in_c k k`.
+    pub fn patch_len(&self) -> usize {
+        self.in_c * self.k * self.k
+    }
+
+    /// Input index read by output pixel `(oy, ox)` at patch entry `(c, dy, dx)`, if inside.
+    fn source(&self, c: usize, dy: usize, dx: usize, oy: usize, ox: usize) -> Option<usize> {
+        let y = (oy + dy).checked_sub(self.pad)?;
+        let x = (ox + dx).checked_sub(self.pad)?;
+        (y < self.h && x < self.w).then(|| (c * self.h + y) * self.w + x)
+    }
+
+    /// im2col: `cols[(c k + dy) k + dx, b P + oy out_w + ox] = x[(c h + oy + dy - pad) w + ox + dx - pad, b]`
+    /// (zero outside the image), `P = out_h out_w`.
+    pub fn im2col(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
+        let p = oh * ow;
+        let mut cols = DMatrix::zeros(self.patch_len(), p * x.ncols());
+        for b in 0..x.ncols() {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let j = b * p + oy * ow + ox;
+                    for c in 0..self.in_c {
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                if let Some(i) = self.source(c, dy, dx, oy, ox) {
+                                    cols[((c * k + dy) * k + dx, j)] = x[(i, b)];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    /// col2im, the transpose of [`Self::im2col`]: sums every patch entry back onto its input pixel.
+    pub fn col2im(&self, cols: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
+        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
+        let p = oh * ow;
+        let mut x = DMatrix::zeros(self.in_len(), batch);
+        for b in 0..batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let j = b * p + oy * ow + ox;
+                    for c in 0..self.in_c {
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                if let Some(i) = self.source(c, dy, dx, oy, ox) {
+                                    x[(i, b)] += cols[((c * k + dy) * k + dx, j)];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        x
+    }
+
+    /// `out_c x (P B)` product layout to the batch layout (`(o P + q, b)`).
+    fn to_batch(&self, m: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
+        let p = self.out_h() * self.out_w();
+        DMatrix::from_fn(self.out_len(), batch, |r, b| m[(r / p, b * p + r % p)])
+    }
+
+    /// Batch layout to the `out_c x (P B)` product layout.
+    fn from_batch(&self, g: &DMatrix<f64>) -> DMatrix<f64> {
+        let p = self.out_h() * self.out_w();
+        DMatrix::from_fn(self.out_c, p * g.ncols(), |o, j| g[(o * p + j % p, j / p)])
+    }
+
+    /// `y[(o, oy, ox), b] = sum_{c,dy,dx} W[o, (c,dy,dx)] x[(c, oy+dy-pad, ox+dx-pad), b]`.
+    pub fn forward(&self, weights: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
+        let cols = self.im2col(x);
+        let mut m = DMatrix::zeros(self.out_c, cols.ncols());
+        gemm(
+            &mut m,
+            1.0,
+            weights.as_view(),
+            Op::Plain,
+            cols.as_view(),
+            false,
+        );
+        self.to_batch(&m, x.ncols())
+    }
+
+    /// The transpose in the input, `x = C(W)^T g`: `col2im(W^T g)`.
+    pub fn transpose(&self, weights: &DMatrix<f64>, g: &DMatrix<f64>) -> DMatrix<f64> {
+        let gm = self.from_batch(g);
+        let mut cols = DMatrix::zeros(self.patch_len(), gm.ncols());
+        gemm(
+            &mut cols,
+            1.0,
+            weights.as_view(),
+            Op::Transposed,
+            gm.as_view(),
+            false,
+        );
+        self.col2im(&cols, g.ncols())
+    }
+
+    /// The weight gradient of `<g, C(W) x>`, summed over the batch: `g im2col(x)^T`.
+    pub fn weight_grad(&self, x: &DMatrix<f64>, g: &DMatrix<f64>) -> DMatrix<f64> {
+        mul_tr(self.from_batch(g).as_view(), self.im2col(x).as_view())
+    }
+}
