@@ -155,13 +155,13 @@ impl Conv2d {
     }
 
     /// `out_c x (P B)` product layout to the batch layout (`(o P + q, b)`).
-    fn to_batch(&self, m: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
+    fn product_to_batch(&self, m: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
         let p = self.out_h() * self.out_w();
         DMatrix::from_fn(self.out_len(), batch, |r, b| m[(r / p, b * p + r % p)])
     }
 
     /// Batch layout to the `out_c x (P B)` product layout.
-    fn from_batch(&self, g: &DMatrix<f64>) -> DMatrix<f64> {
+    fn batch_to_product(&self, g: &DMatrix<f64>) -> DMatrix<f64> {
         let p = self.out_h() * self.out_w();
         DMatrix::from_fn(self.out_c, p * g.ncols(), |o, j| g[(o * p + j % p, j / p)])
     }
@@ -178,12 +178,12 @@ impl Conv2d {
             cols.as_view(),
             false,
         );
-        self.to_batch(&m, x.ncols())
+        self.product_to_batch(&m, x.ncols())
     }
 
     /// The transpose in the input, `x = C(W)^T g`: `col2im(W^T g)`.
     pub fn transpose(&self, weights: &DMatrix<f64>, g: &DMatrix<f64>) -> DMatrix<f64> {
-        let gm = self.from_batch(g);
+        let gm = self.batch_to_product(g);
         let mut cols = DMatrix::zeros(self.patch_len(), gm.ncols());
         gemm(
             &mut cols,
@@ -198,6 +198,6 @@ impl Conv2d {
 
     /// The weight gradient of `<g, C(W) x>`, summed over the batch: `g im2col(x)^T`.
     pub fn weight_grad(&self, x: &DMatrix<f64>, g: &DMatrix<f64>) -> DMatrix<f64> {
-        mul_tr(self.from_batch(g).as_view(), self.im2col(x).as_view())
+        mul_tr(self.batch_to_product(g).as_view(), self.im2col(x).as_view())
     }
 }
