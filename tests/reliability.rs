@@ -415,3 +415,17 @@ fn sizes_that_would_exhaust_memory_are_refused_up_front() {
         assert!(!dir.path().join("runs").exists(), "{set} left a run folder");
     }
 }
+
+/// `output.name = "../../x"` wrote the run folder outside `output.dir`; names must stay inside.
+#[test]
+fn run_name_confined_to_output_dir() {
+    for bad in ["../../x", "..", ".", "a/b", "a\\b"] {
+        let mut c = Config::default();
+        c.output.name = bad.to_string();
+        let err = c.validate().expect_err(bad).to_string();
+        assert!(err.contains("output.name"), "{bad}: {err}");
+    }
+    let mut c = Config::default();
+    c.output.name = "my-run_1".to_string();
+    c.validate().expect("a plain name is accepted");
+}

@@ -89,6 +89,14 @@ impl Config {
                 return Err(invalid(key, 0, "an integer >= 1"));
             }
         }
+        let name = &self.output.name;
+        if name == "." || name == ".." || name.contains(['/', '\\']) || name.contains('\0') {
+            return Err(invalid(
+                "output.name",
+                format!("{name:?}"),
+                "one folder name inside output.dir (no '/', '\\', \".\" or \"..\"; empty = automatic)",
+            ));
+        }
         let d = &self.data;
         if !(d.test_fraction > 0.0 && d.test_fraction < 1.0) {
             return Err(invalid(
