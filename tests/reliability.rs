@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lcsim_in;
+use common::{idx_bytes, lcsim_in, TINY};
 use lcsim::config::Config;
 use lcsim::error::LcsimError;
 use lcsim::optim::{Optimizer, OptimizerKind, OptimizerSettings};
@@ -168,17 +168,6 @@ fn finished(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-const TINY: [&str; 8] = [
-    "--set",
-    "data.source=\"xor\"",
-    "--set",
-    "model.hidden=[4]",
-    "--set",
-    "data.synthetic_samples=40",
-    "--set",
-    "output.figures=false",
-];
-
 /// From the command line: a diverged run and a non-finite run exit non-zero with a
 /// one-line error, and neither folder holds a summary.json (finished) or a params.npz.
 #[test]
@@ -261,16 +250,6 @@ fn euler_unstable_for_the_controller_leak_is_refused_up_front() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("controller.alpha"));
     assert!(!dir.path().join("runs").exists());
-}
-
-/// An IDX file of unsigned bytes: magic, big-endian dimensions, data.
-fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
 }
 
 /// An MNIST folder: train (n_train images of `train` shape) and test (n_test of `test`).

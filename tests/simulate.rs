@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{lcsim_in, max_abs_diff, rnn, stderr};
+use common::{lcsim_in, max_abs_diff, rnn, stderr, TINY};
 use lcsim::config::Config;
 use lcsim::control::relax;
 use lcsim::control::CoupledSystem;
@@ -674,17 +674,6 @@ fn cli_simulate_bad_input_names_the_flag_and_writes_nothing() {
         "{help}"
     );
 }
-
-const TINY: [&str; 8] = [
-    "--set",
-    "data.source=\"xor\"",
-    "--set",
-    "model.hidden=[4]",
-    "--set",
-    "data.synthetic_samples=40",
-    "--set",
-    "output.figures=false",
-];
 
 #[test]
 fn cli_simulate_uses_a_runs_weights_or_a_parameter_file() {

@@ -108,42 +108,36 @@ impl Conv2d {
     /// im2col: `cols[(c k + dy) k + dx, b P + oy out_w + ox] = x[(c h + oy + dy - pad) w + ox + dx - pad, b]`
     /// (zero outside the image), `P = out_h out_w`.
     pub fn im2col(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
-        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
-        let p = oh * ow;
-        let mut cols = DMatrix::zeros(self.patch_len(), p * x.ncols());
-        for b in 0..x.ncols() {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let j = b * p + oy * ow + ox;
-                    for c in 0..self.in_c {
-                        for dy in 0..k {
-                            for dx in 0..k {
-                                if let Some(i) = self.source(c, dy, dx, oy, ox) {
-                                    cols[((c * k + dy) * k + dx, j)] = x[(i, b)];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let mut cols = DMatrix::zeros(self.patch_len(), self.out_h() * self.out_w() * x.ncols());
+        self.for_each_patch_entry(x.ncols(), |row, j, i, b| cols[(row, j)] = x[(i, b)]);
         cols
     }
 
     /// col2im, the transpose of [`Self::im2col`]: sums every patch entry back onto its input pixel.
     pub fn col2im(&self, cols: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
-        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
-        let p = oh * ow;
         let mut x = DMatrix::zeros(self.in_len(), batch);
+        self.for_each_patch_entry(batch, |row, j, i, b| x[(i, b)] += cols[(row, j)]);
+        x
+    }
+
+    /// Calls `visit(row, column, pixel, sample)` for every im2col entry that lies inside the
+    /// image: patch row `(c k + dy) k + dx`, column `b P + oy out_w + ox`, input pixel
+    /// `(c h + oy + dy - pad) w + ox + dx - pad` of sample b.
+    fn for_each_patch_entry(
+        &self,
+        batch: usize,
+        mut visit: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
         for b in 0..batch {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let j = b * p + oy * ow + ox;
+                    let j = (b * oh + oy) * ow + ox;
                     for c in 0..self.in_c {
                         for dy in 0..k {
                             for dx in 0..k {
                                 if let Some(i) = self.source(c, dy, dx, oy, ox) {
-                                    x[(i, b)] += cols[((c * k + dy) * k + dx, j)];
+                                    visit((c * k + dy) * k + dx, j, i, b);
                                 }
                             }
                         }
@@ -151,7 +145,6 @@ impl Conv2d {
                 }
             }
         }
-        x
     }
 
     /// `out_c x (P B)` product layout to the batch layout (`(o P + q, b)`).

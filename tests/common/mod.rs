@@ -188,3 +188,29 @@ pub fn lcsim_in(dir: &Path, args: &[&str]) -> Output {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------
+// Command lines and files
+// ---------------------------------------------------------------------------------------
+
+/// `--set` flags of a tiny, fast training run (xor, one hidden layer of 4, no figures).
+pub const TINY: [&str; 8] = [
+    "--set",
+    "data.source=\"xor\"",
+    "--set",
+    "model.hidden=[4]",
+    "--set",
+    "data.synthetic_samples=40",
+    "--set",
+    "output.figures=false",
+];
+
+/// An IDX file of unsigned bytes: magic, big-endian dimensions, data.
+pub fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
