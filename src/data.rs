@@ -54,6 +54,8 @@ pub enum DataSource {
     Xor,
     /// Two interleaving half circles (scikit-learn's `make_moons`), 2 classes.
     TwoMoons,
+    /// Few-shot sinusoid regression tasks for meta-learning ([meta], [`crate::tasks`]).
+    Sinusoid,
 }
 
 impl DataSource {
@@ -64,6 +66,7 @@ impl DataSource {
             DataSource::Mnist => "mnist",
             DataSource::Xor => "xor",
             DataSource::TwoMoons => "two-moons",
+            DataSource::Sinusoid => "sinusoid",
         }
     }
 }
@@ -79,6 +82,9 @@ pub struct Dataset {
     pub n_classes: usize,
     /// Short name of the source ("digits", "mnist", "xor", "two-moons", ...).
     pub name: String,
+    /// Real-valued targets, one column per sample (a task's query set), given instead of
+    /// one-hot labels; then every label is 0 and `n_classes` is 1.
+    pub targets: Option<DMatrix<f64>>,
 }
 
 impl Dataset {
@@ -109,7 +115,26 @@ impl Dataset {
             labels,
             n_classes,
             name: name.into(),
+            targets: None,
         })
+    }
+
+    /// A data set with real-valued `targets` (one column per input column).
+    pub fn with_targets(
+        inputs: DMatrix<f64>,
+        targets: DMatrix<f64>,
+        name: impl Into<String>,
+    ) -> Result<Dataset> {
+        if targets.ncols() != inputs.ncols() {
+            return Err(LcsimError::Shape {
+                field: "dataset targets".to_string(),
+                expected: format!("{} columns (one per input column)", inputs.ncols()),
+                found: format!("{} columns", targets.ncols()),
+            });
+        }
+        let mut d = Dataset::new(inputs, vec![0; targets.ncols()], 1, name)?;
+        d.targets = Some(targets);
+        Ok(d)
     }
 
     /// Number of samples N.
@@ -147,20 +172,25 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             n_classes: self.n_classes,
             name: self.name.clone(),
+            targets: self.targets.as_ref().map(|t| t.select_columns(indices)),
         }
     }
 
-    /// A mini-batch: inputs `n_x x B` and one-hot targets `n_classes x B` of the samples at
-    /// `indices` (B = `indices.len()`), column j belonging to `indices[j]`.
+    /// A mini-batch: inputs `n_x x B` and one-hot targets `n_classes x B` (or the real-valued
+    /// targets) of the samples at `indices` (B = `indices.len()`), column j belonging to
+    /// `indices[j]`.
     ///
     /// # Panics
     /// If an index is `>= len()`.
     pub fn batch(&self, indices: &[usize]) -> (DMatrix<f64>, DMatrix<f64>) {
-        let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
-        (
-            self.inputs.select_columns(indices),
-            crate::system::loss::one_hot(&labels, self.n_classes),
-        )
+        let targets = match &self.targets {
+            Some(t) => t.select_columns(indices),
+            None => {
+                let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
+                crate::system::loss::one_hot(&labels, self.n_classes)
+            }
+        };
+        (self.inputs.select_columns(indices), targets)
     }
 }
 
@@ -633,6 +663,7 @@ fn shuffled_dataset(
         labels: order.iter().map(|&i| labels[i]).collect(),
         n_classes: 2,
         name: name.to_string(),
+        targets: None,
     }
 }
 

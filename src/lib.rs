@@ -21,4 +21,5 @@ pub mod solve;
 pub mod studies;
 pub mod sweep;
 pub mod system;
+pub mod tasks;
 pub mod train;

@@ -5,9 +5,9 @@ use clap::Parser;
 use lcsim::cli::{self, Cli, Command, SweepCommand};
 use lcsim::config::Config;
 use lcsim::error::Result;
-use lcsim::run::{draw_run_figures, start_training, RunDir};
+use lcsim::run::{draw_run_figures, start_training, RunDir, StartedTraining, Training};
 use lcsim::studies;
-use lcsim::train::{BatchProgress, Observer, Outcome, TrainingState};
+use lcsim::train::{BatchProgress, Observer, Outcome, Trainable, TrainingState};
 use std::process::ExitCode;
 
 /// Keeps freed blocks in the heap instead of returning them to the system: the kernels'
@@ -87,9 +87,11 @@ fn equilibrium(args: &cli::EquilibriumArgs) -> Result<ExitCode> {
 struct CliObserver {
     run: RunDir,
     bar: Option<indicatif::ProgressBar>,
+    /// Meta-learning: the loss is the query loss after adaptation; no accuracy.
+    meta: bool,
 }
 
-impl Observer for CliObserver {
+impl<S: Trainable> Observer<S> for CliObserver {
     fn on_batch(&mut self, p: &BatchProgress) {
         if let Some(bar) = &self.bar {
             if p.batch == 1 {
@@ -97,11 +99,20 @@ impl Observer for CliObserver {
                 bar.set_length(p.batches as u64);
             }
             bar.set_position(p.batch as u64);
+            let (loss, quality) = if self.meta {
+                ("query loss", String::new())
+            } else {
+                ("loss", format!(" acc {:.3}", p.accuracy))
+            };
+            let h = if p.mean_h.is_nan() {
+                String::new()
+            } else {
+                format!(" H {:.3e}", p.mean_h)
+            };
             bar.set_message(format!(
-                "epoch {} loss {:.4} acc {:.3} steps {:.0} converged {:.0}%",
+                "epoch {} {loss} {:.4}{quality}{h} steps {:.0} converged {:.0}%",
                 p.epoch,
                 p.loss,
-                p.accuracy,
                 p.mean_steps,
                 100.0 * p.fraction_converged
             ));
@@ -118,7 +129,7 @@ impl Observer for CliObserver {
 
     fn on_epoch(
         &mut self,
-        state: &TrainingState,
+        state: &TrainingState<S>,
         m: &lcsim::io::metrics::EpochMetrics,
     ) -> Result<()> {
         self.run.save_epoch(state)?;
@@ -188,22 +199,57 @@ fn throughput(args: &cli::ThroughputArgs) -> Result<ExitCode> {
 }
 
 fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
-    let Some(t) = start_training(args.start()?)? else {
+    let Some(started) = start_training(args.start()?)? else {
         // Only a run to resume can be finished already.
         if let Some(dir) = &args.resume {
             println!("{} is finished; nothing to resume", dir.display());
         }
         return Ok(ExitCode::SUCCESS);
     };
+    match started {
+        StartedTraining::Rate(t) => train_system(args, t, |_, _, _, _| Ok(None)),
+        StartedTraining::Meta(t) => {
+            train_system(args, t, |config, data, state, stop| {
+                say("meta-test: fine-tuning on the new tasks from the trained and the initial theta".into());
+                lcsim::train::meta::meta_test(config, &state.net, &data.test, stop)
+            })
+        }
+    }
+}
+
+/// What the banner says the system is.
+fn system_text(config: &Config) -> String {
+    match (config.model.kind, config.learner()) {
+        (lcsim::config::ModelKind::Meta, Ok(l)) => format!(
+            "meta-learning of the learner MLP {:?} ({} parameters), lambda {}",
+            l.sizes(),
+            l.num_params(),
+            config.meta_settings().lambda
+        ),
+        _ => format!("{:?}", config.topology()),
+    }
+}
+
+/// Trains a started run, then finishes it with `meta_test`'s extra results.
+fn train_system<S: Trainable>(
+    args: &cli::TrainArgs,
+    t: Training<S>,
+    meta_test: impl Fn(
+        &Config,
+        &lcsim::data::Split,
+        &TrainingState<S>,
+        &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<lcsim::train::meta::MetaTest>>,
+) -> Result<ExitCode> {
     let (run, config, data) = (&t.run, &t.config, &t.data);
     println!(
-        "lcsim {} train: {} on {} ({} train / {} test), {:?}, epochs {}..{}, run folder {}",
+        "lcsim {} train: {} on {} ({} train / {} test), {}, epochs {}..{}, run folder {}",
         env!("CARGO_PKG_VERSION"),
         config.method.name.name(),
         data.train.name,
         data.train.len(),
         data.test.len(),
-        config.topology(),
+        system_text(config),
         t.state.epochs_done() + 1,
         config.training.epochs,
         run.path.display()
@@ -226,6 +272,7 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
     let mut observer = CliObserver {
         run: run.clone(),
         bar,
+        meta: config.model.kind == lcsim::config::ModelKind::Meta,
     };
     let (state, outcome) = lcsim::train::train(config, data, t.state, &mut observer, &stop)?;
     if let Some(bar) = &observer.bar {
@@ -239,7 +286,8 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
-    let finished = lcsim::run::finish_run(run, config, &state)?;
+    let meta = meta_test(config, data, &state, &stop)?;
+    let finished = lcsim::run::finish_run(run, config, &state, meta)?;
     if let Some(e) = &finished.figure_error {
         eprintln!(
             "warning: figures not drawn ({e}); retry with `lcsim plot {}`",
@@ -247,10 +295,22 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
         );
     }
     let (summary, figures) = (&finished.summary, &finished.summary.figures);
-    println!(
-        "done: test accuracy {:.4}, test loss {:.4} after {} epochs",
-        summary.final_test_accuracy, summary.final_test_loss, summary.epochs
-    );
+    match &summary.meta_test {
+        Some(m) => println!(
+            "done after {} epochs: meta-test MSE {:.4} +- {:.4} (95%) on {} new tasks; before adaptation {:.4}; from the initial theta (no meta-learning) {:.4} +- {:.4}",
+            summary.epochs,
+            m.mse,
+            m.mse_ci95,
+            m.tasks,
+            m.mse_before_adaptation,
+            m.initial_theta_mse,
+            m.initial_theta_mse_ci95
+        ),
+        None => println!(
+            "done: test accuracy {:.4}, test loss {:.4} after {} epochs",
+            summary.final_test_accuracy, summary.final_test_loss, summary.epochs
+        ),
+    }
     println!("results: {}", run.path.display());
     for f in figures {
         println!("figure:  {}", run.path.join(f).display());

@@ -19,10 +19,11 @@ use crate::io::interop::{
 use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
 use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
+use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
-use crate::system::EquilibriumSystem;
-use crate::train::{load_split, TrainingState};
+use crate::train::meta::MetaTest;
+use crate::train::{load_split, Trainable, TrainingState};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,9 @@ pub struct Summary {
     pub final_mean_h: f64,
     pub total_wall_time_s: f64,
     pub figures: Vec<String>,
+    /// Meta-learning runs: the meta-test (query loss after fine-tuning on new tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta_test: Option<MetaTest>,
 }
 
 /// A run folder.
@@ -158,7 +162,7 @@ impl RunDir {
 
     /// Records a completed epoch: metrics.csv, then checkpoint.npz (network, optimizer,
     /// epoch). A crash between the two leaves a metrics row that resume discards.
-    pub fn save_epoch(&self, state: &TrainingState) -> Result<()> {
+    pub fn save_epoch<S: Trainable>(&self, state: &TrainingState<S>) -> Result<()> {
         write_atomic(
             &self.path.join("metrics.csv"),
             to_csv(&state.history).as_bytes(),
@@ -217,7 +221,10 @@ impl RunDir {
 
     /// The state after the last saved epoch (`fresh` gives the layout and settings); without
     /// a checkpoint, `fresh` itself.
-    pub fn load_checkpoint(&self, mut fresh: TrainingState) -> Result<TrainingState> {
+    pub fn load_checkpoint<S: Trainable>(
+        &self,
+        mut fresh: TrainingState<S>,
+    ) -> Result<TrainingState<S>> {
         let path = self.path.join("checkpoint.npz");
         if !path.is_file() {
             return Ok(fresh);
@@ -306,7 +313,7 @@ impl RunDir {
     }
 
     /// Writes params.npz and, last, summary.json.
-    pub fn finish(&self, state: &TrainingState, summary: &Summary) -> Result<()> {
+    pub fn finish<S: Trainable>(&self, state: &TrainingState<S>, summary: &Summary) -> Result<()> {
         save_params(&self.path.join("params.npz"), &state.net)?;
         if let Some(fb) = &state.feedback {
             let arrays: Vec<(String, NpyArray)> = fb
@@ -333,19 +340,27 @@ pub enum TrainStart {
 }
 
 /// A run ready to train: its folder, config, data and state (the checkpoint's when resumed).
-pub struct Training {
+pub struct Training<S: Trainable = RateNetwork> {
     pub run: RunDir,
     pub config: Config,
     pub data: Split,
-    pub state: TrainingState,
+    pub state: TrainingState<S>,
     /// Mini-batches per epoch.
     pub batches: usize,
+}
+
+/// A run ready to train, by its system (`model.kind`).
+pub enum StartedTraining {
+    /// The rate network (rnn, ff).
+    Rate(Training<RateNetwork>),
+    /// Meta-learning (meta).
+    Meta(Training<MetaSystem>),
 }
 
 /// Opens or creates the run folder and loads the data and the state to train from; `None`
 /// when the run to resume is finished already. The memory estimate is checked and the data
 /// loaded before a new folder is created, so bad data or sizes leave no run behind.
-pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
+pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
     let (run, config, data) = match start {
         TrainStart::Resume(dir) => {
             let (run, config) = RunDir::open(&dir)?;
@@ -353,16 +368,26 @@ pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
                 return Ok(None);
             }
             config.check_resources()?;
-            let data = load_split(&config.data)?;
+            let data = load_split(&config)?;
             (run, config, data)
         }
         TrainStart::New { config, command } => {
             config.check_resources()?;
-            let data = load_split(&config.data)?;
+            let data = load_split(&config)?;
             (RunDir::create(&config, &command)?, *config, data)
         }
     };
     let batches = data.train.len().div_ceil(config.training.batch_size);
+    if config.model.kind == ModelKind::Meta {
+        let state = run.load_checkpoint(TrainingState::new_meta(&config, batches)?)?;
+        return Ok(Some(StartedTraining::Meta(Training {
+            run,
+            config,
+            data,
+            state,
+            batches,
+        })));
+    }
     let fresh = TrainingState::new(
         &config,
         data.train.n_inputs(),
@@ -370,13 +395,13 @@ pub fn start_training(start: TrainStart) -> Result<Option<Training>> {
         batches,
     )?;
     let state = run.load_checkpoint(fresh)?;
-    Ok(Some(Training {
+    Ok(Some(StartedTraining::Rate(Training {
         run,
         config,
         data,
         state,
         batches,
-    }))
+    })))
 }
 
 /// The trained weights of a run folder, with the config they are used with.
@@ -515,8 +540,13 @@ pub struct FinishedRun {
 
 /// Finishes a trained run: draws its figures (when `output.figures`; a figure that cannot be
 /// drawn does not keep the run from finishing), writes params.npz, feedback.npz and, last,
-/// summary.json, which marks the run finished.
-pub fn finish_run(run: &RunDir, config: &Config, state: &TrainingState) -> Result<FinishedRun> {
+/// summary.json (with `meta_test` for a meta-learning run), which marks the run finished.
+pub fn finish_run<S: Trainable>(
+    run: &RunDir,
+    config: &Config,
+    state: &TrainingState<S>,
+    meta_test: Option<MetaTest>,
+) -> Result<FinishedRun> {
     let (figures, figure_error) = if config.output.figures {
         match draw_run_figures(run, &state.history, config.output.figure_format) {
             Ok(f) => (f, None),
@@ -539,6 +569,7 @@ pub fn finish_run(run: &RunDir, config: &Config, state: &TrainingState) -> Resul
         final_mean_h: last.as_ref().map_or(f64::NAN, |m| m.mean_h),
         total_wall_time_s: state.history.iter().map(|m| m.wall_time_s).sum(),
         figures,
+        meta_test,
     };
     run.finish(state, &summary)?;
     Ok(FinishedRun {

@@ -473,7 +473,7 @@ fn training_records_folds_and_certificates_per_epoch() {
         .collect();
         let config = Config::load(None, &sets).unwrap();
         config.validate().unwrap();
-        let data = load_split(&config.data).unwrap();
+        let data = load_split(&config).unwrap();
         let batches = data.train.len().div_ceil(config.training.batch_size);
         let state = TrainingState::new(
             &config,

@@ -279,7 +279,7 @@ fn implicit_maml_by_cg_equals_rbp_and_first_order_is_the_query_gradient() {
     let (phi0, _) = free_equilibrium(&free, &newton(1e-12));
     // RBP solves the adjoint system with a steady-state solver: an independent computation.
     let (rbp, _) = rbp_gradient(&free, &phi0, &newton(1e-12));
-    let (cg, report) = implicit_meta_gradient(&free, &phi0, 1e-12, 500);
+    let (cg, report) = implicit_meta_gradient(&free, &phi0, 1e-12, 500).unwrap();
     assert!(report.converged && report.max_iterations > 0, "{report:?}");
     let mut diff = cg.clone();
     diff.axpy(-1.0, &rbp);
@@ -290,9 +290,9 @@ fn implicit_maml_by_cg_equals_rbp_and_first_order_is_the_query_gradient() {
         rbp.norm()
     );
     // A truncated CG is reported as such.
-    let (_, short) = implicit_meta_gradient(&free, &phi0, 1e-12, 2);
+    let (_, short) = implicit_meta_gradient(&free, &phi0, 1e-12, 2).unwrap();
     assert!(!short.converged && short.max_iterations == 2);
-    let fo = first_order_meta_gradient(&free, &phi0);
+    let fo = first_order_meta_gradient(&free, &phi0).unwrap();
     let g = free.loss_gradient(&phi0);
     for k in [0, 7, sys.state_dim() - 1] {
         let expected: f64 = g.row(k).sum() * free.objective().combine;

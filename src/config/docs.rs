@@ -37,13 +37,18 @@ impl Config {
             out.push_str(&format!("\n# method.name = \"{method}\" only:\n"));
             document(&text, "# ", &mut out);
         }
+        let mut one = toml::Table::new();
+        one.insert("meta".into(), Config::schema_table()["meta"].clone());
+        let text = toml::to_string_pretty(&one).expect("a section serialises");
+        out.push_str("\n# model.kind = \"meta\" only:\n");
+        document(&text, "# ", &mut out);
         out
     }
 }
 
 /// Meaning, units and allowed values of every key (printed by `lcsim config`).
 pub const KEY_DOCS: &[(&str, &str)] = &[
-    ("model.kind", "\"rnn\" (dense recurrent W) or \"ff\" (layered; W feeds layer k into k+1 only)"),
+    ("model.kind", "\"rnn\" (dense recurrent W), \"ff\" (layered; W feeds layer k into k+1 only) or \"meta\" (meta-learning, spec 7.1: the inner fine-tuning of a learner MLP 1-hidden-1 on a task's support set, [meta]; data.source = \"sinusoid\")"),
     ("model.hidden", "hidden units: [n_h] for rnn, one size per layer for ff (reference: [256] / [256, 256])"),
     ("model.activation", "rate nonlinearity s: \"tanh\", \"relu\" or \"sigmoid\""),
     ("model.seed", "seed of the initial weights (PyTorch-style uniform +-1/sqrt(fan_in))"),
@@ -53,7 +58,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("controller.alpha", "leak of the integral controller (> 0; small = strong control, H -> least control; reference 0.1, default 1: measured best on digits, experiments/README.md)"),
     ("controller.k_i", "integral gain (>= 0)"),
     ("controller.k_p", "proportional gain (>= 0; reference 0)"),
-    ("method.name", "least control: \"lcp-di\" (dynamic inversion), \"lcp-kp\" (learned Kolen-Pollack feedback, [kp]), \"lcp-lf\" (linear feedback e = Q u, [lf]), \"lcp-ebd\" (energy descent, [ebd]); gradients: \"rbp\" (recurrent backprop, rnn) or \"bp\" (backprop, ff)"),
+    ("method.name", "least control: \"lcp-di\" (dynamic inversion), \"lcp-kp\" (learned Kolen-Pollack feedback, [kp]), \"lcp-lf\" (linear feedback e = Q u, [lf]), \"lcp-ebd\" (energy descent, [ebd]); gradients: \"rbp\" (recurrent backprop, rnn; meta: the implicit gradient by the adjoint solve) or \"bp\" (backprop, ff); meta only: \"imaml\" (implicit MAML, conjugate gradient on Hessian-vector products) or \"fomaml\" (first-order MAML: grad L_out(phi*)); meta takes lcp-di, lcp-ebd, rbp, imaml, fomaml"),
     ("method.loss", "\"cross-entropy\" (softmax of y vs label) or \"squared-error\""),
     ("method.loss_scale", "\"batch-mean\" (controller driven by grad L / B, updates summed; reference) or \"per-sample\" (grad L, updates averaged)"),
     ("method.on_unconverged", "samples whose solve hit max_time/max_steps: \"use\" the state reached (reference), \"skip\" them, or \"stop\"; diverged samples are always skipped"),
@@ -101,7 +106,17 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("training.threads", "worker threads for the per-sample solves (0 = all cores); results do not depend on it"),
     ("training.on_non_finite", "an optimizer step whose gradient, new parameters or moments are not finite: \"stop\" (default; an error naming the tensor and the batch, nothing saved) or \"skip\" (that batch leaves the state unchanged, counted in metrics.csv's skipped_samples)"),
     ("training.diagnostics_samples", "basin and stability diagnostics at the end of every epoch (metrics.csv, progress line, stability figure) on this many samples: the first ones of the test split (of the training split if there is no test split); 0 = off"),
-    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\" or \"two-moons\""),
+    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\", \"two-moons\" or \"sinusoid\" (few-shot regression tasks of [meta], with model.kind = \"meta\")"),
+    ("meta.lambda", "pull of the inner problem towards theta, f = -grad L_in(phi) - lambda (phi - theta) (> 0)"),
+    ("meta.support", "support points K per task: the inner loss L_in (>= 1)"),
+    ("meta.query", "query points per task: the outer loss L_out the controller reads (>= 1)"),
+    ("meta.amplitude", "[low, high] of the sinusoids' amplitude A, uniform (MAML: [0.1, 5])"),
+    ("meta.phase", "[low, high] of the sinusoids' phase p, uniform (MAML: [0, pi])"),
+    ("meta.x_range", "[low, high] of the input points x, uniform (MAML: [-5, 5])"),
+    ("meta.train_tasks", "tasks in the meta-training pool drawn from data.seed (an epoch visits each once)"),
+    ("meta.test_tasks", "new tasks of the meta-test, drawn from another seed (>= 1)"),
+    ("meta.cg_tolerance", "imaml: conjugate gradient stops at relative residual |A w - g| <= tol |g| (> 0)"),
+    ("meta.cg_max_iterations", "imaml: conjugate-gradient iterations at most (>= 1; a task that needs more counts as unconverged)"),
     ("data.mnist_dir", "directory with train-images-idx3-ubyte(.gz) etc."),
     ("data.test_fraction", "test share of digits and synthetic data, in (0, 1)"),
     ("data.train_limit", "use at most this many training samples (0 = all)"),

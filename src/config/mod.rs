@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod data;
 mod docs;
 mod load;
+mod meta;
 mod method;
 mod network;
 mod output;
@@ -23,6 +24,7 @@ mod validate;
 
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
+pub use meta::MetaConfig;
 pub use method::{
     ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig,
     OnUnconverged,
@@ -53,6 +55,10 @@ pub struct Config {
     /// LCP-EBD's settings (only with `method.name = "lcp-ebd"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ebd: Option<EbdConfig>,
+    /// Meta-learning's settings (only with `model.kind = "meta"`; filled with the defaults
+    /// there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaConfig>,
 }
 
 impl Config {
@@ -65,6 +71,9 @@ impl Config {
             Method::LcpEbd => self.ebd = self.ebd.or_else(|| Some(EbdConfig::default())),
             _ => {}
         }
+        if self.model.kind == ModelKind::Meta {
+            self.meta = self.meta.or_else(|| Some(MetaConfig::default()));
+        }
         self
     }
 
@@ -74,6 +83,7 @@ impl Config {
             kp: Some(KpConfig::default()),
             lf: Some(LfConfig::default()),
             ebd: Some(EbdConfig::default()),
+            meta: Some(MetaConfig::default()),
             ..Config::default()
         };
         toml::Table::try_from(all).expect("the config schema serialises")
@@ -84,21 +94,51 @@ impl Config {
         toml::to_string_pretty(self).expect("a config serialises")
     }
 
-    /// The topology of `[model]`.
+    /// The topology of `[model]` (a rate network's; `meta` has the learner's layers).
     pub fn topology(&self) -> Topology {
         match self.model.kind {
             ModelKind::Rnn => Topology::Recurrent {
                 hidden: self.model.hidden[0],
             },
-            ModelKind::Ff => Topology::Layered {
+            ModelKind::Ff | ModelKind::Meta => Topology::Layered {
                 layers: self.model.hidden.clone(),
             },
         }
     }
 
+    /// `[meta]` as resolved (its defaults when the section is absent).
+    pub fn meta_settings(&self) -> MetaConfig {
+        self.meta.clone().unwrap_or_default()
+    }
+
+    /// The learner MLP of `model.kind = "meta"`: `1 - model.hidden - 1` (one input x, one
+    /// output y: the sinusoid tasks).
+    pub fn learner(&self) -> crate::error::Result<crate::system::learner::Mlp> {
+        let mut sizes = vec![1];
+        sizes.extend(&self.model.hidden);
+        sizes.push(1);
+        crate::system::learner::Mlp::new(sizes)
+    }
+
     /// The objective of a batch of `batch_size` samples (`method.loss`, `method.loss_scale`).
     pub fn objective(&self, batch_size: usize) -> Objective {
-        Objective::new(self.method.loss, self.method.loss_scale, batch_size)
+        self.objective_scaled(self.method.loss_scale, batch_size)
+    }
+
+    /// The objective with the loss scale `scale`: `method.loss`, or for `model.kind =
+    /// "meta"` the query loss of each task (`method.loss` does not apply).
+    pub fn objective_scaled(
+        &self,
+        scale: crate::control::LossScale,
+        batch_size: usize,
+    ) -> Objective {
+        match (self.model.kind, self.learner()) {
+            (ModelKind::Meta, Ok(learner)) => {
+                let loss = std::sync::Arc::new(crate::system::meta::QueryLoss { learner });
+                Objective::of(loss, scale, batch_size)
+            }
+            _ => Objective::new(self.method.loss, scale, batch_size),
+        }
     }
 
     /// The controller of `[dynamics]` and `[controller]`.
@@ -142,6 +182,7 @@ impl Config {
             match self.model.kind {
                 ModelKind::Rnn => "rnn",
                 ModelKind::Ff => "ff",
+                ModelKind::Meta => "meta",
             },
             self.data.source.name(),
             self.model.seed

@@ -13,15 +13,18 @@ pub enum ModelKind {
     Rnn,
     /// Layered feedforward (block-structured W), reference "ff".
     Ff,
+    /// Meta-learning (spec 7.1): the inner fine-tuning of a learner MLP `1 - hidden - 1` on
+    /// a task's support set ([meta]; `data.source = "sinusoid"`).
+    Meta,
 }
 
 /// `[model]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// "rnn" or "ff".
+    /// "rnn", "ff" or "meta".
     pub kind: ModelKind,
-    /// Hidden units: one size for rnn, one size per layer for ff.
+    /// Hidden units: one size for rnn, one size per layer for ff and for meta's learner.
     pub hidden: Vec<usize>,
     pub activation: Activation,
     /// Seed of the initial weights.

@@ -20,6 +20,10 @@ impl Config {
             DataSource::Mnist => (784.0, 10.0),
             DataSource::Digits => (64.0, 10.0),
             DataSource::Xor | DataSource::TwoMoons => (2.0, 2.0),
+            DataSource::Sinusoid => {
+                let m = self.meta_settings();
+                (2.0 * m.support as f64, 2.0 * m.query as f64)
+            }
         }
     }
 
@@ -38,12 +42,21 @@ impl Config {
                 sizes.push(n_y);
                 sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
             }
+            ModelKind::Meta => self.learner().map_or(0, |m| m.num_params()) as f64,
         };
         let samples = match self.data.source {
             DataSource::Xor | DataSource::TwoMoons => self.data.synthetic_samples as f64,
+            DataSource::Sinusoid => {
+                let m = self.meta_settings();
+                (m.train_tasks + m.test_tasks) as f64
+            }
             _ => 0.0,
         };
-        let state = 3.0 * (units + n_y);
+        let state = match self.model.kind {
+            // phi, the integral controller and e: each the learner's size.
+            ModelKind::Meta => 3.0 * params,
+            _ => 3.0 * (units + n_y),
+        };
         let s = &self.solver;
         let histories = s.anderson.memory as f64 + s.accelerated.stability.dim as f64 + 4.0;
         let batch = self.training.batch_size as f64;

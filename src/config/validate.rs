@@ -51,6 +51,7 @@ impl Config {
             }
             _ => {}
         }
+        self.validate_meta()?;
         self.solver.validate()?;
         self.validate_euler_leak()?;
         self.validate_method_sections()?;
@@ -113,6 +114,54 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `model.kind = "meta"` goes with the sinusoid tasks, `[meta]` and the methods that
+    /// apply to an inner problem; imaml and fomaml with meta only.
+    fn validate_meta(&self) -> Result<()> {
+        use crate::data::DataSource;
+        let meta = self.model.kind == ModelKind::Meta;
+        let tasks = self.data.source == DataSource::Sinusoid;
+        if meta != tasks {
+            return Err(invalid(
+                "data.source",
+                format!(
+                    "\"{}\" with model.kind = \"{}\"",
+                    self.data.source.name(),
+                    if meta { "meta" } else { "rnn/ff" }
+                ),
+                "\"sinusoid\" exactly with model.kind = \"meta\" (tasks for the inner problem)",
+            ));
+        }
+        let name = self.method.name;
+        if !meta {
+            if matches!(name, Method::Imaml | Method::Fomaml) {
+                return Err(invalid(
+                    "method.name",
+                    name.name(),
+                    "\"imaml\" and \"fomaml\" with model.kind = \"meta\" only",
+                ));
+            }
+            if self.meta.is_some() {
+                return Err(invalid(
+                    "[meta]",
+                    "given with model.kind other than \"meta\"",
+                    "[meta] only with model.kind = \"meta\"",
+                ));
+            }
+            return Ok(());
+        }
+        if !matches!(
+            name,
+            Method::LcpDi | Method::LcpEbd | Method::Rbp | Method::Imaml | Method::Fomaml
+        ) {
+            return Err(invalid(
+                "method.name",
+                name.name(),
+                "\"lcp-di\", \"lcp-ebd\", \"rbp\" (implicit gradient by the adjoint solve), \"imaml\" or \"fomaml\" for model.kind = \"meta\"",
+            ));
+        }
+        self.meta_settings().validate()
     }
 
     /// Forward Euler on the controller's leak `tau_u du/dt = -alpha u + ...` multiplies u by

@@ -43,10 +43,11 @@ pub fn npy_from_matrix(m: &DMatrix<f64>, as_vector: bool) -> NpyArray {
     }
 }
 
-/// Saves a network's parameters (see [`RateNetwork::named_arrays`]); biases are 1-D.
-pub fn save_params(path: &Path, net: &RateNetwork) -> Result<()> {
+/// Saves a system's parameters ([`EquilibriumSystem::exported_params`]: for the rate net
+/// [`RateNetwork::named_arrays`]); vectors are 1-D.
+pub fn save_params<S: crate::system::EquilibriumSystem>(path: &Path, net: &S) -> Result<()> {
     let arrays: Vec<(String, NpyArray)> = net
-        .named_arrays()
+        .exported_params()
         .into_iter()
         .map(|(n, m)| (n, npy_from_matrix(&m, true)))
         .collect();

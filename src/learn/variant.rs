@@ -40,6 +40,11 @@ pub enum Method {
     Rbp,
     /// Backprop (ff; RBP on a layered net is exactly backprop).
     Bp,
+    /// Implicit MAML (meta): the implicit meta-gradient by conjugate gradient on
+    /// Hessian-vector products, `lambda (H_in + lambda I)^{-1} grad L_out(phi*)`.
+    Imaml,
+    /// First-order MAML (meta): `grad L_out(phi*)` as the meta-gradient.
+    Fomaml,
 }
 
 impl Method {
@@ -52,12 +57,17 @@ impl Method {
             Method::LcpEbd => "lcp-ebd",
             Method::Rbp => "rbp",
             Method::Bp => "bp",
+            Method::Imaml => "imaml",
+            Method::Fomaml => "fomaml",
         }
     }
 
     /// True for the least-control methods (they have a controlled equilibrium and H).
     pub fn is_least_control(self) -> bool {
-        !matches!(self, Method::Rbp | Method::Bp)
+        !matches!(
+            self,
+            Method::Rbp | Method::Bp | Method::Imaml | Method::Fomaml
+        )
     }
 }
 
@@ -179,7 +189,7 @@ impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
                 };
                 (Dynamics::Energy(flow), solve)
             }
-            Method::Rbp | Method::Bp => {
+            Method::Rbp | Method::Bp | Method::Imaml | Method::Fomaml => {
                 return Err(invalid(
                     "method.name",
                     method.name(),

@@ -61,6 +61,20 @@ impl Mlp {
         self.sizes.windows(2).map(|w| w[1] * w[0] + w[1]).sum()
     }
 
+    /// PyTorch-style initial weights from `seed`: every entry of `W_l` and `b_l` uniform in
+    /// `+-1/sqrt(fan_in)`.
+    pub fn initial_params(&self, seed: u64) -> DVector<f64> {
+        let mut rng = crate::numerics::rng::Rng::seed_from_u64(seed);
+        let mut phi = Vec::with_capacity(self.num_params());
+        for s in self.sizes.windows(2) {
+            let bound = 1.0 / (s[0] as f64).sqrt();
+            for _ in 0..(s[0] + 1) * s[1] {
+                phi.push(rng.uniform_range(-bound, bound));
+            }
+        }
+        DVector::from_vec(phi)
+    }
+
     fn layers(&self, phi: &[f64]) -> Vec<Layer> {
         let mut k = 0;
         self.sizes

@@ -16,7 +16,7 @@ use crate::error::{ensure_positive, LcsimError, Result};
 use crate::system::learner::Mlp;
 use crate::system::loss::StateLoss;
 use crate::system::params::Params;
-use crate::system::{ControlEntry, EquilibriumSystem};
+use crate::system::{ControlEntry, EquilibriumSystem, InnerProblem};
 use nalgebra::{DMatrix, DVector};
 use std::ops::Range;
 
@@ -216,10 +216,19 @@ impl EquilibriumSystem for MetaSystem {
         let sum = DMatrix::from_fn(psi.nrows(), 1, |i, _| self.lambda * psi.row(i).sum());
         Params::new(vec![("theta".into(), sum)])
     }
+    fn inner_problem(&self) -> Option<&dyn InnerProblem> {
+        Some(self)
+    }
     /// The inner fine-tuning starts at theta.
     fn initial_state(&self, batch: usize) -> DMatrix<f64> {
         let theta = self.theta();
         DMatrix::from_fn(self.state_dim(), batch, |i, _| theta[(i, 0)])
+    }
+}
+
+impl InnerProblem for MetaSystem {
+    fn pull(&self) -> f64 {
+        self.lambda
     }
 }
 

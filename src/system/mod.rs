@@ -114,6 +114,20 @@ pub trait EquilibriumSystem: Sync {
     fn rate_change(&self) -> Option<&dyn RateChange> {
         None
     }
+    /// Optional capability: the system is the inner problem of meta-learning (implicit and
+    /// first-order MAML apply).
+    fn inner_problem(&self) -> Option<&dyn InnerProblem> {
+        None
+    }
+
+    /// The parameters as named arrays for params.npz (default: the tensors of
+    /// [`EquilibriumSystem::params`] as they are).
+    fn exported_params(&self) -> Vec<(String, DMatrix<f64>)> {
+        self.params()
+            .iter()
+            .map(|(n, m)| (n.to_string(), m.clone()))
+            .collect()
+    }
 
     /// Number of loss rows (the dimension of the controller's u).
     fn loss_dim(&self) -> usize {
@@ -159,6 +173,14 @@ pub trait KolenPollack<L>: Sync {
     fn feedback_angles(&self, feedback: &Params) -> Vec<f64>;
     /// Indices of the parameters that decay with the feedback weights (spec 3.2).
     fn decaying_params(&self) -> Vec<usize>;
+}
+
+/// The inner problem of meta-learning (spec 7.1): `f = -grad L_in(phi) - lambda (phi - theta)`,
+/// so `J_f = -(H_in + lambda I)` is symmetric (negative definite at a strict minimiser) and
+/// `(d_theta f)^T w = lambda w` per column.
+pub trait InnerProblem: Sync {
+    /// The pull lambda towards theta.
+    fn pull(&self) -> f64;
 }
 
 /// LCP-LF (spec 3.3): the update takes the control of the non-loss rows as the rate change

@@ -473,6 +473,10 @@ fn column_sum(m: &DMatrix<f64>) -> DMatrix<f64> {
 }
 
 impl EquilibriumSystem for RateNetwork {
+    /// The interchange layout ([`RateNetwork::named_arrays`]).
+    fn exported_params(&self) -> Vec<(String, DMatrix<f64>)> {
+        self.named_arrays()
+    }
     fn state_dim(&self) -> usize {
         self.n_h() + self.n_y
     }

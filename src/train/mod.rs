@@ -5,9 +5,10 @@
 //! loop itself writes nothing.
 
 pub mod diagnostics;
+pub mod meta;
 
 use crate::config::{Config, Method, OnNonFinite, OnUnconverged};
-use crate::control::{free_equilibrium, CoupledSystem, Objective};
+use crate::control::{free_equilibrium, CoupledSystem};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, LcsimError, Result};
 use crate::io::metrics::{EpochDiagnostics, EpochMetrics};
@@ -15,6 +16,7 @@ use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
     kolen_pollack_of,
 };
+use crate::learn::meta_gradient::{first_order_meta_gradient, implicit_meta_gradient, CgReport};
 use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
 use crate::learn::variant::ControlledEquilibrium;
 use crate::optim::Optimizer;
@@ -175,6 +177,8 @@ pub struct BatchProgress {
     pub mean_steps: f64,
     /// Running fraction of converged solves.
     pub fraction_converged: f64,
+    /// Running mean control magnitude H (NaN for the gradient baselines).
+    pub mean_h: f64,
 }
 
 /// Receives what the loop produces.
@@ -233,6 +237,17 @@ struct Tally {
 }
 
 impl Tally {
+    /// imaml's conjugate-gradient solves as the update solves (iterations as steps).
+    fn add_cg(&mut self, cg: &CgReport, tasks: usize) {
+        self.steps += cg.mean_iterations * tasks as f64;
+        self.max_steps = self.max_steps.max(cg.max_iterations);
+        self.solves += tasks;
+        self.unconverged += cg.unconverged;
+        if cg.unconverged > 0 {
+            *self.reasons.entry("cg-max-iterations").or_default() += cg.unconverged;
+        }
+    }
+
     fn add_solves(&mut self, b: &BatchSteadyState) {
         for r in &b.records {
             self.steps += r.steps as f64;
@@ -372,6 +387,11 @@ pub fn train<S: Trainable>(
                 accuracy: tally.correct as f64 / tally.samples.max(1) as f64,
                 mean_steps: tally.steps / tally.solves.max(1) as f64,
                 fraction_converged: 1.0 - tally.unconverged as f64 / tally.solves.max(1) as f64,
+                mean_h: if tally.h_samples > 0 {
+                    tally.h / tally.h_samples as f64
+                } else {
+                    f64::NAN
+                },
             });
         }
         if tally.updated_batches == 0 {
@@ -523,6 +543,28 @@ pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
     pub fraction_unconverged: f64,
+    /// The loss of each sample (task), in the data set's order.
+    pub losses: Vec<f64>,
+}
+
+impl Evaluation {
+    /// Half-width of the normal 95% interval of the mean loss, `1.96 sd / sqrt(N)` (NaN for
+    /// fewer than two samples).
+    pub fn loss_ci95(&self) -> f64 {
+        mean_ci95(&self.losses).1
+    }
+}
+
+/// The mean of `values` and the half-width of its normal 95% interval, `1.96 sd / sqrt(N)`
+/// (sample standard deviation; NaN for fewer than two values).
+pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, 1.96 * (var / n).sqrt())
 }
 
 /// Mean (unscaled) loss and accuracy of the free equilibria on a dataset; None when `stop`
@@ -533,18 +575,14 @@ pub fn evaluate_free<S: EquilibriumSystem>(
     data: &Dataset,
     stop: &AtomicBool,
 ) -> Result<Option<Evaluation>> {
-    let (mut loss, mut correct, mut unconverged) = (0.0, 0usize, 0usize);
+    let (mut losses, mut correct, mut unconverged) = (Vec::new(), 0usize, 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(config.training.batch_size.max(1)) {
         if stop.load(Ordering::SeqCst) {
             return Ok(None);
         }
         let (x, targets) = data.batch(idx);
-        let objective = Objective::new(
-            config.method.loss,
-            crate::control::LossScale::PerSample,
-            idx.len(),
-        );
+        let objective = config.objective_scaled(crate::control::LossScale::PerSample, idx.len());
         let free = CoupledSystem::new(
             net,
             x,
@@ -555,14 +593,15 @@ pub fn evaluate_free<S: EquilibriumSystem>(
         )?;
         let (phi, records) = free_equilibrium(&free, &config.solver);
         unconverged += records.map_or(0, |b| b.records.iter().filter(|r| !r.converged()).count());
-        loss += free.losses(&phi).iter().sum::<f64>();
+        losses.extend(free.losses(&phi));
         correct += free.correct(&phi);
     }
     let n = data.len().max(1) as f64;
     Ok(Some(Evaluation {
-        loss: loss / n,
+        loss: losses.iter().sum::<f64>() / n,
         accuracy: correct as f64 / n,
         fraction_unconverged: unconverged as f64 / n,
+        losses,
     }))
 }
 
@@ -666,6 +705,34 @@ fn batch_step<S: EquilibriumSystem>(
                 feedback,
             })
         }
+        Method::Imaml | Method::Fomaml => {
+            let meta = config.meta_settings();
+            // The meta-gradient is exact only at the inner solutions.
+            let solves: Vec<&BatchSteadyState> = free_records.iter().collect();
+            let keep = kept_samples(config, &solves)?;
+            tally.skipped += b - keep.len();
+            if keep.is_empty() {
+                return Ok(BatchUpdate::network(None));
+            }
+            let (free, phi0) = if keep.len() == b {
+                (free, phi0)
+            } else {
+                (free.select_samples(&keep), phi0.select_columns(&keep))
+            };
+            let g = if method == Method::Imaml {
+                let (g, cg) = implicit_meta_gradient(
+                    &free,
+                    &phi0,
+                    meta.cg_tolerance,
+                    meta.cg_max_iterations,
+                )?;
+                tally.add_cg(&cg, keep.len());
+                g
+            } else {
+                first_order_meta_gradient(&free, &phi0)?
+            };
+            Ok(BatchUpdate::network(Some(g)))
+        }
         Method::Rbp | Method::Bp => {
             let opts = match config.method.name {
                 // On a layered net the adjoint iteration is exact after one sweep per layer.
@@ -741,8 +808,10 @@ pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec
     Ok(keep)
 }
 
-/// The train/test split that `[data]` describes, with its limits applied.
-pub fn load_split(config: &crate::config::DataConfig) -> Result<Split> {
+/// The train/test split that `[data]` describes (the tasks of `[meta]` for
+/// `source = "sinusoid"`), with its limits applied.
+pub fn load_split(run: &Config) -> Result<Split> {
+    let config = &run.data;
     use crate::data::{digits, mnist, split, two_moons, xor, DataSource};
     let limit = |n: usize| (n > 0).then_some(n);
     let mut s = match config.source {
@@ -762,6 +831,7 @@ pub fn load_split(config: &crate::config::DataConfig) -> Result<Split> {
             config.test_fraction,
             config.seed,
         )?,
+        DataSource::Sinusoid => crate::tasks::sinusoid_split(&run.meta_settings(), config.seed)?,
     };
     let cut = |d: &Dataset, n: usize| {
         if n > 0 && n < d.len() {

@@ -1,0 +1,89 @@
+//! `[meta]`: meta-learning (spec 7.1) with `model.kind = "meta"`: the inner problem's pull
+//! lambda, the task family (`data.source = "sinusoid"`) and implicit MAML's conjugate
+//! gradient. The learner MLP is `1 - model.hidden - 1`.
+
+use crate::error::{ensure_positive, invalid, Result};
+use serde::{Deserialize, Serialize};
+
+/// `[meta]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// Pull lambda of the inner problem towards theta (> 0).
+    pub lambda: f64,
+    /// Support points K of a task (the inner loss).
+    pub support: usize,
+    /// Query points of a task (the outer loss).
+    pub query: usize,
+    /// Sinusoid amplitudes, drawn uniformly from [low, high].
+    pub amplitude: [f64; 2],
+    /// Sinusoid phases, drawn uniformly from [low, high].
+    pub phase: [f64; 2],
+    /// Input points x, drawn uniformly from [low, high].
+    pub x_range: [f64; 2],
+    /// Tasks of the meta-training pool (one epoch visits each once).
+    pub train_tasks: usize,
+    /// New tasks of the meta-test.
+    pub test_tasks: usize,
+    /// imaml: relative residual at which conjugate gradient stops.
+    pub cg_tolerance: f64,
+    /// imaml: conjugate-gradient iterations at most.
+    pub cg_max_iterations: usize,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            lambda: 1.0,
+            support: 10,
+            query: 10,
+            amplitude: [0.1, 5.0],
+            phase: [0.0, std::f64::consts::PI],
+            x_range: [-5.0, 5.0],
+            train_tasks: 10_000,
+            test_tasks: 1_000,
+            cg_tolerance: 1e-6,
+            cg_max_iterations: 100,
+        }
+    }
+}
+
+impl MetaConfig {
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        ensure_positive("meta.lambda", self.lambda)?;
+        ensure_positive("meta.cg_tolerance", self.cg_tolerance)?;
+        for (key, n) in [
+            ("meta.support", self.support),
+            ("meta.query", self.query),
+            ("meta.train_tasks", self.train_tasks),
+            ("meta.test_tasks", self.test_tasks),
+            ("meta.cg_max_iterations", self.cg_max_iterations),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        if self.support > 100_000 || self.query > 100_000 {
+            return Err(invalid(
+                "meta.support",
+                format!("support {}, query {}", self.support, self.query),
+                "at most 100000 points per task each",
+            ));
+        }
+        for (key, [low, high]) in [
+            ("meta.amplitude", self.amplitude),
+            ("meta.phase", self.phase),
+            ("meta.x_range", self.x_range),
+        ] {
+            if !(low.is_finite() && high.is_finite() && low <= high) {
+                return Err(invalid(
+                    key,
+                    format!("[{low}, {high}]"),
+                    "[low, high] with finite low <= high",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
