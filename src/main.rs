@@ -54,12 +54,32 @@ fn say(line: String) {
 
 fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check::{render_json, render_text, run_checks};
+    if args.system == cli::CheckSystem::Meta {
+        return check_meta(args);
+    }
     let settings = args.settings()?;
     let report = run_checks(&settings)?;
     if args.json {
         println!("{}", render_json(&settings, &report));
     } else {
         print!("{}", render_text(&settings, &report));
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `lcsim check --system meta`: the checks on meta-learning's inner problem.
+fn check_meta(args: &cli::CheckArgs) -> Result<ExitCode> {
+    use studies::check_meta::{render_meta_json, render_meta_text, run_meta_checks};
+    let settings = args.meta_settings()?;
+    let report = run_meta_checks(&settings)?;
+    if args.json {
+        println!("{}", render_meta_json(&settings, &report));
+    } else {
+        print!("{}", render_meta_text(&settings, &report));
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

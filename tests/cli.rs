@@ -1,4 +1,5 @@
-//! The `lcsim` binary as a user runs it: `check` and `equilibrium`, including bad input.
+//! The `lcsim` binary as a user runs it: `check` (rate network and `--system meta`) and
+//! `equilibrium`, including bad input.
 
 mod common;
 
@@ -61,6 +62,80 @@ fn bad_values_name_the_field() {
     let o = lcsim(&["check", "--solver", "rk4"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("tsit45"), "lists the allowed solvers");
+}
+
+#[test]
+fn check_meta_passes_and_reports_json() {
+    let o = lcsim(&["check", "--system", "meta", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["system"], "meta");
+    let r = &v["report"];
+    for field in ["fd_rel_error_lcp_vs_H", "fd_rel_error_implicit_vs_L"] {
+        let e = r[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {r}"));
+        assert!(e <= 1e-6, "{field} = {e}");
+    }
+    assert!(r["cg_iterations"].as_u64().unwrap() > 0);
+    assert_eq!(r["cg_converged"], true);
+    let alphas = r["alphas"].as_array().unwrap();
+    let cos: Vec<f64> = r["cosine_lcp_vs_implicit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .collect();
+    assert_eq!(cos.len(), alphas.len());
+    assert!(*cos.last().unwrap() >= 0.999, "{cos:?}");
+    assert!(cos.last().unwrap() >= cos.first().unwrap(), "{cos:?}");
+    for flag in ["passed_fd_lcp", "passed_fd_implicit", "passed_alignment"] {
+        assert_eq!(r[flag], true, "{flag}");
+    }
+    assert_eq!(v["passed"], true);
+}
+
+#[test]
+fn check_meta_table_and_failure() {
+    let o = lcsim(&["check", "--system", "meta", "--alphas", "1,1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("implicit") && text.contains("all checks passed"),
+        "{text}"
+    );
+    let o = lcsim(&[
+        "check",
+        "--system",
+        "meta",
+        "--fd-tolerance",
+        "1e-30",
+        "--alphas",
+        "1000",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+}
+
+#[test]
+fn check_meta_bad_values_name_the_flag() {
+    for (flag, value) in [
+        ("--alphas", "0.1,-1"),
+        ("--alphas", "10,10"),
+        ("--tasks", "0"),
+        ("--support", "0"),
+        ("--lambda", "0"),
+        ("--fd-step", "0"),
+        ("--learner-hidden", "5,x"),
+    ] {
+        let o = lcsim(&["check", "--system", "meta", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        let e = stderr(&o);
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+    }
+    let o = lcsim(&["check", "--system", "conv"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("meta"), "lists the allowed systems");
 }
 
 /// Writes P.npz, X.npy, Y.npy for a small RNN and returns the network and data.

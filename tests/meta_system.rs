@@ -3,23 +3,28 @@
 //! inner problem through the controller: the LCP meta-update against finite differences of
 //! H_alpha(theta), the implicit (RBP) meta-gradient against finite differences of
 //! L_out(phi*(theta)), and their alignment as the control weakens (spec 6.4's analogue).
+//! The systems, tasks and solves are those of `lcsim check --system meta`
+//! (`lcsim::studies::check_meta`).
 
-use lcsim::control::{free_equilibrium, ControllerSettings, CoupledSystem, LossScale, Objective};
+use lcsim::control::{free_equilibrium, ControllerSettings, CoupledSystem};
 use lcsim::learn::meta_gradient::{
     conjugate_gradient, first_order_meta_gradient, implicit_meta_gradient,
 };
-use lcsim::learn::plasticity::{least_control_update, relaxed_energy};
+use lcsim::learn::plasticity::least_control_update;
 use lcsim::learn::rbp::rbp_gradient;
 use lcsim::numerics::rng::Rng;
-use lcsim::solve::{solve_batch, SolverMethod, SolverSettings};
+use lcsim::solve::SolverSettings;
+use lcsim::studies::check_meta::{
+    meta_controlled_equilibrium, meta_coupled, meta_h_alpha, meta_newton, random_matrix,
+    random_meta_system, sinusoid_tasks,
+};
 use lcsim::system::learner::Mlp;
-use lcsim::system::meta::{pack_points, MetaSystem, QueryLoss};
+use lcsim::system::meta::MetaSystem;
 use lcsim::system::EquilibriumSystem;
 use nalgebra::{DMatrix, DVector};
-use std::sync::Arc;
 
 fn random(rows: usize, cols: usize, scale: f64, rng: &mut Rng) -> DMatrix<f64> {
-    DMatrix::from_fn(rows, cols, |_, _| rng.uniform_range(-scale, scale))
+    random_matrix(rows, cols, scale, rng)
 }
 
 fn small_mlp() -> Mlp {
@@ -94,43 +99,15 @@ fn bad_shapes_and_settings_are_errors_naming_the_field() {
 
 /// b tasks of K = 4 support and 6 query points from sinusoids.
 fn tasks(mlp: &Mlp, b: usize, seed: u64) -> (DMatrix<f64>, DMatrix<f64>) {
-    let mut rng = Rng::seed_from_u64(seed);
-    let (k, q) = (4, 6);
-    let mut xs = DMatrix::zeros(2 * k, b);
-    let mut xq = DMatrix::zeros(2 * q, b);
-    for j in 0..b {
-        let (amp, phase) = (rng.uniform_range(0.5, 2.0), rng.uniform_range(0.0, 3.0));
-        let draw = |p: usize, rng: &mut Rng| {
-            let x = random(mlp.input_dim(), p, 2.0, rng);
-            let y = x.map(|v| amp * (v + phase).sin());
-            pack_points(&x, &y)
-        };
-        xs.set_column(j, &draw(k, &mut rng));
-        xq.set_column(j, &draw(q, &mut rng));
-    }
-    (xs, xq)
+    sinusoid_tasks(mlp, b, 4, 6, seed)
 }
 
 fn system(seed: u64) -> MetaSystem {
-    let mlp = small_mlp();
-    let mut rng = Rng::seed_from_u64(seed);
-    let theta = random(mlp.num_params(), 1, 0.6, &mut rng);
-    MetaSystem::new(mlp, 2.0, 4, theta).unwrap()
+    random_meta_system(&[1, 5, 4, 1], 2.0, 4, seed).unwrap()
 }
 
 fn newton(tol: f64) -> SolverSettings {
-    let mut o = SolverSettings {
-        method: SolverMethod::NewtonKrylov,
-        ..SolverSettings::default()
-    };
-    o.stop.atol = tol;
-    o.stop.rtol = tol;
-    o.stop.max_steps = 200_000;
-    o.stop.max_time = 1e5;
-    // GMRES spans the whole controlled state (3 n = 117), so each Newton step is exact.
-    o.newton_krylov.krylov_dim = 120;
-    o.newton_krylov.forcing = 1e-8;
-    o
+    meta_newton(tol, small_mlp().num_params())
 }
 
 fn controlled<'m>(
@@ -139,36 +116,21 @@ fn controlled<'m>(
     xq: &DMatrix<f64>,
     alpha: f64,
 ) -> CoupledSystem<'m, MetaSystem> {
-    let loss = Arc::new(QueryLoss {
-        learner: sys.learner().clone(),
-    });
-    let objective = Objective::of(loss, LossScale::BatchMean, xs.ncols());
     let settings = ControllerSettings {
         alpha,
         ..ControllerSettings::default()
     };
-    CoupledSystem::new(sys, xs.clone(), xq.clone(), objective, 1.0, Some(settings)).unwrap()
+    meta_coupled(sys, xs, xq, 1.0, Some(settings)).unwrap()
 }
 
-/// The certified controlled equilibrium from the free one (Newton-Krylov).
+/// The controlled equilibrium (the branch from the free one, refined; see the library).
 fn controlled_equilibrium(c: &CoupledSystem<'_, MetaSystem>, tol: f64) -> DMatrix<f64> {
-    let (phi0, free) = free_equilibrium(&c.free(), &newton(tol));
-    let free = free.expect("no closed-form free equilibrium: a solve");
-    assert!(
-        free.records.iter().all(|r| r.converged()),
-        "{:?}",
-        free.records
-    );
-    let s = solve_batch(c, &c.state_with_phi(&phi0).unwrap(), &newton(tol));
-    assert!(s.records.iter().all(|r| r.converged()), "{:?}", s.records);
-    s.states
+    meta_controlled_equilibrium(c, tol).unwrap()
 }
 
 fn h_alpha(sys: &MetaSystem, xs: &DMatrix<f64>, xq: &DMatrix<f64>, alpha: f64) -> f64 {
     let c = controlled(sys, xs, xq, alpha);
-    let phi = c.phi(&controlled_equilibrium(&c, 1e-10));
-    let beta = c.controller().unwrap().beta();
-    c.objective().combine * relaxed_energy(&c, &phi, beta).iter().sum::<f64>()
+    meta_h_alpha(&c, &controlled_equilibrium(&c, 1e-10)).unwrap()
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::run::RunDir;
 use crate::studies::alignment_study::{AlignJob, LEAST_CONTROL};
 use crate::studies::batch_study::{BatchMethod, EquilibriumJob};
 use crate::studies::check::CheckSettings;
+use crate::studies::check_meta::{MetaCheckSettings, DEFAULT_META_ALPHAS};
 use crate::studies::compare::CompareJob;
 use crate::studies::simulate::{SimulationSettings, SplitChoice};
 use crate::studies::simulate_job::{NetworkSource, SimulateJob};
@@ -18,33 +19,66 @@ use crate::system::rate::Topology;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
+/// The system `lcsim check` checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckSystem {
+    /// The rate network (spec 6).
+    Rate,
+    /// Meta-learning's inner problem (spec 7.1) on a random tanh learner and sinusoid tasks.
+    Meta,
+}
+
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct CheckArgs {
-    /// Input dimension n_x of the random network.
+    /// The system checked. meta: a random tanh learner MLP (--learner-hidden) fine-tuned on
+    /// --tasks sinusoid tasks; it reads --seed, --alphas, --alpha (the finite-difference
+    /// check's), the gains, time constants and --fd-step, --fd-tolerance, --cosine-tolerance,
+    /// --json, and ignores the rate-only flags (--inputs, --hidden, --outputs, --model,
+    /// --activation, --batch), the loss flags (the outer loss is the query MSE) and the
+    /// solver flags (every solve is Newton-Krylov to 1e-10, refined by Newton's method).
+    #[arg(long, value_enum, default_value_t = CheckSystem::Rate)]
+    pub system: CheckSystem,
+    /// Input dimension n_x of the random network (rate only).
     #[arg(long, default_value_t = 5)]
     pub inputs: usize,
-    /// Hidden units n_h (rnn) or comma-separated layer sizes (ff), e.g. 6,4.
+    /// Hidden units n_h (rnn) or comma-separated layer sizes (ff), e.g. 6,4 (rate only).
     #[arg(long, default_value = "8")]
     pub hidden: String,
-    /// Output units n_y.
+    /// Output units n_y (rate only).
     #[arg(long, default_value_t = 3)]
     pub outputs: usize,
-    /// Connectivity.
+    /// Connectivity (rate only).
     #[arg(long, value_enum, default_value_t = ModelKind::Rnn)]
     pub model: ModelKind,
-    /// Rate nonlinearity.
+    /// Rate nonlinearity (rate only).
     #[arg(long, value_enum, default_value_t = Activation::Tanh)]
     pub activation: Activation,
-    /// Samples in the random batch.
+    /// Samples in the random batch (rate only).
     #[arg(long, default_value_t = 3)]
     pub batch: usize,
+    /// Hidden layer sizes of the learner, comma-separated (meta only; input and output 1).
+    #[arg(long, default_value = "5,4")]
+    pub learner_hidden: String,
+    /// Sinusoid tasks in the batch (meta only).
+    #[arg(long, default_value_t = 2)]
+    pub tasks: usize,
+    /// Support points K per task (meta only).
+    #[arg(long, default_value_t = 4)]
+    pub support: usize,
+    /// Query points Q per task (meta only).
+    #[arg(long, default_value_t = 6)]
+    pub query: usize,
+    /// Pull lambda of the fine-tuned weights towards theta (meta only; > 0).
+    #[arg(long, default_value_t = 2.0)]
+    pub lambda: f64,
     /// Seed of the network and the data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Alphas of the alignment check (comma-separated, increasing).
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100,1000")]
-    pub alphas: Vec<f64>,
+    /// Alphas of the alignment check (comma-separated, increasing). Default:
+    /// 0.01,0.1,1,10,100,1000 (rate), 0.1,1,10,100,1000 (meta).
+    #[arg(long, value_delimiter = ',')]
+    pub alphas: Option<Vec<f64>>,
     /// Central finite-difference step (relative to max(|theta|, 1)).
     #[arg(long, default_value_t = 1e-5)]
     pub fd_step: f64,
@@ -84,12 +118,84 @@ impl CheckArgs {
             loss_scale: self.loss.loss_scale,
             tau_v: self.dynamics.tau_v,
             controller: self.dynamics.controller()?,
-            alphas: self.alphas.clone(),
+            alphas: self
+                .alphas
+                .clone()
+                .unwrap_or_else(|| CheckSettings::default().alphas),
             fd_step: self.fd_step,
             solver: self.solver.options()?,
             fd_tolerance: self.fd_tolerance,
             cosine_tolerance: self.cosine_tolerance,
         })
+    }
+
+    /// The validated settings of `lcsim check --system meta`.
+    pub fn meta_settings(&self) -> Result<MetaCheckSettings> {
+        let mut learner = vec![1];
+        for part in self.learner_hidden.split(',').map(str::trim) {
+            let size = part
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "--learner-hidden",
+                        format!("`{}`", self.learner_hidden),
+                        "comma-separated layer sizes >= 1, e.g. 5,4",
+                    )
+                })?;
+            learner.push(size);
+        }
+        learner.push(1);
+        let s = MetaCheckSettings {
+            learner,
+            tasks: self.tasks,
+            support: self.support,
+            query: self.query,
+            lambda: self.lambda,
+            seed: self.seed,
+            tau: self.dynamics.tau_v,
+            controller: self.dynamics.controller()?,
+            alphas: self
+                .alphas
+                .clone()
+                .unwrap_or_else(|| DEFAULT_META_ALPHAS.to_vec()),
+            fd_step: self.fd_step,
+            fd_tolerance: self.fd_tolerance,
+            cosine_tolerance: self.cosine_tolerance,
+            ..MetaCheckSettings::default()
+        };
+        s.validate().map_err(rename_meta_field)?;
+        Ok(s)
+    }
+}
+
+/// Library field names of the meta check's settings (`fd_step`) become flag names
+/// (`--fd-step`).
+fn rename_meta_field(e: crate::error::LcsimError) -> crate::error::LcsimError {
+    match e {
+        crate::error::LcsimError::InvalidValue {
+            field,
+            value,
+            allowed,
+        } if [
+            "tasks",
+            "support",
+            "query",
+            "alphas",
+            "fd_step",
+            "fd_tolerance",
+            "meta.lambda",
+        ]
+        .contains(&field.as_str()) =>
+        {
+            crate::error::LcsimError::InvalidValue {
+                field: format!("--{}", field.trim_start_matches("meta.").replace('_', "-")),
+                value,
+                allowed,
+            }
+        }
+        other => other,
     }
 }
 

@@ -191,8 +191,9 @@ pub fn precise_equilibrium_from<M: EquilibriumSystem>(
     refine(system, &relaxed.states)
 }
 
-/// Newton refinement of every column of z near an equilibrium.
-fn refine<M: EquilibriumSystem>(
+/// Newton refinement of every column of z near an equilibrium (dense Jacobian, at most 30
+/// iterations). A column left with `max |r| > 1e-9` is an error.
+pub fn refine<M: EquilibriumSystem>(
     system: &CoupledSystem<'_, M>,
     z: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
