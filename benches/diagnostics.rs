@@ -25,7 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let mut config = Config::load(None, &[]).expect("the default config");
     config.training.threads = 1;
-    let data = load_split(&config.data).expect("digits");
+    let data = load_split(&config).expect("digits");
     let batches = data.train.len().div_ceil(config.training.batch_size);
     let (n_x, n_y) = (data.train.n_inputs(), data.train.n_classes);
     let fresh = TrainingState::new(&config, n_x, n_y, batches).expect("a network");
