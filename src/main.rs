@@ -153,13 +153,20 @@ impl<S: Trainable> Observer<S> for CliObserver {
         m: &lcsim::io::metrics::EpochMetrics,
     ) -> Result<()> {
         self.run.save_epoch(state)?;
+        let losses = if self.meta {
+            format!(
+                "meta-train query loss {:.4} | meta-test query loss {:.4}",
+                m.train_loss, m.test_loss
+            )
+        } else {
+            format!(
+                "train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
+                m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy
+            )
+        };
         let mut line = format!(
-            "epoch {:>3}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
+            "epoch {:>3}: {losses} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
             m.epoch,
-            m.train_loss,
-            m.train_accuracy,
-            m.test_loss,
-            m.test_accuracy,
             m.mean_h,
             m.mean_steps,
             m.max_steps,
@@ -227,9 +234,22 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     match started {
-        StartedTraining::Rate(t) => train_system(args, t, |_, _, _, _| Ok(None)),
+        StartedTraining::Rate(t) => train_system(args, t, |_, _, _, _, _| Ok(None)),
         StartedTraining::Meta(t) => {
-            train_system(args, t, |config, data, state, stop| {
+            train_system(args, t, |run, config, data, state, stop| {
+                if config.output.figures {
+                    let ext = config.output.figure_format.extension();
+                    let path = run.figures_dir()?.join(format!("adapted_fits.{ext}"));
+                    let title = format!(
+                        "{}: adapted fits of meta-test tasks",
+                        config.method.name.name()
+                    );
+                    match lcsim::train::meta::adapted_fits_figure(config, &state.net, &title, &path)
+                    {
+                        Ok(()) => say(format!("figure:  {}", path.display())),
+                        Err(e) => eprintln!("warning: adapted fits not drawn ({e})"),
+                    }
+                }
                 say("meta-test: fine-tuning on the new tasks from the trained and the initial theta".into());
                 lcsim::train::meta::meta_test(config, &state.net, &data.test, stop)
             })
@@ -255,6 +275,7 @@ fn train_system<S: Trainable>(
     args: &cli::TrainArgs,
     t: Training<S>,
     meta_test: impl Fn(
+        &RunDir,
         &Config,
         &lcsim::data::Split,
         &TrainingState<S>,
@@ -306,7 +327,7 @@ fn train_system<S: Trainable>(
         );
         return Ok(ExitCode::from(130));
     }
-    let meta = meta_test(config, data, &state, &stop)?;
+    let meta = meta_test(run, config, data, &state, &stop)?;
     let finished = lcsim::run::finish_run(run, config, &state, meta)?;
     if let Some(e) = &finished.figure_error {
         eprintln!(

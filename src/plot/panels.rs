@@ -116,6 +116,8 @@ pub struct CurveStyle {
     pub square: bool,
     /// Markers only, no connecting line (random samples).
     pub points_only: bool,
+    /// A line without markers (a densely sampled curve).
+    pub smooth: bool,
 }
 
 /// A curve of [`line_panels`]: `series.values[k]` belongs to `xs[k]` (NaN points skipped).
@@ -213,7 +215,10 @@ pub(super) fn build_line_panel(p: &LinePanel, x_label: &str, log_x: bool) -> Res
         all_x.extend(xs.iter().copied());
         all_y.extend(ys.iter().copied());
         let color = OKABE_ITO[c.style.color % OKABE_ITO.len()];
-        let mut l = Line::new(&s.label, color, &xs, &ys).markers();
+        let mut l = Line::new(&s.label, color, &xs, &ys);
+        if !c.style.smooth {
+            l = l.markers();
+        }
         l.dashed = c.style.dashed;
         l.square = c.style.square;
         l.points_only = c.style.points_only;

@@ -36,10 +36,11 @@ pub const STEPS_LABEL: &str = "solver steps per solve";
 /// Axis label of the non-convergence axis.
 pub const UNCONVERGED_LABEL: &str = "fraction of solves unconverged";
 
-/// Two panels side by side, x = epoch: the mean cross-entropy loss (left) and the accuracy
-/// (right), each for the training batches (line) and the test split (line with a marker at
-/// every evaluated epoch; epochs without evaluation, NaN, are skipped). Written with size
-/// [`TWO_PANEL_SIZE`].
+/// Two panels side by side, x = epoch: the mean loss (left) and the accuracy (right), each
+/// for the training batches (line) and the test split (line with a marker at every evaluated
+/// epoch; epochs without evaluation, NaN, are skipped). Written with size [`TWO_PANEL_SIZE`];
+/// without any accuracy (regression, meta-learning's query loss) the loss panel alone, with
+/// size [`ONE_PANEL_SIZE`].
 ///
 /// Errors: `rows` empty ([`LcsimError::InvalidValue`]); the file cannot be written
 /// ([`LcsimError::Io`] naming `path`).
@@ -62,12 +63,26 @@ pub fn learning_curves(
         Line::new("train", OKABE_ITO[0], &epochs, &col(|r| r.train_accuracy)),
         Line::new("test", OKABE_ITO[1], &epochs, &col(|r| r.test_accuracy)).markers(),
     ];
-    let panels = vec![
-        Panel::new(x.clone(), EPOCH_LABEL, LOSS_LABEL, loss_lines, None),
-        Panel::new(x, EPOCH_LABEL, ACCURACY_LABEL, acc_lines, None),
-    ];
+    let no_accuracy = rows
+        .iter()
+        .all(|r| r.train_accuracy.is_nan() && r.test_accuracy.is_nan());
+    let loss_label = if no_accuracy { "mean loss" } else { LOSS_LABEL };
+    let mut panels = vec![Panel::new(
+        x.clone(),
+        EPOCH_LABEL,
+        loss_label,
+        loss_lines,
+        None,
+    )];
+    if !no_accuracy {
+        panels.push(Panel::new(x, EPOCH_LABEL, ACCURACY_LABEL, acc_lines, None));
+    }
     let fig = Figure {
-        size: TWO_PANEL_SIZE,
+        size: if no_accuracy {
+            ONE_PANEL_SIZE
+        } else {
+            TWO_PANEL_SIZE
+        },
         title: title.to_string(),
         panels,
         layout: Layout::Row,

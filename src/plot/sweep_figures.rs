@@ -51,6 +51,7 @@ pub fn parameter_lines(
                 dashed: (i / OKABE_ITO.len()) % 2 == 1,
                 square: i % 2 == 1,
                 points_only: !connect,
+                smooth: false,
             },
         })
         .collect();

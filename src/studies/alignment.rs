@@ -286,6 +286,7 @@ pub fn draw_alignment(
             dashed: c.network != "untrained",
             square: matches!(c.variant, Method::LcpKp | Method::LcpEbd),
             points_only: false,
+            smooth: false,
         };
         let label = format!("{} {}", c.variant.name().to_uppercase(), c.network);
         let xs: Vec<f64> = c.points.iter().map(|p| p.alpha).collect();

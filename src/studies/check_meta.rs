@@ -380,7 +380,7 @@ pub fn run_meta_checks(s: &MetaCheckSettings) -> Result<MetaCheckReport> {
     // 6.4: the implicit meta-gradient equals grad L_out(phi*(theta)).
     let free = controlled.free();
     let phi0 = meta_free_equilibrium(&free, tol)?;
-    let (implicit, cg) = implicit_meta_gradient(&free, &phi0, s.cg_tolerance, s.cg_max_iterations);
+    let (implicit, cg) = implicit_meta_gradient(&free, &phi0, s.cg_tolerance, s.cg_max_iterations)?;
     let outer_loss = |m: &MetaSystem| -> Result<f64> {
         let f = meta_coupled(m, &xs, &xq, s.tau, None)?;
         let phi = refine(&f, &phi0)?;
@@ -482,7 +482,9 @@ fn write_tables(out: &mut String, s: &MetaCheckSettings, r: &MetaCheckReport) ->
         "(d) implicit meta-gradient (CG: {}) vs dL_out(phi*(theta))/dtheta by central differences",
         cg_summary(&CgReport {
             max_iterations: r.cg_iterations,
+            mean_iterations: r.cg_iterations as f64,
             max_relative_residual: r.cg_relative_residual,
+            unconverged: usize::from(!r.cg_converged),
             converged: r.cg_converged,
         })
     )?;

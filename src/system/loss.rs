@@ -22,6 +22,11 @@ pub trait StateLoss: Send + Sync + Debug {
         target: &DMatrix<f64>,
         dy: &DMatrix<f64>,
     ) -> DMatrix<f64>;
+    /// Whether [`StateLoss::correct`] means something (a classification loss); accuracies
+    /// are NaN otherwise.
+    fn classifies(&self) -> bool {
+        true
+    }
     /// Number of samples whose largest y entry is the largest target entry (classification
     /// accuracy; meaningless for other losses).
     fn correct(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> usize {

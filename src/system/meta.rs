@@ -282,6 +282,9 @@ impl StateLoss for QueryLoss {
         }
         h
     }
+    fn classifies(&self) -> bool {
+        false
+    }
     /// Not a classification loss: no sample counts as correct.
     fn correct(&self, _y: &DMatrix<f64>, _target: &DMatrix<f64>) -> usize {
         0

@@ -80,3 +80,97 @@ pub fn meta_test(
         initial_theta_mse_ci95,
     }))
 }
+
+/// Test tasks shown by [`adapted_fits_figure`].
+pub const FIT_TASKS: usize = 4;
+
+/// The adapted fits of the first [`FIT_TASKS`] meta-test tasks, one panel each: the true
+/// curve, the support points, the learner's prediction with theta (before adaptation) and
+/// with the inner solution phi* (after), written to `path`.
+pub fn adapted_fits_figure(
+    config: &Config,
+    net: &MetaSystem,
+    title: &str,
+    path: &std::path::Path,
+) -> Result<()> {
+    use crate::plot::{line_panels, Curve, CurveStyle, LinePanel, Series, YScale};
+    let meta = config.meta_settings();
+    let n = FIT_TASKS.min(meta.test_tasks);
+    let seed = config.data.seed ^ crate::tasks::TEST_TASK_SEED;
+    let (tasks, curves) = crate::tasks::sinusoid_tasks(&meta, n, seed)?;
+    let (x, targets) = tasks.batch(&(0..n).collect::<Vec<_>>());
+    let objective = config.objective_scaled(LossScale::PerSample, n);
+    let free = crate::control::CoupledSystem::new(net, x, targets, objective, 1.0, None)?;
+    let (phi, _) = crate::control::free_equilibrium(&free, &config.solver);
+    let [x0, x1] = meta.x_range;
+    let grid: Vec<f64> = (0..=200)
+        .map(|i| x0 + (x1 - x0) * i as f64 / 200.0)
+        .collect();
+    let row = DMatrix::from_row_slice(1, grid.len(), &grid);
+    let learner = net.learner();
+    let style = |color: usize, dashed: bool| CurveStyle {
+        color,
+        dashed,
+        smooth: true,
+        ..CurveStyle::default()
+    };
+    let mut panels = Vec::new();
+    for (j, curve) in curves.iter().enumerate() {
+        let predict = |p: &[f64]| -> Result<Vec<f64>> {
+            Ok(learner.predict(p, &row)?.iter().copied().collect())
+        };
+        let (sx, sy) =
+            crate::system::meta::split_points(learner, free.inputs().column(j).as_slice());
+        panels.push(LinePanel {
+            caption: format!(
+                "task {}: A = {:.2}, phase = {:.2}",
+                j + 1,
+                curve.amplitude,
+                curve.phase
+            ),
+            y_label: "y".into(),
+            y_scale: YScale::Linear,
+            curves: vec![
+                Curve {
+                    xs: grid.clone(),
+                    series: Series::new("true curve", grid.iter().map(|&v| curve.at(v)).collect()),
+                    style: style(0, false),
+                },
+                Curve {
+                    xs: grid.clone(),
+                    series: Series::new("before adaptation (θ)", predict(net.theta().as_slice())?),
+                    style: style(1, true),
+                },
+                Curve {
+                    xs: grid.clone(),
+                    series: Series::new(
+                        "after adaptation (φ*)",
+                        predict(phi.column(j).as_slice())?,
+                    ),
+                    style: style(2, false),
+                },
+                Curve {
+                    xs: sx.iter().copied().collect(),
+                    series: Series::new(
+                        format!("support points (K = {})", meta.support),
+                        sy.iter().copied().collect(),
+                    ),
+                    style: CurveStyle {
+                        color: 5,
+                        points_only: true,
+                        ..CurveStyle::default()
+                    },
+                },
+            ],
+            legend: j == 0,
+        });
+    }
+    line_panels(
+        &panels,
+        "x",
+        false,
+        title,
+        path,
+        config.output.figure_format,
+    )
+}

@@ -422,11 +422,18 @@ pub fn train<S: Trainable>(
             None => EpochDiagnostics::default(),
         };
         let n = tally.samples.max(1) as f64;
+        let accuracy = |correct: usize| {
+            if config.objective(1).loss.classifies() {
+                correct as f64 / n
+            } else {
+                f64::NAN
+            }
+        };
         let (feedback_angle_w, feedback_angle_d) = trial.feedback_angles(config);
         let metrics = EpochMetrics {
             epoch,
             train_loss: tally.loss / n,
-            train_accuracy: tally.correct as f64 / n,
+            train_accuracy: accuracy(tally.correct),
             test_loss,
             test_accuracy,
             mean_h: if tally.h_samples > 0 {
@@ -597,9 +604,14 @@ pub fn evaluate_free<S: EquilibriumSystem>(
         correct += free.correct(&phi);
     }
     let n = data.len().max(1) as f64;
+    let classifies = config.objective(1).loss.classifies();
     Ok(Some(Evaluation {
         loss: losses.iter().sum::<f64>() / n,
-        accuracy: correct as f64 / n,
+        accuracy: if classifies {
+            correct as f64 / n
+        } else {
+            f64::NAN
+        },
         fraction_unconverged: unconverged as f64 / n,
         losses,
     }))
