@@ -238,15 +238,9 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
         StartedTraining::Meta(t) => {
             train_system(args, t, |run, config, data, state, stop| {
                 if config.output.figures {
-                    let ext = config.output.figure_format.extension();
-                    let path = run.figures_dir()?.join(format!("adapted_fits.{ext}"));
-                    let title = format!(
-                        "{}: adapted fits of meta-test tasks",
-                        config.method.name.name()
-                    );
-                    match lcsim::train::meta::adapted_fits_figure(config, &state.net, &title, &path)
-                    {
-                        Ok(()) => say(format!("figure:  {}", path.display())),
+                    let format = config.output.figure_format;
+                    match lcsim::run::draw_adapted_fits(run, config, &state.net, format) {
+                        Ok(path) => say(format!("figure:  {}", path.display())),
                         Err(e) => eprintln!("warning: adapted fits not drawn ({e})"),
                     }
                 }
@@ -371,12 +365,14 @@ fn show_config(args: &cli::ConfigArgs) -> Result<ExitCode> {
 fn plot(args: &cli::PlotArgs) -> Result<ExitCode> {
     let (run, config) = RunDir::open(&args.run_dir)?;
     let rows = lcsim::io::metrics::read_csv(&run.path.join("metrics.csv"))?;
-    for f in draw_run_figures(
-        &run,
-        &rows,
-        args.format.unwrap_or(config.output.figure_format),
-    )? {
+    let format = args.format.unwrap_or(config.output.figure_format);
+    for f in draw_run_figures(&run, &rows, format)? {
         println!("figure: {}", run.path.join(f).display());
+    }
+    if config.model.kind == lcsim::config::ModelKind::Meta {
+        let net = lcsim::run::trained_meta_system(&run, &config)?;
+        let path = lcsim::run::draw_adapted_fits(&run, &config, &net, format)?;
+        println!("figure: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

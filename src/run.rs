@@ -22,6 +22,7 @@ use crate::optim::{Optimizer, OptimizerState};
 use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
+use crate::system::EquilibriumSystem;
 use crate::train::meta::MetaTest;
 use crate::train::{load_split, Trainable, TrainingState};
 use serde::Serialize;
@@ -576,4 +577,54 @@ pub fn finish_run<S: Trainable>(
         summary,
         figure_error,
     })
+}
+
+/// A meta-learning run's adapted fits (RUN/figures/adapted_fits.EXT, see
+/// [`crate::train::meta::adapted_fits_figure`]) for the theta of `net`; returns the path.
+pub fn draw_adapted_fits(
+    run: &RunDir,
+    config: &Config,
+    net: &MetaSystem,
+    format: crate::plot::FigureFormat,
+) -> Result<PathBuf> {
+    let path = run
+        .figures_dir()?
+        .join(format!("adapted_fits.{}", format.extension()));
+    let title = format!(
+        "{}: adapted fits of meta-test tasks",
+        config.method.name.name()
+    );
+    let mut config = config.clone();
+    config.output.figure_format = format;
+    crate::train::meta::adapted_fits_figure(&config, net, &title, &path)?;
+    Ok(path)
+}
+
+/// The trained theta of a meta-learning run: params.npz when it exists, else the last
+/// checkpoint's.
+pub fn trained_meta_system(run: &RunDir, config: &Config) -> Result<MetaSystem> {
+    let fresh = TrainingState::new_meta(config, 1)?;
+    let params = run.path.join("params.npz");
+    if params.is_file() {
+        let arrays = read_npz(&params)?;
+        let theta = arrays
+            .get("theta")
+            .ok_or_else(|| LcsimError::MissingArray {
+                name: "theta".into(),
+                path: params.clone(),
+                required: "theta (the meta-learned initialisation)".into(),
+            })?;
+        let n = fresh.net.state_dim();
+        if theta.data.len() != n {
+            return Err(LcsimError::Shape {
+                field: format!("{}: theta", params.display()),
+                expected: format!("{n} values (the learner of config.toml)"),
+                found: format!("{} values", theta.data.len()),
+            });
+        }
+        let mut net = fresh.net;
+        net.params_mut().tensor_mut(0).copy_from_slice(&theta.data);
+        return Ok(net);
+    }
+    Ok(run.load_checkpoint(fresh)?.net)
 }

@@ -213,4 +213,12 @@ fn the_cli_trains_a_meta_run_and_writes_the_meta_test() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("meta-test MSE"), "{stdout}");
+    let fits = dir.path().join("runs/cli/figures/adapted_fits.png");
+    assert!(fits.is_file(), "{stdout}");
+    std::fs::remove_file(&fits).unwrap();
+    // `lcsim plot` redraws it from params.npz.
+    let run = dir.path().join("runs/cli");
+    let plot = lcsim_in(dir.path(), &["plot", run.to_str().unwrap()]);
+    assert!(plot.status.success(), "{}", stderr(&plot));
+    assert!(fits.is_file());
 }
