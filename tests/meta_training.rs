@@ -119,7 +119,7 @@ fn bad_meta_configs_name_the_key() {
 
 #[test]
 fn meta_training_beats_fine_tuning_from_the_initial_theta() {
-    for method in ["lcp-di", "imaml", "fomaml"] {
+    for method in ["lcp-di", "lcp-ebd", "imaml", "fomaml"] {
         let config = meta_config(method, 3);
         let (state, test) = trained(&config);
         assert_eq!(state.history.len(), 3);
@@ -154,6 +154,15 @@ fn implicit_maml_and_the_adjoint_rbp_train_the_same_theta() {
     assert!(diff < 1e-6, "theta differs by {diff}");
     let (c, _) = trained(&meta_config("fomaml", 1));
     assert!((ta - c.net.theta()).amax() > 1e-6);
+}
+
+#[test]
+fn lcp_ebd_and_lcp_di_train_the_same_theta() {
+    // Both take psi* at the minimiser of E_alpha = 1/2 |f|^2 + beta L_out (spec 2.1, 3.4).
+    let (di, _) = trained(&meta_config("lcp-di", 1));
+    let (ebd, _) = trained(&meta_config("lcp-ebd", 1));
+    let diff = (di.net.theta() - ebd.net.theta()).amax();
+    assert!(diff < 1e-6, "theta differs by {diff}");
 }
 
 #[test]

@@ -93,7 +93,7 @@ impl Observer for Quiet {}
 
 /// The error training `config` from scratch ends with (a test failure if it succeeds).
 fn run(config: &Config) -> LcsimError {
-    let data = load_split(&config).unwrap();
+    let data = load_split(config).unwrap();
     let batches = data.train.len().div_ceil(config.training.batch_size);
     let state =
         TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches).unwrap();

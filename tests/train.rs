@@ -32,7 +32,7 @@ fn xor_config_lr(method: &str, kind: &str, hidden: &str, epochs: usize, lr: f64)
 }
 
 fn fresh_state(config: &Config) -> (lcsim::data::Split, TrainingState) {
-    let data = load_split(&config).unwrap();
+    let data = load_split(config).unwrap();
     let batches = data.train.len().div_ceil(config.training.batch_size);
     let state =
         TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches).unwrap();

@@ -56,7 +56,7 @@ pub fn conjugate_gradient(
     while k < max_iter && rr.sqrt() > tol * g_norm {
         let ap = apply(&p);
         let curvature = p.dot(&ap);
-        if !(curvature > 0.0) {
+        if curvature.is_nan() || curvature <= 0.0 {
             break;
         }
         let a = rr / curvature;
@@ -127,7 +127,7 @@ pub fn implicit_meta_gradient<S: EquilibriumSystem>(
         report.max_iterations = report.max_iterations.max(k);
         report.mean_iterations += k as f64 / b.max(1) as f64;
         report.max_relative_residual = report.max_relative_residual.max(res);
-        report.unconverged += usize::from(!(res <= tol));
+        report.unconverged += usize::from(res.is_nan() || res > tol);
     }
     report.converged = report.unconverged == 0;
     let mut g = model.param_vjp(phi_star, system.inputs(), &w);

@@ -281,7 +281,7 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
         }
         trained.push((TrainedRun::load(run, run_config)?, method));
     }
-    let data = load_split(&config)?;
+    let data = load_split(config)?;
     let dataset = job.split.of(&data);
     if job.samples > dataset.len() {
         return Err(invalid(

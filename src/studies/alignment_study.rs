@@ -77,7 +77,7 @@ pub fn align(job: &AlignJob, mut say: impl FnMut(String)) -> Result<()> {
             "at least one variant, or none with at least one --run",
         ));
     }
-    let data = load_split(&config)?;
+    let data = load_split(config)?;
     let dataset = job.split.of(&data);
     if job.samples > dataset.len() {
         return Err(invalid(

@@ -150,7 +150,7 @@ fn ended(r: &Option<SegmentRecord>) -> String {
 /// errors; the command line renames them to its flags.
 pub fn simulate(job: &SimulateJob, mut say: impl FnMut(String)) -> Result<Written> {
     let (config, settings) = (&job.config, &job.settings);
-    let data = load_split(&config)?;
+    let data = load_split(config)?;
     let dataset = settings.split.of(&data);
     settings.validate(dataset.len())?;
     let network = simulated_network(job, &data)?;

@@ -79,7 +79,7 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<Thro
     if s.batches == 0 {
         return Err(invalid("--batches", 0, "an integer >= 1"));
     }
-    let data = load_split(&config)?;
+    let data = load_split(config)?;
     let t = &config.training;
     let per_epoch = data.train.len().div_ceil(t.batch_size);
     let fresh = || {
