@@ -732,6 +732,7 @@ fn data_source_names_match_serde_and_clap() {
         (DataSource::Mnist, "mnist"),
         (DataSource::Xor, "xor"),
         (DataSource::TwoMoons, "two-moons"),
+        (DataSource::Sinusoid, "sinusoid"),
     ] {
         assert_eq!(source.name(), name);
         assert_eq!(
@@ -744,5 +745,5 @@ fn data_source_names_match_serde_and_clap() {
         );
         assert_eq!(DataSource::from_str(name, false).unwrap(), source);
     }
-    assert_eq!(DataSource::value_variants().len(), 4);
+    assert_eq!(DataSource::value_variants().len(), 5);
 }

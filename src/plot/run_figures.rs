@@ -39,8 +39,8 @@ pub const UNCONVERGED_LABEL: &str = "fraction of solves unconverged";
 /// Two panels side by side, x = epoch: the mean loss (left) and the accuracy (right), each
 /// for the training batches (line) and the test split (line with a marker at every evaluated
 /// epoch; epochs without evaluation, NaN, are skipped). Written with size [`TWO_PANEL_SIZE`];
-/// without any accuracy (regression, meta-learning's query loss) the loss panel alone, with
-/// size [`ONE_PANEL_SIZE`].
+/// when losses are measured but no accuracy ever is (regression, meta-learning's query loss),
+/// the loss panel alone, with size [`ONE_PANEL_SIZE`].
 ///
 /// Errors: `rows` empty ([`LcsimError::InvalidValue`]); the file cannot be written
 /// ([`LcsimError::Io`] naming `path`).
@@ -63,9 +63,11 @@ pub fn learning_curves(
         Line::new("train", OKABE_ITO[0], &epochs, &col(|r| r.train_accuracy)),
         Line::new("test", OKABE_ITO[1], &epochs, &col(|r| r.test_accuracy)).markers(),
     ];
+    // A regression loss: losses measured, no accuracy ever.
     let no_accuracy = rows
         .iter()
-        .all(|r| r.train_accuracy.is_nan() && r.test_accuracy.is_nan());
+        .all(|r| r.train_accuracy.is_nan() && r.test_accuracy.is_nan())
+        && rows.iter().any(|r| r.train_loss.is_finite());
     let loss_label = if no_accuracy { "mean loss" } else { LOSS_LABEL };
     let mut panels = vec![Panel::new(
         x.clone(),
