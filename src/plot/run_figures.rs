@@ -63,12 +63,8 @@ pub fn learning_curves(
         Line::new("train", OKABE_ITO[0], &epochs, &col(|r| r.train_accuracy)),
         Line::new("test", OKABE_ITO[1], &epochs, &col(|r| r.test_accuracy)).markers(),
     ];
-    // A regression loss: losses measured, no accuracy ever.
-    let no_accuracy = rows
-        .iter()
-        .all(|r| r.train_accuracy.is_nan() && r.test_accuracy.is_nan())
-        && rows.iter().any(|r| r.train_loss.is_finite());
-    let loss_label = if no_accuracy { "mean loss" } else { LOSS_LABEL };
+    let no_accuracy = is_regression(&rows);
+    let loss_label = loss_label(&rows);
     let mut panels = vec![Panel::new(
         x.clone(),
         EPOCH_LABEL,
@@ -116,6 +112,23 @@ pub fn control_magnitude(
     let panel = h_and_loss_panel(&rows, all_h_positive(&rows), None);
     render_one_panel(panel, title, path, format)?;
     Ok(true)
+}
+
+/// True for a regression loss (meta-learning's query loss): losses measured, never an
+/// accuracy.
+fn is_regression(rows: &[EpochMetrics]) -> bool {
+    rows.iter()
+        .all(|r| r.train_accuracy.is_nan() && r.test_accuracy.is_nan())
+        && rows.iter().any(|r| r.train_loss.is_finite())
+}
+
+/// The loss axis label: [`LOSS_LABEL`], or "mean loss" for a regression loss.
+fn loss_label(rows: &[EpochMetrics]) -> &'static str {
+    if is_regression(rows) {
+        "mean loss"
+    } else {
+        LOSS_LABEL
+    }
 }
 
 /// A figure of one panel, size [`ONE_PANEL_SIZE`].
@@ -167,7 +180,7 @@ pub(super) fn h_and_loss_panel(rows: &[EpochMetrics], log: bool, caption: Option
     let mut panel = Panel::new(Axis::epochs(&epochs), EPOCH_LABEL, H_LABEL, vec![], caption);
     if loss.iter().any(|v| v.is_finite()) {
         panel.y2 = Some(Axis::linear(&loss, 6));
-        panel.y2_desc = format!("{loss_name} {LOSS_LABEL}");
+        panel.y2_desc = format!("{loss_name} {}", loss_label(rows));
         let mut l = Line::new(
             &format!("{loss_name} loss (right axis)"),
             OKABE_ITO[1],
