@@ -433,7 +433,7 @@ fn check_variants(
 }
 
 /// "PASS" or "FAIL".
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "PASS"
     } else {

@@ -25,6 +25,7 @@ use crate::learn::plasticity::{combine, least_control_update, relaxed_energy};
 use crate::numerics::rng::Rng;
 use crate::solve::{BatchSteadyState, SolverMethod, SolverSettings, Termination};
 use crate::studies::alignment::compare_with_gradient;
+use crate::studies::check::verdict;
 use crate::studies::check::{refine, relative_errors};
 use crate::system::learner::Mlp;
 use crate::system::meta::{pack_points, MetaSystem, QueryLoss};
@@ -437,15 +438,6 @@ fn cg_summary(r: &CgReport) -> String {
         r.max_relative_residual,
         if r.converged { "" } else { " (not converged)" }
     )
-}
-
-/// "PASS" or "FAIL".
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "FAIL"
-    }
 }
 
 /// The report as the tables `lcsim check --system meta` prints.

@@ -554,14 +554,6 @@ pub struct Evaluation {
     pub losses: Vec<f64>,
 }
 
-impl Evaluation {
-    /// Half-width of the normal 95% interval of the mean loss, `1.96 sd / sqrt(N)` (NaN for
-    /// fewer than two samples).
-    pub fn loss_ci95(&self) -> f64 {
-        mean_ci95(&self.losses).1
-    }
-}
-
 /// The mean of `values` and the half-width of its normal 95% interval, `1.96 sd / sqrt(N)`
 /// (sample standard deviation; NaN for fewer than two values).
 pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
