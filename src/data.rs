@@ -56,6 +56,10 @@ pub enum DataSource {
     TwoMoons,
     /// Few-shot sinusoid regression tasks for meta-learning ([meta], [`crate::tasks`]).
     Sinusoid,
+    /// N-way K-shot classification tasks from the MNIST IDX files ([meta], [`crate::tasks`]).
+    FewshotMnist,
+    /// N-way K-shot classification tasks from the embedded 8x8 digits.
+    FewshotDigits,
 }
 
 impl DataSource {
@@ -67,6 +71,25 @@ impl DataSource {
             DataSource::Xor => "xor",
             DataSource::TwoMoons => "two-moons",
             DataSource::Sinusoid => "sinusoid",
+            DataSource::FewshotMnist => "fewshot-mnist",
+            DataSource::FewshotDigits => "fewshot-digits",
+        }
+    }
+
+    /// Whether the samples are few-shot tasks (meta-learning's data).
+    pub fn is_tasks(self) -> bool {
+        matches!(
+            self,
+            DataSource::Sinusoid | DataSource::FewshotMnist | DataSource::FewshotDigits
+        )
+    }
+
+    /// Side of the (square) images of a few-shot classification source.
+    pub fn image_side(self) -> Option<usize> {
+        match self {
+            DataSource::FewshotMnist => Some(28),
+            DataSource::FewshotDigits => Some(8),
+            _ => None,
         }
     }
 }
@@ -211,7 +234,7 @@ fn shuffle(values: &mut [usize], rng: &mut Rng) {
 }
 
 /// A seeded random permutation of `0..n`.
-fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
+pub(crate) fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
     shuffle(&mut p, rng);
     p

@@ -240,7 +240,8 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
                 if config.output.figures {
                     let format = config.output.figure_format;
                     match lcsim::run::draw_adapted_fits(run, config, &state.net, format) {
-                        Ok(path) => say(format!("figure:  {}", path.display())),
+                        Ok(Some(path)) => say(format!("figure:  {}", path.display())),
+                        Ok(None) => {}
                         Err(e) => eprintln!("warning: adapted fits not drawn ({e})"),
                     }
                 }
@@ -331,16 +332,29 @@ fn train_system<S: Trainable>(
     }
     let (summary, figures) = (&finished.summary, &finished.summary.figures);
     match &summary.meta_test {
-        Some(m) => println!(
-            "done after {} epochs: meta-test MSE {:.4} +- {:.4} (95%) on {} new tasks; before adaptation {:.4}; from the initial theta (no meta-learning) {:.4} +- {:.4}",
-            summary.epochs,
-            m.mse,
-            m.mse_ci95,
-            m.tasks,
-            m.mse_before_adaptation,
-            m.initial_theta_mse,
-            m.initial_theta_mse_ci95
-        ),
+        Some(m) => {
+            let accuracy = m.accuracy.as_ref().map_or(String::new(), |a| {
+                format!(
+                    "; accuracy {:.4} +- {:.4}, before adaptation {:.4}, from the initial theta {:.4} +- {:.4}",
+                    a.accuracy,
+                    a.accuracy_ci95,
+                    a.accuracy_before_adaptation,
+                    a.initial_theta_accuracy,
+                    a.initial_theta_accuracy_ci95
+                )
+            });
+            println!(
+                "done after {} epochs: meta-test {} {:.4} +- {:.4} (95%) on {} new tasks; before adaptation {:.4}; from the initial theta (no meta-learning) {:.4} +- {:.4}{accuracy}",
+                summary.epochs,
+                m.loss,
+                m.query_loss,
+                m.query_loss_ci95,
+                m.tasks,
+                m.query_loss_before_adaptation,
+                m.initial_theta_query_loss,
+                m.initial_theta_query_loss_ci95
+            )
+        }
         None => println!(
             "done: test accuracy {:.4}, test loss {:.4} after {} epochs",
             summary.final_test_accuracy, summary.final_test_loss, summary.epochs
@@ -371,8 +385,9 @@ fn plot(args: &cli::PlotArgs) -> Result<ExitCode> {
     }
     if config.model.kind == lcsim::config::ModelKind::Meta {
         let net = lcsim::run::trained_meta_system(&run, &config)?;
-        let path = lcsim::run::draw_adapted_fits(&run, &config, &net, format)?;
-        println!("figure: {}", path.display());
+        if let Some(path) = lcsim::run::draw_adapted_fits(&run, &config, &net, format)? {
+            println!("figure: {}", path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

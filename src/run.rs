@@ -580,13 +580,17 @@ pub fn finish_run<S: Trainable>(
 }
 
 /// A meta-learning run's adapted fits (RUN/figures/adapted_fits.EXT, see
-/// [`crate::train::meta::adapted_fits_figure`]) for the theta of `net`; returns the path.
+/// [`crate::train::meta::adapted_fits_figure`]) for the theta of `net`; returns the path,
+/// None for classification tasks (only the sinusoids have curves to draw).
 pub fn draw_adapted_fits(
     run: &RunDir,
     config: &Config,
     net: &MetaSystem,
     format: crate::plot::FigureFormat,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
+    if config.data.source != crate::data::DataSource::Sinusoid {
+        return Ok(None);
+    }
     let path = run
         .figures_dir()?
         .join(format!("adapted_fits.{}", format.extension()));
@@ -597,7 +601,7 @@ pub fn draw_adapted_fits(
     let mut config = config.clone();
     config.output.figure_format = format;
     crate::train::meta::adapted_fits_figure(&config, net, &title, &path)?;
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// The trained theta of a meta-learning run: params.npz when it exists, else the last

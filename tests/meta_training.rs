@@ -129,14 +129,17 @@ fn meta_training_beats_fine_tuning_from_the_initial_theta() {
             "{method}: {test:?}"
         );
         assert!(
-            test.mse < test.initial_theta_mse,
+            test.query_loss < test.initial_theta_query_loss,
             "{method}: meta-test MSE {} vs {} from the initial theta",
-            test.mse,
-            test.initial_theta_mse
+            test.query_loss,
+            test.initial_theta_query_loss
         );
         // The fine-tuning helps on new tasks: the adapted loss is below theta's own.
-        assert!(test.mse < test.mse_before_adaptation, "{method}: {test:?}");
-        assert!(test.mse_ci95 > 0.0 && test.mse_ci95.is_finite());
+        assert!(
+            test.query_loss < test.query_loss_before_adaptation,
+            "{method}: {test:?}"
+        );
+        assert!(test.query_loss_ci95 > 0.0 && test.query_loss_ci95.is_finite());
         if method == "lcp-di" {
             assert!(state.history.iter().all(|m| m.mean_h > 0.0));
         }
@@ -205,10 +208,10 @@ fn the_cli_trains_a_meta_run_and_writes_the_meta_test() {
     let test = &summary["meta_test"];
     assert_eq!(test["tasks"], 30, "{summary}");
     for key in [
-        "mse",
-        "mse_ci95",
-        "mse_before_adaptation",
-        "initial_theta_mse",
+        "query_loss",
+        "query_loss_ci95",
+        "query_loss_before_adaptation",
+        "initial_theta_query_loss",
     ] {
         assert!(
             test[key].as_f64().is_some_and(|v| v > 0.0),

@@ -48,7 +48,7 @@ impl Config {
 
 /// Meaning, units and allowed values of every key (printed by `lcsim config`).
 pub const KEY_DOCS: &[(&str, &str)] = &[
-    ("model.kind", "\"rnn\" (dense recurrent W), \"ff\" (layered; W feeds layer k into k+1 only) or \"meta\" (meta-learning, spec 7.1: the inner fine-tuning of a learner MLP 1-hidden-1 on a task's support set, [meta]; data.source = \"sinusoid\")"),
+    ("model.kind", "\"rnn\" (dense recurrent W), \"ff\" (layered; W feeds layer k into k+1 only) or \"meta\" (meta-learning, spec 7.1: the inner fine-tuning of a learner MLP on a task's support set, [meta]: 1-hidden-1 with squared error for data.source = \"sinusoid\", pixels-hidden-ways with cross-entropy for \"fewshot-mnist\" / \"fewshot-digits\")"),
     ("model.hidden", "hidden units: [n_h] for rnn, one size per layer for ff (reference: [256] / [256, 256])"),
     ("model.activation", "rate nonlinearity s: \"tanh\", \"relu\" or \"sigmoid\""),
     ("model.seed", "seed of the initial weights (PyTorch-style uniform +-1/sqrt(fan_in))"),
@@ -106,10 +106,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("training.threads", "worker threads for the per-sample solves (0 = all cores); results do not depend on it"),
     ("training.on_non_finite", "an optimizer step whose gradient, new parameters or moments are not finite: \"stop\" (default; an error naming the tensor and the batch, nothing saved) or \"skip\" (that batch leaves the state unchanged, counted in metrics.csv's skipped_samples)"),
     ("training.diagnostics_samples", "basin and stability diagnostics at the end of every epoch (metrics.csv, progress line, stability figure) on this many samples: the first ones of the test split (of the training split if there is no test split); 0 = off"),
-    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\", \"two-moons\" or \"sinusoid\" (few-shot regression tasks of [meta], with model.kind = \"meta\")"),
+    ("data.source", "\"digits\" (scikit-learn 8x8 digits, embedded), \"mnist\" (IDX files in mnist_dir), \"xor\", \"two-moons\", \"sinusoid\" (few-shot regression tasks of [meta], with model.kind = \"meta\"), \"fewshot-mnist\" (N-way K-shot classification tasks of [meta] from the MNIST IDX files in mnist_dir, train and test files pooled; classes = digit x rotation, meta.test_digits held out) or \"fewshot-digits\" (the same from the embedded 8x8 digits)"),
     ("meta.lambda", "pull of the inner problem towards theta, f = -grad L_in(phi) - lambda (phi - theta) (> 0)"),
-    ("meta.support", "support points K per task: the inner loss L_in (>= 1)"),
-    ("meta.query", "query points per task: the outer loss L_out the controller reads (>= 1)"),
+    ("meta.support", "support points K per task: the inner loss L_in (>= 1); per class (K-shot) for classification"),
+    ("meta.query", "query points per task: the outer loss L_out the controller reads (>= 1); per class for classification"),
+    ("meta.ways", "classification: classes N per task (N-way, >= 2, at most the classes of the meta-training and of the meta-test pool); labels are assigned to a task's classes in random order"),
+    ("meta.rotations", "classification: each digit under this many rotations by 90 degrees is a class (1-4; 4: 0, 90, 180, 270 degrees, as Omniglot is augmented)"),
+    ("meta.test_digits", "classification: digits whose classes (every rotation) form the meta-test pool; the other digits' classes are meta-trained on (disjoint pools; default [6, 7, 8, 9])"),
+    ("meta.image_pool", "classification: average-pool images over blocks of this side (>= 1, dividing the image side: 28 for fewshot-mnist, 8 for fewshot-digits); the learner sees (side/pool)^2 pixels"),
     ("meta.amplitude", "[low, high] of the sinusoids' amplitude A, uniform (MAML: [0.1, 5])"),
     ("meta.phase", "[low, high] of the sinusoids' phase p, uniform (MAML: [0, pi])"),
     ("meta.x_range", "[low, high] of the input points x, uniform (MAML: [-5, 5])"),

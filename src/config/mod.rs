@@ -111,13 +111,43 @@ impl Config {
         self.meta.clone().unwrap_or_default()
     }
 
-    /// The learner MLP of `model.kind = "meta"`: `1 - model.hidden - 1` (one input x, one
-    /// output y: the sinusoid tasks).
+    /// Support points of a task: `meta.support` (K), times `meta.ways` for classification
+    /// (K-shot of each of N classes).
+    pub fn support_points(&self) -> usize {
+        let meta = self.meta_settings();
+        match self.data.source.image_side() {
+            Some(_) => meta.ways * meta.support,
+            None => meta.support,
+        }
+    }
+
+    /// The learner MLP of `model.kind = "meta"`: `1 - model.hidden - 1` with squared error
+    /// for the sinusoid tasks (one input x, one output y), `(side / meta.image_pool)^2 -
+    /// model.hidden - meta.ways` with cross-entropy for few-shot classification.
     pub fn learner(&self) -> crate::error::Result<crate::system::learner::Mlp> {
-        let mut sizes = vec![1];
+        use crate::system::learner::{LearnerLoss, Mlp};
+        let meta = self.meta_settings();
+        let (inputs, outputs, loss) = match self.data.source.image_side() {
+            Some(side) => {
+                if meta.image_pool == 0 || side % meta.image_pool != 0 {
+                    return Err(crate::error::invalid(
+                        "meta.image_pool",
+                        meta.image_pool,
+                        &format!(
+                            "a divisor of the image side {side} of data.source = \"{}\"",
+                            self.data.source.name()
+                        ),
+                    ));
+                }
+                let pooled = side / meta.image_pool;
+                (pooled * pooled, meta.ways, LearnerLoss::CrossEntropy)
+            }
+            None => (1, 1, LearnerLoss::SquaredError),
+        };
+        let mut sizes = vec![inputs];
         sizes.extend(&self.model.hidden);
-        sizes.push(1);
-        crate::system::learner::Mlp::new(sizes)
+        sizes.push(outputs);
+        Ok(Mlp::new(sizes)?.with_loss(loss))
     }
 
     /// The objective of a batch of `batch_size` samples (`method.loss`, `method.loss_scale`).

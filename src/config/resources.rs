@@ -24,6 +24,12 @@ impl Config {
                 let m = self.meta_settings();
                 (2.0 * m.support as f64, 2.0 * m.query as f64)
             }
+            DataSource::FewshotMnist | DataSource::FewshotDigits => {
+                let m = self.meta_settings();
+                let point = self.learner().map_or(0, |l| l.input_dim() + l.output_dim()) as f64;
+                let per_task = |k: usize| (m.ways * k) as f64 * point;
+                (per_task(m.support), per_task(m.query))
+            }
         }
     }
 
@@ -46,7 +52,7 @@ impl Config {
         };
         let samples = match self.data.source {
             DataSource::Xor | DataSource::TwoMoons => self.data.synthetic_samples as f64,
-            DataSource::Sinusoid => {
+            DataSource::Sinusoid | DataSource::FewshotMnist | DataSource::FewshotDigits => {
                 let m = self.meta_settings();
                 (m.train_tasks + m.test_tasks) as f64
             }

@@ -116,12 +116,11 @@ impl Config {
         Ok(())
     }
 
-    /// `model.kind = "meta"` goes with the sinusoid tasks, `[meta]` and the methods that
+    /// `model.kind = "meta"` goes with the task sources, `[meta]` and the methods that
     /// apply to an inner problem; imaml and fomaml with meta only.
     fn validate_meta(&self) -> Result<()> {
-        use crate::data::DataSource;
         let meta = self.model.kind == ModelKind::Meta;
-        let tasks = self.data.source == DataSource::Sinusoid;
+        let tasks = self.data.source.is_tasks();
         if meta != tasks {
             return Err(invalid(
                 "data.source",
@@ -130,7 +129,7 @@ impl Config {
                     self.data.source.name(),
                     if meta { "meta" } else { "rnn/ff" }
                 ),
-                "\"sinusoid\" exactly with model.kind = \"meta\" (tasks for the inner problem)",
+                "\"sinusoid\", \"fewshot-mnist\" or \"fewshot-digits\" exactly with model.kind = \"meta\" (tasks for the inner problem)",
             ));
         }
         let name = self.method.name;
@@ -161,7 +160,8 @@ impl Config {
                 "\"lcp-di\", \"lcp-ebd\", \"rbp\" (implicit gradient by the adjoint solve), \"imaml\" or \"fomaml\" for model.kind = \"meta\"",
             ));
         }
-        self.meta_settings().validate()
+        self.meta_settings().validate()?;
+        self.learner().map(|_| ())
     }
 
     /// Forward Euler on the controller's leak `tau_u du/dt = -alpha u + ...` multiplies u by

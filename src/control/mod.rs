@@ -488,11 +488,11 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
         values.into_iter().map(|l| s * l).collect()
     }
 
-    /// Number of samples classified correctly at phi (see [`StateLoss::correct`]).
-    pub fn correct(&self, phi: &DMatrix<f64>) -> usize {
+    /// Per-sample accuracy at phi (see [`StateLoss::accuracies`]).
+    pub fn accuracies(&self, phi: &DMatrix<f64>) -> Vec<f64> {
         self.objective
             .loss
-            .correct(&self.loss_part(phi), &self.targets)
+            .accuracies(&self.loss_part(phi), &self.targets)
     }
 
     /// `grad_phi L` (n x B): `scale * grad_R L` on the loss rows, zero elsewhere.

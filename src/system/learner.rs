@@ -1,10 +1,12 @@
 //! The learner of meta-learning (spec 7.1): a small tanh MLP `g_phi(x)` whose flattened weights
-//! phi are the inner state, with its mean squared error on a set of points, the gradient and
-//! the exact Hessian-vector product (Pearlmutter's R-operator, forward over reverse).
+//! phi are the inner state, with its loss on a set of points (mean squared error for
+//! regression, softmax cross-entropy for classification), the gradient and the exact
+//! Hessian-vector product (Pearlmutter's R-operator, forward over reverse).
 //!
 //! ```text
 //! a_0 = x,  z_l = W_l a_{l-1} + b_l,  a_l = tanh(z_l) (l < last),  g_phi(x) = z_last
-//! L(phi) = 1/P sum_p |g_phi(x_p) - y_p|^2
+//! squared error:  L(phi) = 1/P sum_p |g_phi(x_p) - y_p|^2
+//! cross-entropy:  L(phi) = 1/P sum_p sum_k y_pk (logsumexp(g_phi(x_p)) - g_phi(x_p)_k)
 //! ```
 //!
 //! phi holds `W_1, b_1, W_2, b_2, ...` in turn, each W column-major (nalgebra's layout).
@@ -12,12 +14,24 @@
 //! everywhere and the finite-difference checks hold.
 
 use crate::error::{invalid, LcsimError, Result};
+use crate::system::loss::{log_sum_exp, predicted_classes, softmax};
 use nalgebra::{DMatrix, DVector};
 
-/// An MLP of the given layer sizes (input first, output last).
+/// The loss of the learner's outputs on a set of points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LearnerLoss {
+    /// `1/P sum_p |g(x_p) - y_p|^2` (regression).
+    #[default]
+    SquaredError,
+    /// `1/P sum_p sum_k y_pk (logsumexp(g(x_p)) - g(x_p)_k)` (classification, y one-hot).
+    CrossEntropy,
+}
+
+/// An MLP of the given layer sizes (input first, output last) and its loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     sizes: Vec<usize>,
+    loss: LearnerLoss,
 }
 
 /// The weights of one layer, viewed from phi.
@@ -41,7 +55,21 @@ impl Mlp {
                 "at least two layer sizes (input, output), all > 0",
             ));
         }
-        Ok(Mlp { sizes })
+        Ok(Mlp {
+            sizes,
+            loss: LearnerLoss::SquaredError,
+        })
+    }
+
+    /// The same MLP with the loss `loss`.
+    pub fn with_loss(mut self, loss: LearnerLoss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// The loss on a set of points.
+    pub fn loss_kind(&self) -> LearnerLoss {
+        self.loss
     }
 
     /// Layer sizes, input first.
@@ -152,11 +180,38 @@ impl Mlp {
         Ok(self.forward(&self.layers(phi), x).a.pop().unwrap())
     }
 
-    /// `L(phi) = 1/P sum_p |g_phi(x_p) - y_p|^2`.
+    /// `L(phi)`: the mean squared error or cross-entropy (see the module doc).
     pub fn loss(&self, phi: &[f64], x: &DMatrix<f64>, y: &DMatrix<f64>) -> Result<f64> {
         self.check(phi, x, Some(y))?;
         let out = self.forward(&self.layers(phi), x).a.pop().unwrap();
-        Ok((out - y).norm_squared() / x.ncols().max(1) as f64)
+        let p = x.ncols().max(1) as f64;
+        Ok(match self.loss {
+            LearnerLoss::SquaredError => (out - y).norm_squared() / p,
+            LearnerLoss::CrossEntropy => {
+                let mut total = 0.0;
+                for (o, t) in out.column_iter().zip(y.column_iter()) {
+                    let lse = log_sum_exp(o.as_slice());
+                    total += t
+                        .iter()
+                        .zip(o.iter())
+                        .map(|(t, o)| t * (lse - o))
+                        .sum::<f64>();
+                }
+                total / p
+            }
+        })
+    }
+
+    /// The share of points whose largest output is the largest target entry.
+    pub fn accuracy(&self, phi: &[f64], x: &DMatrix<f64>, y: &DMatrix<f64>) -> Result<f64> {
+        self.check(phi, x, Some(y))?;
+        let out = self.forward(&self.layers(phi), x).a.pop().unwrap();
+        let hits = predicted_classes(&out)
+            .iter()
+            .zip(predicted_classes(y))
+            .filter(|(o, t)| **o == *t)
+            .count();
+        Ok(hits as f64 / x.ncols().max(1) as f64)
     }
 
     /// `grad_phi L(phi)` by backpropagation.
@@ -184,7 +239,9 @@ impl Mlp {
     ///
     /// ```text
     /// R z_l = R W_l a_{l-1} + W_l R a_{l-1} + R b_l,   R a_l = tanh'(z_l) R z_l
-    /// delta_last = 2/P (out - y),                      R delta_last = 2/P R out
+    /// squared error: delta_last = 2/P (out - y),       R delta_last = 2/P R out
+    /// cross-entropy: delta_last = 1/P (sum(y) p - y),  R delta_last = sum(y)/P (p * R out - p (p . R out))
+    ///                (p = softmax(out) per point)
     /// g_l = W_{l+1}^T delta_{l+1},  delta_l = tanh'(z_l) g_l
     /// R delta_l = tanh''(z_l) R z_l g_l + tanh'(z_l) (R W_{l+1}^T delta_{l+1} + W_{l+1}^T R delta_{l+1})
     /// dW_l = delta_l a_{l-1}^T,     R dW_l = R delta_l a_{l-1}^T + delta_l R a_{l-1}^T
@@ -226,8 +283,8 @@ impl Mlp {
             }
             ra
         });
-        let mut delta = (&fwd.a[n] - y) * (2.0 / p);
-        let mut rdelta = ra.as_ref().map(|ra| &ra[n] * (2.0 / p));
+        let (mut delta, mut rdelta) =
+            self.output_deltas(&fwd.a[n], y, ra.as_ref().map(|ra| &ra[n]), p);
         let mut grads = Vec::with_capacity(n);
         let mut rgrads = Vec::with_capacity(n);
         for l in (0..n).rev() {
@@ -267,5 +324,37 @@ impl Mlp {
         rgrads.reverse();
         let hv = rlayers.map(|_| Self::flatten(&rgrads));
         Ok((Self::flatten(&grads), hv))
+    }
+
+    /// `dL/d out` and its R-operator image for the outputs `out` (R out = `rout`).
+    fn output_deltas(
+        &self,
+        out: &DMatrix<f64>,
+        y: &DMatrix<f64>,
+        rout: Option<&DMatrix<f64>>,
+        p: f64,
+    ) -> (DMatrix<f64>, Option<DMatrix<f64>>) {
+        match self.loss {
+            LearnerLoss::SquaredError => ((out - y) * (2.0 / p), rout.map(|r| r * (2.0 / p))),
+            LearnerLoss::CrossEntropy => {
+                let soft = softmax(out);
+                let mass = DMatrix::from_fn(1, y.ncols(), |_, j| y.column(j).sum());
+                let mut delta = &soft - y;
+                for (j, mut c) in delta.column_iter_mut().enumerate() {
+                    c += soft.column(j) * (mass[j] - 1.0);
+                    c /= p;
+                }
+                let rdelta = rout.map(|r| {
+                    let mut rd = soft.component_mul(r);
+                    for (j, mut c) in rd.column_iter_mut().enumerate() {
+                        let dot = soft.column(j).dot(&r.column(j));
+                        c.axpy(-dot, &soft.column(j), 1.0);
+                        c *= mass[j] / p;
+                    }
+                    rd
+                });
+                (delta, rdelta)
+            }
+        }
     }
 }

@@ -22,19 +22,19 @@ pub trait StateLoss: Send + Sync + Debug {
         target: &DMatrix<f64>,
         dy: &DMatrix<f64>,
     ) -> DMatrix<f64>;
-    /// Whether [`StateLoss::correct`] means something (a classification loss); accuracies
+    /// Whether [`StateLoss::accuracies`] mean something (a classification loss); accuracies
     /// are NaN otherwise.
     fn classifies(&self) -> bool {
         true
     }
-    /// Number of samples whose largest y entry is the largest target entry (classification
-    /// accuracy; meaningless for other losses).
-    fn correct(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> usize {
+    /// Per-sample accuracy (one per column): 1 when the largest y entry is the largest target
+    /// entry, else 0 (a few-shot task: the share of its query points so classified).
+    fn accuracies(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64> {
         predicted_classes(y)
             .iter()
             .zip(predicted_classes(target))
-            .filter(|(p, t)| **p == *t)
-            .count()
+            .map(|(p, t)| if *p == t { 1.0 } else { 0.0 })
+            .collect()
     }
 }
 
@@ -135,7 +135,7 @@ pub fn softmax(y: &DMatrix<f64>) -> DMatrix<f64> {
     p
 }
 
-fn log_sum_exp(v: &[f64]) -> f64 {
+pub(crate) fn log_sum_exp(v: &[f64]) -> f64 {
     let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }

@@ -13,7 +13,7 @@
 //! The control enters every component ([`ControlEntry::Everywhere`]).
 
 use crate::error::{ensure_positive, LcsimError, Result};
-use crate::system::learner::Mlp;
+use crate::system::learner::{LearnerLoss, Mlp};
 use crate::system::loss::StateLoss;
 use crate::system::params::Params;
 use crate::system::{ControlEntry, EquilibriumSystem, InnerProblem};
@@ -232,7 +232,8 @@ impl InnerProblem for MetaSystem {
     }
 }
 
-/// The query loss `L_out(phi) = 1/Q sum_q |g_phi(x_q) - y_q|^2` of each task: it reads all of
+/// The query loss `L_out(phi)` of each task, the learner's loss on the query set (mean
+/// squared error or cross-entropy, [`crate::system::learner::LearnerLoss`]): it reads all of
 /// phi through the learner; a target column holds the query set `(x_1..x_Q, y_1..y_Q)`.
 #[derive(Clone, Debug)]
 pub struct QueryLoss {
@@ -241,7 +242,10 @@ pub struct QueryLoss {
 
 impl StateLoss for QueryLoss {
     fn name(&self) -> String {
-        "query-mse".into()
+        match self.learner.loss_kind() {
+            LearnerLoss::SquaredError => "query-mse".into(),
+            LearnerLoss::CrossEntropy => "query-cross-entropy".into(),
+        }
     }
     fn values(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64> {
         (0..y.ncols())
@@ -283,10 +287,21 @@ impl StateLoss for QueryLoss {
         h
     }
     fn classifies(&self) -> bool {
-        false
+        self.learner.loss_kind() == LearnerLoss::CrossEntropy
     }
-    /// Not a classification loss: no sample counts as correct.
-    fn correct(&self, _y: &DMatrix<f64>, _target: &DMatrix<f64>) -> usize {
-        0
+    /// The share of each task's query points classified correctly (NaN for regression).
+    fn accuracies(&self, y: &DMatrix<f64>, target: &DMatrix<f64>) -> Vec<f64> {
+        (0..y.ncols())
+            .map(|j| {
+                let (xq, yq) = split_points(&self.learner, target.column(j).as_slice());
+                match self.classifies() {
+                    true => self
+                        .learner
+                        .accuracy(y.column(j).as_slice(), &xq, &yq)
+                        .unwrap_or(f64::NAN),
+                    false => f64::NAN,
+                }
+            })
+            .collect()
     }
 }

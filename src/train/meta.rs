@@ -22,7 +22,7 @@ pub fn meta_system(config: &Config) -> Result<MetaSystem> {
     let meta = config.meta_settings();
     let theta = learner.initial_params(config.model.seed);
     let theta = DMatrix::from_column_slice(theta.len(), 1, theta.as_slice());
-    MetaSystem::new(learner, meta.lambda, meta.support, theta)
+    MetaSystem::new(learner, meta.lambda, config.support_points(), theta)
 }
 
 impl TrainingState<MetaSystem> {
@@ -33,21 +33,38 @@ impl TrainingState<MetaSystem> {
     }
 }
 
-/// What summary.json reports for a meta-learning run (mean query loss per task over the
-/// meta-test tasks, with half-widths of their normal 95% intervals).
+/// What summary.json reports for a meta-learning run: the mean query loss per task over
+/// the meta-test tasks (mean squared error or cross-entropy, named by `loss`) and, for
+/// classification, the mean query accuracy, each with the half-width of its normal 95%
+/// interval.
 #[derive(Clone, Debug, Serialize)]
 pub struct MetaTest {
     pub tasks: usize,
+    /// The query loss: "query-mse" or "query-cross-entropy".
+    pub loss: String,
     /// After the inner fine-tuning from the trained theta.
-    pub mse: f64,
-    pub mse_ci95: f64,
+    pub query_loss: f64,
+    pub query_loss_ci95: f64,
     /// Tasks whose inner problem did not converge.
     pub unconverged_tasks: usize,
     /// The trained theta itself, before adaptation.
-    pub mse_before_adaptation: f64,
+    pub query_loss_before_adaptation: f64,
     /// After the inner fine-tuning from the initial theta (no meta-learning).
-    pub initial_theta_mse: f64,
-    pub initial_theta_mse_ci95: f64,
+    pub initial_theta_query_loss: f64,
+    pub initial_theta_query_loss_ci95: f64,
+    /// Classification only: the share of query points classified correctly.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<MetaTestAccuracy>,
+}
+
+/// The meta-test accuracies of a classification run (as [`MetaTest`]'s losses).
+#[derive(Clone, Debug, Serialize)]
+pub struct MetaTestAccuracy {
+    pub accuracy: f64,
+    pub accuracy_ci95: f64,
+    pub accuracy_before_adaptation: f64,
+    pub initial_theta_accuracy: f64,
+    pub initial_theta_accuracy_ci95: f64,
 }
 
 /// The meta-test of `net` (trained theta) on `test`; None when `stop` rose.
@@ -65,19 +82,31 @@ pub fn meta_test(
     };
     let (_, targets) = test.batch(&(0..test.len()).collect::<Vec<_>>());
     let objective = config.objective_scaled(LossScale::PerSample, test.len());
-    let before = objective
-        .loss
-        .values(&net.initial_state(test.len()), &targets);
-    let (mse, mse_ci95) = mean_ci95(&trained.losses);
-    let (initial_theta_mse, initial_theta_mse_ci95) = mean_ci95(&initial.losses);
+    let theta = net.initial_state(test.len());
+    let before = objective.loss.values(&theta, &targets);
+    let (query_loss, query_loss_ci95) = mean_ci95(&trained.losses);
+    let (initial_theta_query_loss, initial_theta_query_loss_ci95) = mean_ci95(&initial.losses);
+    let accuracy = objective.loss.classifies().then(|| {
+        let (accuracy, accuracy_ci95) = mean_ci95(&trained.accuracies);
+        let (initial_theta_accuracy, initial_theta_accuracy_ci95) = mean_ci95(&initial.accuracies);
+        MetaTestAccuracy {
+            accuracy,
+            accuracy_ci95,
+            accuracy_before_adaptation: mean_ci95(&objective.loss.accuracies(&theta, &targets)).0,
+            initial_theta_accuracy,
+            initial_theta_accuracy_ci95,
+        }
+    });
     Ok(Some(MetaTest {
         tasks: test.len(),
-        mse,
-        mse_ci95,
+        loss: objective.loss.name(),
+        query_loss,
+        query_loss_ci95,
         unconverged_tasks: (trained.fraction_unconverged * test.len() as f64).round() as usize,
-        mse_before_adaptation: mean_ci95(&before).0,
-        initial_theta_mse,
-        initial_theta_mse_ci95,
+        query_loss_before_adaptation: mean_ci95(&before).0,
+        initial_theta_query_loss,
+        initial_theta_query_loss_ci95,
+        accuracy,
     }))
 }
 

@@ -211,7 +211,8 @@ pub const WARN_UNCONVERGED: f64 = 0.1;
 struct Tally {
     samples: usize,
     loss: f64,
-    correct: usize,
+    /// Sum of the per-sample accuracies.
+    correct: f64,
     h: f64,
     h_samples: usize,
     steps: f64,
@@ -384,7 +385,7 @@ pub fn train<S: Trainable>(
                 batch: i + 1,
                 batches: batches.len(),
                 loss: tally.loss / tally.samples.max(1) as f64,
-                accuracy: tally.correct as f64 / tally.samples.max(1) as f64,
+                accuracy: tally.correct / tally.samples.max(1) as f64,
                 mean_steps: tally.steps / tally.solves.max(1) as f64,
                 fraction_converged: 1.0 - tally.unconverged as f64 / tally.solves.max(1) as f64,
                 mean_h: if tally.h_samples > 0 {
@@ -422,9 +423,9 @@ pub fn train<S: Trainable>(
             None => EpochDiagnostics::default(),
         };
         let n = tally.samples.max(1) as f64;
-        let accuracy = |correct: usize| {
+        let accuracy = |correct: f64| {
             if config.objective(1).loss.classifies() {
-                correct as f64 / n
+                correct / n
             } else {
                 f64::NAN
             }
@@ -552,6 +553,8 @@ pub struct Evaluation {
     pub fraction_unconverged: f64,
     /// The loss of each sample (task), in the data set's order.
     pub losses: Vec<f64>,
+    /// The accuracy of each sample (a task's: the share of its query points), in order.
+    pub accuracies: Vec<f64>,
 }
 
 /// The mean of `values` and the half-width of its normal 95% interval, `1.96 sd / sqrt(N)`
@@ -574,7 +577,7 @@ pub fn evaluate_free<S: EquilibriumSystem>(
     data: &Dataset,
     stop: &AtomicBool,
 ) -> Result<Option<Evaluation>> {
-    let (mut losses, mut correct, mut unconverged) = (Vec::new(), 0usize, 0usize);
+    let (mut losses, mut accuracies, mut unconverged) = (Vec::new(), Vec::new(), 0usize);
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(config.training.batch_size.max(1)) {
         if stop.load(Ordering::SeqCst) {
@@ -593,19 +596,20 @@ pub fn evaluate_free<S: EquilibriumSystem>(
         let (phi, records) = free_equilibrium(&free, &config.solver);
         unconverged += records.map_or(0, |b| b.records.iter().filter(|r| !r.converged()).count());
         losses.extend(free.losses(&phi));
-        correct += free.correct(&phi);
+        accuracies.extend(free.accuracies(&phi));
     }
     let n = data.len().max(1) as f64;
     let classifies = config.objective(1).loss.classifies();
     Ok(Some(Evaluation {
         loss: losses.iter().sum::<f64>() / n,
         accuracy: if classifies {
-            correct as f64 / n
+            accuracies.iter().sum::<f64>() / n
         } else {
             f64::NAN
         },
         fraction_unconverged: unconverged as f64 / n,
         losses,
+        accuracies,
     }))
 }
 
@@ -673,7 +677,7 @@ fn batch_step<S: EquilibriumSystem>(
     }
     tally.samples += b;
     tally.loss += free.loss_values(&phi0).iter().sum::<f64>();
-    tally.correct += free.correct(&phi0);
+    tally.correct += free.accuracies(&phi0).iter().sum::<f64>();
 
     let method = config.method.name;
     match method {
@@ -812,8 +816,8 @@ pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec
     Ok(keep)
 }
 
-/// The train/test split that `[data]` describes (the tasks of `[meta]` for
-/// `source = "sinusoid"`), with its limits applied.
+/// The train/test split that `[data]` describes (the tasks of `[meta]` for the task
+/// sources), with its limits applied.
 pub fn load_split(run: &Config) -> Result<Split> {
     let config = &run.data;
     use crate::data::{digits, mnist, split, two_moons, xor, DataSource};
@@ -836,6 +840,7 @@ pub fn load_split(run: &Config) -> Result<Split> {
             config.seed,
         )?,
         DataSource::Sinusoid => crate::tasks::sinusoid_split(&run.meta_settings(), config.seed)?,
+        DataSource::FewshotMnist | DataSource::FewshotDigits => crate::tasks::fewshot_split(run)?,
     };
     let cut = |d: &Dataset, n: usize| {
         if n > 0 && n < d.len() {
