@@ -48,7 +48,9 @@ pub enum Command {
     /// Time course of chosen samples: the free relaxation from rest until --t-on, then the
     /// LCP-DI controller switched on at the state reached, until --t-end. Writes
     /// <output.dir>/simulate-NAME with the arrays (.npy), a table (trajectories.csv),
-    /// simulate.json and one figure per sample.
+    /// simulate.json and one figure per sample. On a meta-learning run (model.kind = "meta")
+    /// the samples are tasks: the inner fine-tuning flow phi(t) from theta, the learner's
+    /// prediction at several times, the inner and query losses and |psi| against time.
     Simulate(SimulateArgs),
     /// Training throughput (samples/s over the first mini-batches, per thread count), the
     /// GFLOP/s of the batched controlled residual and this machine's dgemm peak.

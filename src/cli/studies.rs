@@ -288,14 +288,16 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub source: ConfigSource,
     /// Network parameters (.npz with W, b, E, c, D, d; rows = postsynaptic; layout from
-    /// model.kind). Default: a fresh network drawn with model.seed.
+    /// model.kind; for model.kind = "meta": theta, as in a meta run's params.npz). Default: a
+    /// fresh network (theta) drawn with model.seed.
     #[arg(long, value_name = "P.npz", conflicts_with = "run")]
     pub params: Option<PathBuf>,
     /// A folder made by `lcsim train`: simulate with its config.toml (plus any --set) and its
     /// trained weights (params.npz, or checkpoint.npz while the run is unfinished).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     pub run: Option<PathBuf>,
-    /// Comma-separated indices of the samples in the split, e.g. 0,1,2.
+    /// Comma-separated indices of the samples in the split, e.g. 0,1,2 (tasks for a
+    /// meta-learning run: test = meta-test tasks, train = the meta-training pool).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub samples: Vec<usize>,
     /// The split the samples come from.

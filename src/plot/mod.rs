@@ -34,8 +34,8 @@ mod trajectories;
 pub use crate::io::figure_format::FigureFormat;
 pub use figure::Series;
 pub use panels::{
-    control_magnitude_panels, line_panels, Curve, CurveStyle, LinePanel, YScale, GRID_PANEL_SIZE,
-    LINE_PANEL_SIZE,
+    control_magnitude_panels, line_panels, line_panels_each_x, Curve, CurveStyle, LinePanel,
+    YScale, GRID_PANEL_SIZE, LINE_PANEL_SIZE,
 };
 pub use run_figures::{
     control_magnitude, feedback_alignment, learning_curves, solver_statistics, stability,

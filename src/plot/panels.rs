@@ -175,6 +175,31 @@ pub fn line_panels(
     render(&fig, path, format)
 }
 
+/// [`line_panels`] with an x axis of its own for each panel (linear): `(panel, x label)`,
+/// e.g. a function of x beside time courses. Same size, layout and errors.
+pub fn line_panels_each_x(
+    panels: &[(LinePanel, String)],
+    title: &str,
+    path: &Path,
+    format: FigureFormat,
+) -> Result<()> {
+    if panels.is_empty() || panels.len() > 8 {
+        return Err(invalid("panels", panels.len(), "1 to 8 panels"));
+    }
+    let mut out = Vec::with_capacity(panels.len());
+    for (p, x_label) in panels {
+        out.push(build_line_panel(p, x_label, false)?);
+    }
+    let fig = Figure {
+        size: (LINE_PANEL_SIZE.0 * panels.len() as u32, LINE_PANEL_SIZE.1),
+        title: title.to_string(),
+        panels: out,
+        layout: Layout::Row,
+        marker: None,
+    };
+    render(&fig, path, format)
+}
+
 /// The [`Panel`] of a [`LinePanel`] (checks its data).
 pub(super) fn build_line_panel(p: &LinePanel, x_label: &str, log_x: bool) -> Result<Panel> {
     if p.curves.is_empty() {

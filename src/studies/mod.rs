@@ -14,4 +14,5 @@ pub mod check_meta;
 pub mod compare;
 pub mod simulate;
 pub mod simulate_job;
+pub mod simulate_meta;
 pub mod throughput;

@@ -25,6 +25,9 @@
 //! figures/sample-<i>.png   hidden units, output units, |psi|, |e|, |u| and the loss over time
 //! ```
 //!
+//! A meta-learning system (control on every component) is simulated by the same code and
+//! written by [`crate::studies::simulate_meta`] (phi, psi, the inner and query losses).
+//!
 //! Load the table with `pandas.read_csv("trajectories.csv")`; one sample's curves are
 //! `df[df["sample"] == i].plot(x="time", y=["y_0", "y_1"])`. Points a solve did not reach
 //! (it diverged or hit `solver.max_steps`) are NaN.
@@ -40,7 +43,7 @@ use crate::run::{write_atomic, write_json};
 use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
-use crate::system::EquilibriumSystem;
+use crate::system::{ControlEntry, EquilibriumSystem};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -280,13 +283,11 @@ impl Simulation {
 
 /// The objective each simulated controller sees: the configured loss and loss scale for a
 /// mini-batch of `training.batch_size` samples, so a sample is driven as in training
-/// (`batch-mean`: by grad_y L / batch_size).
+/// (`batch-mean`: by grad_y L / batch_size). For `model.kind = "meta"` the loss is the query
+/// loss of each task (a meta-batch of `training.batch_size` tasks).
 pub fn simulation_objective(config: &Config) -> Objective {
-    Objective::new(
-        config.method.loss,
-        config.method.loss_scale,
-        config.training.batch_size,
-    )
+    // `method.loss` for the rate net; the query loss of each task for meta-learning.
+    config.objective_scaled(config.method.loss_scale, config.training.batch_size)
 }
 
 /// Simulates samples of a dataset with the dynamics, controller, loss and solver of
@@ -461,8 +462,12 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     times: &[f64],
     t_on: f64,
 ) -> Result<SampleTrajectory> {
-    let model = sys.model();
-    let (n_h, n_y, n_t) = (sys.controlled_rows().len(), model.loss_dim(), times.len());
+    // Readout systems (the rate net): v = phi on C (hidden units), y = phi on R (outputs),
+    // psi = (e on C, u on R). Control everywhere (meta-learning, C = all rows): v = phi,
+    // y = phi on R, e = psi, u = k_i u_i - k_p grad_R L (it enters e's dynamics).
+    let (c_rows, r_rows) = (sys.controlled_rows(), sys.loss_rows());
+    let readout = sys.model().control_entry() == ControlEntry::Readout;
+    let (n_h, n_y, n_t) = (c_rows.len(), r_rows.len(), times.len());
     let k_on = times.partition_point(|&t| t < t_on);
     let nan = |rows: usize| DMatrix::from_element(rows, n_t, f64::NAN);
     let mut out = SampleTrajectory {
@@ -492,15 +497,18 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
         if let Some(states) = &states {
             for k in 0..states.ncols().min(k_on) {
                 let phi = states.columns(k, 1).into_owned();
-                out.v.set_column(k, &phi.column(0).rows(0, n_h));
-                out.y.set_column(k, &phi.column(0).rows(n_h, n_y));
+                out.v
+                    .set_column(k, &phi.column(0).rows_range(c_rows.clone()));
+                out.y
+                    .set_column(k, &phi.column(0).rows_range(r_rows.clone()));
                 out.u_i.column_mut(k).fill(0.0);
                 out.u.column_mut(k).fill(0.0);
                 out.e.column_mut(k).fill(0.0);
                 out.psi_norm[k] = 0.0;
                 out.e_norm[k] = 0.0;
                 out.u_norm[k] = 0.0;
-                out.loss[k] = loss.values(&phi.rows(n_h, n_y).into_owned(), sys.targets())[0];
+                let y = phi.rows_range(r_rows.clone()).into_owned();
+                out.loss[k] = loss.values(&y, sys.targets())[0];
             }
         }
         states
@@ -525,10 +533,15 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
         for c in 0..traj.states.ncols() {
             let k = k_on + c;
             let (phi, u_i, psi) = segment.read(&traj.states.columns(c, 1).into_owned());
-            let y = phi.rows_range(sys.loss_rows()).into_owned();
-            let u = psi.rows_range(sys.loss_rows()).into_owned();
-            let e = psi.rows(0, n_h).into_owned();
-            out.v.set_column(k, &phi.column(0).rows(0, n_h));
+            let y = phi.rows_range(r_rows.clone()).into_owned();
+            let e = psi.rows_range(c_rows.clone()).into_owned();
+            let u = match (readout, &u_i, sys.controller()) {
+                (true, _, _) => psi.rows_range(r_rows.clone()).into_owned(),
+                (false, Some(u_i), Some(c)) => u_i * c.k_i - sys.loss_gradient(&phi) * c.k_p,
+                _ => DMatrix::from_element(n_y, 1, f64::NAN),
+            };
+            out.v
+                .set_column(k, &phi.column(0).rows_range(c_rows.clone()));
             out.y.set_column(k, &y.column(0));
             match u_i {
                 Some(u_i) => out.u_i.set_column(k, &u_i.column(0)),
@@ -613,25 +626,7 @@ pub fn write_simulation(
     sim: &Simulation,
     provenance: &Provenance,
 ) -> Result<Written> {
-    ensure_new(dir)?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-    }
-    // create_dir (not _all) fails if another process made the folder meanwhile.
-    std::fs::create_dir(dir).map_err(|source| match source.kind() {
-        std::io::ErrorKind::AlreadyExists => ensure_new(dir).expect_err("the folder exists"),
-        _ => LcsimError::Io {
-            path: dir.to_path_buf(),
-            source,
-        },
-    })?;
-    let mut written = Written {
-        dir: dir.to_path_buf(),
-        ..Written::default()
-    };
-    let config_path = dir.join("config.toml");
-    write_atomic(&config_path, config.to_toml().as_bytes())?;
-    written.files.push(config_path);
+    let mut written = create_simulation_dir(dir, config)?;
     for (name, array) in simulation_arrays(sim) {
         let path = dir.join(format!("{name}.npy"));
         write_npy(&path, &array)?;
@@ -654,6 +649,31 @@ pub fn write_simulation(
     let json = simulation_json(config, sim, provenance, &written);
     write_json(&json_path, &json)?;
     written.files.push(json_path);
+    Ok(written)
+}
+
+/// Creates `dir` (refusing an existing one, also one made meanwhile by another process) and
+/// writes config.toml into it.
+pub fn create_simulation_dir(dir: &Path, config: &Config) -> Result<Written> {
+    ensure_new(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    // create_dir (not _all) fails if another process made the folder meanwhile.
+    std::fs::create_dir(dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => ensure_new(dir).expect_err("the folder exists"),
+        _ => LcsimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        },
+    })?;
+    let mut written = Written {
+        dir: dir.to_path_buf(),
+        ..Written::default()
+    };
+    let config_path = dir.join("config.toml");
+    write_atomic(&config_path, config.to_toml().as_bytes())?;
+    written.files.push(config_path);
     Ok(written)
 }
 

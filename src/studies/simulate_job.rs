@@ -1,18 +1,26 @@
 //! `lcsim simulate` end to end: the network to simulate (a fresh one, a parameter file or a
 //! trained run's latest weights), the folder `simulate-NAME`, the switch-on simulation of
-//! chosen samples and its files (see [`crate::studies::simulate`]).
+//! chosen samples and its files (see [`crate::studies::simulate`]). For `model.kind = "meta"`
+//! the samples are tasks and the system is the inner problem of meta-learning (theta: the
+//! run's trained one, a parameter file's `theta`, or drawn from model.seed); see
+//! [`crate::studies::simulate_meta`].
 
 use crate::config::{Config, ModelKind};
 use crate::error::{LcsimError, Result};
 use crate::io::interop::load_params;
-use crate::run::{RunDir, TrainedRun};
+use crate::io::npz::read_npz;
+use crate::run::{trained_meta_system, RunDir, TrainedRun};
 use crate::solve::Termination;
 use crate::studies::simulate::{
     ensure_new, simulate_dataset_samples, simulation_path, validate_name, write_simulation,
     Provenance, SegmentRecord, SimulationSettings, Written,
 };
+use crate::studies::simulate_meta::{simulate_meta_tasks, sinusoid_curves, write_meta_simulation};
+use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
+use crate::system::EquilibriumSystem;
+use crate::train::meta::meta_system;
 use crate::train::{load_split, TrainingState};
 use std::path::{Path, PathBuf};
 
@@ -128,6 +136,153 @@ fn simulated_network(job: &SimulateJob, data: &crate::data::Split) -> Result<Sim
     Ok(s)
 }
 
+/// The folder name and path: the job's name (checked, the folder must not exist) or
+/// `default_name` with -2, -3, ... appended until free.
+fn folder(job: &SimulateJob, default_name: &str) -> Result<(String, PathBuf)> {
+    let config = &job.config;
+    Ok(match &job.name {
+        Some(name) => {
+            validate_name(name)?;
+            let dir = simulation_path(config, name);
+            ensure_new(&dir)?;
+            (name.clone(), dir)
+        }
+        None => {
+            let mut name = default_name.to_string();
+            for k in 2.. {
+                if !simulation_path(config, &name).exists() {
+                    break;
+                }
+                name = format!("{default_name}-{k}");
+            }
+            let dir = simulation_path(config, &name);
+            (name, dir)
+        }
+    })
+}
+
+/// The inner problem of a meta-learning run to simulate (theta: a run's trained one, a
+/// parameter file's `theta`, or drawn from model.seed), where it came from, the default name.
+fn simulated_meta_system(job: &SimulateJob) -> Result<(MetaSystem, String, String)> {
+    let config = &job.config;
+    match &job.source {
+        NetworkSource::Run(run) => {
+            let name = run
+                .path
+                .file_name()
+                .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned());
+            let params = run.path.join("params.npz");
+            let source = if params.is_file() {
+                format!("{} (finished run)", params.display())
+            } else {
+                format!(
+                    "{} (unfinished run)",
+                    run.path.join("checkpoint.npz").display()
+                )
+            };
+            Ok((trained_meta_system(run, config)?, source, name))
+        }
+        NetworkSource::Params(path) => {
+            let mut net = meta_system(config)?;
+            let arrays = read_npz(path)?;
+            let theta = arrays
+                .get("theta")
+                .ok_or_else(|| LcsimError::MissingArray {
+                    name: "theta".into(),
+                    path: path.clone(),
+                    required:
+                        "theta (the meta-learned initialisation, as in a meta run's params.npz)"
+                            .into(),
+                })?;
+            let n = net.state_dim();
+            if theta.data.len() != n {
+                return Err(LcsimError::Shape {
+                    field: format!("{}: theta", path.display()),
+                    expected: format!("{n} values (the learner of model.hidden)"),
+                    found: format!("{} values", theta.data.len()),
+                });
+            }
+            net.params_mut().tensor_mut(0).copy_from_slice(&theta.data);
+            let stem = path
+                .file_stem()
+                .map_or_else(|| config.run_name(), |n| n.to_string_lossy().into_owned());
+            Ok((net, path.display().to_string(), stem))
+        }
+        NetworkSource::Fresh => Ok((
+            meta_system(config)?,
+            format!("theta drawn with model.seed = {}", config.model.seed),
+            config.run_name(),
+        )),
+    }
+}
+
+/// [`simulate`] for `model.kind = "meta"`: the inner fine-tuning of the chosen tasks.
+fn simulate_meta(job: &SimulateJob, mut say: impl FnMut(String)) -> Result<Written> {
+    let (config, settings) = (&job.config, &job.settings);
+    let method = config.method.name;
+    if !method.is_least_control() {
+        return Err(crate::error::invalid(
+            "method.name",
+            method.name(),
+            "a least-control method (lcp-di, lcp-ebd): simulate switches a controller on; a theta trained by imaml, fomaml or rbp is simulated with --set method.name=\"lcp-di\"",
+        ));
+    }
+    let data = load_split(config)?;
+    let tasks = settings.split.of(&data);
+    settings.validate(tasks.len())?;
+    let (net, source, default_name) = simulated_meta_system(job)?;
+    let (name, dir) = folder(job, &default_name)?;
+    say(format!(
+        "lcsim {} simulate: meta-learning, learner {:?} ({} weights), lambda = {}, {} tasks {:?} of {} ({}), controller ({}) on at t = {} until t = {}, {} points, solver {}",
+        env!("CARGO_PKG_VERSION"),
+        net.learner().sizes(),
+        net.state_dim(),
+        net.lambda(),
+        settings.split.name(),
+        settings.samples,
+        tasks.len(),
+        tasks.name,
+        config.method.name.name(),
+        settings.t_on,
+        settings.t_end,
+        settings.output_times().len(),
+        config.solver.integrator().method.name()
+    ));
+    say(format!("theta: {source}"));
+    let msim = simulate_meta_tasks(config, &net, tasks, settings)?;
+    let curves = sinusoid_curves(config, settings.split, tasks, &settings.samples);
+    let provenance = Provenance {
+        name,
+        command: job.command.clone(),
+        params_source: source,
+        settings: settings.clone(),
+    };
+    let written = write_meta_simulation(&dir, config, &net, &msim, curves.as_deref(), &provenance)?;
+    let sim = &msim.sim;
+    let (k_on, last) = (sim.switch_index, sim.times.len() - 1);
+    for (j, tr) in sim.trajectories.iter().enumerate() {
+        let inner = &msim.inner_loss[j];
+        say(format!(
+            "task {}: free {}, controlled {}; inner loss {:.4} at t = 0 -> {:.4} at t_on -> {:.4} at t_end; query loss {:.4} -> {:.4} -> {:.4}; |psi| at t_end {:.3e}",
+            sim.samples[j],
+            ended(&tr.free),
+            ended(&tr.controlled),
+            inner[0],
+            inner[k_on],
+            inner[last],
+            tr.loss[0],
+            tr.loss[k_on],
+            tr.loss[last],
+            tr.psi_norm[last]
+        ));
+    }
+    say(format!("results: {}", written.dir.display()));
+    for f in &written.figures {
+        say(format!("figure:  {}", f.display()));
+    }
+    Ok(written)
+}
+
 /// How a segment of a trajectory ended, in words.
 fn ended(r: &Option<SegmentRecord>) -> String {
     r.as_ref()
@@ -148,32 +303,17 @@ fn ended(r: &Option<SegmentRecord>) -> String {
 /// Validates the job against the data, simulates and writes the folder; hands each line of
 /// the report to `say` as soon as it is known. Library field names (`t_on`) are kept in
 /// errors; the command line renames them to its flags.
-pub fn simulate(job: &SimulateJob, mut say: impl FnMut(String)) -> Result<Written> {
+pub fn simulate(job: &SimulateJob, say: impl FnMut(String)) -> Result<Written> {
+    if job.config.model.kind == ModelKind::Meta {
+        return simulate_meta(job, say);
+    }
     let (config, settings) = (&job.config, &job.settings);
+    let mut say = say;
     let data = load_split(config)?;
     let dataset = settings.split.of(&data);
     settings.validate(dataset.len())?;
     let network = simulated_network(job, &data)?;
-    let default_name = &network.default_name;
-    let (name, dir) = match &job.name {
-        Some(name) => {
-            validate_name(name)?;
-            let dir = simulation_path(config, name);
-            ensure_new(&dir)?;
-            (name.clone(), dir)
-        }
-        None => {
-            let mut name = default_name.clone();
-            for k in 2.. {
-                if !simulation_path(config, &name).exists() {
-                    break;
-                }
-                name = format!("{default_name}-{k}");
-            }
-            let dir = simulation_path(config, &name);
-            (name, dir)
-        }
-    };
+    let (name, dir) = folder(job, &network.default_name)?;
     say(format!(
         "lcsim {} simulate: {:?}, {} samples {:?} of {}, controller on at t = {} until t = {}, {} points, solver {}",
         env!("CARGO_PKG_VERSION"),
