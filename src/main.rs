@@ -343,10 +343,13 @@ fn train_system<S: Trainable>(
                     a.initial_theta_accuracy_ci95
                 )
             });
+            let loss = match m.accuracy {
+                Some(_) => "cross-entropy",
+                None => "MSE",
+            };
             println!(
-                "done after {} epochs: meta-test {} {:.4} +- {:.4} (95%) on {} new tasks; before adaptation {:.4}; from the initial theta (no meta-learning) {:.4} +- {:.4}{accuracy}",
+                "done after {} epochs: meta-test {loss} {:.4} +- {:.4} (95%) on {} new tasks; before adaptation {:.4}; from the initial theta (no meta-learning) {:.4} +- {:.4}{accuracy}",
                 summary.epochs,
-                m.loss,
                 m.query_loss,
                 m.query_loss_ci95,
                 m.tasks,

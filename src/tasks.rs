@@ -205,12 +205,12 @@ pub fn fewshot_tasks(
         for (label, &c) in chosen.iter().enumerate() {
             let images = &pool.images[c];
             let order = permutation(images.ncols(), &mut rng);
-            for i in 0..k + q {
+            for (i, &image) in order.iter().enumerate().take(k + q) {
                 let (x, y, col) = match i < k {
                     true => (&mut xs, &mut ys, label * k + i),
                     false => (&mut xq, &mut yq, label * q + i - k),
                 };
-                x.set_column(col, &images.column(order[i]));
+                x.set_column(col, &images.column(image));
                 y[(label, col)] = 1.0;
             }
         }

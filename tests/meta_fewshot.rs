@@ -167,8 +167,7 @@ fn class_pools_are_disjoint_digit_rotations_and_tasks_are_seeded() {
     let learner = config.learner().unwrap();
     assert_eq!(learner.sizes(), &[16, 8, 3]);
     let targets = tasks.targets.as_ref().unwrap();
-    for j in 0..12 {
-        let classes = &drawn[j];
+    for (j, classes) in drawn.iter().enumerate() {
         assert_eq!(classes.len(), 3);
         let (xs, ys) = split_points(&learner, tasks.inputs.column(j).as_slice());
         let (xq, yq) = split_points(&learner, targets.column(j).as_slice());
