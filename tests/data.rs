@@ -733,6 +733,8 @@ fn data_source_names_match_serde_and_clap() {
         (DataSource::Xor, "xor"),
         (DataSource::TwoMoons, "two-moons"),
         (DataSource::Sinusoid, "sinusoid"),
+        (DataSource::FewshotMnist, "fewshot-mnist"),
+        (DataSource::FewshotDigits, "fewshot-digits"),
     ] {
         assert_eq!(source.name(), name);
         assert_eq!(
@@ -745,5 +747,5 @@ fn data_source_names_match_serde_and_clap() {
         );
         assert_eq!(DataSource::from_str(name, false).unwrap(), source);
     }
-    assert_eq!(DataSource::value_variants().len(), 5);
+    assert_eq!(DataSource::value_variants().len(), 7);
 }
