@@ -262,3 +262,29 @@ fn ritz_abscissa_matches_the_dense_spectrum_at_every_length() {
         }
     }
 }
+
+/// The free Jacobian of a trained net with graded saturation, `-I + W diag(s')` with s'
+/// spread over ~17 decades (s' = exp(-40 u), u uniform): nalgebra's Schur iteration failed
+/// on such matrices (NaN for every sample of an RBP run at lr 0.1 on digits). The abscissa
+/// must be finite and equal the growth rate of `exp(t J)` (Pade, no eigenvalues):
+/// `(ln|exp(t2 J)| - ln|exp(t1 J)|) / (t2 - t1)`.
+#[test]
+fn spectral_abscissa_of_graded_saturated_jacobians() {
+    use lcsim::solve::spectral_abscissa;
+    for (n, scale, grading, seed) in [(74, 3.0, 40.0, 1), (74, 1.0, 40.0, 2), (120, 3.0, 30.0, 3)] {
+        let w = common::random_matrix(n, n, seed, -scale, scale);
+        let u = common::random_matrix(n, 1, seed + 100, 0.0, 1.0);
+        let jac = DMatrix::from_fn(n, n, |i, k| {
+            w[(i, k)] * (-grading * u[(k, 0)]).exp() - if i == k { 1.0 } else { 0.0 }
+        });
+        let a = spectral_abscissa(jac.clone());
+        assert!(a.is_finite(), "n {n}: the abscissa was not found");
+        let log_norm = |t: f64| (&jac * t).exp().norm().ln();
+        let (t1, t2) = (200.0 / (1.0 + a.abs()), 400.0 / (1.0 + a.abs()));
+        let growth = (log_norm(t2) - log_norm(t1)) / (t2 - t1);
+        assert!(
+            (a - growth).abs() <= 1e-2 * (1.0 + a.abs()),
+            "n {n}: abscissa {a} against the growth rate of exp(tJ) {growth}"
+        );
+    }
+}

@@ -178,16 +178,21 @@ pub fn rightmost_ritz_values(
     (values, applications)
 }
 
-/// The spectral abscissa `max Re lambda(m)` of a square matrix, from its real Schur form
-/// (with an iteration cap: nalgebra's uncapped eigenvalue iteration can loop forever); NaN
-/// when the iteration fails.
+/// The spectral abscissa `max Re lambda(m)` of a square matrix, from faer's eigenvalues
+/// (Hessenberg QR with deflation and an iteration cap); NaN when an entry is not finite or
+/// the iteration fails. nalgebra's Schur iteration failed on the free Jacobians of trained
+/// networks, `-I + W diag(s'(v))` with saturated units (s' spread over many decades), and
+/// made every such sample's abscissa NaN (tests/diagnostics.rs).
 pub fn spectral_abscissa(m: DMatrix<f64>) -> f64 {
-    match nalgebra::Schur::try_new(m, 1e-14, 10_000) {
-        Some(schur) => schur
-            .complex_eigenvalues()
+    if !m.iter().all(|v| v.is_finite()) {
+        return f64::NAN;
+    }
+    let (r, c) = m.shape();
+    match faer::MatRef::from_column_major_slice(m.as_slice(), r, c).eigenvalues() {
+        Ok(values) => values
             .iter()
             .map(|l| l.re)
             .fold(f64::NEG_INFINITY, f64::max),
-        None => f64::NAN,
+        Err(_) => f64::NAN,
     }
 }

@@ -613,8 +613,6 @@ pub fn evaluate_free<S: EquilibriumSystem>(
     }))
 }
 
-/// The seed of LCP-LF's noise in mini-batch `batch` (from 0) of `epoch`: a function of
-/// the training seed and the batch alone, so a resumed run draws the same noise.
 /// The spectral bound of `[training] spectral_bound`: ||W||_2 <= bound for the recurrent
 /// weights (the tensor named "W"), by [`crate::numerics::spectral::project_spectral_norm`].
 pub fn bound_recurrent_weights(params: &mut crate::system::params::Params, bound: f64) {
@@ -624,6 +622,8 @@ pub fn bound_recurrent_weights(params: &mut crate::system::params::Params, bound
     }
 }
 
+/// The seed of LCP-LF's noise in mini-batch `batch` (from 0) of `epoch`: a function of
+/// the training seed and the batch alone, so a resumed run draws the same noise.
 fn noise_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     let mut rng =
         crate::numerics::rng::Rng::seed_from_u64(seed ^ ((epoch as u64) << 32) ^ batch as u64);
