@@ -71,6 +71,20 @@ pub enum LcsimError {
     /// An epoch in which no mini-batch changed the parameters: the run did no work.
     #[error("training stopped at epoch {epoch}: no sample produced an update ({reasons}); the run is not marked finished")]
     NoUpdate { epoch: usize, reasons: String },
+    /// A folder another live process is running in (its advisory lock is held).
+    #[error("{what} {dir} is in use by {holder}; one runner at a time (allowed: wait for it to end, or stop it; a lock of a process that ended is released by itself)", dir = dir.display())]
+    Locked {
+        what: String,
+        dir: PathBuf,
+        holder: String,
+    },
+    /// A run folder whose config.toml (or data) is not the one its run started with.
+    #[error("cannot resume {dir}: {what} (allowed: {allowed})", dir = dir.display())]
+    EditedPast {
+        dir: PathBuf,
+        what: String,
+        allowed: String,
+    },
     /// A required array is absent from a file.
     #[error("missing array `{name}` in {path} (required arrays: {required})")]
     MissingArray {
@@ -107,13 +121,27 @@ impl LcsimError {
 /// Result alias used throughout the crate.
 pub type Result<T> = std::result::Result<T, LcsimError>;
 
-/// Shorthand for [`LcsimError::InvalidValue`].
+/// Shorthand for [`LcsimError::InvalidValue`]; a value longer than [`VALUE_SHOWN`]
+/// characters is shortened (a two-million-entry list stays a one-line message).
 pub fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> LcsimError {
     LcsimError::InvalidValue {
         field: field.to_string(),
-        value: value.to_string(),
+        value: shortened(&value.to_string()),
         allowed: allowed.to_string(),
     }
+}
+
+/// Characters of a value an error message shows.
+pub const VALUE_SHOWN: usize = 200;
+
+/// `text` cut to [`VALUE_SHOWN`] characters, saying how long it was.
+fn shortened(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= VALUE_SHOWN {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(VALUE_SHOWN).collect();
+    format!("{head}... ({n} characters)")
 }
 
 /// Shorthand for [`LcsimError::Io`] on `path`, for `map_err`.

@@ -1,7 +1,6 @@
 //! A sweep folder on disk: opened and checked against its manifest, the paths of each run's
 //! config, folder and log, and where each run stands (done = summary.json written).
 
-use super::keys::flat;
 use super::plan::{assignments, run_id, Manifest, RunEntry};
 use crate::config::Config;
 use crate::error::{invalid, io_error, Result};
@@ -93,11 +92,12 @@ impl Sweep {
                     "a config file for every run (plan the sweep again)",
                 );
             }
-            let actual = flat(&Config::load(Some(&path), &[])?);
-            let wanted = flat(&Config::load(
+            let actual = Config::load(Some(&path), &[])?.flat();
+            let wanted = Config::load(
                 Some(&base_path),
                 &assignments(&run.overrides, &self.runs_dir(), &run.id),
-            )?);
+            )?
+            .flat();
             // output.dir may differ when the sweep folder was moved.
             if let Some((key, value)) = wanted
                 .iter()
