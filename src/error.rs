@@ -170,6 +170,22 @@ pub fn ensure_non_negative(field: &str, value: f64) -> Result<()> {
     }
 }
 
+/// The most worker threads (or parallel runs) any setting may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a thread count where 0 means all cores: `0..=MAX_THREADS`.
+pub fn ensure_thread_count(field: &str, value: usize) -> Result<()> {
+    if value <= MAX_THREADS {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            value,
+            &format!("an integer in 0..={MAX_THREADS} (0 = all cores)"),
+        ))
+    }
+}
+
 /// Checks that every entry of a data array is finite.
 pub fn ensure_finite(field: &str, values: &[f64]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {

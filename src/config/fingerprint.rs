@@ -52,15 +52,16 @@ impl Config {
         out
     }
 
-    /// SHA-256 of [`Config::flat`] as `key = value` lines: equal configs, equal fingerprints.
+    /// SHA-256 of [`Config::flat`] ([`fingerprint`]): equal configs, equal fingerprints.
     pub fn fingerprint(&self) -> String {
-        let text: String = self
-            .flat()
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}\n"))
-            .collect();
-        sha256_hex(text.as_bytes())
+        fingerprint(&self.flat())
     }
+}
+
+/// SHA-256 of a flat config as `key = value` lines.
+pub fn fingerprint(flat: &BTreeMap<String, String>) -> String {
+    let text: String = flat.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    sha256_hex(text.as_bytes())
 }
 
 /// The keys whose values differ between a recorded config and `now`, as (key, recorded

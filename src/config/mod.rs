@@ -25,7 +25,7 @@ mod validate;
 
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
-pub use fingerprint::{changed_keys, hex, sha256_hex, value_text};
+pub use fingerprint::{changed_keys, fingerprint, hex, sha256_hex, value_text};
 pub use meta::MetaConfig;
 pub use method::{
     ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig,

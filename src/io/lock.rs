@@ -35,7 +35,7 @@ fn holder_text(file: &mut File) -> String {
     let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
     let text = text.trim();
     if text.is_empty() {
-        "another process (single-run sweep runners hold it shared and write no name)".into()
+        "another process (`lcsim sweep run --index` or a Slurm task: they share the lock and write no name)".into()
     } else {
         text.to_string()
     }
@@ -67,7 +67,10 @@ pub fn lock_folder(dir: &Path, what: &str, mode: LockMode) -> Result<FolderLock>
         }
         Err(TryLockError::Error(e)) => return Err(io_error(&path)(e)),
     }
-    if mode == LockMode::Exclusive {
+    if mode == LockMode::Shared {
+        // No exclusive holder can be alive now: its name, if any, is stale.
+        file.set_len(0).map_err(io_error(&path))?;
+    } else {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
