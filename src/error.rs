@@ -61,8 +61,10 @@ pub enum LcsimError {
         remedy: String,
     },
     /// A config whose estimated memory exceeds what may be used.
-    #[error("the run would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
+    #[error("{task} would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
     Resources {
+        /// What would need it: "the run", "the check", "the simulation".
+        task: String,
         estimate: String,
         limit: String,
         what: String,

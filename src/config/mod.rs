@@ -34,7 +34,7 @@ pub use method::{
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;
 pub use overrides::parse_value;
-pub use resources::MEMORY_CAP_BYTES;
+pub use resources::{check_memory, MEMORY_CAP_BYTES};
 pub use training::{OnNonFinite, ScheduleKind, TrainingConfig};
 
 /// A whole run's settings.
