@@ -394,6 +394,13 @@ pub struct RunRecord {
     pub changes: Vec<ConfigChange>,
 }
 
+/// The config a resume continues with, and run.json updated with its changes (None: no change).
+#[derive(Clone, Debug)]
+pub struct ResumedConfig {
+    pub config: Config,
+    pub record: Option<RunRecord>,
+}
+
 /// One change of a key on resume.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConfigChange {
@@ -470,8 +477,9 @@ impl RunDir {
     /// The config to resume with: config.toml as the run recorded it, with `overrides`
     /// (keys of [`RESUME_KEYS`] only) applied and recorded in run.json. A config.toml edited
     /// by hand is refused, naming the keys that differ, unless `overrides` set exactly those
-    /// keys to the edited values. `None`: the run is finished and nothing changes.
-    pub fn verify_config(&self, config: Config, overrides: &[String]) -> Result<Option<Config>> {
+    /// keys to the edited values. Nothing is written: [`RunDir::apply_changes`] does, once
+    /// the data are verified too.
+    pub fn verify_config(&self, config: Config, overrides: &[String]) -> Result<ResumedConfig> {
         for o in overrides {
             let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
             if !RESUME_KEYS.contains(&key) {
@@ -492,10 +500,8 @@ impl RunDir {
             .iter()
             .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim())
             .collect();
-        let Some(recorded) = &record.config else {
-            // A folder of an lcsim that recorded no config: nothing to verify against.
-            return Ok((!self.is_finished()).then_some(wanted));
-        };
+        // A folder of an lcsim that recorded no config: config.toml is all there is.
+        let recorded = &record.config.clone().unwrap_or_else(|| config.flat());
         let edited = changed_keys(recorded, &config.flat());
         let unexplained: Vec<_> = edited
             .iter()
@@ -531,7 +537,10 @@ impl RunDir {
         let changes = changed_keys(recorded, &wanted.flat());
         let epochs_done = self.epochs_done()?;
         if changes.is_empty() {
-            return Ok((!self.is_finished()).then_some(wanted));
+            return Ok(ResumedConfig {
+                config: wanted,
+                record: None,
+            });
         }
         if wanted.training.epochs < epochs_done {
             return Err(invalid(
@@ -555,21 +564,31 @@ impl RunDir {
             }));
         record.config_sha256 = Some(wanted.fingerprint());
         record.config = Some(wanted.flat());
-        // A finished run given more epochs is unfinished again: its final files go first.
-        let more = wanted.training.epochs > epochs_done;
-        if more {
-            for f in ["summary.json", "params.npz", "feedback.npz"] {
-                let path = self.path.join(f);
-                if path.exists() {
-                    std::fs::remove_file(&path).map_err(io_error(&path))?;
-                }
-            }
-        }
-        write_atomic(&self.path.join("config.toml"), wanted.to_toml().as_bytes())?;
-        self.write_record(&record)?;
-        Ok((!self.is_finished()).then_some(wanted))
+        Ok(ResumedConfig {
+            config: wanted,
+            record: Some(record),
+        })
     }
 
+    /// Writes a resumed config's changes: config.toml, then run.json with the changes; a
+    /// finished run given more epochs is unfinished again (its final files go first).
+    /// Returns the config when there is training left to do.
+    pub fn apply_changes(&self, resumed: ResumedConfig) -> Result<Option<Config>> {
+        let ResumedConfig { config, record } = resumed;
+        if let Some(record) = record {
+            if config.training.epochs > self.epochs_done()? {
+                for f in ["summary.json", "params.npz", "feedback.npz"] {
+                    let path = self.path.join(f);
+                    if path.exists() {
+                        std::fs::remove_file(&path).map_err(io_error(&path))?;
+                    }
+                }
+            }
+            write_atomic(&self.path.join("config.toml"), config.to_toml().as_bytes())?;
+            self.write_record(&record)?;
+        }
+        Ok((!self.is_finished()).then_some(config))
+    }
     /// Refuses data whose identity differs from the one run.json recorded.
     pub fn verify_data(&self, data: &Split) -> Result<()> {
         let Some(recorded) = self.record()?.data else {
@@ -649,12 +668,16 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
         TrainStart::Resume { dir, overrides } => {
             let (run, config) = RunDir::open(&dir)?;
             let lock = run.lock()?;
-            let Some(config) = run.verify_config(config, &overrides)? else {
+            let resumed = run.verify_config(config, &overrides)?;
+            if resumed.record.is_none() && run.is_finished() {
+                return Ok(None);
+            }
+            resumed.config.check_resources()?;
+            let data = load_split(&resumed.config)?;
+            run.verify_data(&data)?;
+            let Some(config) = run.apply_changes(resumed)? else {
                 return Ok(None);
             };
-            config.check_resources()?;
-            let data = load_split(&config)?;
-            run.verify_data(&data)?;
             (run, lock, config, data)
         }
         TrainStart::New { config, command } => {
