@@ -40,7 +40,12 @@ fn hostile_value() -> impl Strategy<Value = String> {
 }
 
 fn key() -> impl Strategy<Value = String> {
-    proptest::sample::select(KEY_DOCS.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
+    proptest::sample::select(
+        KEY_DOCS
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A refusal is one line that names the key it refuses (or the flag it came through).
@@ -149,7 +154,7 @@ proptest! {
             Err(e) => one_line_naming(&e.to_string(), "idx")?,
             Ok(split) => {
                 for d in [&split.train, &split.test] {
-                    prop_assert!(d.len() > 0);
+                    prop_assert!(!d.is_empty());
                     prop_assert!(d.inputs.iter().all(|v| v.is_finite()));
                     prop_assert!(d.labels.iter().all(|&l| l < d.n_classes));
                 }
@@ -203,7 +208,11 @@ fn saved_arrays_finite(dir: &Path) -> bool {
         if p.extension().is_none_or(|x| x != "npz") {
             return true;
         }
-        read_npz(&p).is_ok_and(|arrays| arrays.values().all(|a| a.data.iter().all(|v| v.is_finite())))
+        read_npz(&p).is_ok_and(|arrays| {
+            arrays
+                .values()
+                .all(|a| a.data.iter().all(|v| v.is_finite()))
+        })
     })
 }
 
