@@ -307,6 +307,14 @@ fn train_system<S: Trainable>(
             )
             .expect("valid template"),
         );
+        // The clock moves while a long batch solves; the message says what is being solved.
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        bar.set_message(format!(
+            "epoch {}: solving the first batch ({} samples, solver {})",
+            done + 1,
+            config.training.batch_size,
+            config.solver.method.name()
+        ));
         bar
     });
     let mut observer = CliObserver {

@@ -124,18 +124,6 @@ impl Sweep {
                     "the seeds the sweep was planned with (was the manifest or the config edited?)",
                 );
             }
-            if let Some(h) = &run.config_sha256 {
-                if *h != planned_fingerprint(&config) {
-                    return bad(
-                        format!(
-                            "run {}: {} is not the config planned (config_sha256)",
-                            run.id,
-                            path.display()
-                        ),
-                        "the config `lcsim sweep plan` wrote for this run (plan the sweep again)",
-                    );
-                }
-            }
             let actual = config.flat();
             let wanted = Config::load(
                 Some(&base_path),
@@ -156,6 +144,18 @@ impl Sweep {
                     ),
                     &format!("{key} = {value}, as base.toml and the manifest's overrides say"),
                 );
+            }
+            if let Some(h) = &run.config_sha256 {
+                if *h != planned_fingerprint(&config) {
+                    return bad(
+                        format!(
+                            "run {}: {} is not the config planned (config_sha256)",
+                            run.id,
+                            path.display()
+                        ),
+                        "the config `lcsim sweep plan` wrote for this run (plan the sweep again)",
+                    );
+                }
             }
         }
         if let Some(h) = &m.runs_sha256 {
