@@ -61,8 +61,10 @@ pub enum LcsimError {
         remedy: String,
     },
     /// A config whose estimated memory exceeds what may be used.
-    #[error("the run would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
+    #[error("{task} would need about {estimate} of memory, more than {limit} ({what}); refused before anything is written (allowed: smaller {keys})")]
     Resources {
+        /// What would need it: "the run", "the check", "the simulation".
+        task: String,
         estimate: String,
         limit: String,
         what: String,
@@ -71,6 +73,20 @@ pub enum LcsimError {
     /// An epoch in which no mini-batch changed the parameters: the run did no work.
     #[error("training stopped at epoch {epoch}: no sample produced an update ({reasons}); the run is not marked finished")]
     NoUpdate { epoch: usize, reasons: String },
+    /// A folder another live process is running in (its advisory lock is held).
+    #[error("{what} {dir} is in use by {holder}; one runner at a time (allowed: wait for it to end, or stop it; a lock of a process that ended is released by itself)", dir = dir.display())]
+    Locked {
+        what: String,
+        dir: PathBuf,
+        holder: String,
+    },
+    /// A run folder whose config.toml (or data) is not the one its run started with.
+    #[error("cannot resume {dir}: {what} (allowed: {allowed})", dir = dir.display())]
+    EditedPast {
+        dir: PathBuf,
+        what: String,
+        allowed: String,
+    },
     /// A required array is absent from a file.
     #[error("missing array `{name}` in {path} (required arrays: {required})")]
     MissingArray {
@@ -107,13 +123,27 @@ impl LcsimError {
 /// Result alias used throughout the crate.
 pub type Result<T> = std::result::Result<T, LcsimError>;
 
-/// Shorthand for [`LcsimError::InvalidValue`].
+/// Shorthand for [`LcsimError::InvalidValue`]; a value longer than [`VALUE_SHOWN`]
+/// characters is shortened (a two-million-entry list stays a one-line message).
 pub fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> LcsimError {
     LcsimError::InvalidValue {
         field: field.to_string(),
-        value: value.to_string(),
+        value: shortened(&value.to_string()),
         allowed: allowed.to_string(),
     }
+}
+
+/// Characters of a value an error message shows.
+pub const VALUE_SHOWN: usize = 200;
+
+/// `text` cut to [`VALUE_SHOWN`] characters, saying how long it was.
+fn shortened(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= VALUE_SHOWN {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(VALUE_SHOWN).collect();
+    format!("{head}... ({n} characters)")
 }
 
 /// Shorthand for [`LcsimError::Io`] on `path`, for `map_err`.
@@ -139,6 +169,22 @@ pub fn ensure_non_negative(field: &str, value: f64) -> Result<()> {
         Ok(())
     } else {
         Err(invalid(field, value, "a finite number >= 0"))
+    }
+}
+
+/// The most worker threads (or parallel runs) any setting may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a thread count where 0 means all cores: `0..=MAX_THREADS`.
+pub fn ensure_thread_count(field: &str, value: usize) -> Result<()> {
+    if value <= MAX_THREADS {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            value,
+            &format!("an integer in 0..={MAX_THREADS} (0 = all cores)"),
+        ))
     }
 }
 

@@ -278,16 +278,20 @@ fn train_system<S: Trainable>(
     ) -> Result<Option<lcsim::train::meta::MetaTest>>,
 ) -> Result<ExitCode> {
     let (run, config, data) = (&t.run, &t.config, &t.data);
+    let (done, epochs) = (t.state.epochs_done(), config.training.epochs);
+    let epochs_text = match done {
+        0 => format!("epochs 1..{epochs}"),
+        d if d < epochs => format!("epochs {}..{epochs} (resumed after epoch {d})", d + 1),
+        d => format!("all {d} epochs done (finishing)"),
+    };
     println!(
-        "lcsim {} train: {} on {} ({} train / {} test), {}, epochs {}..{}, run folder {}",
+        "lcsim {} train: {} on {} ({} train / {} test), {}, {epochs_text}, run folder {}",
         env!("CARGO_PKG_VERSION"),
         config.method.name.name(),
         data.train.name,
         data.train.len(),
         data.test.len(),
         system_text(config),
-        t.state.epochs_done() + 1,
-        config.training.epochs,
         run.path.display()
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -303,6 +307,14 @@ fn train_system<S: Trainable>(
             )
             .expect("valid template"),
         );
+        // The clock moves while a long batch solves; the message says what is being solved.
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        bar.set_message(format!(
+            "epoch {}: solving the first batch ({} samples, solver {})",
+            done + 1,
+            config.training.batch_size,
+            config.solver.method.name()
+        ));
         bar
     });
     let mut observer = CliObserver {
@@ -315,9 +327,13 @@ fn train_system<S: Trainable>(
         bar.finish_and_clear();
     }
     if outcome == Outcome::Interrupted {
+        let kept = match state.epochs_done() {
+            0 => "no epoch was completed yet".to_string(),
+            n => format!("epochs 1..{n} are kept"),
+        };
         println!(
-            "interrupted after epoch {}; continue with: lcsim train --resume {}",
-            state.epochs_done(),
+            "interrupted before epoch {} was completed ({kept}); continue with: lcsim train --resume {}",
+            state.epochs_done() + 1,
             run.path.display()
         );
         return Ok(ExitCode::from(130));

@@ -4,18 +4,25 @@
 //!
 //! ```text
 //! RUN/config.toml     resolved config          RUN/metrics.csv   one row per epoch
-//! RUN/run.json        version, seeds, command  RUN/checkpoint.npz  state after the last epoch
+//! RUN/run.json        version, seeds, command, RUN/checkpoint.npz  state after the last epoch
+//!                     config and data fingerprints, changes made on resume
+//! RUN/.lock           held by the process training the run (one at a time)
 //! RUN/params.npz      final parameters         RUN/summary.json  written last
 //! RUN/feedback.npz    final feedback weights (lcp-kp: B, G; lcp-lf: Q)
 //! RUN/figures/        learning curves, H, solver statistics
 //! ```
+//!
+//! A resume verifies the past: config.toml must still be the config recorded in run.json
+//! and the data must hash as they did; only [`RESUME_KEYS`] may change, explicitly
+//! (`--resume RUN --set training.epochs=N`), and each change is recorded in run.json.
 
-use crate::config::{Config, ModelKind};
-use crate::data::Split;
+use crate::config::{changed_keys, hex, Config, ModelKind};
+use crate::data::{Dataset, Split};
 use crate::error::{invalid, io_error, LcsimError, Result};
 use crate::io::interop::{
     load_feedback, load_params, matrix_from_npy, npy_from_matrix, save_params,
 };
+use crate::io::lock::{lock_folder, FolderLock, LockMode};
 use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
 use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
@@ -25,7 +32,9 @@ use crate::system::rate::RateNetwork;
 use crate::system::EquilibriumSystem;
 use crate::train::meta::MetaTest;
 use crate::train::{load_split, Trainable, TrainingState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced to
@@ -115,19 +124,41 @@ impl RunDir {
             }
         };
         write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
-        let info = serde_json::json!({
-            "lcsim_version": env!("CARGO_PKG_VERSION"),
-            "command": command_line,
-            "model_seed": config.model.seed,
-            "training_seed": config.training.seed,
-            "data_seed": config.data.seed,
-            "started_unix_s": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        });
-        write_json(&run.path.join("run.json"), &info)?;
+        let record = RunRecord {
+            lcsim_version: env!("CARGO_PKG_VERSION").into(),
+            command: command_line.into(),
+            model_seed: config.model.seed,
+            training_seed: config.training.seed,
+            data_seed: config.data.seed,
+            started_unix_s: unix_now(),
+            config_sha256: Some(config.fingerprint()),
+            config: Some(config.flat()),
+            data: None,
+            changes: Vec::new(),
+        };
+        run.write_record(&record)?;
         Ok(run)
+    }
+
+    /// Takes the run folder's lock (one process trains a run at a time) and removes the
+    /// temporary files that interrupted writes left behind.
+    pub fn lock(&self) -> Result<FolderLock> {
+        let lock = lock_folder(&self.path, "run folder", LockMode::Exclusive)?;
+        crate::io::atomic::remove_temp_files(&self.path);
+        crate::io::atomic::remove_temp_files(&self.path.join("figures"));
+        Ok(lock)
+    }
+
+    /// run.json.
+    pub fn record(&self) -> Result<RunRecord> {
+        let path = self.path.join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        serde_json::from_str(&text)
+            .map_err(|e| invalid(&path.display().to_string(), e, "the run.json lcsim wrote"))
+    }
+
+    fn write_record(&self, record: &RunRecord) -> Result<()> {
+        write_json(&self.path.join("run.json"), record)
     }
 
     /// Opens an existing run folder and reads its config.toml.
@@ -329,6 +360,271 @@ impl RunDir {
     }
 }
 
+/// Keys whose values may change when a run is resumed, with `lcsim train --resume RUN --set
+/// KEY=VALUE` (recorded in run.json's `changes`); every other key is the run's past.
+pub const RESUME_KEYS: [&str; 4] = [
+    "training.epochs",
+    "training.threads",
+    "output.figures",
+    "output.figure_format",
+];
+
+/// What run.json records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub lcsim_version: String,
+    /// The command line that started the run.
+    pub command: String,
+    pub model_seed: u64,
+    pub training_seed: u64,
+    pub data_seed: u64,
+    pub started_unix_s: u64,
+    /// SHA-256 of the resolved config ([`Config::fingerprint`]) as config.toml holds it now
+    /// (after the recorded `changes`); absent in folders of lcsim before 0.1 checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<String>,
+    /// The resolved config, key by key ([`Config::flat`]), to name what an edit changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+    /// The identity of the data the run trains on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataIdentity>,
+    /// Values of [`RESUME_KEYS`] changed on resume, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ConfigChange>,
+}
+
+/// The config a resume continues with, and run.json updated with its changes (None: no change).
+#[derive(Clone, Debug)]
+pub struct ResumedConfig {
+    pub config: Config,
+    pub record: Option<RunRecord>,
+}
+
+/// One change of a key on resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub key: String,
+    pub from: String,
+    pub to: String,
+    /// Epochs completed when the change was made.
+    pub after_epoch: usize,
+    pub unix_s: u64,
+}
+
+/// The identity of a run's data: what they are and the SHA-256 of their values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataIdentity {
+    /// e.g. "mnist: 10000 train / 2000 test, 784 inputs, 10 classes".
+    pub description: String,
+    /// SHA-256 over both splits' inputs, labels and targets (little-endian bytes).
+    pub sha256: String,
+}
+
+impl DataIdentity {
+    /// The identity of a loaded split.
+    pub fn of(data: &Split) -> DataIdentity {
+        let mut hash = Sha256::new();
+        let mut add = |d: &Dataset| {
+            hash.update((d.inputs.nrows() as u64).to_le_bytes());
+            hash.update((d.inputs.ncols() as u64).to_le_bytes());
+            hash.update((d.n_classes as u64).to_le_bytes());
+            for v in d.inputs.as_slice() {
+                hash.update(v.to_le_bytes());
+            }
+            for &l in &d.labels {
+                hash.update((l as u64).to_le_bytes());
+            }
+            if let Some(targets) = &d.targets {
+                for v in targets.as_slice() {
+                    hash.update(v.to_le_bytes());
+                }
+            }
+        };
+        add(&data.train);
+        add(&data.test);
+        DataIdentity {
+            description: format!(
+                "{}: {} train / {} test, {} inputs, {} classes",
+                data.train.name,
+                data.train.len(),
+                data.test.len(),
+                data.train.inputs.nrows(),
+                data.train.n_classes
+            ),
+            sha256: hex(&hash.finalize()),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `key = value (was before)` items, comma separated.
+fn describe_changes(changes: &[(String, String, String)]) -> String {
+    changes
+        .iter()
+        .map(|(k, was, is)| format!("{k} = {is} (was {was})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl RunDir {
+    /// The config to resume with: config.toml as the run recorded it, with `overrides`
+    /// (keys of [`RESUME_KEYS`] only) applied and recorded in run.json. A config.toml edited
+    /// by hand is refused, naming the keys that differ, unless `overrides` set exactly those
+    /// keys to the edited values. Nothing is written: [`RunDir::apply_changes`] does, once
+    /// the data are verified too.
+    pub fn verify_config(&self, config: Config, overrides: &[String]) -> Result<ResumedConfig> {
+        for o in overrides {
+            let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+            if !RESUME_KEYS.contains(&key) {
+                return Err(invalid(
+                    "--set",
+                    key,
+                    &format!("with --resume, a key that may change on resume: one of {RESUME_KEYS:?} (the others are the run's past; start a new run to change them)"),
+                ));
+            }
+        }
+        let mut record = self.record()?;
+        let wanted = if overrides.is_empty() {
+            config.clone()
+        } else {
+            Config::load(Some(&self.path.join("config.toml")), overrides)?
+        };
+        let set: Vec<&str> = overrides
+            .iter()
+            .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim())
+            .collect();
+        // A folder of an lcsim that recorded no config: config.toml is all there is.
+        let recorded = &record.config.clone().unwrap_or_else(|| config.flat());
+        let edited = changed_keys(recorded, &config.flat());
+        let unexplained: Vec<_> = edited
+            .iter()
+            .filter(|(k, _, _)| !set.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if !unexplained.is_empty() {
+            let may: Vec<String> = unexplained
+                .iter()
+                .filter(|(k, _, _)| RESUME_KEYS.contains(&k.as_str()))
+                .map(|(k, _, is)| format!("--set {k}={is}"))
+                .collect();
+            let continue_with = if may.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; or, to continue with the new value, `lcsim train --resume {} {}`",
+                    self.path.display(),
+                    may.join(" ")
+                )
+            };
+            return Err(LcsimError::EditedPast {
+                dir: self.path.clone(),
+                what: format!(
+                    "its config.toml differs from the config it was trained with (recorded in run.json): {}",
+                    describe_changes(&unexplained)
+                ),
+                allowed: format!(
+                    "config.toml as recorded: restore the old values{continue_with}; only {RESUME_KEYS:?} may change on resume, each recorded in run.json; start a new run to change the others"
+                ),
+            });
+        }
+        let changes = changed_keys(recorded, &wanted.flat());
+        let epochs_done = self.epochs_done()?;
+        if changes.is_empty() {
+            return Ok(ResumedConfig {
+                config: wanted,
+                record: None,
+            });
+        }
+        if wanted.training.epochs < epochs_done {
+            return Err(invalid(
+                "training.epochs",
+                wanted.training.epochs,
+                &format!(
+                    "at least the {epochs_done} epochs {} has completed",
+                    self.path.display()
+                ),
+            ));
+        }
+        let now = unix_now();
+        record
+            .changes
+            .extend(changes.iter().map(|(k, from, to)| ConfigChange {
+                key: k.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                after_epoch: epochs_done,
+                unix_s: now,
+            }));
+        record.config_sha256 = Some(wanted.fingerprint());
+        record.config = Some(wanted.flat());
+        Ok(ResumedConfig {
+            config: wanted,
+            record: Some(record),
+        })
+    }
+
+    /// Writes a resumed config's changes: config.toml, then run.json with the changes; a
+    /// finished run given more epochs is unfinished again (its final files go first).
+    /// Returns the config when there is training left to do.
+    pub fn apply_changes(&self, resumed: ResumedConfig) -> Result<Option<Config>> {
+        let ResumedConfig { config, record } = resumed;
+        if let Some(record) = record {
+            if config.training.epochs > self.epochs_done()? {
+                for f in ["summary.json", "params.npz", "feedback.npz"] {
+                    let path = self.path.join(f);
+                    if path.exists() {
+                        std::fs::remove_file(&path).map_err(io_error(&path))?;
+                    }
+                }
+            }
+            write_atomic(&self.path.join("config.toml"), config.to_toml().as_bytes())?;
+            self.write_record(&record)?;
+        }
+        Ok((!self.is_finished()).then_some(config))
+    }
+    /// Refuses data whose identity differs from the one run.json recorded.
+    pub fn verify_data(&self, data: &Split) -> Result<()> {
+        let Some(recorded) = self.record()?.data else {
+            return Ok(());
+        };
+        let now = DataIdentity::of(data);
+        if now.sha256 == recorded.sha256 {
+            return Ok(());
+        }
+        Err(LcsimError::EditedPast {
+            dir: self.path.clone(),
+            what: format!(
+                "its data are not those it was trained on: now {} (SHA-256 {}), recorded in run.json {} (SHA-256 {})",
+                now.description,
+                &now.sha256[..12],
+                recorded.description,
+                &recorded.sha256[..recorded.sha256.len().min(12)]
+            ),
+            allowed: "the data set the run started with (data.* keys and the files they name); start a new run for other data".into(),
+        })
+    }
+
+    /// Epochs in checkpoint.npz (0 without one).
+    fn epochs_done(&self) -> Result<usize> {
+        let path = self.path.join("checkpoint.npz");
+        if !path.is_file() {
+            return Ok(0);
+        }
+        let arrays = read_npz(&path)?;
+        Ok(arrays
+            .get("epoch")
+            .and_then(|a| a.data.first().copied())
+            .map_or(0, |v| v as usize))
+    }
+}
+
 /// How `lcsim train` starts: a new run of a config, or an unfinished run resumed.
 #[derive(Clone, Debug)]
 pub enum TrainStart {
@@ -337,12 +633,18 @@ pub enum TrainStart {
         /// The command line, recorded in run.json.
         command: String,
     },
-    Resume(PathBuf),
+    /// An unfinished run continued; `overrides` (`key=value`) change [`RESUME_KEYS`] only.
+    Resume {
+        dir: PathBuf,
+        overrides: Vec<String>,
+    },
 }
 
 /// A run ready to train: its folder, config, data and state (the checkpoint's when resumed).
 pub struct Training<S: Trainable = RateNetwork> {
     pub run: RunDir,
+    /// Held while the run trains: a second `lcsim train` on the folder is refused.
+    pub lock: FolderLock,
     pub config: Config,
     pub data: Split,
     pub state: TrainingState<S>,
@@ -362,20 +664,31 @@ pub enum StartedTraining {
 /// when the run to resume is finished already. The memory estimate is checked and the data
 /// loaded before a new folder is created, so bad data or sizes leave no run behind.
 pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
-    let (run, config, data) = match start {
-        TrainStart::Resume(dir) => {
+    let (run, lock, config, data) = match start {
+        TrainStart::Resume { dir, overrides } => {
             let (run, config) = RunDir::open(&dir)?;
-            if run.is_finished() {
+            let lock = run.lock()?;
+            let resumed = run.verify_config(config, &overrides)?;
+            if resumed.record.is_none() && run.is_finished() {
                 return Ok(None);
             }
-            config.check_resources()?;
-            let data = load_split(&config)?;
-            (run, config, data)
+            resumed.config.check_resources()?;
+            let data = load_split(&resumed.config)?;
+            run.verify_data(&data)?;
+            let Some(config) = run.apply_changes(resumed)? else {
+                return Ok(None);
+            };
+            (run, lock, config, data)
         }
         TrainStart::New { config, command } => {
             config.check_resources()?;
             let data = load_split(&config)?;
-            (RunDir::create(&config, &command)?, *config, data)
+            let run = RunDir::create(&config, &command)?;
+            let lock = run.lock()?;
+            let mut record = run.record()?;
+            record.data = Some(DataIdentity::of(&data));
+            run.write_record(&record)?;
+            (run, lock, *config, data)
         }
     };
     let batches = data.train.len().div_ceil(config.training.batch_size);
@@ -383,6 +696,7 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
         let state = run.load_checkpoint(TrainingState::new_meta(&config, batches)?)?;
         return Ok(Some(StartedTraining::Meta(Training {
             run,
+            lock,
             config,
             data,
             state,
@@ -398,6 +712,7 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
     let state = run.load_checkpoint(fresh)?;
     Ok(Some(StartedTraining::Rate(Training {
         run,
+        lock,
         config,
         data,
         state,

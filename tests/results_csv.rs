@@ -23,6 +23,7 @@ fn entry(index: usize, overrides: &[(&str, &str)]) -> RunEntry {
             training: 2,
             data: 3,
         },
+        config_sha256: None,
     }
 }
 
@@ -91,6 +92,8 @@ fn sweep_and_results() -> (Sweep, Vec<RunResult>) {
         ranges: vec![],
         keys: keys.iter().map(|k| k.to_string()).collect(),
         runs: runs.clone(),
+        base: None,
+        runs_sha256: None,
     };
     let numbers: [f64; 12] = [
         0.9375,

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 pub struct TrainArgs {
     #[command(flatten)]
     pub source: ConfigSource,
-    /// Continue the unfinished run in this folder from its last completed epoch.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides"])]
+    /// Continue the unfinished run in this folder from its last completed epoch. Its
+    /// config.toml must be the one it was trained with; with --resume, --set changes only
+    /// training.epochs, training.threads, output.figures or output.figure_format (recorded
+    /// in run.json), e.g. --resume RUN --set training.epochs=20 (a finished run too).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
@@ -22,7 +25,10 @@ impl TrainArgs {
     /// A new run of the config (loaded and validated here), or the run to resume.
     pub fn start(&self) -> Result<TrainStart> {
         Ok(match &self.resume {
-            Some(dir) => TrainStart::Resume(dir.clone()),
+            Some(dir) => TrainStart::Resume {
+                dir: dir.clone(),
+                overrides: self.source.overrides.clone(),
+            },
             None => TrainStart::New {
                 config: Box::new(self.source.load()?),
                 command: super::command_line(),

@@ -107,7 +107,7 @@ impl CheckArgs {
 
     /// The validated settings of `lcsim check`.
     pub fn settings(&self) -> Result<CheckSettings> {
-        Ok(CheckSettings {
+        let s = CheckSettings {
             n_x: self.inputs,
             topology: self.topology()?,
             n_y: self.outputs,
@@ -126,7 +126,9 @@ impl CheckArgs {
             solver: self.solver.options()?,
             fd_tolerance: self.fd_tolerance,
             cosine_tolerance: self.cosine_tolerance,
-        })
+        };
+        s.validate().map_err(rename_meta_field)?;
+        Ok(s)
     }
 
     /// The validated settings of `lcsim check --system meta`.
@@ -374,6 +376,19 @@ pub fn rename_simulate_field(e: crate::error::LcsimError) -> crate::error::Lcsim
                 allowed,
             }
         }
+        crate::error::LcsimError::Resources {
+            task,
+            estimate,
+            limit,
+            what,
+            keys: _,
+        } if task == "the simulation" => crate::error::LcsimError::Resources {
+            task,
+            estimate,
+            limit,
+            what,
+            keys: "--points, --samples".into(),
+        },
         other => other,
     }
 }

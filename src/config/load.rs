@@ -14,9 +14,20 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(io_error(p))?;
                 text.parse::<toml::Table>().map_err(|e| {
+                    let place = e.span().map_or(String::new(), |s| {
+                        let line = text[..s.start].matches('\n').count() + 1;
+                        let key = key_at(&text, s.start);
+                        let at = text[s.clone()].lines().next().unwrap_or("").trim();
+                        let last = key.rsplit('.').next().unwrap_or("");
+                        match at {
+                            "" => format!(" at line {line} (`{key}`)"),
+                            at if at == last => format!(" at line {line}: `{key}`"),
+                            at => format!(" at line {line} (`{key}`: `{at}`)"),
+                        }
+                    });
                     invalid(
                         &p.display().to_string(),
-                        e.message(),
+                        format!("{}{place}", e.message()),
                         "a TOML file (see `lcsim config`)",
                     )
                 })?

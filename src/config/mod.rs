@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod data;
 mod docs;
+mod fingerprint;
 mod load;
 mod meta;
 mod method;
@@ -24,6 +25,7 @@ mod validate;
 
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
+pub use fingerprint::{changed_keys, fingerprint, hex, sha256_hex, value_text};
 pub use meta::MetaConfig;
 pub use method::{
     ControlledStart, EbdConfig, EquilibriumDefinition, KpConfig, LfConfig, Method, MethodConfig,
@@ -31,7 +33,8 @@ pub use method::{
 };
 pub use network::{ControllerConfig, DynamicsConfig, ModelConfig, ModelKind};
 pub use output::OutputConfig;
-pub use resources::MEMORY_CAP_BYTES;
+pub use overrides::parse_value;
+pub use resources::{check_memory, MEMORY_CAP_BYTES};
 pub use training::{OnNonFinite, ScheduleKind, TrainingConfig};
 
 /// A whole run's settings.

@@ -10,9 +10,11 @@ pub(super) fn apply_override(table: &mut toml::Table, assignment: &str) -> Resul
         .ok_or_else(|| invalid("--set", assignment, "key=value, e.g. controller.alpha=0.05"))?;
     let key = key.trim();
     let defaults = Config::schema_table();
+    let raw = raw.trim();
     let parts: Vec<&str> = key.split('.').collect();
     // The key must name a field of the schema.
     let mut known = &defaults;
+    let mut default = &toml::Value::Boolean(false);
     for (i, part) in parts.iter().enumerate() {
         match known.get(*part) {
             Some(toml::Value::Table(t)) if i + 1 < parts.len() => known = t,
@@ -24,7 +26,7 @@ pub(super) fn apply_override(table: &mut toml::Table, assignment: &str) -> Resul
                     &format!("a key inside the table `{key}`, one of {keys:?}"),
                 ));
             }
-            Some(_) if i + 1 == parts.len() => {}
+            Some(v) if i + 1 == parts.len() => default = v,
             _ => {
                 let keys: Vec<&String> = known.keys().collect();
                 return Err(invalid(
@@ -38,11 +40,17 @@ pub(super) fn apply_override(table: &mut toml::Table, assignment: &str) -> Resul
             }
         }
     }
-    let value = format!("v = {}", raw.trim())
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let value = parse_value(raw, default);
+    if let toml::Value::String(s) = &value {
+        let overflows = s.parse::<f64>().is_ok_and(f64::is_infinite);
+        if overflows && s.contains(|c: char| c.is_ascii_digit()) && !default.is_str() {
+            return Err(invalid(
+                key,
+                s,
+                "a finite number: this one is beyond the largest 64-bit float, about 1.8e308",
+            ));
+        }
+    }
     let mut node = table;
     for part in &parts[..parts.len() - 1] {
         let entry = node
@@ -55,4 +63,19 @@ pub(super) fn apply_override(table: &mut toml::Table, assignment: &str) -> Resul
     }
     node.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+/// A command-line value for a key whose default is `default`: TOML, else a bare word taken
+/// as a string; a single value for a list key (`model.hidden=64`) becomes a list of one.
+pub fn parse_value(raw: &str, default: &toml::Value) -> toml::Value {
+    let parsed = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    match (default, parsed) {
+        (toml::Value::Array(_), v @ toml::Value::Array(_)) => v,
+        (toml::Value::Array(_), v) => toml::Value::Array(vec![v]),
+        (_, v) => v,
+    }
 }

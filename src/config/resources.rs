@@ -72,21 +72,31 @@ impl Config {
     /// Refuses a config whose [`Config::memory_estimate`] exceeds the cap or the memory
     /// available on this machine (`MemAvailable` of /proc/meminfo, where readable).
     pub fn check_resources(&self) -> Result<()> {
-        let estimate = self.memory_estimate();
-        let (limit, what) = match available_memory() {
-            Some(a) if a < MEMORY_CAP_BYTES => (a, "the memory available on this machine"),
-            _ => (MEMORY_CAP_BYTES, "lcsim's cap"),
-        };
-        if estimate > limit {
-            return Err(LcsimError::Resources {
-                estimate: gib(estimate),
-                limit: gib(limit),
-                what: what.into(),
-                keys: "model.hidden, data.synthetic_samples, training.batch_size, solver.anderson_memory, solver.stability_dim".into(),
-            });
-        }
-        Ok(())
+        check_memory(
+            "the run",
+            self.memory_estimate(),
+            "model.hidden, data.synthetic_samples, training.batch_size, solver.anderson_memory, solver.stability_dim",
+        )
     }
+}
+
+/// Refuses an `estimate` (bytes) of what `task` needs above [`MEMORY_CAP_BYTES`] or the
+/// memory available on this machine; `keys` name what to make smaller.
+pub fn check_memory(task: &str, estimate: f64, keys: &str) -> Result<()> {
+    let (limit, what) = match available_memory() {
+        Some(a) if a < MEMORY_CAP_BYTES => (a, "the memory available on this machine"),
+        _ => (MEMORY_CAP_BYTES, "lcsim's cap"),
+    };
+    if estimate > limit {
+        return Err(LcsimError::Resources {
+            task: task.into(),
+            estimate: gib(estimate),
+            limit: gib(limit),
+            what: what.into(),
+            keys: keys.into(),
+        });
+    }
+    Ok(())
 }
 
 fn gib(bytes: f64) -> String {

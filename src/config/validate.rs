@@ -64,13 +64,7 @@ impl Config {
                 "a fraction in [0, 1]",
             ));
         }
-        if t.threads > 1024 {
-            return Err(invalid(
-                "training.threads",
-                t.threads,
-                "an integer in 0..=1024 (0 = all cores)",
-            ));
-        }
+        crate::error::ensure_thread_count("training.threads", t.threads)?;
         if t.epochs > 1_000_000 {
             return Err(invalid(
                 "training.epochs",

@@ -44,3 +44,22 @@ fn temp_path(path: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
+
+/// Removes the temporary files of interrupted atomic writes in `dir` (`.NAME.PID.N.tmp`,
+/// figures' `.NAME.PID.N.tmp.EXT`); only safe while no other process writes there (the
+/// folder's lock, [`crate::io::lock`]). Returns how many were removed.
+pub fn remove_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.')
+                && (name.ends_with(".tmp") || name.contains(".tmp."))
+                && e.file_type().is_ok_and(|t| t.is_file())
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}

@@ -84,9 +84,37 @@ pub struct EquilibriumJob {
     pub equilibrium: EquilibriumDefinition,
 }
 
+impl EquilibriumJob {
+    /// Refuses an --out that names one of the input files (it would be overwritten).
+    pub fn check_out(&self) -> Result<()> {
+        let same =
+            |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            };
+        for (flag, input) in [
+            ("--params", &self.params),
+            ("--input", &self.input),
+            ("--labels", &self.labels),
+        ] {
+            if same(&self.out, input) {
+                return Err(invalid(
+                    "--out",
+                    self.out.display(),
+                    &format!(
+                        "a file other than the inputs (it is {flag}, which would be overwritten)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Loads the job's files, checks that they fit together and computes the batch's arrays
 /// (written by [`write_batch_study`] to `job.out`).
 pub fn equilibrium_study(job: &EquilibriumJob) -> Result<BatchStudy> {
+    job.check_out()?;
     let net = load_params(&job.params, job.layered, job.activation)?;
     let x = load_inputs(&job.input)?;
     let t = load_targets(&job.labels, net.n_y())?;

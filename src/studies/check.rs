@@ -127,12 +127,35 @@ impl CheckSettings {
         if self.batch == 0 {
             return Err(invalid("batch", 0, "an integer >= 1"));
         }
-        crate::studies::alignment::validate_alphas("alphas", &self.alphas)?;
+        let sorted = crate::studies::alignment::validate_alphas("alphas", &self.alphas)?;
+        if sorted != self.alphas {
+            return Err(invalid(
+                "alphas",
+                format!("{:?}", self.alphas),
+                "increasing values (the alignment check reads the cosine at the largest alpha, the last)",
+            ));
+        }
         ensure_positive("fd_step", self.fd_step)?;
         ensure_positive("fd_tolerance", self.fd_tolerance)?;
         ensure_positive("dynamics.tau_v", self.tau_v)?;
         self.controller.validate()?;
-        self.solver.validate()
+        self.solver.validate()?;
+        crate::config::check_memory(
+            "the check",
+            self.memory_estimate(),
+            "--hidden, --inputs, --outputs, --batch",
+        )
+    }
+
+    /// Estimated peak memory in bytes: `8 [8 P + B (m_anderson + k_stability + 4) 3 d]`,
+    /// with P the parameters (the network, its finite-difference copies, updates and
+    /// gradients), B the batch and d the network's units.
+    pub fn memory_estimate(&self) -> f64 {
+        let units = (self.topology.hidden_units() + self.n_y) as f64;
+        let params = (self.n_x as f64 + units) * units + units;
+        let s = &self.solver;
+        let histories = s.anderson.memory as f64 + s.accelerated.stability.dim as f64 + 4.0;
+        8.0 * (8.0 * params + self.batch as f64 * histories * 3.0 * units)
     }
 }
 

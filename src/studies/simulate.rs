@@ -149,6 +149,15 @@ impl SimulationSettings {
         Ok(())
     }
 
+    /// Refuses a simulation whose recorded trajectories would not fit in memory: about
+    /// `8 (points + 1) samples (2 d + 8)` bytes for a coupled state of `d` entries (the
+    /// state and its rate of change at every output time, and the scalar series).
+    pub fn check_memory(&self, state_dim: usize) -> Result<()> {
+        let per_point = 2.0 * state_dim as f64 + 8.0;
+        let estimate = 8.0 * (self.points as f64 + 1.0) * self.samples.len() as f64 * per_point;
+        crate::config::check_memory("the simulation", estimate, "points, samples")
+    }
+
     /// The output times: `points` uniform times on [0, t_end] (the last exactly t_end), with
     /// t_on inserted when no grid time after 0 is within 1e-9 * t_end of it (such a time is
     /// set to t_on exactly).

@@ -231,6 +231,7 @@ fn simulate_meta(job: &SimulateJob, mut say: impl FnMut(String)) -> Result<Writt
     let tasks = settings.split.of(&data);
     settings.validate(tasks.len())?;
     let (net, source, default_name) = simulated_meta_system(job)?;
+    settings.check_memory(3 * net.state_dim())?;
     let (name, dir) = folder(job, &default_name)?;
     say(format!(
         "lcsim {} simulate: meta-learning, learner {:?} ({} weights), lambda = {}, {} tasks {:?} of {} ({}), controller ({}) on at t = {} until t = {}, {} points, solver {}",
@@ -312,6 +313,8 @@ pub fn simulate(job: &SimulateJob, say: impl FnMut(String)) -> Result<Written> {
     let data = load_split(config)?;
     let dataset = settings.split.of(&data);
     settings.validate(dataset.len())?;
+    let units: usize = config.model.hidden.iter().sum::<usize>() + dataset.n_classes;
+    settings.check_memory(3 * units)?;
     let network = simulated_network(job, &data)?;
     let (name, dir) = folder(job, &network.default_name)?;
     say(format!(

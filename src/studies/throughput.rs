@@ -79,6 +79,10 @@ pub fn throughput(s: &ThroughputJob, mut say: impl FnMut(String)) -> Result<Thro
     if s.batches == 0 {
         return Err(invalid("--batches", 0, "an integer >= 1"));
     }
+    for &threads in &s.threads {
+        crate::error::ensure_thread_count("--threads", threads)?;
+    }
+    config.check_resources()?;
     let data = load_split(config)?;
     let t = &config.training;
     let per_epoch = data.train.len().div_ceil(t.batch_size);

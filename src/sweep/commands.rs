@@ -10,7 +10,8 @@ use super::plan::{plan, PlanSettings};
 use super::results::{collect, results_csv};
 use super::runner::{run_local, run_one, RunEvent, RunOutcome};
 use super::slurm::{slurm_script, submit, write_slurm_script, SlurmSettings};
-use crate::error::{invalid, LcsimError, Result};
+use crate::error::{invalid, LcsimError, Result, MAX_THREADS};
+use crate::io::lock::{lock_folder, LockMode};
 use crate::run::write_atomic;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,12 @@ pub fn run_command(s: &RunSettings, stop_source: impl FnOnce() -> Arc<AtomicBool
         )),
         _ => None,
     };
+    // One local runner per sweep folder; the single-run runners (--index, Slurm tasks) share it.
+    let mode = match index {
+        Some(_) => LockMode::Shared,
+        None => LockMode::Exclusive,
+    };
+    let _lock = lock_folder(&sweep.dir, "sweep folder", mode)?;
     match index {
         Some((i, field)) => run_single(&sweep, i, field, s),
         None => run_pending(&sweep, s, stop_source),
@@ -122,6 +129,13 @@ fn run_single(sweep: &Sweep, i: usize, field: &str, s: &RunSettings) -> Result<u
             println!("interrupted; run the same command again to resume");
             INTERRUPTED
         }
+        RunOutcome::Busy { holder } => {
+            eprintln!(
+                "error: run {} is being trained by {holder}; not started again",
+                sweep.run_dir(run).display()
+            );
+            1
+        }
         RunOutcome::Failed { reason } => {
             eprintln!(
                 "error: run {} failed: {reason} (see {})",
@@ -142,8 +156,12 @@ fn run_pending(
     let jobs = s
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if jobs == 0 {
-        return Err(invalid("--jobs", 0, "an integer >= 1"));
+    if !(1..=MAX_THREADS).contains(&jobs) {
+        return Err(invalid(
+            "--jobs",
+            jobs,
+            &format!("an integer in 1..={MAX_THREADS}"),
+        ));
     }
     let total = sweep.manifest.runs.len();
     let pending = sweep.pending();
@@ -193,6 +211,9 @@ fn run_pending(
                 )),
                 RunOutcome::Skipped => say(format!("skipped {} (done)", run.id)),
                 RunOutcome::Interrupted => say(format!("stopped {} (resumable)", run.id)),
+                RunOutcome::Busy { holder } => {
+                    say(format!("busy    {} (trained by {holder})", run.id))
+                }
                 RunOutcome::Failed { reason } => {
                     say(format!(
                         "FAILED  {} {}: {reason}",
@@ -213,8 +234,16 @@ fn run_pending(
         .iter()
         .filter(|o| matches!(o, None | Some(RunOutcome::Interrupted)))
         .count();
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, Some(RunOutcome::Busy { .. })))
+        .count();
+    let busy_text = match busy {
+        0 => String::new(),
+        n => format!(", {n} trained by another process"),
+    };
     println!(
-        "{done} runs finished now, {} failed, {not_run} not finished; {} of {total} done in all",
+        "{done} runs finished now, {} failed{busy_text}, {not_run} not finished; {} of {total} done in all",
         failed.len(),
         total - sweep.pending().len()
     );
@@ -228,7 +257,7 @@ fn run_pending(
     Ok(if not_run > 0 {
         println!("interrupted; run the same command again to finish the sweep");
         INTERRUPTED
-    } else if failed.is_empty() {
+    } else if failed.is_empty() && busy == 0 {
         0
     } else {
         1

@@ -1,9 +1,10 @@
 //! A sweep folder on disk: opened and checked against its manifest, the paths of each run's
 //! config, folder and log, and where each run stands (done = summary.json written).
 
-use super::keys::flat;
-use super::plan::{assignments, run_id, Manifest, RunEntry};
-use crate::config::Config;
+use super::plan::{
+    assignments, planned_fingerprint, run_id, runs_fingerprint, Manifest, RunEntry, Seeds,
+};
+use crate::config::{changed_keys, Config};
 use crate::error::{invalid, io_error, Result};
 use std::path::{Path, PathBuf};
 
@@ -57,7 +58,24 @@ impl Sweep {
             return bad("no runs".into(), "at least one run");
         }
         let base_path = self.dir.join("base.toml");
-        Config::load(Some(&base_path), &[])?;
+        let base = Config::load(Some(&base_path), &[])?;
+        if let Some(planned) = &m.base {
+            let edited = changed_keys(planned, &base.flat());
+            if !edited.is_empty() {
+                let items: Vec<String> = edited
+                    .iter()
+                    .map(|(k, was, is)| format!("{k} = {is} (was {was})"))
+                    .collect();
+                return bad(
+                    format!(
+                        "{} edited after planning: {}",
+                        base_path.display(),
+                        items.join(", ")
+                    ),
+                    "base.toml as planned: restore it, or plan a new sweep for other values",
+                );
+            }
+        }
         let n = m.runs.len();
         let mut seen = std::collections::HashSet::new();
         for (i, run) in m.runs.iter().enumerate() {
@@ -93,11 +111,25 @@ impl Sweep {
                     "a config file for every run (plan the sweep again)",
                 );
             }
-            let actual = flat(&Config::load(Some(&path), &[])?);
-            let wanted = flat(&Config::load(
+            let config = Config::load(Some(&path), &[])?;
+            if Seeds::of(&config) != run.seeds {
+                return bad(
+                    format!(
+                        "run {}: seeds {} in the manifest, {} in {}",
+                        run.id,
+                        run.seeds,
+                        Seeds::of(&config),
+                        path.display()
+                    ),
+                    "the seeds the sweep was planned with (was the manifest or the config edited?)",
+                );
+            }
+            let actual = config.flat();
+            let wanted = Config::load(
                 Some(&base_path),
                 &assignments(&run.overrides, &self.runs_dir(), &run.id),
-            )?);
+            )?
+            .flat();
             // output.dir may differ when the sweep folder was moved.
             if let Some((key, value)) = wanted
                 .iter()
@@ -111,6 +143,26 @@ impl Sweep {
                         path.display()
                     ),
                     &format!("{key} = {value}, as base.toml and the manifest's overrides say"),
+                );
+            }
+            if let Some(h) = &run.config_sha256 {
+                if *h != planned_fingerprint(&config) {
+                    return bad(
+                        format!(
+                            "run {}: {} is not the config planned (config_sha256)",
+                            run.id,
+                            path.display()
+                        ),
+                        "the config `lcsim sweep plan` wrote for this run (plan the sweep again)",
+                    );
+                }
+            }
+        }
+        if let Some(h) = &m.runs_sha256 {
+            if *h != runs_fingerprint(&m.runs) {
+                return bad(
+                    format!("a run list of {n} runs that is not the one planned (runs_sha256)"),
+                    "the run list `lcsim sweep plan` wrote (was a run deleted, added or edited? plan the sweep again)",
                 );
             }
         }

@@ -1,10 +1,8 @@
-//! Config keys as a sweep sees them: a dotted key looked up in the default config, a
-//! command-line value as compact TOML text of that key's type, and a config flattened to
-//! dotted keys (to compare a run's config with its plan).
+//! Config keys as a sweep sees them: a dotted key looked up in the default config, and a
+//! command-line value as compact TOML text of that key's type.
 
-use crate::config::{Config, KEY_DOCS};
+use crate::config::{parse_value, value_text, Config, KEY_DOCS};
 use crate::error::{invalid, Result};
-use std::collections::BTreeMap;
 
 /// The default config as a TOML table (to look keys and their types up).
 fn default_table() -> toml::Table {
@@ -55,28 +53,7 @@ pub(super) fn split_values(text: &str) -> Vec<String> {
 /// A command-line value as TOML text for `key`: a bare word becomes a string, and a single
 /// value for a list key (model.hidden=64) becomes a list of one.
 pub(super) fn normalise_value(raw: &str, default: &toml::Value) -> String {
-    let parsed = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let value = match (default, parsed) {
-        (toml::Value::Array(_), v @ toml::Value::Array(_)) => v,
-        (toml::Value::Array(_), v) => toml::Value::Array(vec![v]),
-        (_, v) => v,
-    };
-    value_text(&value)
-}
-
-/// Compact TOML text of a value.
-fn value_text(v: &toml::Value) -> String {
-    match v {
-        toml::Value::Array(a) => {
-            let items: Vec<String> = a.iter().map(value_text).collect();
-            format!("[{}]", items.join(", "))
-        }
-        v => v.to_string(),
-    }
+    value_text(&parse_value(raw, default))
 }
 
 /// Keys the sweep sets itself.
@@ -89,31 +66,4 @@ pub(super) fn check_sweepable(key: &str, flag: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Flattens a TOML table into dotted keys -> value text.
-fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            v => {
-                out.insert(key, value_text(v));
-            }
-        }
-    }
-}
-
-pub(super) fn flat(config: &Config) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    flatten(
-        "",
-        &toml::Table::try_from(config).expect("a config serialises"),
-        &mut out,
-    );
-    out
 }

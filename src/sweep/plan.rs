@@ -4,7 +4,7 @@
 
 use super::folder::{absolute, Sweep, MANIFEST};
 use super::keys::{check_sweepable, default_value, normalise_value, split_values};
-use crate::config::Config;
+use crate::config::{fingerprint, sha256_hex, Config};
 use crate::error::{invalid, io_error, Result};
 use crate::numerics::rng::Rng;
 use crate::run::write_atomic;
@@ -59,6 +59,24 @@ pub struct Seeds {
     pub data: u64,
 }
 
+impl std::fmt::Display for Seeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, t, d) = (self.model, self.training, self.data);
+        write!(f, "model.seed = {m}, training.seed = {t}, data.seed = {d}")
+    }
+}
+
+impl Seeds {
+    /// The seeds of a config.
+    pub fn of(config: &Config) -> Seeds {
+        Seeds {
+            model: config.model.seed,
+            training: config.training.seed,
+            data: config.data.seed,
+        }
+    }
+}
+
 /// One run of the plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunEntry {
@@ -69,6 +87,10 @@ pub struct RunEntry {
     /// Swept key -> TOML value.
     pub overrides: BTreeMap<String, String>,
     pub seeds: Seeds,
+    /// SHA-256 of the planned config without output.dir ([`planned_fingerprint`]); absent in
+    /// manifests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<String>,
 }
 
 /// The plan of a sweep (manifest.json).
@@ -85,6 +107,28 @@ pub struct Manifest {
     /// The swept keys in column order (grid keys, then random keys).
     pub keys: Vec<String>,
     pub runs: Vec<RunEntry>,
+    /// The base config as planned, key by key (to name what an edit of base.toml changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BTreeMap<String, String>>,
+    /// SHA-256 of the run list ([`runs_fingerprint`]): a deleted, added or edited run shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_sha256: Option<String>,
+}
+
+/// SHA-256 of a run's config without output.dir (which moves with the sweep folder).
+pub fn planned_fingerprint(config: &Config) -> String {
+    let mut flat = config.flat();
+    flat.remove("output.dir");
+    fingerprint(&flat)
+}
+
+/// SHA-256 of the run list as JSON (index, id, overrides, seeds and config hash of each run).
+pub fn runs_fingerprint(runs: &[RunEntry]) -> String {
+    sha256_hex(
+        serde_json::to_string(runs)
+            .expect("the runs serialise")
+            .as_bytes(),
+    )
 }
 
 /// Parses one `--grid key=v1,v2,...`.
@@ -369,11 +413,8 @@ pub fn plan(settings: &PlanSettings) -> Result<Sweep> {
             index,
             id,
             overrides,
-            seeds: Seeds {
-                model: config.model.seed,
-                training: config.training.seed,
-                data: config.data.seed,
-            },
+            seeds: Seeds::of(&config),
+            config_sha256: Some(planned_fingerprint(&config)),
         });
         configs.push(config);
     }
@@ -387,7 +428,9 @@ pub fn plan(settings: &PlanSettings) -> Result<Sweep> {
         random_seed: settings.seed,
         ranges,
         keys,
+        runs_sha256: Some(runs_fingerprint(&runs)),
         runs,
+        base: Some(base.flat()),
     };
     let configs_dir = out.join("configs");
     std::fs::create_dir_all(&configs_dir).map_err(io_error(&configs_dir))?;

@@ -3,7 +3,9 @@
 //! DIR/runs/ID/error.txt; several at a time locally, stoppable resumably.
 
 use super::folder::{read_summary, Sweep};
+use crate::config::{changed_keys, Config};
 use crate::error::{invalid, io_error, Result};
+use crate::io::lock::lock_holder;
 use crate::run::write_atomic;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -22,6 +24,8 @@ pub enum RunOutcome {
     Interrupted,
     /// Failed; the reason is in the run's error.txt.
     Failed { reason: String },
+    /// Being trained by another process (its run folder is locked): left to it.
+    Busy { holder: String },
 }
 
 /// Last `n` lines of `text`.
@@ -54,10 +58,30 @@ pub fn run_one_until(
     if read_summary(&dir).is_some() {
         return Ok(RunOutcome::Skipped);
     }
+    if let Some(holder) = lock_holder(&dir) {
+        return Ok(RunOutcome::Busy { holder });
+    }
     let _ = std::fs::remove_file(dir.join("error.txt"));
     let runs_dir = sweep.runs_dir();
     let mut args: Vec<String> = vec!["train".into(), "--quiet".into()];
     if dir.join("config.toml").is_file() {
+        // The run folder must hold the planned config (output.dir aside).
+        let planned = Config::load(Some(&sweep.config_path(run)), &[])?.flat();
+        let actual = Config::load(Some(&dir.join("config.toml")), &[])?.flat();
+        let edited: Vec<String> = changed_keys(&planned, &actual)
+            .into_iter()
+            .filter(|(k, _, _)| k != "output.dir")
+            .map(|(k, was, is)| format!("{k} = {is} (planned {was})"))
+            .collect();
+        if !edited.is_empty() {
+            let reason = format!(
+                "{} is not the planned config: {} (remove the run folder to start it again as planned)",
+                dir.join("config.toml").display(),
+                edited.join(", ")
+            );
+            write_atomic(&dir.join("error.txt"), format!("{reason}\n").as_bytes())?;
+            return Ok(RunOutcome::Failed { reason });
+        }
         args.extend(["--resume".into(), dir.display().to_string()]);
     } else {
         // A folder without config.toml holds nothing to resume (an earlier failure).
@@ -127,6 +151,10 @@ pub fn run_one_until(
     log.seek(std::io::SeekFrom::Start(start_len))
         .and_then(|_| log.read_to_string(&mut output))
         .map_err(io_error(&log_path))?;
+    // Another process took the run folder between the check above and the child's start.
+    if let Some(holder) = lock_holder(&dir) {
+        return Ok(RunOutcome::Busy { holder });
+    }
     let code = match status.code() {
         Some(c) => format!("exit code {c}"),
         None => "killed by a signal".to_string(),

@@ -1,0 +1,483 @@
+//! Reliability regressions of issue 17, items 3-6: resumes that verify the past, one runner
+//! per run and sweep folder, resource limits of the studies, and messages that name the real
+//! key. Each test reproduces a defect measured from the command line and fails without its fix.
+
+mod common;
+
+use common::{idx_bytes, lcsim_in, stderr, TINY};
+use lcsim::io::lock::lock_holder;
+use lcsim::io::npz::read_npz;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn train(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--quiet"];
+    args.extend(TINY);
+    args.extend(extra);
+    lcsim_in(dir, &args)
+}
+
+/// A one-line error on stderr, a non-zero exit, and the error contains every `says`.
+fn refused(o: &std::process::Output, says: &[&str]) -> String {
+    let err = stderr(o);
+    assert!(!o.status.success(), "must fail: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    for s in says {
+        assert!(err.contains(s), "{s:?} not in: {err}");
+    }
+    err
+}
+
+fn run_json(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap()
+}
+
+/// An edited alpha (and epochs) in a stopped run's config.toml was accepted: the folder then
+/// said alpha 0.5 for epochs trained at 1. Now refused, naming both keys with their old
+/// values; a key that may not change is refused with --set too; fewer epochs than done too.
+#[test]
+fn resume_refuses_an_edited_config_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(
+        dir.path(),
+        &["--set", "training.epochs=2", "--set", "output.name=\"r\""],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("runs/r");
+    let record = run_json(&run);
+    assert_eq!(record["config"]["controller.alpha"], "1.0");
+    assert_eq!(record["config_sha256"].as_str().unwrap().len(), 64);
+    assert!(record["data"]["sha256"].as_str().unwrap().len() == 64);
+    let path = run.join("config.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = original
+        .replace("alpha = 1.0", "alpha = 0.5")
+        .replace("epochs = 2", "epochs = 5");
+    assert_ne!(edited, original);
+    std::fs::write(&path, &edited).unwrap();
+    let r = run.to_str().unwrap();
+    refused(
+        &lcsim_in(dir.path(), &["train", "--resume", r]),
+        &[
+            "controller.alpha = 0.5 (was 1.0)",
+            "training.epochs = 5 (was 2)",
+            "--set training.epochs=5",
+        ],
+    );
+    // The epochs alone may change, but only explicitly.
+    std::fs::write(&path, original.replace("epochs = 2", "epochs = 5")).unwrap();
+    refused(
+        &lcsim_in(dir.path(), &["train", "--resume", r]),
+        &["training.epochs = 5 (was 2)"],
+    );
+    std::fs::write(&path, &original).unwrap();
+    refused(
+        &lcsim_in(
+            dir.path(),
+            &["train", "--resume", r, "--set", "controller.alpha=0.5"],
+        ),
+        &["--set", "controller.alpha", "training.epochs"],
+    );
+    refused(
+        &lcsim_in(
+            dir.path(),
+            &["train", "--resume", r, "--set", "training.epochs=1"],
+        ),
+        &["training.epochs", "at least the 2 epochs"],
+    );
+    // Nothing of the run changed.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    assert!(run.join("summary.json").is_file());
+    assert_eq!(run_json(&run), record);
+}
+
+/// `--resume RUN --set training.epochs=N` continues a finished run for more epochs and
+/// records the change; with a constant learning rate the result equals a run trained for
+/// N epochs from the start, bit for bit.
+#[test]
+fn more_epochs_on_resume_are_recorded_and_match_a_longer_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let constant = ["--set", "training.schedule=\"constant\""];
+    let mut short = vec!["--set", "training.epochs=2", "--set", "output.name=\"a\""];
+    short.extend(constant);
+    assert!(train(dir.path(), &short).status.success());
+    let mut long = vec!["--set", "training.epochs=3", "--set", "output.name=\"b\""];
+    long.extend(constant);
+    assert!(train(dir.path(), &long).status.success());
+    let a = dir.path().join("runs/a");
+    let o = lcsim_in(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            a.to_str().unwrap(),
+            "--set",
+            "training.epochs=3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("epochs 3..3 (resumed after epoch 2)"), "{out}");
+    let changes = &run_json(&a)["changes"];
+    assert_eq!(changes[0]["key"], "training.epochs");
+    assert_eq!(changes[0]["from"], "2");
+    assert_eq!(changes[0]["to"], "3");
+    assert_eq!(changes[0]["after_epoch"], 2);
+    let params =
+        |run: &str| read_npz(&dir.path().join("runs").join(run).join("params.npz")).unwrap();
+    let (pa, pb) = (params("a"), params("b"));
+    assert!(!pa.is_empty());
+    for (name, array) in &pb {
+        assert_eq!(pa[name].data, array.data, "{name}");
+    }
+    // Resumed again unchanged: finished, nothing to do.
+    let o = lcsim_in(dir.path(), &["train", "--resume", a.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("finished"));
+}
+
+fn mnist_dir(dir: &Path, pixel: u8) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n) in [("train", 12u32), ("t10k", 4)] {
+        let pixels: Vec<u8> = (0..n * 28 * 28)
+            .map(|i| pixel.wrapping_add(i as u8))
+            .collect();
+        let images = idx_bytes(0x0803, &[n, 28, 28], &pixels);
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let labels = idx_bytes(0x0801, &[n], &labels);
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+}
+
+/// Data files replaced under a run (same folder, same config) are refused on resume.
+#[test]
+fn resume_refuses_other_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    mnist_dir(&data, 0);
+    let args = [
+        "train",
+        "--quiet",
+        "--set",
+        "data.source=\"mnist\"",
+        "--set",
+        "data.mnist_dir=\"mnist\"",
+        "--set",
+        "model.hidden=[3]",
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "output.figures=false",
+        "--set",
+        "output.name=\"m\"",
+    ];
+    let o = lcsim_in(dir.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    mnist_dir(&data, 9);
+    let o = lcsim_in(
+        dir.path(),
+        &["train", "--resume", "runs/m", "--set", "training.epochs=2"],
+    );
+    refused(
+        &o,
+        &[
+            "runs/m",
+            "data are not those it was trained on",
+            "mnist: 12 train",
+        ],
+    );
+    assert!(run_json(&dir.path().join("runs/m"))["changes"].is_null());
+}
+
+/// A child `lcsim` that trains for long (many slow samples), and its run folder.
+fn long_training(dir: &Path, name: &str) -> Child {
+    let mut args = vec!["train".to_string(), "--quiet".into()];
+    args.extend(TINY.iter().map(|s| s.to_string()));
+    for set in [
+        "data.synthetic_samples=400000".to_string(),
+        "model.hidden=[32]".into(),
+        "training.epochs=100".into(),
+        format!("output.name=\"{name}\""),
+    ] {
+        args.extend(["--set".into(), set]);
+    }
+    Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(&args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `lock` names a holder (the runner has started).
+fn wait_for_lock(lock: &Path) {
+    for _ in 0..600 {
+        if std::fs::read_to_string(lock).is_ok_and(|t| t.starts_with("process")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} never written", lock.display());
+}
+
+/// A second `lcsim train --resume` on a run being trained is refused naming the folder and
+/// the holder; once the holder is killed its lock is stale and a resume takes it (and clears
+/// the temp files left behind).
+#[test]
+fn one_trainer_per_run_folder_and_stale_locks_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = long_training(dir.path(), "busy");
+    let run = dir.path().join("runs/busy");
+    wait_for_lock(&run.join(".lock"));
+    let pid = format!("process {}", child.id());
+    let o = lcsim_in(dir.path(), &["train", "--resume", "runs/busy"]);
+    refused(&o, &["run folder runs/busy is in use by", &pid]);
+    assert!(lock_holder(&run).is_some_and(|h| h.contains(&pid)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The lock file still names the dead process, but the lock is free.
+    assert!(std::fs::read_to_string(run.join(".lock"))
+        .unwrap()
+        .contains(&pid));
+    assert_eq!(lock_holder(&run), None);
+    let temp = run.join(".metrics.csv.123.0.tmp");
+    std::fs::write(&temp, "half-written").unwrap();
+    // Refused for its --set, i.e. after the lock was taken and the temp files removed.
+    let o = lcsim_in(
+        dir.path(),
+        &["train", "--resume", "runs/busy", "--set", "model.seed=3"],
+    );
+    refused(&o, &["--set", "model.seed"]);
+    assert!(!temp.exists(), "temp file left behind");
+}
+
+fn pid_in(lock: &Path) -> u32 {
+    let text = std::fs::read_to_string(lock).unwrap();
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Two `sweep run` on one folder both ran every point. Now the second is refused naming the
+/// first; a runner whose run is being trained by an orphaned child reports it busy.
+#[test]
+fn one_runner_per_sweep_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lcsim_in(
+        dir.path(),
+        &[
+            "sweep",
+            "plan",
+            "--out",
+            "sw",
+            "--grid",
+            "model.seed=0,1",
+            "--set",
+            "data.source=\"xor\"",
+            "--set",
+            "data.synthetic_samples=400000",
+            "--set",
+            "model.hidden=[32]",
+            "--set",
+            "training.epochs=100",
+            "--set",
+            "output.figures=false",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sweep = dir.path().join("sw");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(["sweep", "run", "sw", "--jobs", "1"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&sweep.join(".lock"));
+    let pid = format!("process {}", first.id());
+    for args in [
+        &["sweep", "run", "sw", "--jobs", "1"][..],
+        &["sweep", "run", "sw", "--index", "1"][..],
+    ] {
+        refused(
+            &lcsim_in(dir.path(), args),
+            &["sweep folder", "is in use by", &pid],
+        );
+    }
+    // The runner killed alone leaves its child training run 0: that run is busy.
+    let runs: Vec<PathBuf> = (0..600)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let runs: Vec<PathBuf> = std::fs::read_dir(sweep.join("runs"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    std::fs::read_to_string(p.join(".lock")).is_ok_and(|t| t.starts_with("process"))
+                })
+                .collect();
+            (!runs.is_empty()).then_some(runs)
+        })
+        .expect("a run started");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let trainer = pid_in(&runs[0].join(".lock"));
+    let o = lcsim_in(dir.path(), &["sweep", "run", "sw", "--index", "0"]);
+    let err = stderr(&o);
+    let killed = Command::new("kill")
+        .args(["-9", &trainer.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(!o.status.success());
+    assert!(
+        err.contains("is being trained by process") && err.contains(&trainer.to_string()),
+        "{err}"
+    );
+}
+
+fn plan_two(dir: &Path, out: &str) -> PathBuf {
+    let o = lcsim_in(
+        dir,
+        &[
+            "sweep",
+            "plan",
+            "--out",
+            out,
+            "--grid",
+            "controller.alpha=0.5,1",
+            "--set",
+            "data.source=\"xor\"",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir.join(out)
+}
+
+fn edit_manifest(sweep: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = sweep.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+/// Sweep manifests missed a changed seed and a deleted run; an edited base.toml (with every
+/// run's config edited alike) went unseen. Each is refused before any run starts.
+#[test]
+fn sweep_manifest_verifies_seeds_run_list_and_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |sweep: &Path, says: &[&str]| {
+        let o = lcsim_in(dir.path(), &["sweep", "run", sweep.to_str().unwrap()]);
+        refused(&o, says);
+        assert!(!sweep.join("runs").exists(), "a run started");
+    };
+    let s = plan_two(dir.path(), "seed");
+    edit_manifest(&s, |m| m["runs"][1]["seeds"]["model"] = 7.into());
+    run(
+        &s,
+        &[
+            "model.seed = 7",
+            "model.seed = 0",
+            "seeds the sweep was planned with",
+        ],
+    );
+
+    let s = plan_two(dir.path(), "deleted");
+    edit_manifest(&s, |m| {
+        m["runs"].as_array_mut().unwrap().pop();
+    });
+    run(&s, &["a run list of 1 runs", "deleted"]);
+
+    let s = plan_two(dir.path(), "base");
+    for f in std::fs::read_dir(s.join("configs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .chain([s.join("base.toml")])
+    {
+        let text = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(&f, text.replace("tau_v = 1.0", "tau_v = 2.0")).unwrap();
+    }
+    run(
+        &s,
+        &[
+            "base.toml edited after planning",
+            "dynamics.tau_v = 2.0 (was 1.0)",
+        ],
+    );
+}
+
+/// The messages the issue lists: each names the real key (or flag), the value and the limit.
+#[test]
+fn messages_name_the_real_key_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("dup.toml"), "[model]\nseed = 1\nseed = 2\n").unwrap();
+    refused(
+        &lcsim_in(d, &["config", "--config", "dup.toml"]),
+        &["duplicate key", "line 3", "model.seed"],
+    );
+    refused(
+        &lcsim_in(d, &["config", "--set", "controller.alpha=1e400"]),
+        &["controller.alpha", "1e400", "largest 64-bit float"],
+    );
+    let o = lcsim_in(d, &["config", "--set", "model.hidden=64"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hidden = [64]"));
+    let list = format!("[model]\nhidden = [{}]\n", vec!["1"; 2_000_000].join(","));
+    std::fs::write(d.join("big.toml"), list).unwrap();
+    let err = refused(
+        &lcsim_in(d, &["config", "--config", "big.toml"]),
+        &["model.hidden"],
+    );
+    assert!(err.len() < 1000, "{} bytes", err.len());
+    refused(
+        &lcsim_in(d, &["check", "--alphas", "10,1"]),
+        &["--alphas", "increasing"],
+    );
+    refused(
+        &lcsim_in(d, &["check", "--hidden", "1000000000"]),
+        &["the check would need about", "GiB", "--hidden"],
+    );
+    refused(
+        &lcsim_in(d, &["throughput", "--threads", "99999"]),
+        &["--threads", "99999", "0..=1024"],
+    );
+    refused(
+        &lcsim_in(d, &["sweep", "run", "nowhere", "--jobs", "99999"]),
+        &["nowhere"],
+    );
+    let o = train(
+        d,
+        &["--set", "training.epochs=1", "--set", "output.name=\"s\""],
+    );
+    assert!(o.status.success());
+    refused(
+        &lcsim_in(
+            d,
+            &["simulate", "--run", "runs/s", "--points", "1000000000"],
+        ),
+        &["the simulation would need about", "--points"],
+    );
+    assert!(!d.join("runs/simulate-s").exists());
+    let p = "runs/s/params.npz";
+    let before = std::fs::read(d.join(p)).unwrap();
+    refused(
+        &lcsim_in(
+            d,
+            &[
+                "equilibrium",
+                "--params",
+                p,
+                "--input",
+                "x.npy",
+                "--labels",
+                "y.npy",
+                "--out",
+                "./runs/s/params.npz",
+            ],
+        ),
+        &["--out", "--params", "overwritten"],
+    );
+    assert_eq!(std::fs::read(d.join(p)).unwrap(), before);
+}
