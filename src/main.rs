@@ -54,8 +54,10 @@ fn say(line: String) {
 
 fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check::{render_json, render_text, run_checks};
-    if args.system == cli::CheckSystem::Meta {
-        return check_meta(args);
+    match args.system {
+        cli::CheckSystem::Meta => return check_meta(args),
+        cli::CheckSystem::Conv | cli::CheckSystem::Deq => return check_conv(args),
+        cli::CheckSystem::Rate => {}
     }
     let settings = args.settings()?;
     let report = run_checks(&settings)?;
@@ -63,6 +65,23 @@ fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
         println!("{}", render_json(&settings, &report));
     } else {
         print!("{}", render_text(&settings, &report));
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `lcsim check --system conv|deq`: the checks on a small convolutional system.
+fn check_conv(args: &cli::CheckArgs) -> Result<ExitCode> {
+    use studies::check_conv::{render_conv_json, render_conv_text, run_conv_checks};
+    let settings = args.conv_settings()?;
+    let report = run_conv_checks(&settings)?;
+    if args.json {
+        println!("{}", render_conv_json(&settings, &report));
+    } else {
+        print!("{}", render_conv_text(&settings, &report));
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

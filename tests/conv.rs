@@ -21,8 +21,8 @@ fn naive(s: &Conv2d, wt: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
                     for c in 0..s.in_c {
                         for dy in 0..s.k {
                             for dx in 0..s.k {
-                                let iy = oy as i64 + dy as i64 - s.pad as i64;
-                                let ix = ox as i64 + dx as i64 - s.pad as i64;
+                                let iy = (oy * s.stride + dy) as i64 - s.pad as i64;
+                                let ix = (ox * s.stride + dx) as i64 - s.pad as i64;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w
                                 {
                                     let i = (c * s.h + iy as usize) * s.w + ix as usize;
@@ -44,6 +44,14 @@ fn shapes() -> Vec<Conv2d> {
         Conv2d::new(1, 2, 5, 5, 3, 1).unwrap(),
         Conv2d::new(3, 4, 6, 4, 3, 0).unwrap(),
         Conv2d::new(2, 3, 4, 7, 2, 2).unwrap(),
+        Conv2d::new(2, 3, 7, 6, 3, 1)
+            .unwrap()
+            .with_stride(2)
+            .unwrap(),
+        Conv2d::new(1, 2, 8, 8, 5, 1)
+            .unwrap()
+            .with_stride(3)
+            .unwrap(),
     ]
 }
 

@@ -10,6 +10,7 @@ use crate::run::RunDir;
 use crate::studies::alignment_study::{AlignJob, LEAST_CONTROL};
 use crate::studies::batch_study::{BatchMethod, EquilibriumJob};
 use crate::studies::check::CheckSettings;
+use crate::studies::check_conv::{ConvCheckSettings, ConvModel};
 use crate::studies::check_meta::{MetaCheckSettings, DEFAULT_META_ALPHAS};
 use crate::studies::compare::CompareJob;
 use crate::studies::simulate::{SimulationSettings, SplitChoice};
@@ -26,6 +27,11 @@ pub enum CheckSystem {
     Rate,
     /// Meta-learning's inner problem (spec 7.1) on a random tanh learner and sinusoid tasks.
     Meta,
+    /// A small random layered conv net (conv + max pool, strided conv, dense, readout) on
+    /// random 1 x 6 x 6 images.
+    Conv,
+    /// A small random convolutional DEQ (GroupNorm, --activation) on random 1 x 6 x 6 images.
+    Deq,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +133,17 @@ impl CheckArgs {
             fd_tolerance: self.fd_tolerance,
             cosine_tolerance: self.cosine_tolerance,
         })
+    }
+
+    /// The validated settings of `lcsim check --system conv|deq`: the default small system
+    /// with the flags of the rate check (--outputs, --batch, --seed, --activation (conv),
+    /// loss, dynamics, solver, alphas, FD step and tolerances; not --inputs, --hidden, --model).
+    pub fn conv_settings(&self) -> Result<ConvCheckSettings> {
+        let model = match self.system {
+            CheckSystem::Deq => ConvModel::small_deq(),
+            _ => ConvModel::small_layered(),
+        };
+        Ok(ConvCheckSettings::new(model, self.settings()?))
     }
 
     /// The validated settings of `lcsim check --system meta`.
