@@ -84,13 +84,53 @@ impl DataSource {
         )
     }
 
-    /// Side of the (square) images of a few-shot classification source.
-    pub fn image_side(self) -> Option<usize> {
+    /// Shape of one image of an image source: digits and fewshot-digits (1, 8, 8), mnist
+    /// and fewshot-mnist (1, 28, 28); `None` for the sources that are not images (xor,
+    /// two-moons, sinusoid). A data column holds one image in [`ImageShape`]'s layout.
+    pub fn image_shape(self) -> Option<ImageShape> {
+        let gray = |side| ImageShape {
+            channels: 1,
+            height: side,
+            width: side,
+        };
         match self {
-            DataSource::FewshotMnist => Some(28),
-            DataSource::FewshotDigits => Some(8),
-            _ => None,
+            DataSource::Digits | DataSource::FewshotDigits => Some(gray(8)),
+            DataSource::Mnist | DataSource::FewshotMnist => Some(gray(28)),
+            DataSource::Xor | DataSource::TwoMoons | DataSource::Sinusoid => None,
         }
+    }
+
+    /// Side of the square images of an image source: height = width of
+    /// [`DataSource::image_shape`] (8 for digits, 28 for MNIST), `None` for the others.
+    pub fn image_side(self) -> Option<usize> {
+        self.image_shape()
+            .filter(|s| s.height == s.width)
+            .map(|s| s.height)
+    }
+}
+
+/// Shape of the images of an image source, `channels x height x width`.
+///
+/// Pixel layout of a data column (one image): channel-major, then row (y, top to bottom),
+/// then column (x, left to right): pixel (c, y, x) is entry `(c * height + y) * width + x`,
+/// the layout of `crate::numerics::conv`. For one channel this is row-major.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Number of pixels `channels * height * width` (rows of a data column).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Entry of pixel (c, y, x) in a data column: `(c * height + y) * width + x`.
+    pub fn index(&self, c: usize, y: usize, x: usize) -> usize {
+        (c * self.height + y) * self.width + x
     }
 }
 
