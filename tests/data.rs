@@ -730,6 +730,7 @@ fn data_source_names_match_serde_and_clap() {
     for (source, name) in [
         (DataSource::Digits, "digits"),
         (DataSource::Mnist, "mnist"),
+        (DataSource::Cifar10, "cifar10"),
         (DataSource::Xor, "xor"),
         (DataSource::TwoMoons, "two-moons"),
         (DataSource::Sinusoid, "sinusoid"),
@@ -747,7 +748,7 @@ fn data_source_names_match_serde_and_clap() {
         );
         assert_eq!(DataSource::from_str(name, false).unwrap(), source);
     }
-    assert_eq!(DataSource::value_variants().len(), 7);
+    assert_eq!(DataSource::value_variants().len(), 8);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -769,6 +770,7 @@ fn image_shapes_of_the_sources_and_their_side() {
         (DataSource::FewshotDigits, shape(1, 8, 8)),
         (DataSource::Mnist, shape(1, 28, 28)),
         (DataSource::FewshotMnist, shape(1, 28, 28)),
+        (DataSource::Cifar10, shape(3, 32, 32)),
         (DataSource::Xor, None),
         (DataSource::TwoMoons, None),
         (DataSource::Sinusoid, None),
