@@ -197,7 +197,7 @@ pub fn cifar10(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>
             dir,
             io::ErrorKind::NotFound,
             format!(
-                "{situation}; data.cifar_dir must be the directory of the CIFAR-10 binary \
+                "data.cifar_dir {situation}: it must name the directory of the CIFAR-10 binary \
                  batches ({} and {CIFAR10_TEST_FILE}, from cifar-10-binary.tar.gz: \
                  cifar-10-batches-bin)",
                 CIFAR10_TRAIN_FILES.join(", ")
@@ -205,10 +205,10 @@ pub fn cifar10(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>
         )
     };
     if dir.is_file() {
-        return Err(not_a_dir("data.cifar_dir is a file, not a directory"));
+        return Err(not_a_dir("is a file, not a directory"));
     }
     if !dir.is_dir() {
-        return Err(not_a_dir("the CIFAR-10 directory does not exist"));
+        return Err(not_a_dir("does not exist"));
     }
     let names: Vec<&str> = CIFAR10_TRAIN_FILES
         .iter()
