@@ -3,7 +3,7 @@
 //! histories, refused above [`MEMORY_CAP_BYTES`] or the machine's available memory.
 
 use super::{Config, ModelKind};
-use crate::data::DataSource;
+use crate::data::{DataSource, CIFAR10_RECORDS_PER_FILE, CIFAR10_TRAIN_FILES};
 use crate::error::{LcsimError, Result};
 
 /// The documented cap on the estimate (64 GiB), whatever the machine has.
@@ -17,8 +17,10 @@ impl Config {
     /// (inputs, classes) of `[data]`'s source.
     fn data_shape(&self) -> (f64, f64) {
         match self.data.source {
-            DataSource::Mnist => (784.0, 10.0),
-            DataSource::Digits => (64.0, 10.0),
+            DataSource::Mnist | DataSource::Digits | DataSource::Cifar10 => {
+                let pixels = self.data.source.image_shape().map_or(0, |s| s.len());
+                (pixels as f64, 10.0)
+            }
             DataSource::Xor | DataSource::TwoMoons => (2.0, 2.0),
             DataSource::Sinusoid => {
                 let m = self.meta_settings();
@@ -35,7 +37,8 @@ impl Config {
 
     /// Estimated peak memory in bytes (f64 entries, 8 bytes each):
     /// `8 [copies * P + N (n_x + n_y) + B (m_anderson + k_stability + 4) d]`, with P the
-    /// parameters, N the synthetic samples, B the batch and d the controlled state.
+    /// parameters, N the synthetic samples, meta tasks or CIFAR-10 images (the standard
+    /// 50,000 + 10,000 or the limits), B the batch and d the controlled state.
     pub fn memory_estimate(&self) -> f64 {
         let (n_x, n_y) = self.data_shape();
         let hidden: Vec<f64> = self.model.hidden.iter().map(|&h| h as f64).collect();
@@ -55,6 +58,13 @@ impl Config {
             DataSource::Sinusoid | DataSource::FewshotMnist | DataSource::FewshotDigits => {
                 let m = self.meta_settings();
                 (m.train_tasks + m.test_tasks) as f64
+            }
+            // The standard files' records (50,000 training, 10,000 test), or the limits.
+            DataSource::Cifar10 => {
+                let kept = |limit: usize, all: usize| if limit > 0 { limit.min(all) } else { all };
+                let per_file = CIFAR10_RECORDS_PER_FILE;
+                (kept(self.data.train_limit, CIFAR10_TRAIN_FILES.len() * per_file)
+                    + kept(self.data.test_limit, per_file)) as f64
             }
             _ => 0.0,
         };
@@ -82,7 +92,7 @@ impl Config {
                 estimate: gib(estimate),
                 limit: gib(limit),
                 what: what.into(),
-                keys: "model.hidden, data.synthetic_samples, training.batch_size, solver.anderson_memory, solver.stability_dim".into(),
+                keys: "model.hidden, data.synthetic_samples, data.train_limit, training.batch_size, solver.anderson_memory, solver.stability_dim".into(),
             });
         }
         Ok(())
