@@ -254,6 +254,8 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
     };
     match started {
         StartedTraining::Rate(t) => train_system(args, t, |_, _, _, _, _| Ok(None)),
+        StartedTraining::Conv(t) => train_system(args, t, |_, _, _, _, _| Ok(None)),
+        StartedTraining::Deq(t) => train_system(args, t, |_, _, _, _, _| Ok(None)),
         StartedTraining::Meta(t) => {
             train_system(args, t, |run, config, data, state, stop| {
                 if config.output.figures {
@@ -279,6 +281,16 @@ fn system_text(config: &Config) -> String {
             l.sizes(),
             l.num_params(),
             config.meta_settings().lambda
+        ),
+        (lcsim::config::ModelKind::Conv, _) => format!(
+            "layered conv net {} ({} parameters)",
+            serde_json::to_string(&config.conv_settings().layers).unwrap_or_default(),
+            config.conv_system_sizes().map_or(0, |s| s.0)
+        ),
+        (lcsim::config::ModelKind::Deq, _) => format!(
+            "conv DEQ {} ({} parameters)",
+            serde_json::to_string(&config.deq_settings()).unwrap_or_default(),
+            config.conv_system_sizes().map_or(0, |s| s.0)
         ),
         _ => format!("{:?}", config.topology()),
     }

@@ -19,6 +19,8 @@ use crate::io::interop::{
 use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
 use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
+use crate::system::conv_deq::ConvDeq;
+use crate::system::conv_net::ConvNet;
 use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
@@ -356,6 +358,10 @@ pub enum StartedTraining {
     Rate(Training<RateNetwork>),
     /// Meta-learning (meta).
     Meta(Training<MetaSystem>),
+    /// The layered conv net (conv).
+    Conv(Training<ConvNet>),
+    /// The conv DEQ (deq).
+    Deq(Training<ConvDeq>),
 }
 
 /// Opens or creates the run folder and loads the data and the state to train from; `None`
@@ -388,6 +394,32 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
             state,
             batches,
         })));
+    }
+    let n_y = data.train.n_classes;
+    match config.model.kind {
+        ModelKind::Conv => {
+            let fresh = TrainingState::with_system(config.conv_net(n_y)?, &config, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            return Ok(Some(StartedTraining::Conv(Training {
+                run,
+                config,
+                data,
+                state,
+                batches,
+            })));
+        }
+        ModelKind::Deq => {
+            let fresh = TrainingState::with_system(config.conv_deq(n_y)?, &config, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            return Ok(Some(StartedTraining::Deq(Training {
+                run,
+                config,
+                data,
+                state,
+                batches,
+            })));
+        }
+        _ => {}
     }
     let fresh = TrainingState::new(
         &config,

@@ -52,6 +52,7 @@ impl Config {
                 sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
             }
             ModelKind::Meta => self.learner().map_or(0, |m| m.num_params()) as f64,
+            ModelKind::Conv | ModelKind::Deq => self.conv_system_sizes().map_or(0, |s| s.0) as f64,
         };
         let samples = match self.data.source {
             DataSource::Xor | DataSource::TwoMoons => self.data.synthetic_samples as f64,
@@ -71,6 +72,10 @@ impl Config {
         let state = match self.model.kind {
             // phi, the integral controller and e: each the learner's size.
             ModelKind::Meta => 3.0 * params,
+            // phi, e (the same rows) and the readout's integral controller.
+            ModelKind::Conv | ModelKind::Deq => {
+                3.0 * self.conv_system_sizes().map_or(0, |s| s.1) as f64
+            }
             _ => 3.0 * (units + n_y),
         };
         let s = &self.solver;

@@ -39,7 +39,12 @@ impl NormLinearization {
 
 impl GroupNorm {
     /// Checks the sizes: positive, `groups` divides `channels`, `eps > 0`.
-    pub fn new(channels: usize, groups: usize, spatial: usize, eps: f64) -> Result<Self, ConvError> {
+    pub fn new(
+        channels: usize,
+        groups: usize,
+        spatial: usize,
+        eps: f64,
+    ) -> Result<Self, ConvError> {
         for (field, value) in [
             ("channels", channels),
             ("groups", groups),

@@ -37,7 +37,8 @@ impl ConvModel {
 
     /// The default small DEQ: 4 state channels, 8 inner channels, 3x3 kernels, GroupNorm in
     /// 2 groups, K1 and K2 drawn with std 0.02 (the authors' 0.01 leaves them nearly silent;
-    /// from about 0.05 the free equilibrium of this small net loses stability).
+    /// from about 0.05 the free equilibrium of this small net loses stability), the readout on
+    /// each channel's mean over the 6 x 6 grid.
     pub fn small_deq() -> Self {
         ConvModel::Deq(DeqSpec {
             channels: 4,
@@ -45,6 +46,7 @@ impl ConvModel {
             kernel: 3,
             groups: 2,
             input_pool: 1,
+            readout_pool: 6,
             init_std: 0.02,
         })
     }

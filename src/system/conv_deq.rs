@@ -11,7 +11,9 @@
 //! input encoder K_enc, group normalisations with per-channel affine parameters (per sample:
 //! the authors' BatchNorm in the encoder and readout couples the samples of a batch, so it is
 //! replaced here; every sample keeps its own equilibrium), an optional fixed average pooling
-//! of the image, and a global average pool `avg` per channel before the readout. The free
+//! of the image, and an average pooling `avg` of z over blocks before the readout (the last
+//! GroupNorm fixes each group's mean, so a global average per channel would leave the readout
+//! one number per group to read). The free
 //! equilibrium is a genuine fixed point, found by the steady-state solvers. The authors' s is
 //! relu; with it f is only piecewise smooth, and the LCP-DI controller's feedback
 //! `s'(.) * ...` jumps where a unit crosses zero, so a controlled equilibrium can sit on a
@@ -33,7 +35,7 @@ use std::ops::Range;
 
 /// The DEQ's sizes as configured (`[deq]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DeqSpec {
     /// Channels C of the equilibrium feature maps z.
     pub channels: usize,
@@ -45,6 +47,9 @@ pub struct DeqSpec {
     pub groups: usize,
     /// Average pooling of the image before the encoder (1 = none).
     pub input_pool: usize,
+    /// The readout reads z averaged over `readout_pool x readout_pool` blocks (1 = every
+    /// pixel; the grid's side = one mean per channel).
+    pub readout_pool: usize,
     /// Standard deviation of K1 and K2's normal initialisation (authors: 0.01).
     pub init_std: f64,
 }
@@ -57,6 +62,7 @@ impl Default for DeqSpec {
             kernel: 3,
             groups: 4,
             input_pool: 2,
+            readout_pool: 2,
             init_std: 0.01,
         }
     }
@@ -73,8 +79,7 @@ const D: usize = 10;
 const D_BIAS: usize = 11;
 /// Names in storage order.
 pub const DEQ_PARAM_NAMES: [&str; 12] = [
-    "K_enc", "b_enc", "K1", "K2", "gamma1", "beta1", "gamma2", "beta2", "gamma3", "beta3", "D",
-    "d",
+    "K_enc", "b_enc", "K1", "K2", "gamma1", "beta1", "gamma2", "beta2", "gamma3", "beta3", "D", "d",
 ];
 
 /// The convolutional DEQ with its parameters.
@@ -129,12 +134,12 @@ impl ConvDeq {
         let enc_fan = net.encoder.patch_len();
         let k_enc = uniform(spec.channels, enc_fan, enc_fan);
         let b_enc = uniform(spec.channels, 1, enc_fan);
-        let d_mat = uniform(n_y, spec.channels, spec.channels);
-        let d_bias = uniform(n_y, 1, spec.channels);
+        let features = net.readout_pool.out_len();
+        let d_mat = uniform(n_y, features, features);
+        let d_bias = uniform(n_y, 1, features);
         let mut rng = Rng::seed_from_u64(seed.wrapping_add(1));
-        let mut normal = |r: usize, c: usize| {
-            DMatrix::from_fn(r, c, |_, _| spec.init_std * rng.normal())
-        };
+        let mut normal =
+            |r: usize, c: usize| DMatrix::from_fn(r, c, |_, _| spec.init_std * rng.normal());
         let k1 = normal(spec.inner_channels, net.conv1.patch_len());
         let k2 = normal(spec.channels, net.conv2.patch_len());
         let ones = |c: usize| DMatrix::from_element(c, 1, 1.0);
@@ -162,6 +167,25 @@ impl ConvDeq {
                 .collect(),
         );
         Ok(ConvDeq { params, ..net })
+    }
+
+    /// `(parameters, state dimension)` of the DEQ [`ConvDeq::new`] builds, without allocating
+    /// it (the spec is checked as there).
+    pub fn sizes(
+        spec: &DeqSpec,
+        image: (usize, usize, usize),
+        n_y: usize,
+    ) -> Result<(usize, usize)> {
+        let net = ConvDeq::shaped(spec, image, n_y, Activation::Tanh)?;
+        let (c, ci) = (spec.channels, spec.inner_channels);
+        let params = c * net.encoder.patch_len()
+            + c
+            + ci * net.conv1.patch_len()
+            + c * net.conv2.patch_len()
+            + 2 * (ci + 2 * c)
+            + n_y * net.readout_pool.out_len()
+            + n_y;
+        Ok((params, net.state_dim()))
     }
 
     /// The DEQ of [`ConvDeq::new`]'s shape with the given parameters (checked by name and
@@ -216,7 +240,11 @@ impl ConvDeq {
             ));
         }
         if !(spec.init_std >= 0.0 && spec.init_std.is_finite()) {
-            return Err(invalid("deq.init_std", spec.init_std, "a finite number >= 0"));
+            return Err(invalid(
+                "deq.init_std",
+                spec.init_std,
+                "a finite number >= 0",
+            ));
         }
         if n_y == 0 {
             return Err(invalid("classes", 0, "at least 1 output"));
@@ -231,9 +259,7 @@ impl ConvDeq {
         }
         let input_pool = match spec.input_pool {
             1 => None,
-            p => Some(
-                Pool2d::new(PoolKind::Avg, c_in, h0, w0, p, p).map_err(conv_error)?,
-            ),
+            p => Some(Pool2d::new(PoolKind::Avg, c_in, h0, w0, p, p).map_err(conv_error)?),
         };
         let (h, w) = input_pool.map_or((h0, w0), |p| (p.out_h(), p.out_w()));
         let (k, pad) = (spec.kernel, spec.kernel / 2);
@@ -262,14 +288,15 @@ impl ConvDeq {
         }
         let norm_inner = group(ci, "deq.inner_channels")?;
         let norm_state = group(c, "deq.channels")?;
-        let readout_pool = Pool2d::new(PoolKind::Avg, c, h, w, h.min(w), 1).map_err(conv_error)?;
-        if h != w {
+        let rp = spec.readout_pool;
+        if rp == 0 || rp > h.min(w) {
             return Err(invalid(
-                "image",
-                format!("{h} x {w}"),
-                "a square grid (the readout averages each channel)",
+                "deq.readout_pool",
+                rp,
+                &format!("1..={} (z's grid is {h} x {w})", h.min(w)),
             ));
         }
+        let readout_pool = Pool2d::new(PoolKind::Avg, c, h, w, rp, rp).map_err(conv_error)?;
         Ok(ConvDeq {
             spec: spec.clone(),
             image,
@@ -365,7 +392,7 @@ impl ConvDeq {
         }
     }
 
-    /// The global average of each channel of z (C x B) and its pooling linearisation.
+    /// z averaged over the readout's blocks and the pooling's linearisation.
     fn channel_means(&self, z: &DMatrix<f64>) -> (DMatrix<f64>, PoolLinearization) {
         self.readout_pool.forward(z)
     }

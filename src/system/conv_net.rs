@@ -159,7 +159,14 @@ impl LayerOp {
             LayerOp::Conv(c) => c.transpose(k, g),
             LayerOp::Dense { inputs, .. } => {
                 let mut out = DMatrix::zeros(*inputs, g.ncols());
-                gemm(&mut out, 1.0, k.as_view(), Op::Transposed, g.as_view(), false);
+                gemm(
+                    &mut out,
+                    1.0,
+                    k.as_view(),
+                    Op::Transposed,
+                    g.as_view(),
+                    false,
+                );
                 out
             }
         }
@@ -237,7 +244,11 @@ fn build_layers(
     for (i, s) in specs.iter().enumerate() {
         let forbid = |name: &str, present: bool, kind: &str| {
             if present {
-                Err(invalid(&key(i, name), "set", &format!("absent for a {kind} layer")))
+                Err(invalid(
+                    &key(i, name),
+                    "set",
+                    &format!("absent for a {kind} layer"),
+                ))
             } else {
                 Ok(())
             }
@@ -336,6 +347,24 @@ fn param_names(k: usize, readout: bool) -> (String, String) {
 }
 
 impl ConvNet {
+    /// `(parameters, state dimension)` of the network [`ConvNet::new`] builds, without
+    /// allocating it (the specs are checked as there).
+    pub fn sizes(
+        specs: &[LayerSpec],
+        image: (usize, usize, usize),
+        n_y: usize,
+    ) -> Result<(usize, usize)> {
+        let layers = build_layers(specs, image, n_y)?;
+        let params = layers
+            .iter()
+            .map(|l| {
+                let (r, c) = l.op.weight_shape();
+                r * c + l.op.bias_len()
+            })
+            .sum();
+        Ok((params, layers.last().map_or(0, |l| l.rows.end)))
+    }
+
     /// A network on images `(channels, height, width)` with the hidden layers `specs` and
     /// `n_y` outputs, initialised as PyTorch's Conv2d/Linear: every weight and bias uniform in
     /// `(-1/sqrt(fan_in), 1/sqrt(fan_in))`, drawn layer by layer from `seed`.
@@ -489,15 +518,20 @@ impl ConvNet {
     }
 
     /// `pool'^T_{k-1}(K_k^T w_k)` for every hidden layer k-1: what its rates receive from w.
-    fn feedback(&self, lin_pools: &[Option<PoolLinearization>], w: &DMatrix<f64>) -> Vec<DMatrix<f64>> {
+    fn feedback(
+        &self,
+        lin_pools: &[Option<PoolLinearization>],
+        w: &DMatrix<f64>,
+    ) -> Vec<DMatrix<f64>> {
         self.hidden()
             .iter()
             .enumerate()
             .map(|(j, l)| {
                 let next = &self.layers[j + 1];
-                let g = next
-                    .op
-                    .transpose(self.weight(j + 1), &w.rows_range(next.rows.clone()).into_owned());
+                let g = next.op.transpose(
+                    self.weight(j + 1),
+                    &w.rows_range(next.rows.clone()).into_owned(),
+                );
                 match (&l.pool, &lin_pools[j]) {
                     (Some(p), Some(lin)) => p.vjp(lin, &g),
                     _ => g,
