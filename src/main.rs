@@ -54,8 +54,10 @@ fn say(line: String) {
 
 fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check::{render_json, render_text, run_checks};
-    if args.system == cli::CheckSystem::Meta {
-        return check_meta(args);
+    match args.system {
+        cli::CheckSystem::Meta => return check_meta(args),
+        cli::CheckSystem::Conv | cli::CheckSystem::Deq => return check_conv(args),
+        cli::CheckSystem::Rate => {}
     }
     let settings = args.settings()?;
     let report = run_checks(&settings)?;
@@ -63,6 +65,23 @@ fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
         println!("{}", render_json(&settings, &report));
     } else {
         print!("{}", render_text(&settings, &report));
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `lcsim check --system conv|deq`: the checks on a small convolutional system.
+fn check_conv(args: &cli::CheckArgs) -> Result<ExitCode> {
+    use studies::check_conv::{render_conv_json, render_conv_text, run_conv_checks};
+    let settings = args.conv_settings()?;
+    let report = run_conv_checks(&settings)?;
+    if args.json {
+        println!("{}", render_conv_json(&settings, &report));
+    } else {
+        print!("{}", render_conv_text(&settings, &report));
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS
@@ -235,6 +254,8 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
     };
     match started {
         StartedTraining::Rate(t) => train_system(args, t, |_, _, _, _, _| Ok(None)),
+        StartedTraining::Conv(t) => train_system(args, *t, |_, _, _, _, _| Ok(None)),
+        StartedTraining::Deq(t) => train_system(args, *t, |_, _, _, _, _| Ok(None)),
         StartedTraining::Meta(t) => {
             train_system(args, t, |run, config, data, state, stop| {
                 if config.output.figures {
@@ -260,6 +281,16 @@ fn system_text(config: &Config) -> String {
             l.sizes(),
             l.num_params(),
             config.meta_settings().lambda
+        ),
+        (lcsim::config::ModelKind::Conv, _) => format!(
+            "layered conv net {} ({} parameters)",
+            serde_json::to_string(&config.conv_settings().layers).unwrap_or_default(),
+            config.conv_system_sizes().map_or(0, |s| s.0)
+        ),
+        (lcsim::config::ModelKind::Deq, _) => format!(
+            "conv DEQ {} ({} parameters)",
+            serde_json::to_string(&config.deq_settings()).unwrap_or_default(),
+            config.conv_system_sizes().map_or(0, |s| s.0)
         ),
         _ => format!("{:?}", config.topology()),
     }

@@ -26,6 +26,8 @@ use crate::io::lock::{lock_folder, FolderLock, LockMode};
 use crate::io::metrics::{read_csv, to_csv, EpochMetrics};
 use crate::io::npz::{read_npz, write_npz, NpyArray};
 use crate::optim::{Optimizer, OptimizerState};
+use crate::system::conv_deq::ConvDeq;
+use crate::system::conv_net::ConvNet;
 use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
@@ -652,12 +654,36 @@ pub struct Training<S: Trainable = RateNetwork> {
     pub batches: usize,
 }
 
+impl<S: Trainable> Training<S> {
+    fn ready(
+        run: RunDir,
+        lock: FolderLock,
+        config: Config,
+        data: Split,
+        state: TrainingState<S>,
+        batches: usize,
+    ) -> Self {
+        Training {
+            run,
+            lock,
+            config,
+            data,
+            state,
+            batches,
+        }
+    }
+}
+
 /// A run ready to train, by its system (`model.kind`).
 pub enum StartedTraining {
     /// The rate network (rnn, ff).
     Rate(Training<RateNetwork>),
     /// Meta-learning (meta).
     Meta(Training<MetaSystem>),
+    /// The layered conv net (conv).
+    Conv(Box<Training<ConvNet>>),
+    /// The conv DEQ (deq).
+    Deq(Box<Training<ConvDeq>>),
 }
 
 /// Opens or creates the run folder and loads the data and the state to train from; `None`
@@ -692,32 +718,33 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
         }
     };
     let batches = data.train.len().div_ceil(config.training.batch_size);
-    if config.model.kind == ModelKind::Meta {
-        let state = run.load_checkpoint(TrainingState::new_meta(&config, batches)?)?;
-        return Ok(Some(StartedTraining::Meta(Training {
-            run,
-            lock,
-            config,
-            data,
-            state,
-            batches,
-        })));
-    }
-    let fresh = TrainingState::new(
-        &config,
-        data.train.n_inputs(),
-        data.train.n_classes,
-        batches,
-    )?;
-    let state = run.load_checkpoint(fresh)?;
-    Ok(Some(StartedTraining::Rate(Training {
-        run,
-        lock,
-        config,
-        data,
-        state,
-        batches,
-    })))
+    let n_y = data.train.n_classes;
+    let started = match config.model.kind {
+        ModelKind::Meta => {
+            let state = run.load_checkpoint(TrainingState::new_meta(&config, batches)?)?;
+            StartedTraining::Meta(Training::ready(run, lock, config, data, state, batches))
+        }
+        ModelKind::Conv => {
+            let fresh = TrainingState::with_system(config.conv_net(n_y)?, &config, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            StartedTraining::Conv(Box::new(Training::ready(
+                run, lock, config, data, state, batches,
+            )))
+        }
+        ModelKind::Deq => {
+            let fresh = TrainingState::with_system(config.conv_deq(n_y)?, &config, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            StartedTraining::Deq(Box::new(Training::ready(
+                run, lock, config, data, state, batches,
+            )))
+        }
+        ModelKind::Rnn | ModelKind::Ff => {
+            let fresh = TrainingState::new(&config, data.train.n_inputs(), n_y, batches)?;
+            let state = run.load_checkpoint(fresh)?;
+            StartedTraining::Rate(Training::ready(run, lock, config, data, state, batches))
+        }
+    };
+    Ok(Some(started))
 }
 
 /// The trained weights of a run folder, with the config they are used with.

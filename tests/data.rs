@@ -730,6 +730,7 @@ fn data_source_names_match_serde_and_clap() {
     for (source, name) in [
         (DataSource::Digits, "digits"),
         (DataSource::Mnist, "mnist"),
+        (DataSource::Cifar10, "cifar10"),
         (DataSource::Xor, "xor"),
         (DataSource::TwoMoons, "two-moons"),
         (DataSource::Sinusoid, "sinusoid"),
@@ -747,5 +748,111 @@ fn data_source_names_match_serde_and_clap() {
         );
         assert_eq!(DataSource::from_str(name, false).unwrap(), source);
     }
-    assert_eq!(DataSource::value_variants().len(), 7);
+    assert_eq!(DataSource::value_variants().len(), 8);
+}
+
+// ---------------------------------------------------------------------------------------
+// Image shapes and pixel layout
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn image_shapes_of_the_sources_and_their_side() {
+    use data::ImageShape;
+    let shape = |channels, height, width| {
+        Some(ImageShape {
+            channels,
+            height,
+            width,
+        })
+    };
+    for (source, expected) in [
+        (DataSource::Digits, shape(1, 8, 8)),
+        (DataSource::FewshotDigits, shape(1, 8, 8)),
+        (DataSource::Mnist, shape(1, 28, 28)),
+        (DataSource::FewshotMnist, shape(1, 28, 28)),
+        (DataSource::Cifar10, shape(3, 32, 32)),
+        (DataSource::Xor, None),
+        (DataSource::TwoMoons, None),
+        (DataSource::Sinusoid, None),
+    ] {
+        assert_eq!(source.image_shape(), expected, "{source:?}");
+        assert_eq!(
+            source.image_side(),
+            expected.map(|s| s.height),
+            "{source:?}"
+        );
+    }
+    let s = ImageShape {
+        channels: 3,
+        height: 4,
+        width: 5,
+    };
+    assert_eq!(s.len(), 60);
+    // (c * h + y) * w + x, visiting 0..len in channel, row, column order.
+    let mut k = 0;
+    for c in 0..3 {
+        for y in 0..4 {
+            for x in 0..5 {
+                assert_eq!(s.index(c, y, x), k);
+                k += 1;
+            }
+        }
+    }
+    assert_eq!(
+        serde_json::to_string(&s).unwrap(),
+        r#"{"channels":3,"height":4,"width":5}"#
+    );
+}
+
+/// Mean over the images of class `label` of the pixel-mass variance along x and along y,
+/// reading column entry `shape.index(0, y, x)` as pixel (y, x).
+fn stroke_spread(d: &Dataset, shape: data::ImageShape, label: usize) -> (f64, f64) {
+    let (mut var_x, mut var_y, mut n) = (0.0, 0.0, 0.0);
+    for (j, _) in d.labels.iter().enumerate().filter(|(_, &l)| l == label) {
+        let col = d.inputs.column(j);
+        let pixel = |y, x| col[shape.index(0, y, x)];
+        let coords = || (0..shape.height).flat_map(|y| (0..shape.width).map(move |x| (y, x)));
+        let mass: f64 = coords().map(|(y, x)| pixel(y, x)).sum();
+        let mean = |f: &dyn Fn(usize, usize) -> f64| {
+            coords().map(|(y, x)| pixel(y, x) * f(y, x)).sum::<f64>() / mass
+        };
+        let (my, mx) = (mean(&|y, _| y as f64), mean(&|_, x| x as f64));
+        var_y += mean(&|y, _| (y as f64 - my).powi(2));
+        var_x += mean(&|_, x| (x as f64 - mx).powi(2));
+        n += 1.0;
+    }
+    (var_x / n, var_y / n)
+}
+
+/// MNIST columns are row-major images: entry y * 28 + x is the IDX file's pixel at row y,
+/// column x (the file's byte at 16 + 784 k + 28 y + x), and read that way the ones are
+/// upright strokes (their ink spreads along y, not x), which a transposed layout would
+/// turn on their side.
+#[test]
+fn mnist_columns_are_row_major_images() {
+    let shape = DataSource::Mnist.image_shape().unwrap();
+    let s = data::mnist(Path::new(MNIST_DIR), None, None).unwrap();
+    let raw =
+        data::read_idx_images(&Path::new(MNIST_DIR).join("train-images-idx3-ubyte.gz")).unwrap();
+    assert_eq!((raw.rows, raw.cols), (shape.height, shape.width));
+    for k in [0, 1, 4321] {
+        for (y, x) in [(6, 14), (14, 6), (10, 20), (20, 10), (13, 13)] {
+            let byte = raw.pixels[k * 784 + 28 * y + x];
+            assert_eq!(
+                s.train.inputs[(shape.index(0, y, x), k)],
+                f64::from(byte) / 255.0
+            );
+        }
+    }
+    let (var_x, var_y) = stroke_spread(&s.train, shape, 1);
+    assert!(var_y > 3.0 * var_x, "var_x {var_x}, var_y {var_y}");
+}
+
+/// The digits' columns are row-major 8x8 images too: read so, the ones are upright.
+#[test]
+fn digits_columns_are_row_major_images() {
+    let shape = DataSource::Digits.image_shape().unwrap();
+    let s = data::digits(0.2, 0).unwrap();
+    let (var_x, var_y) = stroke_spread(&s.train, shape, 1);
+    assert!(var_y > 2.0 * var_x, "var_x {var_x}, var_y {var_y}");
 }

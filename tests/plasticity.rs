@@ -15,17 +15,18 @@ use lcsim::learn::plasticity::least_control_update;
 use lcsim::learn::rbp::rbp_gradient;
 use lcsim::numerics::activation::Activation;
 use lcsim::solve::SolverMethod;
-use lcsim::studies::check::{run_checks, CheckReport, CheckSettings};
+use lcsim::studies::check::{run_checks, CheckSettings, SpecReport};
 use lcsim::system::loss::Loss;
 use lcsim::system::rate::{RateNetwork, Topology, B, C, D, D_BIAS, E, W};
 use lcsim::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 
-/// The report of `lcsim check` with settings `s` (it must run and give a finite FD error).
-fn run_check_report(s: &CheckSettings) -> CheckReport {
+/// The spec-6 part of `lcsim check`'s report with settings `s` (it must run and give a
+/// finite FD error).
+fn run_check_report(s: &CheckSettings) -> SpecReport {
     let report = run_checks(s).unwrap_or_else(|e| panic!("run_checks failed: {e}"));
-    assert!(report.fd_rel_error_lcp_vs_h.is_finite());
-    report
+    assert!(report.spec.fd_rel_error_lcp_vs_h.is_finite());
+    report.spec
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use crate::run::RunDir;
 use crate::studies::alignment_study::{AlignJob, LEAST_CONTROL};
 use crate::studies::batch_study::{BatchMethod, EquilibriumJob};
 use crate::studies::check::CheckSettings;
+use crate::studies::check_conv::{ConvCheckSettings, ConvModel};
 use crate::studies::check_meta::{MetaCheckSettings, DEFAULT_META_ALPHAS};
 use crate::studies::compare::CompareJob;
 use crate::studies::simulate::{SimulationSettings, SplitChoice};
@@ -26,6 +27,11 @@ pub enum CheckSystem {
     Rate,
     /// Meta-learning's inner problem (spec 7.1) on a random tanh learner and sinusoid tasks.
     Meta,
+    /// A small random layered conv net (conv + max pool, strided conv, dense, readout) on
+    /// random 1 x 6 x 6 images.
+    Conv,
+    /// A small random convolutional DEQ (GroupNorm, --activation) on random 1 x 6 x 6 images.
+    Deq,
 }
 
 #[derive(Args, Debug)]
@@ -79,9 +85,10 @@ pub struct CheckArgs {
     /// 0.01,0.1,1,10,100,1000 (rate), 0.1,1,10,100,1000 (meta).
     #[arg(long, value_delimiter = ',')]
     pub alphas: Option<Vec<f64>>,
-    /// Central finite-difference step (relative to max(|theta|, 1)).
-    #[arg(long, default_value_t = 1e-5)]
-    pub fd_step: f64,
+    /// Central finite-difference step (relative to max(|theta|, 1)). Default: 1e-5; 1e-6 for
+    /// deq (its GroupNorms make H_alpha sharply curved in the small K1, K2 entries).
+    #[arg(long)]
+    pub fd_step: Option<f64>,
     /// Largest accepted relative error of the finite-difference checks.
     #[arg(long, default_value_t = 1e-6)]
     pub fd_tolerance: f64,
@@ -122,13 +129,28 @@ impl CheckArgs {
                 .alphas
                 .clone()
                 .unwrap_or_else(|| CheckSettings::default().alphas),
-            fd_step: self.fd_step,
+            fd_step: self.fd_step.unwrap_or(1e-5),
             solver: self.solver.options()?,
             fd_tolerance: self.fd_tolerance,
             cosine_tolerance: self.cosine_tolerance,
         };
         s.validate().map_err(rename_meta_field)?;
         Ok(s)
+    }
+
+    /// The validated settings of `lcsim check --system conv|deq`: the default small system
+    /// with the flags of the rate check (--outputs, --batch, --seed, --activation (conv),
+    /// loss, dynamics, solver, alphas, FD step and tolerances; not --inputs, --hidden, --model).
+    pub fn conv_settings(&self) -> Result<ConvCheckSettings> {
+        let mut check = self.settings()?;
+        let model = match self.system {
+            CheckSystem::Deq => {
+                check.fd_step = self.fd_step.unwrap_or(1e-6);
+                ConvModel::small_deq()
+            }
+            _ => ConvModel::small_layered(),
+        };
+        Ok(ConvCheckSettings::new(model, check))
     }
 
     /// The validated settings of `lcsim check --system meta`.
@@ -162,7 +184,7 @@ impl CheckArgs {
                 .alphas
                 .clone()
                 .unwrap_or_else(|| DEFAULT_META_ALPHAS.to_vec()),
-            fd_step: self.fd_step,
+            fd_step: self.fd_step.unwrap_or(1e-5),
             fd_tolerance: self.fd_tolerance,
             cosine_tolerance: self.cosine_tolerance,
             ..MetaCheckSettings::default()

@@ -10,6 +10,8 @@ pub struct DataConfig {
     pub source: crate::data::DataSource,
     /// Directory of the MNIST IDX files (source = "mnist").
     pub mnist_dir: PathBuf,
+    /// Directory of the CIFAR-10 binary batches (source = "cifar10").
+    pub cifar_dir: PathBuf,
     /// Test share of the digits and synthetic data.
     pub test_fraction: f64,
     /// Use at most this many training samples; 0 = all.
@@ -27,6 +29,7 @@ impl Default for DataConfig {
         DataConfig {
             source: crate::data::DataSource::Digits,
             mnist_dir: PathBuf::from("../shared/data/mnist10k"),
+            cifar_dir: PathBuf::from("../shared/data/cifar-10-batches-bin"),
             test_fraction: 0.2,
             train_limit: 0,
             test_limit: 0,

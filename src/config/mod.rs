@@ -9,6 +9,7 @@ use crate::solve::SolverSettings;
 use crate::system::rate::Topology;
 use serde::{Deserialize, Serialize};
 
+mod conv;
 mod data;
 mod docs;
 mod fingerprint;
@@ -23,6 +24,7 @@ mod solver;
 mod training;
 mod validate;
 
+pub use conv::{ConvConfig, DeqConfig};
 pub use data::DataConfig;
 pub use docs::KEY_DOCS;
 pub use fingerprint::{changed_keys, fingerprint, hex, sha256_hex, value_text};
@@ -62,6 +64,13 @@ pub struct Config {
     /// there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaConfig>,
+    /// The layered conv net's layers (only with `model.kind = "conv"`; filled with the
+    /// defaults there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conv: Option<ConvConfig>,
+    /// The conv DEQ's sizes (only with `model.kind = "deq"`; filled with the defaults there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deq: Option<DeqConfig>,
 }
 
 impl Config {
@@ -74,8 +83,11 @@ impl Config {
             Method::LcpEbd => self.ebd = self.ebd.or_else(|| Some(EbdConfig::default())),
             _ => {}
         }
-        if self.model.kind == ModelKind::Meta {
-            self.meta = self.meta.or_else(|| Some(MetaConfig::default()));
+        match self.model.kind {
+            ModelKind::Meta => self.meta = self.meta.or_else(|| Some(MetaConfig::default())),
+            ModelKind::Conv => self.conv = self.conv.or_else(|| Some(ConvConfig::default())),
+            ModelKind::Deq => self.deq = self.deq.or_else(|| Some(DeqConfig::default())),
+            _ => {}
         }
         self
     }
@@ -87,6 +99,8 @@ impl Config {
             lf: Some(LfConfig::default()),
             ebd: Some(EbdConfig::default()),
             meta: Some(MetaConfig::default()),
+            conv: Some(ConvConfig::default()),
+            deq: Some(DeqConfig::default()),
             ..Config::default()
         };
         toml::Table::try_from(all).expect("the config schema serialises")
@@ -97,16 +111,29 @@ impl Config {
         toml::to_string_pretty(self).expect("a config serialises")
     }
 
-    /// The topology of `[model]` (a rate network's; `meta` has the learner's layers).
+    /// The topology of `[model]` (a rate network's; `meta` has the learner's layers; conv
+    /// and deq have none: theirs is `model.hidden` as layers, never read).
     pub fn topology(&self) -> Topology {
         match self.model.kind {
             ModelKind::Rnn => Topology::Recurrent {
                 hidden: self.model.hidden[0],
             },
-            ModelKind::Ff | ModelKind::Meta => Topology::Layered {
-                layers: self.model.hidden.clone(),
-            },
+            ModelKind::Ff | ModelKind::Meta | ModelKind::Conv | ModelKind::Deq => {
+                Topology::Layered {
+                    layers: self.model.hidden.clone(),
+                }
+            }
         }
+    }
+
+    /// `[conv]` as resolved (its defaults when the section is absent).
+    pub fn conv_settings(&self) -> ConvConfig {
+        self.conv.clone().unwrap_or_default()
+    }
+
+    /// `[deq]` as resolved (its defaults when the section is absent).
+    pub fn deq_settings(&self) -> DeqConfig {
+        self.deq.clone().unwrap_or_default()
     }
 
     /// `[meta]` as resolved (its defaults when the section is absent).
@@ -212,11 +239,7 @@ impl Config {
         format!(
             "{}-{}-{}-seed{}",
             self.method.name.name(),
-            match self.model.kind {
-                ModelKind::Rnn => "rnn",
-                ModelKind::Ff => "ff",
-                ModelKind::Meta => "meta",
-            },
+            self.run_kind(),
             self.data.source.name(),
             self.model.seed
         )

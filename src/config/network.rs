@@ -16,15 +16,21 @@ pub enum ModelKind {
     /// Meta-learning (spec 7.1): the inner fine-tuning of a learner MLP `1 - hidden - 1` on
     /// a task's support set ([meta]; `data.source = "sinusoid"`).
     Meta,
+    /// A layered convolutional net ([conv]) on an image source; its free equilibrium is the
+    /// forward pass.
+    Conv,
+    /// A convolutional deep equilibrium model ([deq]) on an image source; a genuine fixed point.
+    Deq,
 }
 
 /// `[model]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// "rnn", "ff" or "meta".
+    /// "rnn", "ff", "meta", "conv" or "deq".
     pub kind: ModelKind,
-    /// Hidden units: one size for rnn, one size per layer for ff and for meta's learner.
+    /// Hidden units: one size for rnn, one size per layer for ff and for meta's learner (not
+    /// read by conv and deq: [conv] and [deq] give their sizes).
     pub hidden: Vec<usize>,
     pub activation: Activation,
     /// Seed of the initial weights.

@@ -3,7 +3,7 @@
 //! histories, refused above [`MEMORY_CAP_BYTES`] or the machine's available memory.
 
 use super::{Config, ModelKind};
-use crate::data::DataSource;
+use crate::data::{DataSource, CIFAR10_RECORDS_PER_FILE, CIFAR10_TRAIN_FILES};
 use crate::error::{LcsimError, Result};
 
 /// The documented cap on the estimate (64 GiB), whatever the machine has.
@@ -17,8 +17,10 @@ impl Config {
     /// (inputs, classes) of `[data]`'s source.
     fn data_shape(&self) -> (f64, f64) {
         match self.data.source {
-            DataSource::Mnist => (784.0, 10.0),
-            DataSource::Digits => (64.0, 10.0),
+            DataSource::Mnist | DataSource::Digits | DataSource::Cifar10 => {
+                let pixels = self.data.source.image_shape().map_or(0, |s| s.len());
+                (pixels as f64, 10.0)
+            }
             DataSource::Xor | DataSource::TwoMoons => (2.0, 2.0),
             DataSource::Sinusoid => {
                 let m = self.meta_settings();
@@ -35,7 +37,8 @@ impl Config {
 
     /// Estimated peak memory in bytes (f64 entries, 8 bytes each):
     /// `8 [copies * P + N (n_x + n_y) + B (m_anderson + k_stability + 4) d]`, with P the
-    /// parameters, N the synthetic samples, B the batch and d the controlled state.
+    /// parameters, N the synthetic samples, meta tasks or CIFAR-10 images (the standard
+    /// 50,000 + 10,000 or the limits), B the batch and d the controlled state.
     pub fn memory_estimate(&self) -> f64 {
         let (n_x, n_y) = self.data_shape();
         let hidden: Vec<f64> = self.model.hidden.iter().map(|&h| h as f64).collect();
@@ -49,6 +52,7 @@ impl Config {
                 sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
             }
             ModelKind::Meta => self.learner().map_or(0, |m| m.num_params()) as f64,
+            ModelKind::Conv | ModelKind::Deq => self.conv_system_sizes().map_or(0, |s| s.0) as f64,
         };
         let samples = match self.data.source {
             DataSource::Xor | DataSource::TwoMoons => self.data.synthetic_samples as f64,
@@ -56,11 +60,22 @@ impl Config {
                 let m = self.meta_settings();
                 (m.train_tasks + m.test_tasks) as f64
             }
+            // The standard files' records (50,000 training, 10,000 test), or the limits.
+            DataSource::Cifar10 => {
+                let kept = |limit: usize, all: usize| if limit > 0 { limit.min(all) } else { all };
+                let per_file = CIFAR10_RECORDS_PER_FILE;
+                (kept(self.data.train_limit, CIFAR10_TRAIN_FILES.len() * per_file)
+                    + kept(self.data.test_limit, per_file)) as f64
+            }
             _ => 0.0,
         };
         let state = match self.model.kind {
             // phi, the integral controller and e: each the learner's size.
             ModelKind::Meta => 3.0 * params,
+            // phi, e (the same rows) and the readout's integral controller.
+            ModelKind::Conv | ModelKind::Deq => {
+                3.0 * self.conv_system_sizes().map_or(0, |s| s.1) as f64
+            }
             _ => 3.0 * (units + n_y),
         };
         let s = &self.solver;
@@ -75,7 +90,7 @@ impl Config {
         check_memory(
             "the run",
             self.memory_estimate(),
-            "model.hidden, data.synthetic_samples, training.batch_size, solver.anderson_memory, solver.stability_dim",
+            "model.hidden, [conv], [deq], data.synthetic_samples, data.train_limit, training.batch_size, solver.anderson_memory, solver.stability_dim",
         )
     }
 }

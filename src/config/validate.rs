@@ -52,6 +52,7 @@ impl Config {
             _ => {}
         }
         self.validate_meta()?;
+        self.validate_conv()?;
         self.solver.validate()?;
         self.validate_euler_leak()?;
         self.validate_method_sections()?;
@@ -121,7 +122,7 @@ impl Config {
                 format!(
                     "\"{}\" with model.kind = \"{}\"",
                     self.data.source.name(),
-                    if meta { "meta" } else { "rnn/ff" }
+                    if meta { "meta" } else { self.run_kind() }
                 ),
                 "\"sinusoid\", \"fewshot-mnist\" or \"fewshot-digits\" exactly with model.kind = \"meta\" (tasks for the inner problem)",
             ));

@@ -1,4 +1,4 @@
-//! Batched 2-D convolution (stride 1, zero padding) by im2col and the faer products of
+//! Batched 2-D convolution (any stride, zero padding) by im2col and the faer products of
 //! [`super::linalg`], with its transpose and weight gradient.
 //!
 //! Layout: a batch of images is a matrix with one column per sample; within a column the
@@ -29,10 +29,12 @@ pub struct Conv2d {
     pub w: usize,
     pub k: usize,
     pub pad: usize,
+    pub stride: usize,
 }
 
 impl Conv2d {
-    /// Checks the sizes: all positive and `k <= h + 2 pad`, `k <= w + 2 pad`.
+    /// A stride-1 convolution; checks the sizes: all positive and `k <= h + 2 pad`,
+    /// `k <= w + 2 pad`.
     pub fn new(
         in_c: usize,
         out_c: usize,
@@ -70,17 +72,31 @@ impl Conv2d {
             w,
             k,
             pad,
+            stride: 1,
         })
     }
 
-    /// Output height `h + 2 pad - k + 1`.
-    pub fn out_h(&self) -> usize {
-        self.h + 2 * self.pad - self.k + 1
+    /// The same convolution with output pixel `(oy, ox)` reading the patch at
+    /// `(stride oy - pad, stride ox - pad)`; `stride >= 1`.
+    pub fn with_stride(self, stride: usize) -> Result<Self, ConvError> {
+        if stride == 0 {
+            return Err(ConvError::Shape {
+                field: "stride",
+                value: 0,
+                allowed: "at least 1",
+            });
+        }
+        Ok(Conv2d { stride, ..self })
     }
 
-    /// Output width `w + 2 pad - k + 1`.
+    /// Output height `(h + 2 pad - k) / stride + 1`.
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// Output width `(w + 2 pad - k) / stride + 1`.
     pub fn out_w(&self) -> usize {
-        self.w + 2 * self.pad - self.k + 1
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
     }
 
     /// Rows of an input batch, `in_c h w`.
@@ -100,13 +116,13 @@ impl Conv2d {
 
     /// Input index read by output pixel `(oy, ox)` at patch entry `(c, dy, dx)`, if inside.
     fn source(&self, c: usize, dy: usize, dx: usize, oy: usize, ox: usize) -> Option<usize> {
-        let y = (oy + dy).checked_sub(self.pad)?;
-        let x = (ox + dx).checked_sub(self.pad)?;
+        let y = (oy * self.stride + dy).checked_sub(self.pad)?;
+        let x = (ox * self.stride + dx).checked_sub(self.pad)?;
         (y < self.h && x < self.w).then(|| (c * self.h + y) * self.w + x)
     }
 
-    /// im2col: `cols[(c k + dy) k + dx, b P + oy out_w + ox] = x[(c h + oy + dy - pad) w + ox + dx - pad, b]`
-    /// (zero outside the image), `P = out_h out_w`.
+    /// im2col: `cols[(c k + dy) k + dx, b P + oy out_w + ox] = x[(c h + s oy + dy - pad) w + s ox + dx - pad, b]`
+    /// (zero outside the image), `P = out_h out_w`, s the stride.
     pub fn im2col(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let mut cols = DMatrix::zeros(self.patch_len(), self.out_h() * self.out_w() * x.ncols());
         self.for_each_patch_entry(x.ncols(), |row, j, i, b| cols[(row, j)] = x[(i, b)]);
@@ -122,7 +138,7 @@ impl Conv2d {
 
     /// Calls `visit(row, column, pixel, sample)` for every im2col entry that lies inside the
     /// image: patch row `(c k + dy) k + dx`, column `b P + oy out_w + ox`, input pixel
-    /// `(c h + oy + dy - pad) w + ox + dx - pad` of sample b.
+    /// `(c h + s oy + dy - pad) w + s ox + dx - pad` of sample b (s the stride).
     fn for_each_patch_entry(
         &self,
         batch: usize,
@@ -159,7 +175,7 @@ impl Conv2d {
         DMatrix::from_fn(self.out_c, p * g.ncols(), |o, j| g[(o * p + j % p, j / p)])
     }
 
-    /// `y[(o, oy, ox), b] = sum_{c,dy,dx} W[o, (c,dy,dx)] x[(c, oy+dy-pad, ox+dx-pad), b]`.
+    /// `y[(o, oy, ox), b] = sum_{c,dy,dx} W[o, (c,dy,dx)] x[(c, s oy+dy-pad, s ox+dx-pad), b]`.
     pub fn forward(&self, weights: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
         let cols = self.im2col(x);
         let mut m = DMatrix::zeros(self.out_c, cols.ncols());

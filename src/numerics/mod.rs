@@ -4,5 +4,7 @@
 pub mod activation;
 pub mod conv;
 pub mod linalg;
+pub mod norm;
+pub mod pool;
 pub mod rng;
 pub mod spectral;

@@ -80,9 +80,10 @@ pub struct TensorError {
     pub rel_error: f64,
 }
 
-/// Results of all checks.
+/// What the checks of spec 6.3 and 6.4 measured on one system (the rate network, a conv net,
+/// a DEQ: [`spec_checks`]).
 #[derive(Clone, Debug, Serialize)]
-pub struct CheckReport {
+pub struct SpecReport {
     /// Max over tensors: LCP-DI update vs -finite-difference gradient of H_alpha.
     #[serde(rename = "fd_rel_error_lcp_vs_H")]
     pub fd_rel_error_lcp_vs_h: f64,
@@ -101,6 +102,20 @@ pub struct CheckReport {
     pub passed_fd_lcp: bool,
     pub passed_fd_rbp: bool,
     pub passed_alignment: bool,
+}
+
+impl SpecReport {
+    /// True when the three checks passed.
+    pub fn passed(&self) -> bool {
+        self.passed_fd_lcp && self.passed_fd_rbp && self.passed_alignment
+    }
+}
+
+/// Results of all checks on the rate network: spec 6.3/6.4 and the variants.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    #[serde(flatten)]
+    pub spec: SpecReport,
     /// LCP-EBD (energy flow, Newton-refined): |phi*_EBD - phi*_DI| / |phi*_DI|.
     pub ebd_rel_error_equilibrium: f64,
     /// LCP-EBD update vs LCP-DI update, relative.
@@ -117,7 +132,7 @@ pub struct CheckReport {
 impl CheckReport {
     /// True when every check passed.
     pub fn passed(&self) -> bool {
-        self.passed_fd_lcp && self.passed_fd_rbp && self.passed_alignment && self.passed_variants
+        self.spec.passed() && self.passed_variants
     }
 }
 
@@ -163,8 +178,15 @@ impl CheckSettings {
 /// cross-entropy, standard normal for squared error), all from `seed`.
 pub fn random_problem(s: &CheckSettings) -> Result<(RateNetwork, DMatrix<f64>, DMatrix<f64>)> {
     let net = RateNetwork::new(s.n_x, s.topology.clone(), s.n_y, s.activation, s.seed)?;
+    let (x, t) = random_batch(s, s.n_x);
+    Ok((net, x, t))
+}
+
+/// `s.batch` random inputs of `n_x` entries in [0, 1) and random targets (one-hot labels for
+/// cross-entropy, standard normal for squared error), from `s.seed + 1`.
+pub fn random_batch(s: &CheckSettings, n_x: usize) -> (DMatrix<f64>, DMatrix<f64>) {
     let mut rng = Rng::seed_from_u64(s.seed.wrapping_add(1));
-    let x = DMatrix::from_fn(s.n_x, s.batch, |_, _| rng.uniform());
+    let x = DMatrix::from_fn(n_x, s.batch, |_, _| rng.uniform());
     let t = match s.loss {
         Loss::CrossEntropy => {
             let labels: Vec<usize> = (0..s.batch)
@@ -174,7 +196,7 @@ pub fn random_problem(s: &CheckSettings) -> Result<(RateNetwork, DMatrix<f64>, D
         }
         Loss::SquaredError => DMatrix::from_fn(s.n_y, s.batch, |_, _| rng.normal()),
     };
-    Ok((net, x, t))
+    (x, t)
 }
 
 /// Equilibrium of every sample, relaxed by the ODE solver and refined by Newton's method.
@@ -237,20 +259,19 @@ pub fn refine<M: EquilibriumSystem>(
     Ok(out)
 }
 
-/// Central finite differences of `objective(theta)` over every free parameter entry of
-/// `net` (entries outside a layered net's structure are skipped and left zero).
-fn finite_difference_gradient(
-    net: &RateNetwork,
+/// Central finite differences of `objective(theta)` over every parameter entry of `net`
+/// (entries where `mask` is 0, outside a layered net's structure, are skipped and left zero).
+pub fn finite_difference_gradient<M: EquilibriumSystem + Clone>(
+    net: &M,
+    mask: Option<&Params>,
     step: f64,
-    objective: impl Fn(&RateNetwork) -> Result<f64>,
+    objective: impl Fn(&M) -> Result<f64>,
 ) -> Result<Params> {
     let mut grad = net.params().zeros_like();
     let mut probe = net.clone();
     for k in 0..net.params().num_scalars() {
-        if let Some(mask) = net.mask() {
-            if mask.flat_get(k) == 0.0 {
-                continue;
-            }
+        if mask.is_some_and(|m| m.flat_get(k) == 0.0) {
+            continue;
         }
         let theta = net.params().flat_get(k);
         let h = step * theta.abs().max(1.0);
@@ -287,21 +308,82 @@ fn max_error(errors: &[TensorError]) -> f64 {
         .fold(0.0, |a, b| if b.is_nan() { f64::NAN } else { a.max(b) })
 }
 
-/// Runs checks 6.3 and 6.4 and reports the numbers; `passed_*` compare them with the
-/// tolerances.
+/// Runs checks 6.3 and 6.4 and the variants' on the random rate network and reports the
+/// numbers; `passed_*` compare them with the tolerances.
 pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
     s.validate()?;
     let (net, x, t) = random_problem(s)?;
-    let objective = Objective::new(s.loss, s.loss_scale, s.batch);
+    let checked = spec_checks(&net, net.mask(), &x, &t, s)?;
+    let controlled = CoupledSystem::new(
+        &net,
+        x.clone(),
+        t.clone(),
+        Objective::new(s.loss, s.loss_scale, s.batch),
+        s.tau_v,
+        Some(s.controller),
+    )?;
+    let variants = check_variants(
+        &controlled,
+        &checked.phi0,
+        &checked.z_star,
+        &checked.update,
+        &s.solver,
+    )?;
+    Ok(CheckReport {
+        spec: checked.report,
+        passed_variants: variants.ebd_equilibrium <= s.fd_tolerance
+            && variants.ebd_update <= s.fd_tolerance
+            && variants.kp_transposes <= s.fd_tolerance,
+        ebd_rel_error_equilibrium: variants.ebd_equilibrium,
+        ebd_rel_error_update: variants.ebd_update,
+        kp_transposes_rel_error_update: variants.kp_transposes,
+        kp_random_cosine_to_di: variants.kp_random_cosine,
+        lf_random_cosine_to_di: variants.lf_random_cosine,
+    })
+}
+
+/// The checks of spec 6.3 and 6.4 on any system, with what later checks reuse.
+pub struct SpecChecks {
+    pub report: SpecReport,
+    /// The free equilibrium phi0 and the controlled equilibrium z* (at `s.controller`), both
+    /// refined by Newton's method.
+    pub phi0: DMatrix<f64>,
+    pub z_star: DMatrix<f64>,
+    /// The LCP-DI update at z*.
+    pub update: Params,
+}
+
+/// Spec 6.3 and 6.4 on `net` with inputs x and targets t (the loss, loss scale, time
+/// constant, controller, alphas, FD step, solver and tolerances of `s`; its network fields
+/// are not read): the LCP-DI update equals `-grad H_alpha` by central differences, the RBP
+/// gradient equals `grad L(phi0)`, and the cosine between the update and `-RBP` tends to 1
+/// as alpha grows. `mask` marks the parameter entries that are probed (None: all): the
+/// entries that exist in a layered net's structure, or a sample of a large system's; the
+/// analytic update and gradient are compared on those entries only.
+pub fn spec_checks<M: EquilibriumSystem + Clone>(
+    net: &M,
+    mask: Option<&Params>,
+    x: &DMatrix<f64>,
+    t: &DMatrix<f64>,
+    s: &CheckSettings,
+) -> Result<SpecChecks> {
+    let objective = Objective::new(s.loss, s.loss_scale, x.ncols());
     let ctrl = s.controller;
     let beta = ctrl.beta();
     let system = |n, c| CoupledSystem::new(n, x.clone(), t.clone(), objective.clone(), s.tau_v, c);
 
+    // The free equilibrium phi0; every controlled equilibrium is the flow's from phi0 (spec 2.2).
+    let free = system(net, None)?;
+    let phi0 = precise_equilibrium(&free, &s.solver)?;
+    let controlled_from_phi0 = |sys: &CoupledSystem<'_, M>| {
+        precise_equilibrium_from(sys, &sys.state_with_phi(&phi0)?, &s.solver)
+    };
+
     // 6.3: the LCP-DI update equals -grad H_alpha.
-    let controlled = system(&net, Some(ctrl))?;
-    let z_star = precise_equilibrium(&controlled, &s.solver)?;
+    let controlled = system(net, Some(ctrl))?;
+    let z_star = controlled_from_phi0(&controlled)?;
     let update = least_control_update(&controlled, &z_star);
-    let h_alpha = |n: &RateNetwork| -> Result<f64> {
+    let h_alpha = |n: &M| -> Result<f64> {
         let sys = CoupledSystem::new(
             n,
             x.clone(),
@@ -313,13 +395,18 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         let z = refine(&sys, &z_star)?;
         Ok(combine(&sys, &relaxed_energy(&sys, &sys.phi(&z), beta)))
     };
-    let mut minus_fd_h = finite_difference_gradient(&net, s.fd_step, h_alpha)?;
+    let probed = |p: &Params| {
+        let mut p = p.clone();
+        if let Some(mask) = mask {
+            p.mask_with(mask);
+        }
+        p
+    };
+    let mut minus_fd_h = finite_difference_gradient(net, mask, s.fd_step, h_alpha)?;
     minus_fd_h.scale(-1.0);
-    let lcp_per_tensor = relative_errors(&update, &minus_fd_h);
+    let lcp_per_tensor = relative_errors(&probed(&update), &minus_fd_h);
 
     // 6.4: the RBP gradient equals grad L(phi0).
-    let free = system(&net, None)?;
-    let phi0 = precise_equilibrium(&free, &s.solver)?;
     let (_, adjoints) = rbp_gradient(&free, &phi0, &s.solver);
     if adjoints.fraction_converged() < 1.0 {
         return Err(LcsimError::InvalidValue {
@@ -337,33 +424,31 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         lambda.set_column(j, &col.column(0));
     }
     let rbp = gradient_from_adjoints(&free, &phi0, &lambda);
-    let loss_at_free = |n: &RateNetwork| -> Result<f64> {
+    let loss_at_free = |n: &M| -> Result<f64> {
         let sys = CoupledSystem::new(n, x.clone(), t.clone(), objective.clone(), s.tau_v, None)?;
         let z = refine(&sys, &phi0)?;
         Ok(combine(&sys, &sys.losses(&z)))
     };
-    let fd_l = finite_difference_gradient(&net, s.fd_step, loss_at_free)?;
-    let rbp_per_tensor = relative_errors(&rbp, &fd_l);
+    let fd_l = finite_difference_gradient(net, mask, s.fd_step, loss_at_free)?;
+    let rbp_per_tensor = relative_errors(&probed(&rbp), &fd_l);
 
     // 6.4: alignment of the LCP update with -RBP as alpha grows.
     let mut cosines = Vec::new();
     let mut ratios = Vec::new();
     for &alpha in &s.alphas {
         let c = ControllerSettings { alpha, ..ctrl };
-        let sys = system(&net, Some(c))?;
-        let z = precise_equilibrium(&sys, &s.solver)?;
+        let sys = system(net, Some(c))?;
+        let z = controlled_from_phi0(&sys)?;
         let upd = least_control_update(&sys, &z);
         let (cosine, ratio) = compare_with_gradient(&upd, &rbp, c.beta());
         cosines.push(cosine);
         ratios.push(ratio);
     }
 
-    let variants = check_variants(&controlled, &phi0, &z_star, &update, &s.solver)?;
-
     let fd_lcp = max_error(&lcp_per_tensor);
     let fd_rbp = max_error(&rbp_per_tensor);
     let last = *cosines.last().unwrap_or(&f64::NAN);
-    Ok(CheckReport {
+    let report = SpecReport {
         fd_rel_error_lcp_vs_h: fd_lcp,
         lcp_per_tensor,
         fd_rel_error_rbp_vs_l: fd_rbp,
@@ -376,14 +461,12 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         norm_ratio_lcp_vs_beta_rbp: ratios,
         fd_tolerance: s.fd_tolerance,
         cosine_tolerance: s.cosine_tolerance,
-        passed_variants: variants.ebd_equilibrium <= s.fd_tolerance
-            && variants.ebd_update <= s.fd_tolerance
-            && variants.kp_transposes <= s.fd_tolerance,
-        ebd_rel_error_equilibrium: variants.ebd_equilibrium,
-        ebd_rel_error_update: variants.ebd_update,
-        kp_transposes_rel_error_update: variants.kp_transposes,
-        kp_random_cosine_to_di: variants.kp_random_cosine,
-        lf_random_cosine_to_di: variants.lf_random_cosine,
+    };
+    Ok(SpecChecks {
+        report,
+        phi0,
+        z_star,
+        update,
     })
 }
 
@@ -507,11 +590,60 @@ fn write_tables(out: &mut String, s: &CheckSettings, r: &CheckReport) -> std::fm
         s.solver.method.name()
     )?;
     writeln!(out)?;
+    write_spec_tables(out, &s.controller, &r.spec)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "(3.2-3.4) the variants against LCP-DI at alpha = {}",
+        s.controller.alpha
+    )?;
+    writeln!(
+        out,
+        "    LCP-EBD energy minimum vs DI equilibrium  {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_equilibrium, r.spec.fd_tolerance
+    )?;
+    writeln!(
+        out,
+        "    LCP-EBD update vs DI update               {:>10.3e}  <= {:.0e}",
+        r.ebd_rel_error_update, r.spec.fd_tolerance
+    )?;
+    writeln!(
+        out,
+        "    LCP-KP (B = W^T, G = D^T) update vs DI    {:>10.3e}  <= {:.0e}  {}",
+        r.kp_transposes_rel_error_update,
+        r.spec.fd_tolerance,
+        verdict(r.passed_variants)
+    )?;
+    writeln!(
+        out,
+        "    cosine to the DI update (no exact reference): LCP-KP random B, G {:.4}; LCP-LF random Q {:.4}",
+        r.kp_random_cosine_to_di, r.lf_random_cosine_to_di
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{}", overall(r.passed()))
+}
+
+/// The last line of a check's tables.
+pub(crate) fn overall(passed: bool) -> &'static str {
+    if passed {
+        "all checks passed"
+    } else {
+        "SOME CHECKS FAILED"
+    }
+}
+
+/// The tables (c) and (d) of spec 6.3 and 6.4, for the controller of the FD check.
+pub(crate) fn write_spec_tables(
+    out: &mut String,
+    controller: &ControllerSettings,
+    r: &SpecReport,
+) -> std::fmt::Result {
+    use std::fmt::Write;
     writeln!(
         out,
         "(c) LCP-DI update vs -dH_alpha/dtheta by central differences (alpha = {}, beta = {})",
-        s.controller.alpha,
-        s.controller.beta()
+        controller.alpha,
+        controller.beta()
     )?;
     write_errors(
         out,
@@ -555,44 +687,6 @@ fn write_tables(out: &mut String, s: &CheckSettings, r: &CheckReport) -> std::fm
         "    cosine at the largest alpha >= {}  {}",
         r.cosine_tolerance,
         verdict(r.passed_alignment)
-    )?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "(3.2-3.4) the variants against LCP-DI at alpha = {}",
-        s.controller.alpha
-    )?;
-    writeln!(
-        out,
-        "    LCP-EBD energy minimum vs DI equilibrium  {:>10.3e}  <= {:.0e}",
-        r.ebd_rel_error_equilibrium, r.fd_tolerance
-    )?;
-    writeln!(
-        out,
-        "    LCP-EBD update vs DI update               {:>10.3e}  <= {:.0e}",
-        r.ebd_rel_error_update, r.fd_tolerance
-    )?;
-    writeln!(
-        out,
-        "    LCP-KP (B = W^T, G = D^T) update vs DI    {:>10.3e}  <= {:.0e}  {}",
-        r.kp_transposes_rel_error_update,
-        r.fd_tolerance,
-        verdict(r.passed_variants)
-    )?;
-    writeln!(
-        out,
-        "    cosine to the DI update (no exact reference): LCP-KP random B, G {:.4}; LCP-LF random Q {:.4}",
-        r.kp_random_cosine_to_di, r.lf_random_cosine_to_di
-    )?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "{}",
-        if r.passed() {
-            "all checks passed"
-        } else {
-            "SOME CHECKS FAILED"
-        }
     )
 }
 

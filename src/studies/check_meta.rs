@@ -26,7 +26,7 @@ use crate::numerics::rng::Rng;
 use crate::solve::{BatchSteadyState, SolverMethod, SolverSettings, Termination};
 use crate::studies::alignment::compare_with_gradient;
 use crate::studies::check::verdict;
-use crate::studies::check::{refine, relative_errors};
+use crate::studies::check::{finite_difference_gradient, refine, relative_errors};
 use crate::system::learner::Mlp;
 use crate::system::meta::{pack_points, MetaSystem, QueryLoss};
 use crate::system::params::Params;
@@ -323,27 +323,6 @@ impl MetaCheckReport {
     }
 }
 
-/// Central finite differences of `objective(theta)` over every entry of theta.
-fn finite_difference_gradient(
-    sys: &MetaSystem,
-    step: f64,
-    objective: impl Fn(&MetaSystem) -> Result<f64>,
-) -> Result<Params> {
-    let mut grad = sys.params().zeros_like();
-    let mut probe = sys.clone();
-    for k in 0..sys.params().num_scalars() {
-        let theta = sys.params().flat_get(k);
-        let h = step * theta.abs().max(1.0);
-        probe.params_mut().flat_set(k, theta + h);
-        let up = objective(&probe)?;
-        probe.params_mut().flat_set(k, theta - h);
-        let down = objective(&probe)?;
-        probe.params_mut().flat_set(k, theta);
-        grad.flat_set(k, (up - down) / (2.0 * h));
-    }
-    Ok(grad)
-}
-
 /// The one relative error `|a - r| / max(|a|, |r|)` of theta.
 fn relative_error(analytic: &Params, reference: &Params) -> f64 {
     relative_errors(analytic, reference)
@@ -374,7 +353,7 @@ pub fn run_meta_checks(s: &MetaCheckSettings) -> Result<MetaCheckReport> {
         let c = meta_coupled(m, &xs, &xq, s.tau, Some(ctrl))?;
         meta_h_alpha(&c, &refine(&c, &z_star)?)
     };
-    let mut minus_fd_h = finite_difference_gradient(&sys, s.fd_step, h_alpha)?;
+    let mut minus_fd_h = finite_difference_gradient(&sys, None, s.fd_step, h_alpha)?;
     minus_fd_h.scale(-1.0);
     let fd_lcp = relative_error(&update, &minus_fd_h);
 
@@ -387,7 +366,7 @@ pub fn run_meta_checks(s: &MetaCheckSettings) -> Result<MetaCheckReport> {
         let phi = refine(&f, &phi0)?;
         Ok(combine(&f, &f.losses(&phi)))
     };
-    let fd_l = finite_difference_gradient(&sys, s.fd_step, outer_loss)?;
+    let fd_l = finite_difference_gradient(&sys, None, s.fd_step, outer_loss)?;
     let fd_implicit = relative_error(&implicit, &fd_l);
 
     // 6.4: alignment of the LCP update with -implicit as alpha grows.

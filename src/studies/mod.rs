@@ -10,6 +10,7 @@ pub mod alignment;
 pub mod alignment_study;
 pub mod batch_study;
 pub mod check;
+pub mod check_conv;
 pub mod check_meta;
 pub mod compare;
 pub mod simulate;

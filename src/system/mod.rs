@@ -8,6 +8,8 @@
 //! equilibrium, the second-order term of dynamic inversion) or small traits a system may
 //! offer ([`KolenPollack`] for LCP-KP, [`RateChange`] for LCP-LF).
 
+pub mod conv_deq;
+pub mod conv_net;
 pub mod learner;
 pub mod loss;
 pub mod meta;

@@ -829,6 +829,11 @@ pub fn load_split(run: &Config) -> Result<Split> {
             limit(config.train_limit),
             limit(config.test_limit),
         )?,
+        DataSource::Cifar10 => crate::data::cifar10(
+            &config.cifar_dir,
+            limit(config.train_limit),
+            limit(config.test_limit),
+        )?,
         DataSource::Xor => split(
             xor(config.synthetic_samples, 0.1, config.seed),
             config.test_fraction,

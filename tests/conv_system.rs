@@ -1,0 +1,253 @@
+//! The convolutional systems (src/system/conv_net.rs, conv_deq.rs) on the equilibrium-system
+//! interface: their Jacobian products, second-order term and parameter products against
+//! finite differences and the adjoint identity, the layered net's forward pass as its free
+//! equilibrium, spec 6.3/6.4 through `lcsim check --system conv|deq`'s library call, config
+//! errors that name the key, and training end to end.
+
+mod common;
+
+use common::{lcsim_in, stderr};
+use lcsim::numerics::activation::Activation;
+use lcsim::numerics::pool::PoolKind;
+use lcsim::numerics::rng::Rng;
+use lcsim::studies::check::CheckSettings;
+use lcsim::studies::check_conv::{run_conv_checks, ConvCheckSettings, ConvModel};
+use lcsim::system::conv_deq::{ConvDeq, DeqSpec};
+use lcsim::system::conv_net::{ConvNet, LayerSpec};
+use lcsim::system::EquilibriumSystem;
+use nalgebra::DMatrix;
+
+fn random(r: usize, c: usize, seed: u64) -> DMatrix<f64> {
+    let mut rng = Rng::seed_from_u64(seed);
+    DMatrix::from_fn(r, c, |_, _| rng.normal())
+}
+
+fn layered(activation: Activation) -> ConvNet {
+    let layers = [
+        LayerSpec::conv(3, 3, 1).with_pool(PoolKind::Avg, 2),
+        LayerSpec::conv(2, 3, 1).with_stride(2),
+        LayerSpec::dense(5),
+    ];
+    ConvNet::new(&layers, (2, 6, 6), 3, activation, 1).unwrap()
+}
+
+fn deq() -> ConvDeq {
+    let spec = DeqSpec {
+        channels: 4,
+        inner_channels: 6,
+        kernel: 3,
+        groups: 2,
+        input_pool: 2,
+        readout_pool: 2,
+        init_std: 0.3,
+    };
+    ConvDeq::new(&spec, (1, 8, 8), 3, Activation::Tanh, 2).unwrap()
+}
+
+/// `J v`, `J^T w`, the second-order term and `(d_theta f)^T psi` of `net` at a random state
+/// against central differences of f (and of `J^T psi`), and the adjoint identity.
+fn check_products<S: EquilibriumSystem + Clone>(net: &S, what: &str) {
+    let (n, b) = (net.state_dim(), 2);
+    let x = random(net.input_dim(), b, 10).map(|v| v.abs());
+    let phi = random(n, b, 11) * 0.5;
+    let v = random(n, b, 12);
+    let w = random(n, b, 13);
+    let h = 1e-6;
+    let f = |p: &DMatrix<f64>| net.vector_field(p, &x);
+    let fd = (f(&(&phi + &v * h)) - f(&(&phi - &v * h))) / (2.0 * h);
+    let jv = net.jvp(&phi, &x, &v);
+    assert!(
+        (&fd - &jv).amax() < 1e-6 * fd.amax().max(1.0),
+        "{what}: J v"
+    );
+    let jtw = net.vjp(&phi, &x, &w);
+    let (lhs, rhs) = (jv.dot(&w), v.dot(&jtw));
+    assert!(
+        (lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0),
+        "{what}: {lhs} vs {rhs}"
+    );
+    // d/d eps [J(phi + eps v)^T psi], when the system gives it.
+    let lin = net.linearize(&phi, &x, Some(&w));
+    if let Some(second) = net.second_order_at(&lin, &v) {
+        let back = |p: &DMatrix<f64>| net.vjp(p, &x, &w);
+        let fd = (back(&(&phi + &v * h)) - back(&(&phi - &v * h))) / (2.0 * h);
+        assert!(
+            (&fd - &second).amax() < 1e-6 * fd.amax().max(1.0),
+            "{what}: second order"
+        );
+    }
+    // (d_theta f)^T psi: the gradient of <psi, f(phi, theta, x)>, a few entries per tensor.
+    let grad = net.param_vjp(&phi, &x, &w);
+    let mut probe = net.clone();
+    let mut rng = Rng::seed_from_u64(14);
+    let mut offset = 0;
+    for (name, t) in net.params().iter() {
+        for _ in 0..4 {
+            let k = offset + ((rng.uniform() * t.len() as f64) as usize).min(t.len() - 1);
+            let theta = net.params().flat_get(k);
+            let at = |probe: &mut S, d: f64| {
+                probe.params_mut().flat_set(k, theta + d);
+                probe.vector_field(&phi, &x).dot(&w)
+            };
+            let fd = (at(&mut probe, h) - at(&mut probe, -h)) / (2.0 * h);
+            probe.params_mut().flat_set(k, theta);
+            let g = grad.flat_get(k);
+            assert!(
+                (fd - g).abs() < 1e-6 * fd.abs().max(1.0),
+                "{what}: d/d{name}[{}]: {g} vs {fd}",
+                k - offset
+            );
+        }
+        offset += t.len();
+    }
+}
+
+#[test]
+fn layered_conv_net_products_match_finite_differences() {
+    check_products(&layered(Activation::Tanh), "conv net, tanh");
+    check_products(&layered(Activation::Sigmoid), "conv net, sigmoid");
+}
+
+#[test]
+fn conv_deq_products_match_finite_differences() {
+    check_products(&deq(), "conv DEQ");
+}
+
+#[test]
+fn the_forward_pass_is_the_free_equilibrium_of_the_layered_net() {
+    let net = layered(Activation::Tanh);
+    let x = random(net.input_dim(), 3, 20);
+    let phi0 = net.exact_free_equilibrium(&x).unwrap();
+    assert!(net.vector_field(&phi0, &x).amax() < 1e-14);
+    // Layer 1 is the first convolution of the image plus its bias.
+    let rows = net.layer_rows()[0].clone();
+    let drive = net.input_drive(&x);
+    assert!((phi0.rows_range(rows.clone()) - drive.rows_range(rows)).amax() == 0.0);
+}
+
+#[test]
+fn spec_checks_pass_on_the_small_conv_systems() {
+    // Spec 6.3 and 6.4 as `lcsim check --system conv` runs them (the DEQ at alpha = 1, where
+    // its controlled flow settles, with fewer probes and alphas to keep the test short).
+    let conv = ConvCheckSettings::new(ConvModel::small_layered(), CheckSettings::default());
+    let r = run_conv_checks(&conv).unwrap();
+    assert!(r.passed(), "{r:?}");
+    assert!(
+        r.fd_rel_error_lcp_vs_h < 1e-6 && r.fd_rel_error_rbp_vs_l < 1e-6,
+        "{r:?}"
+    );
+    let mut check = CheckSettings {
+        alphas: vec![1.0, 1e3],
+        fd_step: 1e-6,
+        ..CheckSettings::default()
+    };
+    check.controller.alpha = 1.0;
+    let mut deq = ConvCheckSettings::new(ConvModel::small_deq(), check);
+    deq.probes_per_tensor = 2;
+    let r = run_conv_checks(&deq).unwrap();
+    assert!(r.passed(), "{r:?}");
+    assert!(r.cosine_lcp_vs_rbp[1] > r.cosine_lcp_vs_rbp[0], "{r:?}");
+}
+
+#[test]
+fn architectures_that_do_not_fit_are_errors_naming_the_key() {
+    let img = (1, 8, 8);
+    let err = |layers: &[LayerSpec]| {
+        ConvNet::new(layers, img, 3, Activation::Tanh, 0)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&[LayerSpec::conv(2, 11, 1)]);
+    assert!(e.contains("conv.layers[0].k") && e.contains("11"), "{e}");
+    let e = err(&[LayerSpec::dense(4), LayerSpec::conv(2, 3, 1)]);
+    assert!(e.contains("conv.layers[1].kind"), "{e}");
+    let e = err(&[LayerSpec::conv(2, 3, 1).with_pool(PoolKind::Max, 9)]);
+    assert!(e.contains("conv.layers[0].pool size"), "{e}");
+    let mut no_channels = LayerSpec::conv(2, 3, 1);
+    no_channels.channels = None;
+    assert!(err(&[no_channels]).contains("conv.layers[0].channels"));
+    let spec = |f: &dyn Fn(&mut DeqSpec)| {
+        let mut s = DeqSpec::default();
+        f(&mut s);
+        ConvDeq::new(&s, img, 3, Activation::Tanh, 0)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(spec(&|s| s.groups = 3).contains("deq.groups"));
+    assert!(spec(&|s| s.groups = 8).contains("deq.groups"));
+    assert!(spec(&|s| s.kernel = 4).contains("deq.kernel"));
+    assert!(spec(&|s| s.readout_pool = 5).contains("deq.readout_pool"));
+    assert!(spec(&|s| s.input_pool = 0).contains("deq.input_pool"));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sets, key) in [
+        (
+            vec!["model.kind=\"conv\"", "data.source=\"xor\""],
+            "data.source",
+        ),
+        (
+            vec!["model.kind=\"conv\"", "method.name=\"rbp\""],
+            "method.name",
+        ),
+        (
+            vec!["model.kind=\"deq\"", "method.name=\"bp\""],
+            "method.name",
+        ),
+        (
+            vec!["model.kind=\"conv\"", "method.name=\"lcp-kp\""],
+            "method.name",
+        ),
+        (vec!["model.kind=\"deq\"", "deq.groups=3"], "deq.groups"),
+        (vec!["model.kind=\"rnn\"", "deq.groups=2"], "[deq]"),
+        (
+            vec![
+                "model.kind=\"conv\"",
+                "conv.layers=[{kind=\"conv\",channels=2,kernel=20}]",
+            ],
+            "conv.layers[0].k",
+        ),
+    ] {
+        let mut args = vec!["train", "--quiet"];
+        for s in &sets {
+            args.push("--set");
+            args.push(s);
+        }
+        let out = lcsim_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{sets:?}");
+        assert!(stderr(&out).contains(key), "{sets:?}: {}", stderr(&out));
+    }
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn conv_net_learns_digits_by_least_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lcsim_in(
+        dir.path(),
+        &[
+            "train",
+            "--quiet",
+            "--set",
+            "model.kind=\"conv\"",
+            "--set",
+            "conv.layers=[{kind=\"conv\",channels=4,kernel=3,pad=1,pool=\"avg\"},{kind=\"dense\",units=32}]",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "training.diagnostics_samples=8",
+            "--set",
+            "output.name=\"c\"",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/c/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let acc = summary["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.6, "test accuracy {acc} after one epoch");
+    assert!(dir.path().join("runs/c/params.npz").is_file());
+}
