@@ -251,3 +251,31 @@ fn conv_net_learns_digits_by_least_control() {
     assert!(acc > 0.6, "test accuracy {acc} after one epoch");
     assert!(dir.path().join("runs/c/params.npz").is_file());
 }
+
+#[test]
+fn parameters_round_trip_and_a_wrong_layout_names_the_tensor() {
+    let net = layered(Activation::Tanh);
+    let layers = net.specs().to_vec();
+    let back = ConvNet::from_params(
+        &layers,
+        (2, 6, 6),
+        3,
+        Activation::Tanh,
+        net.params().clone(),
+    )
+    .unwrap();
+    assert_eq!(back.params(), net.params());
+    let mut bad = net.params().clone();
+    *bad.tensor_mut(2) = DMatrix::zeros(1, 1);
+    let e = ConvNet::from_params(&layers, (2, 6, 6), 3, Activation::Tanh, bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("W2"), "{e}");
+    let d = deq();
+    let mut nan = d.params().clone();
+    nan.tensor_mut(0)[(0, 0)] = f64::NAN;
+    let e = ConvDeq::from_params(d.spec(), (1, 8, 8), 3, Activation::Tanh, nan)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("K_enc"), "{e}");
+}

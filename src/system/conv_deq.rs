@@ -21,7 +21,7 @@
 //! (tanh) gives the smooth system the theory (the envelope theorem) assumes.
 
 use super::{ControlEntry, EquilibriumSystem};
-use crate::error::{ensure_finite, invalid, LcsimError, Result};
+use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{Conv2d, ConvError};
 use crate::numerics::linalg::{mul, mul_tr};
@@ -198,23 +198,7 @@ impl ConvDeq {
         params: Params,
     ) -> Result<Self> {
         let net = ConvDeq::new(spec, image, n_y, activation, 0)?;
-        if params.len() != net.params.len() {
-            return Err(LcsimError::Shape {
-                field: "params".into(),
-                expected: format!("{} tensors {:?}", net.params.len(), DEQ_PARAM_NAMES),
-                found: format!("{} tensors", params.len()),
-            });
-        }
-        for ((name, m), (expected, l)) in params.iter().zip(net.params.iter()) {
-            if name != expected || m.shape() != l.shape() {
-                return Err(LcsimError::Shape {
-                    field: expected.into(),
-                    expected: format!("{expected}: {} x {}", l.nrows(), l.ncols()),
-                    found: format!("{name}: {} x {}", m.nrows(), m.ncols()),
-                });
-            }
-            ensure_finite(name, m.as_slice())?;
-        }
+        params.ensure_layout(&net.params)?;
         Ok(ConvDeq { params, ..net })
     }
 

@@ -20,7 +20,7 @@
 //! (`psi_1 x^T` for the first). Every sample is its own column: no statistics across a batch.
 
 use super::{ControlEntry, EquilibriumSystem};
-use crate::error::{ensure_finite, invalid, LcsimError, Result};
+use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{Conv2d, ConvError};
 use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
@@ -406,25 +406,7 @@ impl ConvNet {
         params: Params,
     ) -> Result<Self> {
         let mut net = ConvNet::new(specs, image, n_y, activation, 0)?;
-        let layout = net.params.clone();
-        if params.len() != layout.len() {
-            let names: Vec<&str> = layout.names().collect();
-            return Err(LcsimError::Shape {
-                field: "params".into(),
-                expected: format!("{} tensors {names:?}", layout.len()),
-                found: format!("{} tensors", params.len()),
-            });
-        }
-        for ((name, m), (expected, l)) in params.iter().zip(layout.iter()) {
-            if name != expected || m.shape() != l.shape() {
-                return Err(LcsimError::Shape {
-                    field: expected.into(),
-                    expected: format!("{expected}: {} x {}", l.nrows(), l.ncols()),
-                    found: format!("{name}: {} x {}", m.nrows(), m.ncols()),
-                });
-            }
-            ensure_finite(name, m.as_slice())?;
-        }
+        params.ensure_layout(&net.params)?;
         net.params = params;
         Ok(net)
     }

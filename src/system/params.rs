@@ -15,6 +15,31 @@ impl Params {
         Params { entries }
     }
 
+    /// Checks that these parameters have `layout`'s tensors (names and shapes, in order) and
+    /// are finite; errors name the tensor.
+    pub fn ensure_layout(&self, layout: &Params) -> crate::error::Result<()> {
+        use crate::error::LcsimError;
+        if self.len() != layout.len() {
+            let names: Vec<&str> = layout.names().collect();
+            return Err(LcsimError::Shape {
+                field: "params".into(),
+                expected: format!("{} tensors {names:?}", layout.len()),
+                found: format!("{} tensors", self.len()),
+            });
+        }
+        for ((name, m), (expected, l)) in self.iter().zip(layout.iter()) {
+            if name != expected || m.shape() != l.shape() {
+                return Err(LcsimError::Shape {
+                    field: expected.into(),
+                    expected: format!("{expected}: {} x {}", l.nrows(), l.ncols()),
+                    found: format!("{name}: {} x {}", m.nrows(), m.ncols()),
+                });
+            }
+            crate::error::ensure_finite(name, m.as_slice())?;
+        }
+        Ok(())
+    }
+
     /// Same names and shapes, all zero.
     pub fn zeros_like(&self) -> Self {
         self.map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
