@@ -133,9 +133,11 @@ fn check_meta_bad_values_name_the_flag() {
         let e = stderr(&o);
         assert!(e.contains(flag), "{flag} {value}: {e}");
     }
-    let o = lcsim(&["check", "--system", "conv"]);
+    let o = lcsim(&["check", "--system", "cnn"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("meta"), "lists the allowed systems");
+    for system in ["rate", "meta", "conv", "deq"] {
+        assert!(stderr(&o).contains(system), "lists the allowed systems");
+    }
 }
 
 /// Writes P.npz, X.npy, Y.npy for a small RNN and returns the network and data.
