@@ -1,6 +1,6 @@
 //! Data sets for training and testing: scikit-learn's 8x8 digits (embedded in smartcore),
-//! MNIST from IDX files ([`idx`]), CIFAR-10 from its binary batches ([`cifar`]), and two
-//! small synthetic tasks (XOR, two moons: [`synthetic`]).
+//! MNIST from IDX files (`idx.rs`), CIFAR-10 from its binary batches (`cifar.rs`), and two
+//! small synthetic tasks (XOR, two moons: `synthetic.rs`).
 //!
 //! A [`Dataset`] holds one sample per column (`n_x x N`, pixels scaled to [0, 1]) and integer
 //! labels; an image is a column in [`ImageShape`]'s layout. [`Dataset::batch`] returns the
