@@ -210,3 +210,19 @@ impl Conv2d {
         mul_tr(self.batch_to_product(g).as_view(), self.im2col(x).as_view())
     }
 }
+
+/// A per-channel bias (`channels x 1`) broadcast over each channel's `spatial` entries and
+/// `batch` columns (channel-major rows, as every batch here).
+pub fn broadcast_channel_bias(bias: &DMatrix<f64>, spatial: usize, batch: usize) -> DMatrix<f64> {
+    DMatrix::from_fn(bias.nrows() * spatial, batch, |i, _| bias[(i / spatial, 0)])
+}
+
+/// The gradient of `<g, broadcast_channel_bias(b)>` in b: g summed over each channel's
+/// `spatial` entries and the batch.
+pub fn channel_bias_grad(g: &DMatrix<f64>, spatial: usize) -> DMatrix<f64> {
+    let mut grad = DMatrix::zeros(g.nrows() / spatial, 1);
+    for (i, row) in g.row_iter().enumerate() {
+        grad[(i / spatial, 0)] += row.sum();
+    }
+    grad
+}

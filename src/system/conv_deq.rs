@@ -23,7 +23,7 @@
 use super::{ControlEntry, EquilibriumSystem};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
-use crate::numerics::conv::{Conv2d, ConvError};
+use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
 use crate::numerics::linalg::{mul, mul_tr};
 use crate::numerics::norm::{GroupNorm, NormLinearization};
 use crate::numerics::pool::{Pool2d, PoolKind, PoolLinearization};
@@ -335,13 +335,9 @@ impl ConvDeq {
 
     /// `x_enc = K_enc * pool(x) + b_enc`.
     fn encode(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
-        let mut e = self.encoder.forward(self.p(K_ENC), &self.pooled_input(x));
         let p = self.encoder.out_h() * self.encoder.out_w();
-        let b = self.p(B_ENC);
-        for (i, mut row) in e.row_iter_mut().enumerate() {
-            row.add_scalar_mut(b[(i / p, 0)]);
-        }
-        e
+        self.encoder.forward(self.p(K_ENC), &self.pooled_input(x))
+            + broadcast_channel_bias(self.p(B_ENC), p, x.ncols())
     }
 
     /// `T(z, x_enc)` and everything its Jacobian needs.
@@ -523,11 +519,7 @@ impl EquilibriumSystem for ConvDeq {
         let (g3, b3) = self.norm_state.param_vjp(&lin.gn3, &pz);
         let (g2, b2) = self.norm_state.param_vjp(&lin.gn2, &g.g_t);
         let (g1, b1) = self.norm_inner.param_vjp(&lin.gn1, &g.g_n1);
-        let p = self.encoder.out_h() * self.encoder.out_w();
-        let mut b_enc = DMatrix::zeros(self.spec.channels, 1);
-        for (i, row) in g.g_s.row_iter().enumerate() {
-            b_enc[(i / p, 0)] += row.sum();
-        }
+        let b_enc = channel_bias_grad(&g.g_s, self.encoder.out_h() * self.encoder.out_w());
         let means = self.channel_means(&z).0;
         let tensors = [
             self.encoder.weight_grad(&self.pooled_input(x), &g.g_s),

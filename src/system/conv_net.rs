@@ -22,7 +22,7 @@
 use super::{ControlEntry, EquilibriumSystem};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
-use crate::numerics::conv::{Conv2d, ConvError};
+use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
 use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
 use crate::numerics::pool::{Pool2d, PoolKind, PoolLinearization};
 use crate::numerics::rng::Rng;
@@ -453,8 +453,7 @@ impl ConvNet {
 
     /// Layer k's bias broadcast over its pixels and the batch.
     fn broadcast_bias(&self, k: usize, batch: usize) -> DMatrix<f64> {
-        let (b, p) = (self.bias(k), self.layers[k].op.spatial());
-        DMatrix::from_fn(self.layers[k].op.out_len(), batch, |i, _| b[(i / p, 0)])
+        broadcast_channel_bias(self.bias(k), self.layers[k].op.spatial(), batch)
     }
 
     /// The rates r_k = pool_k(s(v_k)) of every hidden layer, with slopes and selections.
@@ -663,11 +662,7 @@ impl EquilibriumSystem for ConvNet {
         for (k, l) in self.layers.iter().enumerate() {
             let g = psi.rows_range(l.rows.clone()).into_owned();
             let input = if k == 0 { x } else { &r.rates[k - 1] };
-            let p = l.op.spatial();
-            let mut bias = DMatrix::zeros(l.op.bias_len(), 1);
-            for (i, row) in g.row_iter().enumerate() {
-                bias[(i / p, 0)] += row.sum();
-            }
+            let bias = channel_bias_grad(&g, l.op.spatial());
             let (wn, bn) = param_names(k, k + 1 == self.layers.len());
             entries.push((wn, l.op.weight_grad(input, &g)));
             entries.push((bn, bias));
