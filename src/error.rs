@@ -175,6 +175,21 @@ pub fn ensure_non_negative(field: &str, value: f64) -> Result<()> {
 /// The most worker threads (or parallel runs) any setting may ask for.
 pub const MAX_THREADS: usize = 1024;
 
+/// Exit status of a command refused because another process holds its folder's lock
+/// ([`LcsimError::Locked`]; 75 is EX_TEMPFAIL of sysexits.h: try again later). Every other
+/// error exits with 2.
+pub const EXIT_BUSY: u8 = 75;
+
+impl LcsimError {
+    /// The exit status of a command that ends with this error: [`EXIT_BUSY`] or 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LcsimError::Locked { .. } => EXIT_BUSY,
+            _ => 2,
+        }
+    }
+}
+
 /// Checks a thread count where 0 means all cores: `0..=MAX_THREADS`.
 pub fn ensure_thread_count(field: &str, value: usize) -> Result<()> {
     if value <= MAX_THREADS {

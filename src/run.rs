@@ -84,22 +84,26 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `output.dir/run_name` for a new run and writes config.toml and run.json.
-    /// An automatic name (empty `output.name`) gets a suffix -2, -3, ... when taken; an
-    /// existing folder with a chosen name is refused (finished: choose another output.name;
-    /// unfinished: continue it with --resume).
-    pub fn create(config: &Config, command_line: &str) -> Result<RunDir> {
-        let io = |path: &Path, source| LcsimError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+    /// Creates `output.dir/run_name` for a new run, locked, and writes run.json (with the
+    /// data's identity) and, last, config.toml: claiming the folder and locking it are one
+    /// step, so of two processes creating the same folder at once exactly one proceeds and the
+    /// other gets [`LcsimError::Locked`]. An automatic name (empty `output.name`) gets a suffix
+    /// -2, -3, ... when taken. An existing folder with a chosen name is refused when it holds a
+    /// run (finished: choose another output.name; unfinished: continue it with --resume) or
+    /// files lcsim did not leave; one that only a failed start left (nothing but run.json,
+    /// error.txt, the lock and temp files, no config.toml) is taken over.
+    pub fn create(
+        config: &Config,
+        command_line: &str,
+        data: Option<&DataIdentity>,
+    ) -> Result<(RunDir, FolderLock)> {
         let dir = &config.output.dir;
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let base = config.run_name();
         let automatic = config.output.name.is_empty();
         // create_dir (not _all) claims the folder, so two runs started at once never share one.
         let mut k = 1;
-        let run = loop {
+        let (run, lock) = loop {
             let name = if k == 1 {
                 base.clone()
             } else {
@@ -107,25 +111,48 @@ impl RunDir {
             };
             let path = dir.join(name);
             match std::fs::create_dir(&path) {
-                Ok(()) => break RunDir { path },
+                Ok(()) => {
+                    let run = RunDir { path };
+                    let lock = lock_folder(&run.path, "run folder", LockMode::Exclusive)?;
+                    break (run, lock);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && automatic => k += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let run = RunDir { path };
-                    let state = if run.is_finished() {
-                        "a finished run"
-                    } else {
-                        "an unfinished run (continue it with `lcsim train --resume DIR`)"
+                    let taken = |state: &str| {
+                        invalid(
+                            "output.name",
+                            run.path.display(),
+                            &format!("a folder that does not exist yet; it holds {state}; set --set output.name=... or remove it"),
+                        )
                     };
-                    return Err(invalid(
-                        "output.name",
-                        run.path.display(),
-                        &format!("a folder that does not exist yet; it holds {state}; set --set output.name=... or remove it"),
-                    ));
+                    if !run.path.is_dir() {
+                        return Err(taken("a file"));
+                    }
+                    // Locked: another process is creating or training this run.
+                    let lock = lock_folder(&run.path, "run folder", LockMode::Exclusive)?;
+                    if run.path.join("config.toml").is_file() {
+                        return Err(taken(if run.is_finished() {
+                            "a finished run"
+                        } else {
+                            "an unfinished run (continue it with `lcsim train --resume DIR`)"
+                        }));
+                    }
+                    if let Some(other) = run.foreign_file()? {
+                        return Err(taken(&format!("{other}, which lcsim did not write")));
+                    }
+                    for f in ["run.json", "error.txt"] {
+                        let path = run.path.join(f);
+                        if path.exists() {
+                            std::fs::remove_file(&path).map_err(io_error(&path))?;
+                        }
+                    }
+                    break (run, lock);
                 }
-                Err(e) => return Err(io(&path, e)),
+                Err(e) => return Err(io_error(&path)(e)),
             }
         };
-        write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
+        crate::io::atomic::remove_temp_files(&run.path);
         let record = RunRecord {
             lcsim_version: env!("CARGO_PKG_VERSION").into(),
             command: command_line.into(),
@@ -135,11 +162,30 @@ impl RunDir {
             started_unix_s: unix_now(),
             config_sha256: Some(config.fingerprint()),
             config: Some(config.flat()),
-            data: None,
+            data: data.cloned(),
             changes: Vec::new(),
         };
         run.write_record(&record)?;
-        Ok(run)
+        // Last: a folder with config.toml is a run (`--resume` continues it).
+        write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
+        Ok((run, lock))
+    }
+
+    /// The first entry of the folder that a failed start cannot have left (anything but
+    /// run.json, error.txt, the lock and temp files), if any.
+    fn foreign_file(&self) -> Result<Option<String>> {
+        let entries = std::fs::read_dir(&self.path).map_err(io_error(&self.path))?;
+        for entry in entries {
+            let name = entry.map_err(io_error(&self.path))?.file_name();
+            let name = name.to_string_lossy();
+            let left = ["run.json", "error.txt", crate::io::lock::LOCK_FILE]
+                .contains(&name.as_ref())
+                || crate::io::atomic::is_temp_name(&name);
+            if !left {
+                return Ok(Some(name.into_owned()));
+            }
+        }
+        Ok(None)
     }
 
     /// Takes the run folder's lock (one process trains a run at a time) and removes the
@@ -167,6 +213,14 @@ impl RunDir {
     pub fn open(path: &Path) -> Result<(RunDir, Config)> {
         let config_path = path.join("config.toml");
         if !config_path.is_file() {
+            // A run being created: config.toml is written last, under the lock.
+            if let Some(holder) = crate::io::lock::lock_holder(path) {
+                return Err(LcsimError::Locked {
+                    what: "run folder".into(),
+                    dir: path.to_path_buf(),
+                    holder,
+                });
+            }
             return Err(invalid(
                 "RUN_DIR",
                 path.display(),
@@ -709,11 +763,7 @@ pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
         TrainStart::New { config, command } => {
             config.check_resources()?;
             let data = load_split(&config)?;
-            let run = RunDir::create(&config, &command)?;
-            let lock = run.lock()?;
-            let mut record = run.record()?;
-            record.data = Some(DataIdentity::of(&data));
-            run.write_record(&record)?;
+            let (run, lock) = RunDir::create(&config, &command, Some(&DataIdentity::of(&data)))?;
             (run, lock, *config, data)
         }
     };

@@ -178,7 +178,7 @@ fn a_meta_run_resumed_from_its_checkpoint_is_bit_identical() {
     let mut first = config.clone();
     first.training.epochs = 1;
     let (one, _) = trained(&first);
-    let run = RunDir::create(&config, "test").unwrap();
+    let (run, _lock) = RunDir::create(&config, "test", None).unwrap();
     run.save_epoch(&one).unwrap();
     let data = load_split(&config).unwrap();
     let fresh = TrainingState::new_meta(&config, 4).unwrap();

@@ -5,8 +5,11 @@
 mod common;
 
 use common::{idx_bytes, lcsim_in, stderr, TINY};
+use lcsim::config::Config;
+use lcsim::error::LcsimError;
 use lcsim::io::lock::lock_holder;
 use lcsim::io::npz::read_npz;
+use lcsim::run::RunDir;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -250,6 +253,173 @@ fn one_trainer_per_run_folder_and_stale_locks_recognised() {
     );
     refused(&o, &["--set", "model.seed"]);
     assert!(!temp.exists(), "temp file left behind");
+}
+
+/// A config of the tiny xor run in `dir` with a chosen run name.
+fn tiny_config(dir: &Path, name: &str) -> Config {
+    let sets: Vec<String> = TINY
+        .chunks(2)
+        .map(|kv| kv[1].to_string())
+        .chain([
+            format!("output.dir=\"{}\"", dir.display()),
+            format!("output.name=\"{name}\""),
+        ])
+        .collect();
+    Config::load(None, &sets).unwrap()
+}
+
+/// Two runners creating the same run folder at once: the folder was claimed (create_dir)
+/// before it was locked, so the second could take a half-made folder (a sweep runner even
+/// removed it). Creating and locking are now one step: of 8 threads racing on one folder,
+/// exactly one proceeds, every other is refused as busy, and the folder holds the winner's
+/// complete run.json and config.toml.
+#[test]
+fn run_folder_creation_and_locking_are_one_step() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = tiny_config(dir.path(), "race");
+        let start = std::sync::Barrier::new(8);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (config, start) = (&config, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        RunDir::create(config, &format!("racer {i}"), None)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one proceeds");
+        for r in &results {
+            match r {
+                Ok(_) => {}
+                Err(e @ LcsimError::Locked { .. }) => {
+                    assert_eq!(e.exit_code(), 75);
+                    assert!(e.to_string().contains("race is in use by"), "{e}");
+                }
+                Err(e) => panic!("round {round}: not the busy error: {e}"),
+            }
+        }
+        let run = &won[0].0;
+        assert_eq!(run.path, dir.path().join("race"));
+        let record = run.record().unwrap();
+        assert_eq!(record.config, Some(config.flat()));
+        assert!(record.command.starts_with("racer "));
+        let (_, on_disk) = RunDir::open(&run.path).unwrap();
+        assert_eq!(on_disk.flat(), config.flat());
+    }
+}
+
+/// A folder that only a failed start left (error.txt of a sweep runner, a stale lock, a
+/// temp file) is taken over by a new run of that name; a folder holding anything else is
+/// refused naming the file, which stays.
+#[test]
+fn a_failed_start_is_taken_over_and_other_folders_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), "left");
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).unwrap();
+    for f in ["error.txt", ".lock", ".run.json.1.0.tmp"] {
+        std::fs::write(left.join(f), "x").unwrap();
+    }
+    let (run, lock) = RunDir::create(&config, "test", None).unwrap();
+    assert!(!left.join("error.txt").exists() && !left.join(".run.json.1.0.tmp").exists());
+    assert_eq!(run.record().unwrap().config, Some(config.flat()));
+    drop(lock);
+    // Now a run: refused as before.
+    let e = RunDir::create(&config, "test", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("output.name") && e.contains("an unfinished run"),
+        "{e}"
+    );
+
+    let config = tiny_config(dir.path(), "mine");
+    std::fs::create_dir(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/notes.txt"), "keep").unwrap();
+    let e = RunDir::create(&config, "test", None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output.name") && e.contains("notes.txt"), "{e}");
+    assert!(dir.path().join("mine/notes.txt").is_file());
+    assert!(!dir.path().join("mine/config.toml").exists());
+}
+
+/// Two `lcsim sweep run --index 0` (or Slurm tasks) started at once on a fresh sweep: exactly
+/// one trains the run; the other reports it busy (exit 1, naming the trainer) and writes no
+/// error.txt into the folder.
+#[test]
+fn two_index_runners_on_one_run_one_proceeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lcsim_in(
+        dir.path(),
+        &[
+            "sweep",
+            "plan",
+            "--out",
+            "sw",
+            "--grid",
+            "model.seed=0",
+            "--set",
+            "data.source=\"xor\"",
+            "--set",
+            "data.synthetic_samples=400000",
+            "--set",
+            "model.hidden=[32]",
+            "--set",
+            "training.epochs=100",
+            "--set",
+            "output.figures=false",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runner = || {
+        Command::new(env!("CARGO_BIN_EXE_lcsim"))
+            .args(["sweep", "run", "sw", "--index", "0"])
+            .current_dir(dir.path())
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut runners = vec![runner(), runner()];
+    // The busy one ends by itself; the other trains for long.
+    let first = loop {
+        if let Some(i) = (0..2).find(|&i| runners[i].try_wait().unwrap().is_some()) {
+            break i;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let busy = runners.remove(first).wait_with_output().unwrap();
+    let err = stderr(&busy);
+    assert_eq!(busy.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is being trained by process") && err.contains("not started again"),
+        "{err}"
+    );
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("sw/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    wait_for_lock(&run.join(".lock"));
+    assert!(!run.join("error.txt").exists());
+    assert!(run.join("config.toml").is_file() && run.join("run.json").is_file());
+    let trainer = pid_in(&run.join(".lock"));
+    let killed = Command::new("kill")
+        .args(["-9", &trainer.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let other = runners.pop().unwrap().wait_with_output().unwrap();
+    assert!(!other.status.success());
 }
 
 fn pid_in(lock: &Path) -> u32 {

@@ -163,7 +163,7 @@ fn resume_matches(method: &str) {
             Ok(())
         }
     }
-    let run = RunDir::create(&config, "test").unwrap();
+    let (run, _lock) = RunDir::create(&config, "test", None).unwrap();
     let stop = AtomicBool::new(false);
     let (_, state) = fresh_state(&config);
     let (partial, outcome) = train(
@@ -559,7 +559,7 @@ fn stop_in_the_middle_of_an_epoch_discards_it_and_resume_matches() {
     }
     for at_batch in [3, usize::MAX] {
         config.output.name = format!("stop-at-{at_batch}");
-        let run = RunDir::create(&config, "test").unwrap();
+        let (run, _lock) = RunDir::create(&config, "test", None).unwrap();
         let stop = AtomicBool::new(false);
         let (_, state) = fresh_state(&config);
         let mut observer = StopMidEpoch {

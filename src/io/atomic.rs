@@ -45,6 +45,12 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
+/// True for the name of a temporary file of an atomic write (`.NAME.PID.N.tmp`, figures'
+/// `.NAME.PID.N.tmp.EXT`).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && (name.ends_with(".tmp") || name.contains(".tmp."))
+}
+
 /// Removes the temporary files of interrupted atomic writes in `dir` (`.NAME.PID.N.tmp`,
 /// figures' `.NAME.PID.N.tmp.EXT`); only safe while no other process writes there (the
 /// folder's lock, [`crate::io::lock`]). Returns how many were removed.
@@ -56,9 +62,7 @@ pub fn remove_temp_files(dir: &Path) -> usize {
         .flatten()
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with('.')
-                && (name.ends_with(".tmp") || name.contains(".tmp."))
-                && e.file_type().is_ok_and(|t| t.is_file())
+            is_temp_name(&name) && e.file_type().is_ok_and(|t| t.is_file())
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()

@@ -35,7 +35,7 @@ fn holder_text(file: &mut File) -> String {
     let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
     let text = text.trim();
     if text.is_empty() {
-        "another process (`lcsim sweep run --index` or a Slurm task: they share the lock and write no name)".into()
+        "another process (one taking the lock this moment, or `lcsim sweep run --index` runners or Slurm tasks, which share the lock and write no name)".into()
     } else {
         text.to_string()
     }

@@ -4,7 +4,7 @@
 
 use super::folder::{read_summary, Sweep};
 use crate::config::{changed_keys, Config};
-use crate::error::{invalid, io_error, Result};
+use crate::error::{invalid, io_error, Result, EXIT_BUSY};
 use crate::io::lock::lock_holder;
 use crate::run::write_atomic;
 use std::io::{Read, Seek, Write};
@@ -84,10 +84,8 @@ pub fn run_one_until(
         }
         args.extend(["--resume".into(), dir.display().to_string()]);
     } else {
-        // A folder without config.toml holds nothing to resume (an earlier failure).
-        if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
-        }
+        // A folder without config.toml holds nothing to resume (an earlier failure): the new
+        // run takes it over under its lock ([`crate::run::RunDir::create`]).
         let out_dir = toml::Value::String(runs_dir.display().to_string());
         args.extend([
             "--config".into(),
@@ -152,7 +150,22 @@ pub fn run_one_until(
         .and_then(|_| log.read_to_string(&mut output))
         .map_err(io_error(&log_path))?;
     // Another process took the run folder between the check above and the child's start.
+    let busy = status.code() == Some(i32::from(EXIT_BUSY));
     if let Some(holder) = lock_holder(&dir) {
+        return Ok(RunOutcome::Busy { holder });
+    }
+    if busy {
+        let holder = output
+            .lines()
+            .rev()
+            .find_map(|l| l.split_once(" is in use by "))
+            .map(|(_, h)| {
+                h.split("; one runner at a time")
+                    .next()
+                    .unwrap_or(h)
+                    .to_string()
+            })
+            .unwrap_or_else(|| "another process".into());
         return Ok(RunOutcome::Busy { holder });
     }
     let code = match status.code() {
