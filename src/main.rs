@@ -52,6 +52,38 @@ fn say(line: String) {
     println!("{line}");
 }
 
+/// The progress of a long study on stderr: a spinner with what is being solved and how far
+/// ([`lcsim::studies::progress`]), drawn only when stderr is a terminal (indicatif hides it
+/// otherwise, so redirected output holds no control characters); cleared when dropped.
+struct StudyBar(indicatif::ProgressBar);
+
+impl StudyBar {
+    fn show() -> StudyBar {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let shown = bar.clone();
+        lcsim::studies::progress::set_sink(Box::new(move |phase, done, total| {
+            shown.set_message(format!("{phase} {}/{total}", (done + 1).min(total)));
+        }));
+        StudyBar(bar)
+    }
+
+    /// [`say`] without tearing the bar.
+    fn say(&self, line: String) {
+        self.0.suspend(|| say(line));
+    }
+}
+
+impl Drop for StudyBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check::{render_json, render_text, run_checks};
     match args.system {
@@ -60,7 +92,10 @@ fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
         cli::CheckSystem::Rate => {}
     }
     let settings = args.settings()?;
-    let report = run_checks(&settings)?;
+    let report = {
+        let _bar = StudyBar::show();
+        run_checks(&settings)?
+    };
     if args.json {
         println!("{}", render_json(&settings, &report));
     } else {
@@ -77,7 +112,10 @@ fn check(args: &cli::CheckArgs) -> Result<ExitCode> {
 fn check_conv(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check_conv::{render_conv_json, render_conv_text, run_conv_checks};
     let settings = args.conv_settings()?;
-    let report = run_conv_checks(&settings)?;
+    let report = {
+        let _bar = StudyBar::show();
+        run_conv_checks(&settings)?
+    };
     if args.json {
         println!("{}", render_conv_json(&settings, &report));
     } else {
@@ -94,7 +132,10 @@ fn check_conv(args: &cli::CheckArgs) -> Result<ExitCode> {
 fn check_meta(args: &cli::CheckArgs) -> Result<ExitCode> {
     use studies::check_meta::{render_meta_json, render_meta_text, run_meta_checks};
     let settings = args.meta_settings()?;
-    let report = run_meta_checks(&settings)?;
+    let report = {
+        let _bar = StudyBar::show();
+        run_meta_checks(&settings)?
+    };
     if args.json {
         println!("{}", render_meta_json(&settings, &report));
     } else {
@@ -111,7 +152,10 @@ fn check_meta(args: &cli::CheckArgs) -> Result<ExitCode> {
 fn equilibrium(args: &cli::EquilibriumArgs) -> Result<ExitCode> {
     use studies::batch_study::{equilibrium_study, write_batch_study};
     let job = args.job()?;
-    let study = equilibrium_study(&job)?;
+    let study = {
+        let _bar = StudyBar::show();
+        equilibrium_study(&job)?
+    };
     print!("{study}");
     write_batch_study(&job.out, &study)?;
     println!(
@@ -443,19 +487,27 @@ fn plot(args: &cli::PlotArgs) -> Result<ExitCode> {
 }
 
 fn simulate(args: &cli::SimulateArgs) -> Result<ExitCode> {
-    studies::simulate_job::simulate(&args.job()?, say).map_err(cli::rename_simulate_field)?;
+    let job = args.job()?;
+    let bar = StudyBar::show();
+    studies::simulate_job::simulate(&job, |l| bar.say(l)).map_err(cli::rename_simulate_field)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The alignment study (see `lcsim align --help`).
 fn align(args: &cli::AlignArgs) -> Result<ExitCode> {
-    studies::alignment_study::align(&args.job()?, say)?;
+    let job = args.job()?;
+    let bar = StudyBar::show();
+    studies::alignment_study::align(&job, |l| bar.say(l))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The solver against its equilibrium definition's reference (see `lcsim agree --help`).
 fn agree(args: &cli::AgreeArgs) -> Result<ExitCode> {
-    let result = studies::agreement::agreement(&args.job()?, say)?;
+    let job = args.job()?;
+    let result = {
+        let bar = StudyBar::show();
+        studies::agreement::agreement(&job, |l| bar.say(l))?
+    };
     println!(
         "wrote {} and {}",
         result.csv.display(),

@@ -164,6 +164,7 @@ impl RunDir {
             config: Some(config.flat()),
             data: data.cloned(),
             changes: Vec::new(),
+            data_changes: Vec::new(),
         };
         run.write_record(&record)?;
         // Last: a folder with config.toml is a run (`--resume` continues it).
@@ -417,12 +418,16 @@ impl RunDir {
 }
 
 /// Keys whose values may change when a run is resumed, with `lcsim train --resume RUN --set
-/// KEY=VALUE` (recorded in run.json's `changes`); every other key is the run's past.
-pub const RESUME_KEYS: [&str; 4] = [
+/// KEY=VALUE` (recorded in run.json's `changes`); every other key is the run's past. The data
+/// folders may move (another machine, another path) because the data are verified by their
+/// values ([`DataIdentity`]), not by where they are.
+pub const RESUME_KEYS: [&str; 6] = [
     "training.epochs",
     "training.threads",
     "output.figures",
     "output.figure_format",
+    "data.mnist_dir",
+    "data.cifar_dir",
 ];
 
 /// What run.json records.
@@ -448,6 +453,20 @@ pub struct RunRecord {
     /// Values of [`RESUME_KEYS`] changed on resume, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ConfigChange>,
+    /// Data accepted on resume although they differ from `data` then
+    /// (`--resume RUN --accept-data-change`), in order; `data` is the latest identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_changes: Vec<DataChange>,
+}
+
+/// Other data accepted on resume (`--accept-data-change`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataChange {
+    pub from: DataIdentity,
+    pub to: DataIdentity,
+    /// Epochs completed when the change was made.
+    pub after_epoch: usize,
+    pub unix_s: u64,
 }
 
 /// The config a resume continues with, and run.json updated with its changes (None: no change).
@@ -645,13 +664,35 @@ impl RunDir {
         }
         Ok((!self.is_finished()).then_some(config))
     }
-    /// Refuses data whose identity differs from the one run.json recorded.
-    pub fn verify_data(&self, data: &Split) -> Result<()> {
+    /// Refuses data whose identity (their values, wherever they are) differs from the one
+    /// run.json recorded, unless `accept_change`: then records the change in `resumed`'s
+    /// run.json (written by [`RunDir::apply_changes`]).
+    pub fn verify_data(
+        &self,
+        data: &Split,
+        accept_change: bool,
+        resumed: &mut ResumedConfig,
+    ) -> Result<()> {
         let Some(recorded) = self.record()?.data else {
             return Ok(());
         };
         let now = DataIdentity::of(data);
         if now.sha256 == recorded.sha256 {
+            return Ok(());
+        }
+        if accept_change {
+            let mut record = match resumed.record.take() {
+                Some(record) => record,
+                None => self.record()?,
+            };
+            record.data_changes.push(DataChange {
+                from: recorded,
+                to: now.clone(),
+                after_epoch: self.epochs_done()?,
+                unix_s: unix_now(),
+            });
+            record.data = Some(now);
+            resumed.record = Some(record);
             return Ok(());
         }
         Err(LcsimError::EditedPast {
@@ -663,7 +704,10 @@ impl RunDir {
                 recorded.description,
                 &recorded.sha256[..recorded.sha256.len().min(12)]
             ),
-            allowed: "the data set the run started with (data.* keys and the files they name); start a new run for other data".into(),
+            allowed: format!(
+                "the data set the run started with (by value: it may have moved, see `--set data.mnist_dir=...`); start a new run for other data, or continue on them with `lcsim train --resume {} --accept-data-change` (recorded in run.json)",
+                self.path.display()
+            ),
         })
     }
 
@@ -681,6 +725,28 @@ impl RunDir {
     }
 }
 
+/// On resume: the data folder of `config` (MNIST, CIFAR-10) exists, else an error naming its
+/// key and how to give the folder the data moved to (they are verified by value).
+fn data_folder_exists(config: &Config, run: &Path) -> Result<()> {
+    use crate::data::DataSource;
+    let (key, folder) = match config.data.source {
+        DataSource::Mnist | DataSource::FewshotMnist => ("data.mnist_dir", &config.data.mnist_dir),
+        DataSource::Cifar10 => ("data.cifar_dir", &config.data.cifar_dir),
+        _ => return Ok(()),
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        folder.display(),
+        &format!(
+            "the existing folder of the run's data; if they moved, `lcsim train --resume {} --set {key}=\"NEW\"` (recorded in run.json; the data are compared by value)",
+            run.display()
+        ),
+    ))
+}
+
 /// How `lcsim train` starts: a new run of a config, or an unfinished run resumed.
 #[derive(Clone, Debug)]
 pub enum TrainStart {
@@ -689,10 +755,12 @@ pub enum TrainStart {
         /// The command line, recorded in run.json.
         command: String,
     },
-    /// An unfinished run continued; `overrides` (`key=value`) change [`RESUME_KEYS`] only.
+    /// An unfinished run continued; `overrides` (`key=value`) change [`RESUME_KEYS`] only;
+    /// `accept_data_change` continues on data other than the run's ([`RunDir::verify_data`]).
     Resume {
         dir: PathBuf,
         overrides: Vec<String>,
+        accept_data_change: bool,
     },
 }
 
@@ -745,16 +813,21 @@ pub enum StartedTraining {
 /// loaded before a new folder is created, so bad data or sizes leave no run behind.
 pub fn start_training(start: TrainStart) -> Result<Option<StartedTraining>> {
     let (run, lock, config, data) = match start {
-        TrainStart::Resume { dir, overrides } => {
+        TrainStart::Resume {
+            dir,
+            overrides,
+            accept_data_change,
+        } => {
             let (run, config) = RunDir::open(&dir)?;
             let lock = run.lock()?;
-            let resumed = run.verify_config(config, &overrides)?;
+            let mut resumed = run.verify_config(config, &overrides)?;
             if resumed.record.is_none() && run.is_finished() {
                 return Ok(None);
             }
             resumed.config.check_resources()?;
+            data_folder_exists(&resumed.config, &run.path)?;
             let data = load_split(&resumed.config)?;
-            run.verify_data(&data)?;
+            run.verify_data(&data, accept_data_change, &mut resumed)?;
             let Some(config) = run.apply_changes(resumed)? else {
                 return Ok(None);
             };

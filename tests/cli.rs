@@ -404,3 +404,110 @@ fn throughput_json_reports_the_products_of_training() {
         assert!((fraction - gflops / peak).abs() <= 1e-12 * fraction);
     }
 }
+
+/// No control character (escape, carriage return, ...) but the line ends.
+fn plain(text: &[u8]) -> bool {
+    String::from_utf8_lossy(text)
+        .chars()
+        .all(|c| c == '\n' || !c.is_control())
+}
+
+/// The progress display of the long studies draws on stderr only when it is a terminal:
+/// redirected (as here), `check --json` (rate and meta) still prints one JSON object on
+/// stdout, and stdout and stderr of `check`, `simulate` and `equilibrium` hold no control
+/// characters.
+#[test]
+fn progress_leaves_redirected_output_clean() {
+    for args in [
+        &["check", "--json", "--alphas", "0.1,10"][..],
+        &["check", "--system", "meta", "--json"][..],
+    ] {
+        let o = lcsim(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+        assert_eq!(v["passed"], serde_json::Value::Bool(true), "{args:?}");
+        assert!(plain(&o.stderr), "{args:?}: {:?}", stderr(&o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, _) = write_batch(dir.path());
+    let d = dir.path();
+    for args in [
+        &["check", "--alphas", "0.1,10"][..],
+        &[
+            "simulate",
+            "--samples",
+            "0,1",
+            "--t-on",
+            "5",
+            "--t-end",
+            "10",
+        ][..],
+        &[
+            "equilibrium",
+            "--params",
+            "P.npz",
+            "--input",
+            "X.npy",
+            "--labels",
+            "Y.npy",
+            "--out",
+            "R.npz",
+        ][..],
+    ] {
+        let o = common::lcsim_in(d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(plain(&o.stdout) && plain(&o.stderr), "{args:?}: {o:?}");
+    }
+}
+
+/// On a terminal (a pseudo-terminal from `script`), `check` shows what it solves on stderr.
+#[test]
+fn progress_shows_what_check_solves_on_a_terminal() {
+    let exe = env!("CARGO_BIN_EXE_lcsim");
+    let o = std::process::Command::new("script")
+        .args(["-qec", &format!("{exe} check --alphas 0.1,10"), "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("check: "), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// What `check` reports to the progress sink: the free equilibrium, every finite-difference
+/// probe of H_alpha and of L in turn (0..N of N, N the entries of the recurrent network, all
+/// probed), then each alpha of the alignment.
+#[test]
+fn check_reports_each_probe_and_alpha() {
+    use lcsim::studies::check::{random_problem, run_checks, CheckSettings};
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<(String, usize, usize)>> = Mutex::new(Vec::new());
+    assert!(lcsim::studies::progress::set_sink(Box::new(
+        |p, done, total| {
+            SEEN.lock().unwrap().push((p.to_string(), done, total));
+        }
+    )));
+    let s = CheckSettings {
+        alphas: vec![0.1, 10.0],
+        ..CheckSettings::default()
+    };
+    assert!(run_checks(&s).unwrap().passed());
+    let (net, _, _) = random_problem(&s).unwrap();
+    let n = lcsim::system::EquilibriumSystem::params(&net).num_scalars();
+    let seen = SEEN.lock().unwrap().clone();
+    let steps = |phase: &str| -> Vec<(usize, usize)> {
+        seen.iter()
+            .filter(|(p, _, _)| p == phase)
+            .map(|&(_, d, t)| (d, t))
+            .collect()
+    };
+    let all: Vec<(usize, usize)> = (0..n).map(|k| (k, n)).collect();
+    assert_eq!(steps("check: FD probe of H_alpha"), all);
+    assert_eq!(steps("check: FD probe of L"), all);
+    assert_eq!(steps("check: alpha 1e-1"), [(0, 2)]);
+    assert_eq!(steps("check: alpha 1e1"), [(1, 2)]);
+    let order: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    let first = |p: &str| order.iter().position(|q| *q == p).unwrap();
+    assert!(first("check: free equilibrium phi0") < first("check: FD probe of H_alpha"));
+    assert!(first("check: FD probe of L") < first("check: alpha 1e-1"));
+}

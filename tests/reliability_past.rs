@@ -192,6 +192,95 @@ fn resume_refuses_other_data() {
     assert!(run_json(&dir.path().join("runs/m"))["changes"].is_null());
 }
 
+/// Data are identified by their values (`DataIdentity`: SHA-256 of the loaded splits), not by
+/// their path or file bytes: the same MNIST files moved to another folder (another machine)
+/// resume with `--set data.mnist_dir=NEW`, recorded in run.json, and match a run that never
+/// moved bit for bit. Data that really changed resume only with `--accept-data-change`, which
+/// run.json records (from and to identities, after which epoch).
+#[test]
+fn moved_data_resume_and_changed_data_need_an_explicit_override() {
+    let dir = tempfile::tempdir().unwrap();
+    mnist_dir(&dir.path().join("mnist"), 0);
+    let train = |name: &str, epochs: &str| {
+        let epochs = format!("training.epochs={epochs}");
+        let name = format!("output.name=\"{name}\"");
+        let mut args = vec!["train", "--quiet"];
+        for set in [
+            "data.source=\"mnist\"",
+            "data.mnist_dir=\"mnist\"",
+            "model.hidden=[3]",
+            "training.schedule=\"constant\"",
+            "output.figures=false",
+            &epochs,
+            &name,
+        ] {
+            args.extend(["--set", set]);
+        }
+        let o = lcsim_in(dir.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    train("moved", "1");
+    train("straight", "2");
+    // The data move: the recorded folder is gone, the same files are elsewhere.
+    std::fs::rename(dir.path().join("mnist"), dir.path().join("elsewhere")).unwrap();
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", "runs/moved"];
+        args.extend(extra);
+        lcsim_in(dir.path(), &args)
+    };
+    let o = resume(&["--set", "training.epochs=2"]);
+    refused(&o, &["data.mnist_dir", "mnist", "--set data.mnist_dir="]);
+    let o = resume(&[
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "data.mnist_dir=\"elsewhere\"",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("runs/moved");
+    let record = run_json(&run);
+    let keys: Vec<&str> = record["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["data.mnist_dir", "training.epochs"]);
+    assert_eq!(record["changes"][0]["from"], "\"mnist\"");
+    assert_eq!(record["changes"][0]["to"], "\"elsewhere\"");
+    assert!(record["data_changes"].is_null());
+    let params =
+        |run: &str| read_npz(&dir.path().join("runs").join(run).join("params.npz")).unwrap();
+    let (moved, straight) = (params("moved"), params("straight"));
+    for (name, array) in &straight {
+        assert_eq!(moved[name].data, array.data, "{name}");
+    }
+
+    // Other values in the files: refused, naming the override; accepted with it, and recorded.
+    mnist_dir(&dir.path().join("elsewhere"), 9);
+    let o = resume(&["--set", "training.epochs=3"]);
+    refused(
+        &o,
+        &[
+            "data are not those it was trained on",
+            "--accept-data-change",
+        ],
+    );
+    assert_eq!(run_json(&run), record);
+    let o = resume(&["--set", "training.epochs=3", "--accept-data-change"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = run_json(&run);
+    let change = &after["data_changes"][0];
+    assert_eq!(change["from"], record["data"]);
+    assert_eq!(change["after_epoch"], 2);
+    assert_eq!(change["to"], after["data"]);
+    assert_ne!(after["data"]["sha256"], record["data"]["sha256"]);
+    // Without a resume the flag is refused by the parser.
+    let o = lcsim_in(dir.path(), &["train", "--accept-data-change"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+}
+
 /// A child `lcsim` that trains for long (many slow samples), and its run folder.
 fn long_training(dir: &Path, name: &str) -> Child {
     let mut args = vec!["train".to_string(), "--quiet".into()];
@@ -325,11 +414,14 @@ fn a_failed_start_is_taken_over_and_other_folders_are_not() {
     for f in ["error.txt", ".lock", ".run.json.1.0.tmp"] {
         std::fs::write(left.join(f), "x").unwrap();
     }
-    let (run, lock) = RunDir::create(&config, "test", None).unwrap();
+    let (run, _lock) = RunDir::create(&config, "test", None).unwrap();
     assert!(!left.join("error.txt").exists() && !left.join(".run.json.1.0.tmp").exists());
     assert_eq!(run.record().unwrap().config, Some(config.flat()));
-    drop(lock);
-    // Now a run: refused as before.
+
+    // A folder with config.toml is a run: refused as before.
+    let config = tiny_config(dir.path(), "run");
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    std::fs::write(dir.path().join("run/config.toml"), config.to_toml()).unwrap();
     let e = RunDir::create(&config, "test", None)
         .unwrap_err()
         .to_string();

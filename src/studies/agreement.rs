@@ -29,6 +29,7 @@ use crate::run::{create_out_dir, write_atomic, write_json, RunDir, TrainedRun};
 use crate::solve::{BatchSteadyState, SolverMethod, SolverSettings, SteadyState};
 use crate::studies::alignment::validate_alphas;
 use crate::studies::alignment_study::least_control_run;
+use crate::studies::progress;
 use crate::studies::simulate::SplitChoice;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
@@ -328,6 +329,8 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
     let mut rows = Vec::new();
     let mut definitions_rows = Vec::new();
     let mut samples = Vec::new();
+    let steps = trained.len() * alphas.len() * job.definitions.len();
+    let mut step = 0;
     for (t, method) in &trained {
         let name = t.run.path.display().to_string();
         let free = CoupledSystem::new(
@@ -348,6 +351,9 @@ pub fn agreement(job: &AgreementJob, mut say: impl FnMut(String)) -> Result<Agre
             let base = config.variant(*method, controller);
             let mut references: Vec<(EquilibriumDefinition, BatchSteadyState)> = Vec::new();
             for &definition in &job.definitions {
+                let phase = format!("agree: {name} alpha {alpha:e} {}", definition.name());
+                progress::report(&phase, step, steps);
+                step += 1;
                 let start = std::time::Instant::now();
                 let branch = config.method.branch();
                 let fb = t.feedback.as_ref();

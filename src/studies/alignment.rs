@@ -31,6 +31,7 @@ use crate::error::{invalid, Result};
 use crate::learn::rbp::rbp_gradient;
 use crate::learn::variant::ControlledEquilibrium;
 use crate::solve::BatchSteadyState;
+use crate::studies::progress;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use crate::train::diagnostics::{aligned_update, AlignedUpdate};
@@ -161,7 +162,13 @@ pub fn alignment_curve(
     let (gradient, adjoints) = rbp_gradient(&free, &phi0, &config.solver);
     let count = |s: &BatchSteadyState| s.records.iter().filter(|r| r.converged()).count();
     let mut points = Vec::with_capacity(alphas.len());
-    for &alpha in &alphas {
+    for (i, &alpha) in alphas.iter().enumerate() {
+        let phase = format!(
+            "align: {} {} alpha {alpha:e}",
+            subject.network,
+            subject.variant.name()
+        );
+        progress::report(&phase, i, alphas.len());
         let mut controller = config.controller_settings();
         controller.alpha = alpha;
         let settings = config.variant(subject.variant, controller);

@@ -29,6 +29,7 @@ use crate::learn::plasticity::{control_magnitude, least_control_update};
 use crate::learn::rbp::rbp_gradient;
 use crate::numerics::activation::Activation;
 use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, SteadyState, Termination};
+use crate::studies::progress;
 use crate::system::loss::Loss;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
@@ -226,6 +227,12 @@ pub fn equilibrium_arrays(
     let mut solves = Vec::new();
     let mut mean_h = None;
     let n_h = net.n_h();
+    let stages = match s.method {
+        BatchMethod::Free => 1,
+        BatchMethod::Rbp => 2,
+        BatchMethod::LcpDi => 3,
+    };
+    progress::report("equilibrium: free solve", 0, stages);
     let free_solve = relax(&free, opts);
     let phi0 = free.phi(&free_solve.states);
     push_rows(&mut out, "free_v", &phi0.rows(0, n_h).into_owned());
@@ -248,12 +255,14 @@ pub fn equilibrium_arrays(
     };
 
     if s.method != BatchMethod::Free {
+        progress::report("equilibrium: adjoint solve (RBP)", 1, stages);
         let (grad, adjoints) = rbp_gradient(&free, &phi0, opts);
         push_params(&mut out, "rbp_", net, &grad);
         push_records(&mut out, "adjoint", &adjoints);
         solves.push(("adjoint (RBP)".to_string(), SolveSummary::of(&adjoints)));
     }
     if s.method == BatchMethod::LcpDi {
+        progress::report("equilibrium: controlled solve (LCP-DI)", 2, stages);
         let controlled = CoupledSystem::new(
             net,
             x.clone(),

@@ -16,6 +16,7 @@ use crate::numerics::activation::Activation;
 use crate::numerics::rng::Rng;
 use crate::solve::{newton_polish, solve_batch, SolverSettings, VectorField};
 use crate::studies::alignment::compare_with_gradient;
+use crate::studies::progress;
 use crate::system::loss::{one_hot, Loss};
 use crate::system::params::Params;
 use crate::system::rate::{RateNetwork, Topology};
@@ -260,19 +261,27 @@ pub fn refine<M: EquilibriumSystem>(
 }
 
 /// Central finite differences of `objective(theta)` over every parameter entry of `net`
-/// (entries where `mask` is 0, outside a layered net's structure, are skipped and left zero).
+/// (entries where `mask` is 0, outside a layered net's structure, are skipped and left zero);
+/// each probe is reported to [`progress`] as a step of `phase`.
 pub fn finite_difference_gradient<M: EquilibriumSystem + Clone>(
     net: &M,
     mask: Option<&Params>,
     step: f64,
+    phase: &str,
     objective: impl Fn(&M) -> Result<f64>,
 ) -> Result<Params> {
     let mut grad = net.params().zeros_like();
     let mut probe = net.clone();
-    for k in 0..net.params().num_scalars() {
-        if mask.is_some_and(|m| m.flat_get(k) == 0.0) {
+    let probed = |k: usize| mask.is_none_or(|m| m.flat_get(k) != 0.0);
+    let n = net.params().num_scalars();
+    let total = (0..n).filter(|&k| probed(k)).count();
+    let mut done = 0;
+    for k in 0..n {
+        if !probed(k) {
             continue;
         }
+        progress::report(phase, done, total);
+        done += 1;
         let theta = net.params().flat_get(k);
         let h = step * theta.abs().max(1.0);
         probe.params_mut().flat_set(k, theta + h);
@@ -322,6 +331,7 @@ pub fn run_checks(s: &CheckSettings) -> Result<CheckReport> {
         s.tau_v,
         Some(s.controller),
     )?;
+    progress::report("check: variants (EBD, KP, LF)", 0, 1);
     let variants = check_variants(
         &controlled,
         &checked.phi0,
@@ -374,6 +384,7 @@ pub fn spec_checks<M: EquilibriumSystem + Clone>(
 
     // The free equilibrium phi0; every controlled equilibrium is the flow's from phi0 (spec 2.2).
     let free = system(net, None)?;
+    progress::report("check: free equilibrium phi0", 0, 1);
     let phi0 = precise_equilibrium(&free, &s.solver)?;
     let controlled_from_phi0 = |sys: &CoupledSystem<'_, M>| {
         precise_equilibrium_from(sys, &sys.state_with_phi(&phi0)?, &s.solver)
@@ -381,6 +392,7 @@ pub fn spec_checks<M: EquilibriumSystem + Clone>(
 
     // 6.3: the LCP-DI update equals -grad H_alpha.
     let controlled = system(net, Some(ctrl))?;
+    progress::report("check: controlled equilibrium z*", 0, 1);
     let z_star = controlled_from_phi0(&controlled)?;
     let update = least_control_update(&controlled, &z_star);
     let h_alpha = |n: &M| -> Result<f64> {
@@ -402,11 +414,13 @@ pub fn spec_checks<M: EquilibriumSystem + Clone>(
         }
         p
     };
-    let mut minus_fd_h = finite_difference_gradient(net, mask, s.fd_step, h_alpha)?;
+    let mut minus_fd_h =
+        finite_difference_gradient(net, mask, s.fd_step, "check: FD probe of H_alpha", h_alpha)?;
     minus_fd_h.scale(-1.0);
     let lcp_per_tensor = relative_errors(&probed(&update), &minus_fd_h);
 
     // 6.4: the RBP gradient equals grad L(phi0).
+    progress::report("check: RBP adjoint", 0, 1);
     let (_, adjoints) = rbp_gradient(&free, &phi0, &s.solver);
     if adjoints.fraction_converged() < 1.0 {
         return Err(LcsimError::InvalidValue {
@@ -429,13 +443,15 @@ pub fn spec_checks<M: EquilibriumSystem + Clone>(
         let z = refine(&sys, &phi0)?;
         Ok(combine(&sys, &sys.losses(&z)))
     };
-    let fd_l = finite_difference_gradient(net, mask, s.fd_step, loss_at_free)?;
+    let fd_l =
+        finite_difference_gradient(net, mask, s.fd_step, "check: FD probe of L", loss_at_free)?;
     let rbp_per_tensor = relative_errors(&probed(&rbp), &fd_l);
 
     // 6.4: alignment of the LCP update with -RBP as alpha grows.
     let mut cosines = Vec::new();
     let mut ratios = Vec::new();
-    for &alpha in &s.alphas {
+    for (i, &alpha) in s.alphas.iter().enumerate() {
+        progress::report(&format!("check: alpha {alpha:e}"), i, s.alphas.len());
         let c = ControllerSettings { alpha, ..ctrl };
         let sys = system(net, Some(c))?;
         let z = controlled_from_phi0(&sys)?;

@@ -27,6 +27,7 @@ use crate::solve::{BatchSteadyState, SolverMethod, SolverSettings, Termination};
 use crate::studies::alignment::compare_with_gradient;
 use crate::studies::check::verdict;
 use crate::studies::check::{finite_difference_gradient, refine, relative_errors};
+use crate::studies::progress;
 use crate::system::learner::Mlp;
 use crate::system::meta::{pack_points, MetaSystem, QueryLoss};
 use crate::system::params::Params;
@@ -347,18 +348,21 @@ pub fn run_meta_checks(s: &MetaCheckSettings) -> Result<MetaCheckReport> {
 
     // 6.3: the LCP meta-update equals -grad H_alpha.
     let controlled = meta_coupled(&sys, &xs, &xq, s.tau, Some(ctrl))?;
+    progress::report("check: controlled equilibrium z*", 0, 1);
     let z_star = meta_controlled_equilibrium(&controlled, tol)?;
     let update = least_control_update(&controlled, &z_star);
     let h_alpha = |m: &MetaSystem| -> Result<f64> {
         let c = meta_coupled(m, &xs, &xq, s.tau, Some(ctrl))?;
         meta_h_alpha(&c, &refine(&c, &z_star)?)
     };
-    let mut minus_fd_h = finite_difference_gradient(&sys, None, s.fd_step, h_alpha)?;
+    let mut minus_fd_h =
+        finite_difference_gradient(&sys, None, s.fd_step, "check: FD probe of H_alpha", h_alpha)?;
     minus_fd_h.scale(-1.0);
     let fd_lcp = relative_error(&update, &minus_fd_h);
 
     // 6.4: the implicit meta-gradient equals grad L_out(phi*(theta)).
     let free = controlled.free();
+    progress::report("check: free equilibrium and implicit meta-gradient", 0, 1);
     let phi0 = meta_free_equilibrium(&free, tol)?;
     let (implicit, cg) = implicit_meta_gradient(&free, &phi0, s.cg_tolerance, s.cg_max_iterations)?;
     let outer_loss = |m: &MetaSystem| -> Result<f64> {
@@ -366,13 +370,20 @@ pub fn run_meta_checks(s: &MetaCheckSettings) -> Result<MetaCheckReport> {
         let phi = refine(&f, &phi0)?;
         Ok(combine(&f, &f.losses(&phi)))
     };
-    let fd_l = finite_difference_gradient(&sys, None, s.fd_step, outer_loss)?;
+    let fd_l = finite_difference_gradient(
+        &sys,
+        None,
+        s.fd_step,
+        "check: FD probe of L_out",
+        outer_loss,
+    )?;
     let fd_implicit = relative_error(&implicit, &fd_l);
 
     // 6.4: alignment of the LCP update with -implicit as alpha grows.
     let mut cosines = Vec::new();
     let mut ratios = Vec::new();
-    for &alpha in &s.alphas {
+    for (i, &alpha) in s.alphas.iter().enumerate() {
+        progress::report(&format!("check: alpha {alpha:e}"), i, s.alphas.len());
         let c = ControllerSettings { alpha, ..ctrl };
         let sys_c = meta_coupled(&sys, &xs, &xq, s.tau, Some(c))?;
         let z = meta_controlled_equilibrium(&sys_c, tol)?;

@@ -3,7 +3,8 @@
 //! the variants with RBP over alpha (`lcsim align`), one batch from saved weights (`lcsim
 //! equilibrium`'s R.npz), trajectories of chosen samples (`lcsim simulate`), H and the test
 //! loss across runs (`lcsim compare`) and the training throughput (`lcsim throughput`).
-//! The long ones hand each line of their report to a callback `say` as soon as it is known.
+//! The long ones hand each line of their report to a callback `say` as soon as it is known,
+//! and report how far they are to [`progress`].
 
 pub mod agreement;
 pub mod alignment;
@@ -13,6 +14,7 @@ pub mod check;
 pub mod check_conv;
 pub mod check_meta;
 pub mod compare;
+pub mod progress;
 pub mod simulate;
 pub mod simulate_job;
 pub mod simulate_meta;

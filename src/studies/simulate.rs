@@ -41,6 +41,7 @@ use crate::learn::energy::EnergyDescent;
 use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
 use crate::run::{write_atomic, write_json};
 use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
+use crate::studies::progress;
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
 use crate::system::{ControlEntry, EquilibriumSystem};
@@ -446,6 +447,7 @@ pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
     let objective = controlled.objective();
     let trajectories = (0..controlled.batch())
         .map(|j| {
+            progress::report("simulate: sample", j, controlled.batch());
             let segment = segment.select_samples(&[j]);
             simulate_one(&controlled.sample(j), &segment, opts, times, t_on)
         })
