@@ -113,7 +113,7 @@ impl RunDir {
             match std::fs::create_dir(&path) {
                 Ok(()) => {
                     let run = RunDir { path };
-                    let lock = lock_folder(&run.path, "run folder", LockMode::Exclusive)?;
+                    let lock = run.lock()?;
                     break (run, lock);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && automatic => k += 1,
@@ -130,7 +130,7 @@ impl RunDir {
                         return Err(taken("a file"));
                     }
                     // Locked: another process is creating or training this run.
-                    let lock = lock_folder(&run.path, "run folder", LockMode::Exclusive)?;
+                    let lock = run.lock()?;
                     if run.path.join("config.toml").is_file() {
                         return Err(taken(if run.is_finished() {
                             "a finished run"
@@ -152,7 +152,6 @@ impl RunDir {
                 Err(e) => return Err(io_error(&path)(e)),
             }
         };
-        crate::io::atomic::remove_temp_files(&run.path);
         let record = RunRecord {
             lcsim_version: env!("CARGO_PKG_VERSION").into(),
             command: command_line.into(),

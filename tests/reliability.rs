@@ -407,4 +407,18 @@ fn run_name_confined_to_output_dir() {
     let mut c = Config::default();
     c.output.name = "my-run_1".to_string();
     c.validate().expect("a plain name is accepted");
+    // From the command line: refused in one line, and no (empty) runs/ is left.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--quiet"];
+    args.extend(TINY);
+    args.extend(["--set", "output.name=\"../../x\""]);
+    let o = lcsim_in(dir.path(), &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("output.name") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists());
+    assert!(!dir.path().join("x").exists() && !dir.path().join("../x").exists());
 }

@@ -335,6 +335,9 @@ fn one_trainer_per_run_folder_and_stale_locks_recognised() {
     assert_eq!(lock_holder(&run), None);
     let temp = run.join(".metrics.csv.123.0.tmp");
     std::fs::write(&temp, "half-written").unwrap();
+    std::fs::create_dir_all(run.join("figures")).unwrap();
+    let figure_temp = run.join("figures/.learning_curves.png.123.0.tmp.png");
+    std::fs::write(&figure_temp, "half-drawn").unwrap();
     // Refused for its --set, i.e. after the lock was taken and the temp files removed.
     let o = lcsim_in(
         dir.path(),
@@ -342,6 +345,7 @@ fn one_trainer_per_run_folder_and_stale_locks_recognised() {
     );
     refused(&o, &["--set", "model.seed"]);
     assert!(!temp.exists(), "temp file left behind");
+    assert!(!figure_temp.exists(), "figure temp file left behind");
 }
 
 /// A config of the tiny xor run in `dir` with a chosen run name.
@@ -512,6 +516,71 @@ fn two_index_runners_on_one_run_one_proceeds() {
     assert!(killed.success());
     let other = runners.pop().unwrap().wait_with_output().unwrap();
     assert!(!other.status.success());
+}
+
+/// Ctrl-C before the first epoch ends: the message said "interrupted after epoch 0". It now
+/// says which epoch was interrupted, that none is kept, and how to continue; exit 130.
+#[test]
+fn interrupt_before_the_first_epoch_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = long_training(dir.path(), "int");
+    let run = dir.path().join("runs/int");
+    wait_for_lock(&run.join(".lock"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
+        .args(["train", "--resume", "runs/int"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The banner is printed just before the Ctrl-C handler is installed; the first epoch
+    // (400000 samples) takes far longer than the pause.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut banner).unwrap();
+    assert!(
+        banner.contains("epochs 1..100, run folder runs/int"),
+        "{banner}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("interrupted before epoch 1 was completed (no epoch was completed yet); continue with: lcsim train --resume runs/int"),
+        "{out}"
+    );
+}
+
+/// Killed after its last checkpoint but before summary.json: the resume banner said
+/// "epochs 2..1". It now says every epoch is done and the run is being finished, and it is.
+#[test]
+fn resume_after_the_last_epoch_says_it_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(
+        dir.path(),
+        &["--set", "training.epochs=1", "--set", "output.name=\"f\""],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("runs/f");
+    for f in ["summary.json", "params.npz"] {
+        std::fs::remove_file(run.join(f)).unwrap();
+    }
+    let o = lcsim_in(dir.path(), &["train", "--resume", "runs/f"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("all 1 epochs done (finishing)"), "{out}");
+    assert!(!out.contains("epochs 2..1"), "{out}");
+    assert!(run.join("summary.json").is_file() && run.join("params.npz").is_file());
 }
 
 fn pid_in(lock: &Path) -> u32 {
@@ -709,6 +778,12 @@ fn messages_name_the_real_key_and_limit() {
         &lcsim_in(d, &["sweep", "run", "nowhere", "--jobs", "99999"]),
         &["nowhere"],
     );
+    plan_two(d, "sw");
+    refused(
+        &lcsim_in(d, &["sweep", "run", "sw", "--jobs", "99999"]),
+        &["--jobs", "99999", "1..=1024"],
+    );
+    assert!(!d.join("sw/runs").exists());
     let o = train(
         d,
         &["--set", "training.epochs=1", "--set", "output.name=\"s\""],
