@@ -313,6 +313,19 @@ fn wait_for_lock(lock: &Path) {
     panic!("{} never written", lock.display());
 }
 
+/// Waits until a run folder is locked by its trainer and complete (config.toml is written
+/// last, under the lock).
+fn wait_for_run(run: &Path) {
+    wait_for_lock(&run.join(".lock"));
+    for _ in 0..600 {
+        if run.join("config.toml").is_file() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} never written", run.join("config.toml").display());
+}
+
 /// A second `lcsim train --resume` on a run being trained is refused naming the folder and
 /// the holder; once the holder is killed its lock is stale and a resume takes it (and clears
 /// the temp files left behind).
@@ -321,7 +334,7 @@ fn one_trainer_per_run_folder_and_stale_locks_recognised() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = long_training(dir.path(), "busy");
     let run = dir.path().join("runs/busy");
-    wait_for_lock(&run.join(".lock"));
+    wait_for_run(&run);
     let pid = format!("process {}", child.id());
     let o = lcsim_in(dir.path(), &["train", "--resume", "runs/busy"]);
     refused(&o, &["run folder runs/busy is in use by", &pid]);
@@ -505,7 +518,7 @@ fn two_index_runners_on_one_run_one_proceeds() {
         .collect();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
-    wait_for_lock(&run.join(".lock"));
+    wait_for_run(run);
     assert!(!run.join("error.txt").exists());
     assert!(run.join("config.toml").is_file() && run.join("run.json").is_file());
     let trainer = pid_in(&run.join(".lock"));
@@ -525,7 +538,7 @@ fn interrupt_before_the_first_epoch_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = long_training(dir.path(), "int");
     let run = dir.path().join("runs/int");
-    wait_for_lock(&run.join(".lock"));
+    wait_for_run(&run);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lcsim"))
