@@ -40,6 +40,7 @@ fn deq() -> ConvDeq {
         input_pool: 2,
         readout_pool: 2,
         init_std: 0.3,
+        skip_gain: 0.7,
     };
     ConvDeq::new(&spec, (1, 8, 8), 3, Activation::Tanh, 2).unwrap()
 }
