@@ -40,6 +40,7 @@ fn deq() -> ConvDeq {
         input_pool: 2,
         readout_pool: 2,
         init_std: 0.3,
+        skip_gain: 0.7,
     };
     ConvDeq::new(&spec, (1, 8, 8), 3, Activation::Tanh, 2).unwrap()
 }
@@ -250,6 +251,81 @@ fn conv_net_learns_digits_by_least_control() {
     let acc = summary["final_test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.6, "test accuracy {acc} after one epoch");
     assert!(dir.path().join("runs/c/params.npz").is_file());
+
+    // The trained run simulates: chosen feature-map units, the controller switched on.
+    let sim = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--run",
+            "runs/c",
+            "--samples",
+            "0,1",
+            "--points",
+            "41",
+        ];
+        args.extend_from_slice(extra);
+        lcsim_in(dir.path(), &args)
+    };
+    let out = sim(&["--units", "0,7,100", "--name", "s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let folder = dir.path().join("runs/simulate-s");
+    let csv = std::fs::read_to_string(folder.join("trajectories.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.contains("psi_norm"), "{header}");
+    assert!(folder.join("figures/sample-0.png").is_file());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("simulate.json")).unwrap())
+            .unwrap();
+    assert!(json.to_string().contains("checkpoint.npz"), "{json}");
+    // The controller lowers each sample's loss (spec 2.1): L at t_end < L at t_on.
+    let cols: Vec<&str> = header.split(',').collect();
+    let at = |name: &str| cols.iter().position(|c| *c == name).unwrap();
+    let (sample, phase, loss) = (at("sample"), at("phase"), at("loss"));
+    for i in ["0", "1"] {
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r[sample] == i)
+            .collect();
+        let on = rows.iter().position(|r| r[phase] != "free").unwrap();
+        let value = |r: &Vec<&str>| r[loss].parse::<f64>().unwrap();
+        let (l_on, l_end) = (value(&rows[on]), value(rows.last().unwrap()));
+        assert!(
+            l_end < l_on,
+            "sample {i}: loss {l_on} at t_on -> {l_end} at t_end"
+        );
+    }
+    // A unit beyond the state is an error naming --units.
+    let out = sim(&["--units", "100000"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("--units") && e.contains("100000"), "{e}");
+
+    // A fresh DEQ simulates too (a genuine fixed point before t_on).
+    let out = lcsim_in(
+        dir.path(),
+        &[
+            "simulate",
+            "--set",
+            "model.kind=\"deq\"",
+            "--samples",
+            "0",
+            "--points",
+            "21",
+            "--t-on",
+            "10",
+            "--t-end",
+            "20",
+            "--name",
+            "d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir
+        .path()
+        .join("runs/simulate-d/trajectories.csv")
+        .is_file());
 }
 
 #[test]

@@ -60,6 +60,7 @@ fn settings(samples: &[usize], t_on: f64, t_end: f64, points: usize) -> Simulati
         t_end,
         points,
         hidden_units: 8,
+        units: Vec::new(),
     }
 }
 

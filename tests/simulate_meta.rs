@@ -181,6 +181,7 @@ fn the_free_segment_ends_at_the_free_equilibrium() {
         t_end: 24.0,
         points: 61,
         hidden_units: 8,
+        units: Vec::new(),
     };
     let msim = simulate_meta_tasks(&config, &net, &data.test, &settings).unwrap();
     let sim = &msim.sim;

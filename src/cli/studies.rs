@@ -340,6 +340,10 @@ pub struct SimulateArgs {
     /// Hidden units drawn in the figures: the first k (>= 1; all are saved).
     #[arg(long, value_name = "K", default_value_t = SimulationSettings::default().hidden_units)]
     pub hidden_units: usize,
+    /// Hidden units drawn in the figures, by index, instead of the first K (comma-separated;
+    /// for model.kind conv/deq the feature-map entry `(c h + y) w + x`, layer after layer).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub units: Vec<usize>,
     /// Folder name: results go to <output.dir>/simulate-NAME, which must not exist yet.
     /// Default: the run folder's name (--run), the parameter file's stem (--params) or the
     /// config's run name, with -2, -3, ... appended when taken.
@@ -378,6 +382,7 @@ impl SimulateArgs {
             t_end: self.t_end,
             points: self.points,
             hidden_units: self.hidden_units,
+            units: self.units.clone(),
         }
     }
 }
@@ -389,8 +394,16 @@ pub fn rename_simulate_field(e: crate::error::LcsimError) -> crate::error::Lcsim
             field,
             value,
             allowed,
-        } if ["samples", "t_on", "t_end", "points", "hidden_units", "name"]
-            .contains(&field.as_str()) =>
+        } if [
+            "samples",
+            "t_on",
+            "t_end",
+            "points",
+            "hidden_units",
+            "units",
+            "name",
+        ]
+        .contains(&field.as_str()) =>
         {
             crate::error::LcsimError::InvalidValue {
                 field: format!("--{}", field.replace('_', "-")),

@@ -128,7 +128,7 @@ impl super::Config {
     }
 
     /// The model kind as written in configs.
-    pub(super) fn run_kind(&self) -> &'static str {
+    pub fn run_kind(&self) -> &'static str {
         match self.model.kind {
             ModelKind::Rnn => "rnn",
             ModelKind::Ff => "ff",

@@ -59,10 +59,22 @@ pub fn save_params<S: crate::system::EquilibriumSystem>(path: &Path, net: &S) ->
 /// `layout`. Errors name the file and the missing or misshapen array.
 pub fn load_feedback(path: &Path, layout: &Params) -> Result<Params> {
     let names: Vec<&str> = layout.names().collect();
+    load_params_like(
+        path,
+        layout,
+        &format!("the controller's feedback weights {names:?}"),
+    )
+}
+
+/// Loads the tensors of `layout` (same names and shapes, all finite) from an .npz file, e.g.
+/// a conv system's params.npz; `required` says what the file should hold in errors, which
+/// name the file and the missing or misshapen array.
+pub fn load_params_like(path: &Path, layout: &Params, required: &str) -> Result<Params> {
+    let names: Vec<&str> = layout.names().collect();
     let missing = |name: &str| LcsimError::MissingArray {
         name: name.to_string(),
         path: path.to_path_buf(),
-        required: format!("the controller's feedback weights {names:?}"),
+        required: required.to_string(),
     };
     if !path.is_file() {
         return Err(missing(names.first().copied().unwrap_or_default()));

@@ -114,47 +114,54 @@ impl Conv2d {
         self.in_c * self.k * self.k
     }
 
-    /// Input index read by output pixel `(oy, ox)` at patch entry `(c, dy, dx)`, if inside.
-    fn source(&self, c: usize, dy: usize, dx: usize, oy: usize, ox: usize) -> Option<usize> {
-        let y = (oy * self.stride + dy).checked_sub(self.pad)?;
-        let x = (ox * self.stride + dx).checked_sub(self.pad)?;
-        (y < self.h && x < self.w).then(|| (c * self.h + y) * self.w + x)
-    }
-
     /// im2col: `cols[(c k + dy) k + dx, b P + oy out_w + ox] = x[(c h + s oy + dy - pad) w + s ox + dx - pad, b]`
     /// (zero outside the image), `P = out_h out_w`, s the stride.
     pub fn im2col(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let mut cols = DMatrix::zeros(self.patch_len(), self.out_h() * self.out_w() * x.ncols());
-        self.for_each_patch_entry(x.ncols(), |row, j, i, b| cols[(row, j)] = x[(i, b)]);
+        let (src, dst) = (x.as_slice(), cols.as_mut_slice());
+        self.for_each_patch_row(x.ncols(), |col, input, entry, pixel| {
+            dst[col + entry] = src[input + pixel]
+        });
         cols
     }
 
     /// col2im, the transpose of [`Self::im2col`]: sums every patch entry back onto its input pixel.
     pub fn col2im(&self, cols: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
         let mut x = DMatrix::zeros(self.in_len(), batch);
-        self.for_each_patch_entry(batch, |row, j, i, b| x[(i, b)] += cols[(row, j)]);
+        let (src, dst) = (cols.as_slice(), x.as_mut_slice());
+        self.for_each_patch_row(batch, |col, input, entry, pixel| {
+            dst[input + pixel] += src[col + entry]
+        });
         x
     }
 
-    /// Calls `visit(row, column, pixel, sample)` for every im2col entry that lies inside the
-    /// image: patch row `(c k + dy) k + dx`, column `b P + oy out_w + ox`, input pixel
-    /// `(c h + s oy + dy - pad) w + s ox + dx - pad` of sample b (s the stride).
-    fn for_each_patch_entry(
-        &self,
-        batch: usize,
-        mut visit: impl FnMut(usize, usize, usize, usize),
-    ) {
-        let (oh, ow, k) = (self.out_h(), self.out_w(), self.k);
+    /// Calls `visit(col, input, entry, pixel)` for every im2col entry inside the image: the
+    /// entry `(c k + dy) k + dx` of the im2col column starting at offset `col` (column
+    /// `b P + oy out_w + ox`) reads input pixel `(c h + s oy + dy - pad) w + s ox + dx - pad`
+    /// of the sample column starting at offset `input` (s the stride; column-major offsets).
+    fn for_each_patch_row(&self, batch: usize, mut visit: impl FnMut(usize, usize, usize, usize)) {
+        let (oh, ow, k, s) = (self.out_h(), self.out_w(), self.k, self.stride);
+        let (pl, il) = (self.patch_len(), self.in_len());
         for b in 0..batch {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let j = (b * oh + oy) * ow + ox;
+                    let col = ((b * oh + oy) * ow + ox) * pl;
+                    // The kernel's columns dx that fall inside the image at this ox.
+                    let x0 = ox * s;
+                    let dx_lo = self.pad.saturating_sub(x0);
+                    let dx_hi = k.min((self.w + self.pad).saturating_sub(x0));
                     for c in 0..self.in_c {
                         for dy in 0..k {
-                            for dx in 0..k {
-                                if let Some(i) = self.source(c, dy, dx, oy, ox) {
-                                    visit((c * k + dy) * k + dx, j, i, b);
-                                }
+                            let Some(y) = (oy * s + dy).checked_sub(self.pad) else {
+                                continue;
+                            };
+                            if y >= self.h {
+                                continue;
+                            }
+                            let row = (c * k + dy) * k;
+                            let base = (c * self.h + y) * self.w + x0;
+                            for dx in dx_lo..dx_hi {
+                                visit(col, b * il, row + dx, base + dx - self.pad);
                             }
                         }
                     }
@@ -165,14 +172,30 @@ impl Conv2d {
 
     /// `out_c x (P B)` product layout to the batch layout (`(o P + q, b)`).
     fn product_to_batch(&self, m: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
-        let p = self.out_h() * self.out_w();
-        DMatrix::from_fn(self.out_len(), batch, |r, b| m[(r / p, b * p + r % p)])
+        let (p, oc, ol) = (self.out_h() * self.out_w(), self.out_c, self.out_len());
+        let mut out = DMatrix::zeros(ol, batch);
+        let (src, dst) = (m.as_slice(), out.as_mut_slice());
+        for (j, column) in src.chunks_exact(oc).enumerate() {
+            let (b, q) = (j / p, j % p);
+            for (o, &v) in column.iter().enumerate() {
+                dst[b * ol + o * p + q] = v;
+            }
+        }
+        out
     }
 
     /// Batch layout to the `out_c x (P B)` product layout.
     fn batch_to_product(&self, g: &DMatrix<f64>) -> DMatrix<f64> {
-        let p = self.out_h() * self.out_w();
-        DMatrix::from_fn(self.out_c, p * g.ncols(), |o, j| g[(o * p + j % p, j / p)])
+        let (p, oc, ol) = (self.out_h() * self.out_w(), self.out_c, self.out_len());
+        let mut m = DMatrix::zeros(oc, p * g.ncols());
+        let (src, dst) = (g.as_slice(), m.as_mut_slice());
+        for (j, column) in dst.chunks_exact_mut(oc).enumerate() {
+            let (b, q) = (j / p, j % p);
+            for (o, v) in column.iter_mut().enumerate() {
+                *v = src[b * ol + o * p + q];
+            }
+        }
+        m
     }
 
     /// `y[(o, oy, ox), b] = sum_{c,dy,dx} W[o, (c,dy,dx)] x[(c, s oy+dy-pad, s ox+dx-pad), b]`.

@@ -105,16 +105,15 @@ impl GroupNorm {
         let m = self.group_len();
         let mut xhat = DMatrix::zeros(x.nrows(), x.ncols());
         let mut inv_std = DMatrix::zeros(self.groups, x.ncols());
-        for b in 0..x.ncols() {
-            for g in 0..self.groups {
-                let part = x.view((g * m, b), (m, 1));
-                let mean = part.sum() / m as f64;
-                let var = part.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m as f64;
-                let inv = 1.0 / (var + self.eps).sqrt();
-                inv_std[(g, b)] = inv;
-                for i in 0..m {
-                    xhat[(g * m + i, b)] = (x[(g * m + i, b)] - mean) * inv;
-                }
+        let groups = x.as_slice().chunks_exact(m);
+        let normalized = xhat.as_mut_slice().chunks_exact_mut(m);
+        for ((part, out), inv_out) in groups.zip(normalized).zip(inv_std.as_mut_slice()) {
+            let mean = part.iter().sum::<f64>() / m as f64;
+            let var = part.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m as f64;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            *inv_out = inv;
+            for (o, v) in out.iter_mut().zip(part) {
+                *o = (v - mean) * inv;
             }
         }
         let y = self.affine(&xhat, gamma, Some(beta));
@@ -128,30 +127,28 @@ impl GroupNorm {
         gamma: &DMatrix<f64>,
         beta: Option<&DMatrix<f64>>,
     ) -> DMatrix<f64> {
-        DMatrix::from_fn(v.nrows(), v.ncols(), |i, b| {
-            let c = i / self.spatial;
-            gamma[(c, 0)] * v[(i, b)] + beta.map_or(0.0, |beta| beta[(c, 0)])
-        })
+        let mut out = v.clone();
+        let per_channel = out.as_mut_slice().chunks_exact_mut(self.spatial);
+        for (k, part) in per_channel.enumerate() {
+            let c = k % self.channels;
+            let (g, b) = (gamma[(c, 0)], beta.map_or(0.0, |beta| beta[(c, 0)]));
+            part.iter_mut().for_each(|e| *e = g * *e + b);
+        }
+        out
     }
 
     /// `dx -> dxhat`, the symmetric Jacobian of the normalisation (module doc).
     fn normalized_jvp(&self, lin: &NormLinearization, dx: &DMatrix<f64>) -> DMatrix<f64> {
         let m = self.group_len();
         let mut out = DMatrix::zeros(dx.nrows(), dx.ncols());
-        for b in 0..dx.ncols() {
-            for g in 0..self.groups {
-                let rows = g * m..(g + 1) * m;
-                let (mut mean, mut mean_xd) = (0.0, 0.0);
-                for i in rows.clone() {
-                    mean += dx[(i, b)];
-                    mean_xd += lin.xhat[(i, b)] * dx[(i, b)];
-                }
-                mean /= m as f64;
-                mean_xd /= m as f64;
-                let inv = lin.inv_std[(g, b)];
-                for i in rows {
-                    out[(i, b)] = (dx[(i, b)] - mean - lin.xhat[(i, b)] * mean_xd) * inv;
-                }
+        let parts = dx.as_slice().chunks_exact(m);
+        let xhats = lin.xhat.as_slice().chunks_exact(m);
+        let outs = out.as_mut_slice().chunks_exact_mut(m);
+        for (((d, xh), o), inv) in parts.zip(xhats).zip(outs).zip(lin.inv_std.as_slice()) {
+            let mean = d.iter().sum::<f64>() / m as f64;
+            let mean_xd = xh.iter().zip(d).map(|(a, b)| a * b).sum::<f64>() / m as f64;
+            for ((o, d), xh) in o.iter_mut().zip(d).zip(xh) {
+                *o = (d - mean - xh * mean_xd) * inv;
             }
         }
         out

@@ -48,6 +48,7 @@ impl ConvModel {
             input_pool: 1,
             readout_pool: 6,
             init_std: 0.02,
+            skip_gain: 0.5,
         })
     }
 

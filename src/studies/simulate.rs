@@ -94,6 +94,11 @@ pub struct SimulationSettings {
     pub points: usize,
     /// Hidden units drawn in the figures: the first k (>= 1; at most n_h are drawn).
     pub hidden_units: usize,
+    /// Hidden units drawn instead of the first `hidden_units`, by index (rows of the state
+    /// before the outputs; for a conv system `(c h + y) w + x` of the first feature maps,
+    /// layer after layer). Empty: the first `hidden_units`.
+    #[serde(default)]
+    pub units: Vec<usize>,
 }
 
 impl Default for SimulationSettings {
@@ -105,6 +110,7 @@ impl Default for SimulationSettings {
             t_end: 150.0,
             points: 301,
             hidden_units: 8,
+            units: Vec::new(),
         }
     }
 }
@@ -148,6 +154,22 @@ impl SimulationSettings {
             return Err(invalid("hidden_units", 0, "an integer >= 1"));
         }
         Ok(())
+    }
+
+    /// The hidden units the figures draw among `n_h`: `units`, or the first `hidden_units`;
+    /// an error naming `units` for an index >= n_h.
+    pub fn drawn_units(&self, n_h: usize) -> Result<Vec<usize>> {
+        if self.units.is_empty() {
+            return Ok((0..self.hidden_units.min(n_h)).collect());
+        }
+        match self.units.iter().find(|&&u| u >= n_h) {
+            Some(&u) => Err(invalid(
+                "units",
+                u,
+                &format!("hidden unit indices 0..{n_h}"),
+            )),
+            None => Ok(self.units.clone()),
+        }
     }
 
     /// Refuses a simulation whose recorded trajectories would not fit in memory: about
@@ -652,7 +674,7 @@ pub fn write_simulation(
             sim,
             &provenance.name,
             provenance.settings.split,
-            provenance.settings.hidden_units,
+            &provenance.settings.drawn_units(sim.n_hidden())?,
             config.output.figure_format,
         )?;
     }
@@ -788,7 +810,7 @@ pub fn trajectories_csv(sim: &Simulation) -> String {
     crate::io::csv_text::csv_text(header, rows)
 }
 
-/// One figure per sample in `dir` (created): the first `hidden_units` hidden units, all
+/// One figure per sample in `dir` (created): the hidden units `units`, all
 /// output units, the control magnitudes |psi|, |e|, |u| and the loss against time, with
 /// t_on marked. Returns the paths.
 pub fn draw_simulation_figures(
@@ -796,18 +818,25 @@ pub fn draw_simulation_figures(
     sim: &Simulation,
     name: &str,
     split: SplitChoice,
-    hidden_units: usize,
+    units: &[usize],
     format: FigureFormat,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut paths = Vec::new();
     for ((tr, &sample), &label) in sim.trajectories.iter().zip(&sim.samples).zip(&sim.labels) {
         let (n_h, n_y) = (tr.v.nrows(), tr.y.nrows());
-        let k = hidden_units.min(n_h);
         let row = |m: &DMatrix<f64>, i: usize| m.row(i).iter().copied().collect::<Vec<_>>();
-        let hidden: Vec<Series> = (0..k)
-            .map(|i| Series::new(format!("v{}", subscript(i)), row(&tr.v, i)))
+        let hidden: Vec<Series> = units
+            .iter()
+            .filter(|&&i| i < n_h)
+            .map(|&i| Series::new(format!("v{}", subscript(i)), row(&tr.v, i)))
             .collect();
+        let which = match units {
+            [first, ..] if units.iter().zip(*first..).all(|(u, k)| *u == k) && *first == 0 => {
+                format!("first {} of {n_h}", hidden.len())
+            }
+            _ => format!("{} chosen of {n_h}", hidden.len()),
+        };
         let outputs: Vec<Series> = (0..n_y)
             .map(|i| {
                 let mark = if i == label { " (label)" } else { "" };
@@ -815,11 +844,7 @@ pub fn draw_simulation_figures(
             })
             .collect();
         let panels: Vec<TrajectoryPanel> = vec![
-            (
-                format!("hidden units (first {k} of {n_h})"),
-                "v".into(),
-                hidden,
-            ),
+            (format!("hidden units ({which})"), "v".into(), hidden),
             (format!("output units (label {label})"), "y".into(), outputs),
             (
                 "control magnitudes".into(),

@@ -6,8 +6,8 @@
 //! [`crate::studies::simulate_meta`].
 
 use crate::config::{Config, ModelKind};
-use crate::error::{LcsimError, Result};
-use crate::io::interop::load_params;
+use crate::error::{invalid, LcsimError, Result};
+use crate::io::interop::{load_params, load_params_like};
 use crate::io::npz::read_npz;
 use crate::run::{trained_meta_system, RunDir, TrainedRun};
 use crate::solve::Termination;
@@ -21,7 +21,7 @@ use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use crate::system::EquilibriumSystem;
 use crate::train::meta::meta_system;
-use crate::train::{load_split, TrainingState};
+use crate::train::{load_split, Trainable, TrainingState};
 use std::path::{Path, PathBuf};
 
 /// Where the simulated weights come from.
@@ -48,8 +48,8 @@ pub struct SimulateJob {
 }
 
 /// The network to simulate, its learned feedback, where it came from, and the default name.
-struct Simulated {
-    net: RateNetwork,
+struct Simulated<M = RateNetwork> {
+    net: M,
     feedback: Option<Params>,
     source: String,
     default_name: String,
@@ -57,12 +57,6 @@ struct Simulated {
 
 fn simulated_network(job: &SimulateJob, data: &crate::data::Split) -> Result<Simulated> {
     let config = &job.config;
-    let stem = |p: &Path| {
-        p.file_stem()
-            .or(p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| config.run_name())
-    };
     let batches = data.train.len().div_ceil(config.training.batch_size);
     let fresh = TrainingState::new(config, data.train.n_inputs(), data.train.n_classes, batches)?;
     let (s, field) = match &job.source {
@@ -98,7 +92,7 @@ fn simulated_network(job: &SimulateJob, data: &crate::data::Split) -> Result<Sim
                 net,
                 feedback: fresh.feedback,
                 source: path.display().to_string(),
-                default_name: stem(path),
+                default_name: stem(path, config),
             };
             (s, "--params")
         }
@@ -134,6 +128,14 @@ fn simulated_network(job: &SimulateJob, data: &crate::data::Split) -> Result<Sim
         });
     }
     Ok(s)
+}
+
+/// A path's file stem (a run folder's name), for default folder names.
+fn stem(p: &Path, config: &Config) -> String {
+    p.file_stem()
+        .or(p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| config.run_name())
 }
 
 /// The folder name and path: the job's name (checked, the folder must not exist) or
@@ -305,22 +307,113 @@ fn ended(r: &Option<SegmentRecord>) -> String {
 /// the report to `say` as soon as it is known. Library field names (`t_on`) are kept in
 /// errors; the command line renames them to its flags.
 pub fn simulate(job: &SimulateJob, say: impl FnMut(String)) -> Result<Written> {
-    if job.config.model.kind == ModelKind::Meta {
-        return simulate_meta(job, say);
+    let config = &job.config;
+    match config.model.kind {
+        ModelKind::Meta => simulate_meta(job, say),
+        ModelKind::Conv | ModelKind::Deq => {
+            let data = load_split(config)?;
+            job.settings.validate(job.settings.split.of(&data).len())?;
+            let n_y = data.train.n_classes;
+            if config.model.kind == ModelKind::Conv {
+                let s = simulated_conv(job, &data, config.conv_net(n_y)?)?;
+                simulate_system(job, &data, s, say)
+            } else {
+                let s = simulated_conv(job, &data, config.conv_deq(n_y)?)?;
+                simulate_system(job, &data, s, say)
+            }
+        }
+        ModelKind::Rnn | ModelKind::Ff => {
+            let data = load_split(config)?;
+            job.settings.validate(job.settings.split.of(&data).len())?;
+            let s = simulated_network(job, &data)?;
+            simulate_system(job, &data, s, say)
+        }
     }
+}
+
+/// A conv system (`fresh`: the config's, drawn from model.seed) with the job's weights: a
+/// parameter file's (the tensors of `fresh`, by name), a run's latest (checkpoint.npz), or
+/// `fresh` itself.
+fn simulated_conv<M: Trainable>(
+    job: &SimulateJob,
+    data: &crate::data::Split,
+    fresh: M,
+) -> Result<Simulated<M>> {
+    let config = &job.config;
+    let batches = data.train.len().div_ceil(config.training.batch_size);
+    let state = TrainingState::with_system(fresh, config, batches)?;
+    match &job.source {
+        NetworkSource::Fresh => Ok(Simulated {
+            net: state.net,
+            feedback: state.feedback,
+            source: format!("fresh network (model.seed = {})", config.model.seed),
+            default_name: config.run_name(),
+        }),
+        NetworkSource::Params(path) => {
+            let required = format!(
+                "the parameters of model.kind = \"{}\" as the config sizes them: {:?}",
+                config.run_kind(),
+                state.net.params().names().collect::<Vec<_>>()
+            );
+            let params = load_params_like(path, state.net.params(), &required)?;
+            let mut net = state.net;
+            *net.params_mut() = params;
+            Ok(Simulated {
+                net,
+                feedback: state.feedback,
+                source: path.display().to_string(),
+                default_name: stem(path, config),
+            })
+        }
+        NetworkSource::Run(run) => {
+            if !run.path.join("checkpoint.npz").is_file() {
+                return Err(invalid(
+                    "--run",
+                    run.path.display(),
+                    "a run folder with checkpoint.npz (at least one completed epoch)",
+                ));
+            }
+            let state = run.load_checkpoint(state)?;
+            let done = if run.is_finished() {
+                "finished run".to_string()
+            } else {
+                format!("after epoch {}, unfinished run", state.epochs_done())
+            };
+            Ok(Simulated {
+                source: format!("{} ({done})", run.path.join("checkpoint.npz").display()),
+                default_name: stem(&run.path, config),
+                net: state.net,
+                feedback: state.feedback,
+            })
+        }
+    }
+}
+
+/// Simulates the chosen samples of `data` on `s.net` and writes the folder.
+fn simulate_system<M: EquilibriumSystem>(
+    job: &SimulateJob,
+    data: &crate::data::Split,
+    s: Simulated<M>,
+    mut say: impl FnMut(String),
+) -> Result<Written> {
     let (config, settings) = (&job.config, &job.settings);
-    let mut say = say;
-    let data = load_split(config)?;
-    let dataset = settings.split.of(&data);
-    settings.validate(dataset.len())?;
-    let units: usize = config.model.hidden.iter().sum::<usize>() + dataset.n_classes;
-    settings.check_memory(3 * units)?;
-    let network = simulated_network(job, &data)?;
-    let (name, dir) = folder(job, &network.default_name)?;
+    let dataset = settings.split.of(data);
+    settings.check_memory(3 * s.net.state_dim())?;
+    let n_h = s.net.state_dim() - s.net.loss_dim();
+    settings.drawn_units(n_h)?;
+    let (name, dir) = folder(job, &s.default_name)?;
+    let system = match config.model.kind {
+        ModelKind::Conv | ModelKind::Deq => format!(
+            "model.kind = \"{}\" ({} state units, {} parameters)",
+            config.run_kind(),
+            s.net.state_dim(),
+            s.net.params().num_scalars()
+        ),
+        _ => format!("{:?}", config.topology()),
+    };
     say(format!(
-        "lcsim {} simulate: {:?}, {} samples {:?} of {}, controller on at t = {} until t = {}, {} points, solver {}",
+        "lcsim {} simulate: {system}, {} samples {:?} of {}, controller on at t = {} until t = {}, {} points, solver {}",
         env!("CARGO_PKG_VERSION"),
-        config.topology(),
         settings.split.name(),
         settings.samples,
         dataset.name,
@@ -329,18 +422,12 @@ pub fn simulate(job: &SimulateJob, say: impl FnMut(String)) -> Result<Written> {
         settings.output_times().len(),
         config.solver.method.name()
     ));
-    say(format!("network: {}", network.source));
-    let sim = simulate_dataset_samples(
-        config,
-        &network.net,
-        network.feedback.as_ref(),
-        dataset,
-        settings,
-    )?;
+    say(format!("network: {}", s.source));
+    let sim = simulate_dataset_samples(config, &s.net, s.feedback.as_ref(), dataset, settings)?;
     let provenance = Provenance {
         name,
         command: job.command.clone(),
-        params_source: network.source,
+        params_source: s.source,
         settings: settings.clone(),
     };
     let written = write_simulation(&dir, config, &sim, &provenance)?;

@@ -2,7 +2,7 @@
 //! equilibrium system: feature maps z (C channels on the image grid) and a readout y,
 //!
 //! ```text
-//! tau dz/dt = -z + T(z, x),   T = GN3(s(z + GN2(x_enc + K2 * GN1(s(K1 * z)))))
+//! tau dz/dt = -z + T(z, x),   T = GN3(s(rho z + GN2(x_enc + K2 * GN1(s(K1 * z)))))
 //! tau dy/dt = -y + D avg(z) + d
 //! x_enc = K_enc * pool(x) + b_enc
 //! ```
@@ -52,6 +52,10 @@ pub struct DeqSpec {
     pub readout_pool: usize,
     /// Standard deviation of K1 and K2's normal initialisation (authors: 0.01).
     pub init_std: f64,
+    /// Gain rho of the skip connection inside T, `s(rho z + GN2(..))` (authors: 1). At 1 the
+    /// last GroupNorm amplifies the skip path (gain ~ s'/std > 1): the free flow wanders
+    /// among many near-neutral equilibria; below ~0.6 it settles to one stable equilibrium.
+    pub skip_gain: f64,
 }
 
 impl Default for DeqSpec {
@@ -64,6 +68,7 @@ impl Default for DeqSpec {
             input_pool: 2,
             readout_pool: 2,
             init_std: 0.01,
+            skip_gain: 0.5,
         }
     }
 }
@@ -102,7 +107,7 @@ pub struct ConvDeq {
 
 /// What the Jacobian products need at z (see the module doc's names).
 pub struct DeqLinearization {
-    /// s'(K1 z) and s'(z + n2).
+    /// s'(K1 z) and s'(rho z + n2).
     slope1: DMatrix<f64>,
     slope3: DMatrix<f64>,
     gn1: NormLinearization,
@@ -227,6 +232,13 @@ impl ConvDeq {
             return Err(invalid(
                 "deq.init_std",
                 spec.init_std,
+                "a finite number >= 0",
+            ));
+        }
+        if !(spec.skip_gain >= 0.0 && spec.skip_gain.is_finite()) {
+            return Err(invalid(
+                "deq.skip_gain",
+                spec.skip_gain,
                 "a finite number >= 0",
             ));
         }
@@ -357,7 +369,7 @@ impl ConvDeq {
         let (n2, gn2) = self
             .norm_state
             .forward(&s, self.p(GAMMA + 2), self.p(GAMMA + 3));
-        let (r3, slope3) = rates(&(z + n2));
+        let (r3, slope3) = rates(&(z * self.spec.skip_gain + n2));
         let (out, gn3) = self
             .norm_state
             .forward(&r3, self.p(GAMMA + 4), self.p(GAMMA + 5));
@@ -386,7 +398,7 @@ impl ConvDeq {
         let g_n1 = self.conv2.transpose(self.p(K2), &g_s);
         let g_r1 = self.norm_inner.vjp(&lin.gn1, self.p(GAMMA), &g_n1);
         let g_a1 = g_r1.component_mul(&lin.slope1);
-        let g_z = &g_t + self.conv1.transpose(self.p(K1), &g_a1);
+        let g_z = &g_t * self.spec.skip_gain + self.conv1.transpose(self.p(K1), &g_a1);
         MapGradients {
             g_z,
             g_t,
@@ -487,7 +499,7 @@ impl EquilibriumSystem for ConvDeq {
             .norm_inner
             .jvp(&l.gn1, self.p(GAMMA), &da1.component_mul(&l.slope1));
         let ds = self.conv2.forward(self.p(K2), &dn1);
-        let dt = &dz + self.norm_state.jvp(&l.gn2, self.p(GAMMA + 2), &ds);
+        let dt = &dz * self.spec.skip_gain + self.norm_state.jvp(&l.gn2, self.p(GAMMA + 2), &ds);
         let dout = self
             .norm_state
             .jvp(&l.gn3, self.p(GAMMA + 4), &dt.component_mul(&l.slope3));
