@@ -336,6 +336,77 @@ impl Optimizer {
         })
     }
 
+    /// The Adam step of [`Optimizer::step`] in place, without copies of the parameters or
+    /// the moments: a first pass computes every new entry and only checks that it is
+    /// finite, a second one commits the same arithmetic. None (nothing modified) when an
+    /// entry would not be finite: the copying path then reports which.
+    fn adam_in_place(
+        &mut self,
+        params: &mut Params,
+        gradient: &Params,
+        gradient_norm: f64,
+    ) -> Option<StepReport> {
+        let s = &self.settings;
+        let coef = s
+            .clip_norm
+            .map_or(1.0, |c| clip_coefficient(gradient_norm, c));
+        let clipped = coef < 1.0;
+        let lr = s.schedule.learning_rate_at(s.learning_rate, self.step);
+        let t = (self.step + 1) as i32;
+        let (b1, b2, eps, wd) = (s.beta1, s.beta2, s.eps, s.weight_decay);
+        let bias_correction2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let step_size = lr / (1.0 - b1.powi(t));
+        // g as the copying path forms it: clipped (`g * coef`), then `g + wd * theta`.
+        let descent = |gk: f64, pk: f64| {
+            let g = if clipped { gk * coef } else { gk };
+            if wd != 0.0 {
+                g + pk * wd
+            } else {
+                g
+            }
+        };
+        let update = |gk: f64, pk: f64, mk: f64, vk: f64| {
+            let g = descent(gk, pk);
+            let m = b1 * mk + (1.0 - b1) * g;
+            let v = b2 * vk + (1.0 - b2) * g * g;
+            let denom = v.sqrt() / bias_correction2_sqrt + eps;
+            (pk - step_size * (m / denom), m, v)
+        };
+        let mut finite = true;
+        for i in 0..params.len() {
+            let (g, p) = (gradient.tensor(i).as_slice(), params.tensor(i).as_slice());
+            let m = self.m.as_ref().map(|m| m.tensor(i).as_slice());
+            let v = self.v.as_ref().map(|v| v.tensor(i).as_slice());
+            for k in 0..g.len() {
+                let (p, m, v) =
+                    update(g[k], p[k], m.map_or(0.0, |m| m[k]), v.map_or(0.0, |v| v[k]));
+                finite &= p.is_finite() & m.is_finite() & v.is_finite();
+            }
+        }
+        if !finite {
+            return None;
+        }
+        let m = self.m.get_or_insert_with(|| params.zeros_like());
+        let v = self.v.get_or_insert_with(|| params.zeros_like());
+        for i in 0..params.len() {
+            let g = gradient.tensor(i).as_slice();
+            let p = params.tensor_mut(i).as_mut_slice();
+            let (mi, vi) = (
+                m.tensor_mut(i).as_mut_slice(),
+                v.tensor_mut(i).as_mut_slice(),
+            );
+            for k in 0..g.len() {
+                (p[k], mi[k], vi[k]) = update(g[k], p[k], mi[k], vi[k]);
+            }
+        }
+        self.step += 1;
+        Some(StepReport {
+            learning_rate: lr,
+            gradient_norm,
+            clipped,
+        })
+    }
+
     /// A copy of the state for checkpointing (see [`Optimizer::from_state`]).
     pub fn state(&self) -> OptimizerState {
         OptimizerState {
@@ -397,6 +468,11 @@ impl Optimizer {
             ));
         }
 
+        if self.settings.kind == OptimizerKind::Adam {
+            if let Some(report) = self.adam_in_place(params, gradient, gradient_norm) {
+                return Ok(report);
+            }
+        }
         let s = &self.settings;
         let mut g = gradient.clone();
         let mut clipped = false;

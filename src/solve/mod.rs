@@ -41,6 +41,11 @@ pub trait VectorField: Sync {
     fn time_constants(&self) -> Vec<f64>;
     /// `r(z)`.
     fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `r(z)` written into `r` (dim x B): the iteration loops' form, which a field may
+    /// implement without temporaries (default: a copy of [`VectorField::residual`]).
+    fn residual_into(&self, z: &DMatrix<f64>, r: &mut DMatrix<f64>) {
+        r.copy_from(&self.residual(z));
+    }
     /// `(dr/dz) dz`.
     fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64>;
     /// The Jacobian action at a fixed z for many dz (a field may precompute what does not
