@@ -220,6 +220,8 @@ pub struct Optimizer {
     step: usize,
     m: Option<Params>,
     v: Option<Params>,
+    /// Adam's new (theta, m, v), swapped in when every entry is finite (reused buffers).
+    scratch: Option<Box<[Params; 3]>>,
 }
 
 /// Checks that `other` has the tensor count and shapes of `reference`.
@@ -268,6 +270,79 @@ fn non_finite_entry(what: &str, p: &Params, step: usize) -> Result<()> {
     Ok(())
 }
 
+/// The constants of one Adam step (see [`Optimizer::step`]).
+struct AdamStep {
+    clip: Option<f64>,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    step_size: f64,
+    bias_correction2_sqrt: f64,
+}
+
+impl AdamStep {
+    /// Writes the new `[theta, m, v]` of one tensor into `out` from the gradient and the old
+    /// `[theta, m, v]`; false when an entry is not finite. Compiled for AVX-512 or AVX2 when
+    /// the processor has them (the same IEEE operations, in wider registers).
+    fn apply(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F (checked just above).
+                return unsafe { self.apply_avx512(g, old, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor has AVX2 (checked just above).
+                return unsafe { self.apply_avx2(g, old, out) };
+            }
+        }
+        self.apply_portable(g, old, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        self.apply_portable(g, old, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn apply_avx2(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        self.apply_portable(g, old, out)
+    }
+
+    /// `g <- clip * g + wd * theta`, `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+    /// `theta -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+    #[inline(always)]
+    fn apply_portable(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        let [p, m, v] = old;
+        let [op, om, ov] = out;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let mut bad = false;
+        let entries = g.iter().zip(p).zip(m).zip(v);
+        let outs = op.iter_mut().zip(om.iter_mut()).zip(ov.iter_mut());
+        for ((((&g, &p), &m), &v), ((op, om), ov)) in entries.zip(outs) {
+            let g = match self.clip {
+                Some(c) => g * c,
+                None => g,
+            };
+            let g = if self.weight_decay != 0.0 {
+                g + p * self.weight_decay
+            } else {
+                g
+            };
+            let m = b1 * m + (1.0 - b1) * g;
+            let v = b2 * v + (1.0 - b2) * g * g;
+            let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
+            let p = p - self.step_size * (m / denom);
+            bad |= !(p.is_finite() & m.is_finite() & v.is_finite());
+            (*op, *om, *ov) = (p, m, v);
+        }
+        !bad
+    }
+}
+
 impl Optimizer {
     /// A fresh optimizer (no steps taken) after validating `settings`.
     pub fn new(settings: OptimizerSettings) -> Result<Self> {
@@ -277,6 +352,7 @@ impl Optimizer {
             step: 0,
             m: None,
             v: None,
+            scratch: None,
         })
     }
 
@@ -333,13 +409,14 @@ impl Optimizer {
             step: state.step,
             m: state.first_moment,
             v: state.second_moment,
+            scratch: None,
         })
     }
 
-    /// The Adam step of [`Optimizer::step`] in place, without copies of the parameters or
-    /// the moments: a first pass computes every new entry and only checks that it is
-    /// finite, a second one commits the same arithmetic. None (nothing modified) when an
-    /// entry would not be finite: the copying path then reports which.
+    /// The Adam step of [`Optimizer::step`] without allocating: the new parameters and
+    /// moments are written into reused buffers in one pass (the same arithmetic), then
+    /// swapped in when every entry is finite. None (nothing modified) otherwise: the
+    /// copying path then reports which entry.
     fn adam_in_place(
         &mut self,
         params: &mut Params,
@@ -350,60 +427,59 @@ impl Optimizer {
         let coef = s
             .clip_norm
             .map_or(1.0, |c| clip_coefficient(gradient_norm, c));
-        let clipped = coef < 1.0;
         let lr = s.schedule.learning_rate_at(s.learning_rate, self.step);
         let t = (self.step + 1) as i32;
-        let (b1, b2, eps, wd) = (s.beta1, s.beta2, s.eps, s.weight_decay);
-        let bias_correction2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let step_size = lr / (1.0 - b1.powi(t));
-        // g as the copying path forms it: clipped (`g * coef`), then `g + wd * theta`.
-        let descent = |gk: f64, pk: f64| {
-            let g = if clipped { gk * coef } else { gk };
-            if wd != 0.0 {
-                g + pk * wd
-            } else {
-                g
-            }
+        let adam = AdamStep {
+            clip: (coef < 1.0).then_some(coef),
+            weight_decay: s.weight_decay,
+            beta1: s.beta1,
+            beta2: s.beta2,
+            eps: s.eps,
+            step_size: lr / (1.0 - s.beta1.powi(t)),
+            bias_correction2_sqrt: (1.0 - s.beta2.powi(t)).sqrt(),
         };
-        let update = |gk: f64, pk: f64, mk: f64, vk: f64| {
-            let g = descent(gk, pk);
-            let m = b1 * mk + (1.0 - b1) * g;
-            let v = b2 * vk + (1.0 - b2) * g * g;
-            let denom = v.sqrt() / bias_correction2_sqrt + eps;
-            (pk - step_size * (m / denom), m, v)
+        let fits = |b: &[Params; 3]| check_layout("scratch", params, &b[0]).is_ok();
+        let mut scratch = match self.scratch.take() {
+            Some(b) if fits(&b) => b,
+            _ => Box::new([
+                params.zeros_like(),
+                params.zeros_like(),
+                params.zeros_like(),
+            ]),
         };
         let mut finite = true;
         for i in 0..params.len() {
             let (g, p) = (gradient.tensor(i).as_slice(), params.tensor(i).as_slice());
-            let m = self.m.as_ref().map(|m| m.tensor(i).as_slice());
-            let v = self.v.as_ref().map(|v| v.tensor(i).as_slice());
-            for k in 0..g.len() {
-                let (p, m, v) =
-                    update(g[k], p[k], m.map_or(0.0, |m| m[k]), v.map_or(0.0, |v| v[k]));
-                finite &= p.is_finite() & m.is_finite() & v.is_finite();
-            }
+            let zeros; // the moments before the first step
+            let (m, v) = match (&self.m, &self.v) {
+                (Some(m), Some(v)) => (m.tensor(i).as_slice(), v.tensor(i).as_slice()),
+                _ => {
+                    zeros = vec![0.0; g.len()];
+                    (&zeros[..], &zeros[..])
+                }
+            };
+            let [sp, sm, sv] = &mut *scratch;
+            let out = [sp, sm, sv].map(|b| b.tensor_mut(i).as_mut_slice());
+            finite &= adam.apply(g, [p, m, v], out);
         }
         if !finite {
+            self.scratch = Some(scratch);
             return None;
         }
-        let m = self.m.get_or_insert_with(|| params.zeros_like());
-        let v = self.v.get_or_insert_with(|| params.zeros_like());
-        for i in 0..params.len() {
-            let g = gradient.tensor(i).as_slice();
-            let p = params.tensor_mut(i).as_mut_slice();
-            let (mi, vi) = (
-                m.tensor_mut(i).as_mut_slice(),
-                v.tensor_mut(i).as_mut_slice(),
-            );
-            for k in 0..g.len() {
-                (p[k], mi[k], vi[k]) = update(g[k], p[k], mi[k], vi[k]);
+        let [sp, sm, sv] = &mut *scratch;
+        std::mem::swap(params, sp);
+        for (moment, new) in [(&mut self.m, sm), (&mut self.v, sv)] {
+            match moment {
+                Some(old) => std::mem::swap(old, new),
+                None => *moment = Some(std::mem::replace(new, params.zeros_like())),
             }
         }
+        self.scratch = Some(scratch);
         self.step += 1;
         Some(StepReport {
             learning_rate: lr,
             gradient_norm,
-            clipped,
+            clipped: adam.clip.is_some(),
         })
     }
 
