@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{
     ensure_finite, ensure_non_negative, ensure_positive, invalid, LcsimError, Result,
 };
+use crate::numerics::simd::widest_fn;
 use crate::system::params::Params;
 
 /// Which update rule to use.
@@ -270,6 +271,12 @@ fn non_finite_entry(what: &str, p: &Params, step: usize) -> Result<()> {
     Ok(())
 }
 
+widest_fn! {
+    fn adam_entries(step: &AdamStep, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        step.apply_portable(g, old, out)
+    }
+}
+
 /// The constants of one Adam step (see [`Optimizer::step`]).
 struct AdamStep {
     clip: Option<f64>,
@@ -283,33 +290,10 @@ struct AdamStep {
 
 impl AdamStep {
     /// Writes the new `[theta, m, v]` of one tensor into `out` from the gradient and the old
-    /// `[theta, m, v]`; false when an entry is not finite. Compiled for AVX-512 or AVX2 when
-    /// the processor has them (the same IEEE operations, in wider registers).
+    /// `[theta, m, v]`; false when an entry is not finite (compiled for the widest vector
+    /// unit).
     fn apply(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the processor has AVX-512F (checked just above).
-                return unsafe { self.apply_avx512(g, old, out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the processor has AVX2 (checked just above).
-                return unsafe { self.apply_avx2(g, old, out) };
-            }
-        }
-        self.apply_portable(g, old, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn apply_avx512(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
-        self.apply_portable(g, old, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn apply_avx2(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
-        self.apply_portable(g, old, out)
+        adam_entries(self, g, old, out)
     }
 
     /// `g <- clip * g + wd * theta`, `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,

@@ -6,6 +6,7 @@
 
 use super::accelerated::{Limits, Progress};
 use super::{EulerSettings, SolverMethod, SteadyState, StopCriterion, VectorField};
+use crate::numerics::simd::add_scaled;
 use nalgebra::DMatrix;
 
 /// Every column of `z0` integrated by forward Euler until `|r_i| <= atol + rtol |z_i|`,
@@ -46,9 +47,7 @@ pub(super) fn solve<F: VectorField>(
                 out[j] = Some(p.record(state, term, size, SolverMethod::Euler));
                 finished = true;
             } else if unit_tau {
-                for (z, r) in zk.iter_mut().zip(rk) {
-                    *z += r * dt;
-                }
+                add_scaled(zk, rk, dt);
             } else {
                 for ((z, r), t) in zk.iter_mut().zip(rk).zip(&tau) {
                     *z += r / t * dt;

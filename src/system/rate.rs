@@ -339,8 +339,19 @@ impl RateNetwork {
 
     /// Rates s(v) of the hidden rows of phi.
     pub fn rates(&self, phi: &DMatrix<f64>) -> DMatrix<f64> {
-        let a = self.activation;
-        phi.rows(0, self.n_h()).map(|v| a.rate(v))
+        self.rates_of(phi.as_view())
+    }
+
+    /// [`RateNetwork::rates`] of a view, a column at a time ([`Activation::rates_into`]).
+    fn rates_of(&self, phi: DMatrixView<'_, f64>) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let mut s = DMatrix::zeros(n_h, phi.ncols());
+        for (j, mut col) in s.column_iter_mut().enumerate() {
+            let v = phi.column(j);
+            let out = col.as_mut_slice();
+            self.activation.rates_into(&v.as_slice()[..n_h], out);
+        }
+        s
     }
 
     /// The forward pass of the layered net, one sweep through the layers:
@@ -535,8 +546,7 @@ impl EquilibriumSystem for RateNetwork {
         drive: &DMatrix<f64>,
         out: DMatrixViewMut<'_, f64>,
     ) {
-        let a = self.activation;
-        let s = phi.rows(0, self.n_h()).map(|v| a.rate(v));
+        let s = self.rates_of(phi);
         self.driven_field_into(phi, drive, &s, out);
     }
 
@@ -796,7 +806,7 @@ impl RateNetwork {
     fn rates_and_slopes(&self, phi: DMatrixView<'_, f64>) -> (DMatrix<f64>, DMatrix<f64>) {
         let a = self.activation;
         let v = phi.rows(0, self.n_h());
-        let s = v.map(|v| a.rate(v));
+        let s = self.rates_of(phi);
         let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
         (s, slopes)
     }
