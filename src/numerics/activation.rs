@@ -131,8 +131,8 @@ widest_fn! {
 pub fn tanh_into(v: &[f64], out: &mut [f64]) {
     tanh_rational_into(v, out);
     for (o, &v) in out.iter_mut().zip(v) {
-        // Negated so that NaN takes the scalar path.
-        if !(v.abs() < 0.625) || v == 0.0 {
+        // NaN takes the scalar path too.
+        if v.abs() >= 0.625 || v == 0.0 || v.is_nan() {
             *o = tanh(v);
         }
     }
