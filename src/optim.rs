@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{
     ensure_finite, ensure_non_negative, ensure_positive, invalid, LcsimError, Result,
 };
+use crate::numerics::simd::widest_fn;
 use crate::system::params::Params;
 
 /// Which update rule to use.
@@ -220,6 +221,8 @@ pub struct Optimizer {
     step: usize,
     m: Option<Params>,
     v: Option<Params>,
+    /// Adam's new (theta, m, v), swapped in when every entry is finite (reused buffers).
+    scratch: Option<Box<[Params; 3]>>,
 }
 
 /// Checks that `other` has the tensor count and shapes of `reference`.
@@ -268,6 +271,62 @@ fn non_finite_entry(what: &str, p: &Params, step: usize) -> Result<()> {
     Ok(())
 }
 
+widest_fn! {
+    fn adam_entries(step: &AdamStep, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        step.apply_portable(g, old, out)
+    }
+}
+
+/// The constants of one Adam step (see [`Optimizer::step`]).
+struct AdamStep {
+    clip: Option<f64>,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    step_size: f64,
+    bias_correction2_sqrt: f64,
+}
+
+impl AdamStep {
+    /// Writes the new `[theta, m, v]` of one tensor into `out` from the gradient and the old
+    /// `[theta, m, v]`; false when an entry is not finite (compiled for the widest vector
+    /// unit).
+    fn apply(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        adam_entries(self, g, old, out)
+    }
+
+    /// `g <- clip * g + wd * theta`, `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+    /// `theta -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+    #[inline(always)]
+    fn apply_portable(&self, g: &[f64], old: [&[f64]; 3], out: [&mut [f64]; 3]) -> bool {
+        let [p, m, v] = old;
+        let [op, om, ov] = out;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let mut bad = false;
+        let entries = g.iter().zip(p).zip(m).zip(v);
+        let outs = op.iter_mut().zip(om.iter_mut()).zip(ov.iter_mut());
+        for ((((&g, &p), &m), &v), ((op, om), ov)) in entries.zip(outs) {
+            let g = match self.clip {
+                Some(c) => g * c,
+                None => g,
+            };
+            let g = if self.weight_decay != 0.0 {
+                g + p * self.weight_decay
+            } else {
+                g
+            };
+            let m = b1 * m + (1.0 - b1) * g;
+            let v = b2 * v + (1.0 - b2) * g * g;
+            let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
+            let p = p - self.step_size * (m / denom);
+            bad |= !(p.is_finite() & m.is_finite() & v.is_finite());
+            (*op, *om, *ov) = (p, m, v);
+        }
+        !bad
+    }
+}
+
 impl Optimizer {
     /// A fresh optimizer (no steps taken) after validating `settings`.
     pub fn new(settings: OptimizerSettings) -> Result<Self> {
@@ -277,6 +336,7 @@ impl Optimizer {
             step: 0,
             m: None,
             v: None,
+            scratch: None,
         })
     }
 
@@ -333,6 +393,77 @@ impl Optimizer {
             step: state.step,
             m: state.first_moment,
             v: state.second_moment,
+            scratch: None,
+        })
+    }
+
+    /// The Adam step of [`Optimizer::step`] without allocating: the new parameters and
+    /// moments are written into reused buffers in one pass (the same arithmetic), then
+    /// swapped in when every entry is finite. None (nothing modified) otherwise: the
+    /// copying path then reports which entry.
+    fn adam_in_place(
+        &mut self,
+        params: &mut Params,
+        gradient: &Params,
+        gradient_norm: f64,
+    ) -> Option<StepReport> {
+        let s = &self.settings;
+        let coef = s
+            .clip_norm
+            .map_or(1.0, |c| clip_coefficient(gradient_norm, c));
+        let lr = s.schedule.learning_rate_at(s.learning_rate, self.step);
+        let t = (self.step + 1) as i32;
+        let adam = AdamStep {
+            clip: (coef < 1.0).then_some(coef),
+            weight_decay: s.weight_decay,
+            beta1: s.beta1,
+            beta2: s.beta2,
+            eps: s.eps,
+            step_size: lr / (1.0 - s.beta1.powi(t)),
+            bias_correction2_sqrt: (1.0 - s.beta2.powi(t)).sqrt(),
+        };
+        let fits = |b: &[Params; 3]| check_layout("scratch", params, &b[0]).is_ok();
+        let mut scratch = match self.scratch.take() {
+            Some(b) if fits(&b) => b,
+            _ => Box::new([
+                params.zeros_like(),
+                params.zeros_like(),
+                params.zeros_like(),
+            ]),
+        };
+        let mut finite = true;
+        for i in 0..params.len() {
+            let (g, p) = (gradient.tensor(i).as_slice(), params.tensor(i).as_slice());
+            let zeros; // the moments before the first step
+            let (m, v) = match (&self.m, &self.v) {
+                (Some(m), Some(v)) => (m.tensor(i).as_slice(), v.tensor(i).as_slice()),
+                _ => {
+                    zeros = vec![0.0; g.len()];
+                    (&zeros[..], &zeros[..])
+                }
+            };
+            let [sp, sm, sv] = &mut *scratch;
+            let out = [sp, sm, sv].map(|b| b.tensor_mut(i).as_mut_slice());
+            finite &= adam.apply(g, [p, m, v], out);
+        }
+        if !finite {
+            self.scratch = Some(scratch);
+            return None;
+        }
+        let [sp, sm, sv] = &mut *scratch;
+        std::mem::swap(params, sp);
+        for (moment, new) in [(&mut self.m, sm), (&mut self.v, sv)] {
+            match moment {
+                Some(old) => std::mem::swap(old, new),
+                None => *moment = Some(std::mem::replace(new, params.zeros_like())),
+            }
+        }
+        self.scratch = Some(scratch);
+        self.step += 1;
+        Some(StepReport {
+            learning_rate: lr,
+            gradient_norm,
+            clipped: adam.clip.is_some(),
         })
     }
 
@@ -397,6 +528,11 @@ impl Optimizer {
             ));
         }
 
+        if self.settings.kind == OptimizerKind::Adam {
+            if let Some(report) = self.adam_in_place(params, gradient, gradient_norm) {
+                return Ok(report);
+            }
+        }
         let s = &self.settings;
         let mut g = gradient.clone();
         let mut clipped = false;

@@ -506,3 +506,85 @@ fn settings_defaults_validation_and_serde() {
     assert!(serde_json::from_str::<OptimizerSettings>(r#"{"lr": 0.1}"#).is_err());
     assert!(serde_json::from_str::<OptimizerSettings>(r#"{"kind": "adamw"}"#).is_err());
 }
+
+#[test]
+fn adam_with_clipping_and_decay_on_several_tensors_matches_scalar_formulas() {
+    // Entrywise scalar Adam (clip by the global norm, coupled L2 decay) on two tensors whose
+    // sizes (5 x 7, 13 x 1) leave remainders after any vector width; every step clips.
+    let (lr, wd, clip) = (0.01, 0.05, 0.5);
+    let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+    let settings = OptimizerSettings {
+        weight_decay: wd,
+        clip_norm: Some(clip),
+        ..adam(lr)
+    };
+    let mut opt = Optimizer::new(settings).unwrap();
+    let entry = |k: usize| ((k * 37 % 23) as f64 - 11.0) / 7.0;
+    let mut p = Params::new(vec![
+        (
+            "W".to_string(),
+            DMatrix::from_fn(5, 7, |i, j| entry(i + 5 * j)),
+        ),
+        (
+            "b".to_string(),
+            DMatrix::from_fn(13, 1, |i, _| entry(40 + i)),
+        ),
+    ]);
+    let (mut w, mut m, mut v): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+        p.iter().flat_map(|(_, t)| t.iter().copied()).collect(),
+        vec![0.0; 48],
+        vec![0.0; 48],
+    );
+    for t in 1..=4 {
+        // The gradient of sum_k (k + 1)/2 (w_k - 0.3)^2 at the current parameters.
+        let mut g = p.clone();
+        let mut flat_g = Vec::new();
+        let mut k = 0;
+        for tensor in g.tensors_mut() {
+            for x in tensor.iter_mut() {
+                *x = (k + 1) as f64 * (w[k] - 0.3);
+                flat_g.push(*x);
+                k += 1;
+            }
+        }
+        let norm = flat_g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let coef = clip / (norm + 1e-6);
+        assert!(coef < 1.0, "step {t} should clip");
+        let report = opt.step(&mut p, &g).unwrap();
+        assert!(report.clipped);
+        for k in 0..48 {
+            let gk = flat_g[k] * coef + wd * w[k];
+            m[k] = b1 * m[k] + (1.0 - b1) * gk;
+            v[k] = b2 * v[k] + (1.0 - b2) * gk * gk;
+            let m_hat = m[k] / (1.0 - b1.powi(t));
+            let v_hat = v[k] / (1.0 - b2.powi(t));
+            w[k] -= lr * m_hat / (v_hat.sqrt() + eps);
+        }
+        let got: Vec<f64> = p.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        for k in 0..48 {
+            assert!(
+                close(got[k], w[k], 1e-13),
+                "step {t}, entry {k}: {} vs {}",
+                got[k],
+                w[k]
+            );
+        }
+    }
+    // After these steps (moments present), a step whose second moment overflows (decay
+    // 1e199 on theta ~ 1) is refused and changes nothing.
+    let before = (p.clone(), opt.state());
+    let mut settings = opt.settings().clone();
+    settings.weight_decay = 1e199;
+    let mut decaying = Optimizer::from_state(settings, opt.state()).unwrap();
+    let zero = p.map(|t| t.map(|_| 0.0));
+    let err = decaying.step(&mut p, &zero).unwrap_err();
+    assert!(
+        matches!(&err, LcsimError::NonFiniteUpdate { what, .. } if what == "second moment"),
+        "{err}"
+    );
+    assert_eq!(p, before.0);
+    assert_eq!(decaying.state(), before.1);
+    // ... and the optimizer steps normally afterwards.
+    opt.step(&mut p, &zero).unwrap();
+    assert_eq!(opt.steps_taken(), 5);
+}

@@ -593,6 +593,49 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
         r
     }
 
+    /// [`CoupledSystem::residual`] written into `r` (dim x B) with the same arithmetic and
+    /// no state-sized temporaries besides psi and `J_f^T psi` (LCP-LF and LCP-KP: a copy).
+    pub fn residual_into(&self, z: &DMatrix<f64>, r: &mut DMatrix<f64>) {
+        let n = self.model.state_dim();
+        let Some(c) = &self.controller else {
+            let phi = z.rows(0, n);
+            self.model
+                .vector_field_driven_into(phi, &self.drive, r.rows_mut(0, n));
+            return;
+        };
+        if !matches!(self.feedback, Feedback::DynamicInversion) {
+            r.copy_from(&self.residual(z));
+            return;
+        }
+        let g = self
+            .objective
+            .loss
+            .gradient(&z.rows_range(self.loss_rows()).into_owned(), &self.targets)
+            * self.objective.scale;
+        let (psi, u) = self.control_with_gradient(z, Some(&g));
+        let ui = self.integral_rows();
+        r.rows_range_mut(ui.clone())
+            .zip_zip_apply(&g, &z.rows_range(ui), |r, g, ui| *r = -g - ui * c.alpha);
+        let mut back = DMatrix::zeros(n, z.ncols());
+        let rows = self.control_rows();
+        self.model.field_and_vjp_into(
+            z.rows(0, n),
+            &self.inputs,
+            &self.drive,
+            &psi,
+            r.rows_mut(0, n),
+            back.as_view_mut(),
+        );
+        r.rows_mut(0, n).zip_apply(&psi, |r, p| *r += p);
+        let controlled = self.controlled_rows();
+        let mut r_e = r.rows_range_mut(rows);
+        r_e.copy_from(&back.rows_range(controlled));
+        if self.model.control_entry() == ControlEntry::Everywhere {
+            let mut part = r_e.rows_range_mut(self.loss_rows());
+            part += &u;
+        }
+    }
+
     /// The exact directional derivative of the residual, `(d r / d z) dz`.
     pub fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
         self.jacobian_at(z)(dz)
@@ -677,6 +720,9 @@ impl<S: EquilibriumSystem> VectorField for CoupledSystem<'_, S> {
     }
     fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
         CoupledSystem::residual(self, z)
+    }
+    fn residual_into(&self, z: &DMatrix<f64>, r: &mut DMatrix<f64>) {
+        CoupledSystem::residual_into(self, z, r)
     }
     fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
         CoupledSystem::residual_jvp(self, z, dz)

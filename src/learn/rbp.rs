@@ -60,6 +60,10 @@ impl<M: EquilibriumSystem> VectorField for AdjointSystem<'_, M> {
     fn residual(&self, lambda: &DMatrix<f64>) -> DMatrix<f64> {
         self.model.vjp_at(&self.lin, lambda) - &self.loss_gradient
     }
+    fn residual_into(&self, lambda: &DMatrix<f64>, r: &mut DMatrix<f64>) {
+        self.model.vjp_at_into(&self.lin, lambda, r.as_view_mut());
+        *r -= &self.loss_gradient;
+    }
     fn residual_jvp(&self, _lambda: &DMatrix<f64>, d: &DMatrix<f64>) -> DMatrix<f64> {
         self.model.vjp_at(&self.lin, d)
     }

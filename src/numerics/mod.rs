@@ -7,4 +7,5 @@ pub mod linalg;
 pub mod norm;
 pub mod pool;
 pub mod rng;
+pub mod simd;
 pub mod spectral;

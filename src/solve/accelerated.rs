@@ -64,7 +64,7 @@ fn stall_after(anderson: &AndersonSettings) -> usize {
 /// One sample's progress: iteration count and the best scaled residual so far.
 pub(super) struct Progress {
     iterations: usize,
-    evals: usize,
+    pub(super) evals: usize,
     jvps: usize,
     best: f64,
     since_best: usize,
@@ -82,7 +82,7 @@ impl Progress {
     }
 
     /// The stop reason at iterate z with residual r, or None to go on.
-    fn verdict(
+    pub(super) fn verdict(
         &mut self,
         z: &[f64],
         r: &[f64],
@@ -391,7 +391,7 @@ fn stack_columns<'a>(
     m
 }
 
-fn as_column(v: &DVector<f64>) -> DMatrix<f64> {
+pub(super) fn as_column(v: &DVector<f64>) -> DMatrix<f64> {
     DMatrix::from_column_slice(v.len(), 1, v.as_slice())
 }
 

@@ -2,6 +2,7 @@
 //! small, with diffsol's adaptive methods or fixed-step forward Euler. Every solve
 //! returns a [`SteadyState`] record; non-convergence is a reported outcome, never a panic.
 
+use crate::numerics::simd::widest_fn;
 use diffsol::{
     NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
     OdeSolverStopReason, VectorCommon,
@@ -41,6 +42,11 @@ pub trait VectorField: Sync {
     fn time_constants(&self) -> Vec<f64>;
     /// `r(z)`.
     fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64>;
+    /// `r(z)` written into `r` (dim x B): the iteration loops' form, which a field may
+    /// implement without temporaries (default: a copy of [`VectorField::residual`]).
+    fn residual_into(&self, z: &DMatrix<f64>, r: &mut DMatrix<f64>) {
+        r.copy_from(&self.residual(z));
+    }
     /// `(dr/dz) dz`.
     fn residual_jvp(&self, z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64>;
     /// The Jacobian action at a fixed z for many dz (a field may precompute what does not
@@ -325,8 +331,9 @@ fn certify_flow<F: VectorField>(
     }
 }
 
+widest_fn! {
 /// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
-/// Converged when the second is <= 1.
+/// Converged when the second is <= 1 (compiled for the widest vector unit).
 pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
     // LANES independent maxima, so that the loop vectorizes (a select, not f64::max).
     let (mut abs, mut scaled, mut finite) = ([0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
@@ -354,12 +361,14 @@ pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64,
         (f64::NAN, f64::NAN)
     }
 }
+}
 
 /// Independent accumulators of the elementwise reductions.
 const LANES: usize = 8;
 
+widest_fn! {
 /// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
-/// `divergence_bound`.
+/// `divergence_bound` (compiled for the widest vector unit).
 pub(crate) fn diverged(z: &[f64], abs: f64, stop: &StopCriterion) -> bool {
     let bound = stop.divergence_bound;
     let mut within = [true; LANES];
@@ -373,6 +382,7 @@ pub(crate) fn diverged(z: &[f64], abs: f64, stop: &StopCriterion) -> bool {
         }
     }
     abs.is_nan() || !within.iter().all(|&w| w)
+}
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.

@@ -17,7 +17,7 @@ pub mod params;
 pub mod rate;
 
 use crate::system::params::Params;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -59,6 +59,16 @@ pub trait EquilibriumSystem: Sync {
     fn input_drive(&self, x: &DMatrix<f64>) -> DMatrix<f64>;
     /// The free vector field `f(phi, theta, x)` given `drive = input_drive(x)`.
     fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64>;
+    /// [`EquilibriumSystem::vector_field_driven`] written into `out` (n x B), phi a view
+    /// (the solvers' hot path: a system may avoid its temporaries; default: a copy).
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        drive: &DMatrix<f64>,
+        mut out: DMatrixViewMut<'_, f64>,
+    ) {
+        out.copy_from(&self.vector_field_driven(&phi.into_owned(), drive));
+    }
     /// The free vector field `f(phi, theta, x)`.
     fn vector_field(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>) -> DMatrix<f64> {
         self.vector_field_driven(phi, &self.input_drive(x))
@@ -76,6 +86,30 @@ pub trait EquilibriumSystem: Sync {
     fn jvp_at(&self, lin: &Self::Linearization, dphi: &DMatrix<f64>) -> DMatrix<f64>;
     /// `J_f(phi)^T w` at the linearisation point.
     fn vjp_at(&self, lin: &Self::Linearization, w: &DMatrix<f64>) -> DMatrix<f64>;
+    /// [`EquilibriumSystem::vjp_at`] written into `out` (n x B; default: a copy).
+    fn vjp_at_into(
+        &self,
+        lin: &Self::Linearization,
+        w: &DMatrix<f64>,
+        mut out: DMatrixViewMut<'_, f64>,
+    ) {
+        out.copy_from(&self.vjp_at(lin, w));
+    }
+    /// [`EquilibriumSystem::field_and_vjp`] written into `f` and `back` (n x B each), phi a
+    /// view (default: copies).
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        mut f: DMatrixViewMut<'_, f64>,
+        mut back: DMatrixViewMut<'_, f64>,
+    ) {
+        let (field, vjp) = self.field_and_vjp(&phi.into_owned(), x, drive, w);
+        f.copy_from(&field);
+        back.copy_from(&vjp);
+    }
     /// `(f(phi), J_f(phi)^T w)` in one call (a system may share work between the two).
     fn field_and_vjp(
         &self,

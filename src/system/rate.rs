@@ -16,7 +16,7 @@ use crate::numerics::activation::Activation;
 use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
 use crate::numerics::rng::Rng;
 use crate::system::params::Params;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -339,8 +339,19 @@ impl RateNetwork {
 
     /// Rates s(v) of the hidden rows of phi.
     pub fn rates(&self, phi: &DMatrix<f64>) -> DMatrix<f64> {
-        let a = self.activation;
-        phi.rows(0, self.n_h()).map(|v| a.rate(v))
+        self.rates_of(phi.as_view())
+    }
+
+    /// [`RateNetwork::rates`] of a view, a column at a time ([`Activation::rates_into`]).
+    fn rates_of(&self, phi: DMatrixView<'_, f64>) -> DMatrix<f64> {
+        let n_h = self.n_h();
+        let mut s = DMatrix::zeros(n_h, phi.ncols());
+        for (j, mut col) in s.column_iter_mut().enumerate() {
+            let v = phi.column(j);
+            let out = col.as_mut_slice();
+            self.activation.rates_into(&v.as_slice()[..n_h], out);
+        }
+        s
     }
 
     /// The forward pass of the layered net, one sweep through the layers:
@@ -526,6 +537,36 @@ impl EquilibriumSystem for RateNetwork {
     fn vector_field_driven(&self, phi: &DMatrix<f64>, drive: &DMatrix<f64>) -> DMatrix<f64> {
         let s = self.rates(phi);
         self.driven_field(phi, drive, &s)
+    }
+
+    /// In place: `out = (W s, D s)`, then `out += drive - phi` in one pass.
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        drive: &DMatrix<f64>,
+        out: DMatrixViewMut<'_, f64>,
+    ) {
+        let s = self.rates_of(phi);
+        self.driven_field_into(phi, drive, &s, out);
+    }
+
+    fn vjp_at_into(&self, lin: &RateLinearization, w: &DMatrix<f64>, out: DMatrixViewMut<'_, f64>) {
+        self.adjoint_into(&lin.slopes, w, lin.feedback.as_deref(), out);
+    }
+
+    /// One pass for both, in place: s(v) and s'(v) are computed once.
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        f: DMatrixViewMut<'_, f64>,
+        back: DMatrixViewMut<'_, f64>,
+    ) {
+        let (s, slopes) = self.rates_and_slopes(phi);
+        self.adjoint_into(&slopes, w, None, back);
+        self.driven_field_into(phi, drive, &s, f);
     }
 
     type Linearization = RateLinearization;
@@ -736,7 +777,7 @@ impl RateNetwork {
         feedback: Option<&Arc<Params>>,
     ) -> RateLinearization {
         let a = self.activation;
-        let (s, slopes) = self.rates_and_slopes(phi);
+        let (s, slopes) = self.rates_and_slopes(phi.as_view());
         let curvature_feedback = psi.map(|w| {
             let back = self.feedback(w, feedback.map(|f| &**f));
             s.zip_map(&back, |s, g| a.curvature_at_rate(s) * g)
@@ -756,16 +797,16 @@ impl RateNetwork {
         w: &DMatrix<f64>,
         feedback: Option<&Arc<Params>>,
     ) -> (DMatrix<f64>, DMatrix<f64>) {
-        let (s, slopes) = self.rates_and_slopes(phi);
+        let (s, slopes) = self.rates_and_slopes(phi.as_view());
         let back = self.adjoint(&slopes, w, feedback.map(|f| &**f));
         (self.driven_field(phi, drive, &s), back)
     }
 
     /// The rates s(v) and slopes s'(v) of the hidden rows of phi (n_h x B each).
-    fn rates_and_slopes(&self, phi: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+    fn rates_and_slopes(&self, phi: DMatrixView<'_, f64>) -> (DMatrix<f64>, DMatrix<f64>) {
         let a = self.activation;
         let v = phi.rows(0, self.n_h());
-        let s = v.map(|v| a.rate(v));
+        let s = self.rates_of(phi);
         let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
         (s, slopes)
     }
@@ -805,6 +846,55 @@ impl RateNetwork {
         f += drive;
         f -= phi;
         f
+    }
+
+    /// [`RateNetwork::driven_field`] written into `out`: `out = (W s, D s)`, then
+    /// `out += drive - phi` elementwise (the same arithmetic, no temporaries).
+    fn driven_field_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        drive: &DMatrix<f64>,
+        s: &DMatrix<f64>,
+        mut out: DMatrixViewMut<'_, f64>,
+    ) {
+        let p = &self.params;
+        let n_h = self.n_h();
+        let s = s.as_view();
+        gemm(
+            &mut out.rows_mut(0, n_h),
+            1.0,
+            p.tensor(W).as_view(),
+            Op::Plain,
+            s,
+            false,
+        );
+        let mut y = out.rows_mut(n_h, self.n_y);
+        gemm(&mut y, 1.0, p.tensor(D).as_view(), Op::Plain, s, false);
+        out.zip_zip_apply(drive, &phi, |o, d, p| *o = *o + d - p);
+    }
+
+    /// [`RateNetwork::adjoint`] written into `out`: the feedback products go straight into
+    /// the hidden rows, then `out_v = -wv + s'(v) * out_v`, `out_y = -wy`.
+    fn adjoint_into(
+        &self,
+        slopes: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        learned: Option<&Params>,
+        mut out: DMatrixViewMut<'_, f64>,
+    ) {
+        let n_h = self.n_h();
+        let (wv, wy) = (w.rows(0, n_h), w.rows(n_h, self.n_y));
+        let (first, second, op) = match learned {
+            None => (self.params.tensor(W), self.params.tensor(D), Op::Transposed),
+            Some(fb) => (fb.tensor(0), fb.tensor(1), Op::Plain),
+        };
+        {
+            let mut back = out.rows_mut(0, n_h);
+            gemm(&mut back, 1.0, first.as_view(), op, wv, false);
+            gemm(&mut back, 1.0, second.as_view(), op, wy, true);
+            back.zip_zip_apply(&wv, slopes, |o, wv, sl| *o = -wv + sl * *o);
+        }
+        out.rows_mut(n_h, self.n_y).zip_apply(&wy, |o, wy| *o = -wy);
     }
 
     /// The feedback that hidden units receive from a signal w = (wv, wy): `W^T wv + D^T wy`,
