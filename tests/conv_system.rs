@@ -198,7 +198,7 @@ fn config_errors_name_the_key() {
             "method.name",
         ),
         (
-            vec!["model.kind=\"conv\"", "method.name=\"lcp-kp\""],
+            vec!["model.kind=\"conv\"", "method.name=\"lcp-lf\""],
             "method.name",
         ),
         (vec!["model.kind=\"deq\"", "deq.groups=3"], "deq.groups"),

@@ -88,7 +88,7 @@ impl super::Config {
     }
 
     /// `model.kind = "conv"` and `"deq"` go with an image source, their own section and the
-    /// methods they offer (lcp-di, lcp-ebd; bp for the layered net, rbp for the DEQ).
+    /// methods they offer (lcp-di, lcp-kp, lcp-ebd; bp for the layered net, rbp for the DEQ).
     pub(super) fn validate_conv(&self) -> Result<()> {
         let kind = self.model.kind;
         if self.conv.is_some() && kind != ModelKind::Conv {
@@ -113,12 +113,12 @@ impl super::Config {
             ModelKind::Conv => Method::Bp,
             _ => Method::Rbp,
         };
-        if !matches!(name, Method::LcpDi | Method::LcpEbd) && name != gradient {
+        if !matches!(name, Method::LcpDi | Method::LcpKp | Method::LcpEbd) && name != gradient {
             return Err(invalid(
                 "method.name",
                 name.name(),
                 &format!(
-                    "\"lcp-di\", \"lcp-ebd\" or \"{}\" for model.kind = \"{}\" (lcp-kp and lcp-lf are not offered by the conv systems yet)",
+                    "\"lcp-di\", \"lcp-kp\", \"lcp-ebd\" or \"{}\" for model.kind = \"{}\" (lcp-lf is not offered by the conv systems yet)",
                     gradient.name(),
                     self.run_kind()
                 ),

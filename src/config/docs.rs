@@ -132,7 +132,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("output.name", "run folder name (empty: method-model-data-seedN)"),
     ("output.figures", "draw figures at the end of the run"),
     ("output.figure_format", "\"png\" or \"svg\""),
-    ("kp.weight_decay", "lcp-kp: W, b, D, d and the feedback weights B, G shrink by (1 - weight_decay) before every batch, in [0, 1) (reference MNIST: 1e-6)"),
+    ("kp.weight_decay", "lcp-kp: W, b, D, d (conv: the layers after the first and the readout; deq: K1, K2, D, d) and the feedback weights B, G shrink by (1 - weight_decay) before every batch, in [0, 1) (reference MNIST: 1e-6)"),
     ("lf.sigma", "lcp-lf: amplitude of the Ornstein-Uhlenbeck noise added to the hidden units' feedback in the noisy phase (> 0; reference 0.01)"),
     ("lf.tau_q", "lcp-lf: time constant of Q; Q moves by dt / tau_q per batch (> 0; reference 1e5)"),
     ("lf.weight_decay", "lcp-lf: decay of Q inside its update (>= 0; reference 0.01)"),

@@ -38,7 +38,7 @@ pub struct EpochMetrics {
     /// Wall-clock seconds of the epoch (training and evaluation).
     pub wall_time_s: f64,
     /// LCP-KP at the end of the epoch: angle in degrees between the feedback weights B and
-    /// W^T (NaN for other methods).
+    /// W^T (conv systems: their first feedback tensor, B2 or B1; NaN for other methods).
     pub feedback_angle_w: f64,
     /// LCP-KP: angle in degrees between G and D^T (NaN for other methods).
     pub feedback_angle_d: f64,

@@ -19,19 +19,25 @@
 //! `s'(.) * ...` jumps where a unit crosses zero, so a controlled equilibrium can sit on a
 //! kink where the flow chatters and no solver converges (reported as such). A smooth s
 //! (tanh) gives the smooth system the theory (the envelope theorem) assumes.
+//!
+//! LCP-KP (spec 3.2): learned kernels B1, B2 (shaped as K1, K2) replace K1, K2 in the
+//! transposed convolutions of `J^T`, and G (features x n_y) replaces D^T; the group norms'
+//! Jacobians stay exact (they hold no weights a feedback path would need to transport).
 
-use super::{ControlEntry, EquilibriumSystem};
+use super::{ControlEntry, EquilibriumSystem, KolenPollack};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
-use crate::numerics::linalg::{mul, mul_tr};
+use crate::numerics::linalg::{mul, mul_tr, tr_mul};
 use crate::numerics::norm::{GroupNorm, NormLinearization};
 use crate::numerics::pool::{Pool2d, PoolKind, PoolLinearization};
 use crate::numerics::rng::Rng;
 use crate::system::params::Params;
+use crate::system::rate::angle_degrees;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The DEQ's sizes as configured (`[deq]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +123,9 @@ pub struct DeqLinearization {
     n1: DMatrix<f64>,
     /// T(z).
     out: DMatrix<f64>,
+    /// LCP-KP's feedback weights (B1, B2, G), which replace K1, K2 and D^T in the transposed
+    /// products.
+    feedback: Option<Arc<Params>>,
 }
 
 impl ConvDeq {
@@ -381,6 +390,7 @@ impl ConvDeq {
             gn3,
             n1,
             out,
+            feedback: None,
         }
     }
 
@@ -390,15 +400,20 @@ impl ConvDeq {
     }
 
     /// `(dT/dz)^T g` and the intermediate signals the parameter gradients need:
-    /// `(g_z, g_t, g_s, g_n1, g_a1)` (gradients at T's output, t, s, n1 and a1).
+    /// `(g_z, g_t, g_s, g_n1, g_a1)` (gradients at T's output, t, s, n1 and a1). Linearised
+    /// with feedback weights, the transposed convolutions use B2, B1 in place of K2, K1.
     fn map_vjp(&self, lin: &DeqLinearization, g: &DMatrix<f64>) -> MapGradients {
+        let (k1, k2) = match &lin.feedback {
+            Some(fb) => (fb.tensor(0), fb.tensor(1)),
+            None => (self.p(K1), self.p(K2)),
+        };
         let g_r3 = self.norm_state.vjp(&lin.gn3, self.p(GAMMA + 4), g);
         let g_t = g_r3.component_mul(&lin.slope3);
         let g_s = self.norm_state.vjp(&lin.gn2, self.p(GAMMA + 2), &g_t);
-        let g_n1 = self.conv2.transpose(self.p(K2), &g_s);
+        let g_n1 = self.conv2.transpose(k2, &g_s);
         let g_r1 = self.norm_inner.vjp(&lin.gn1, self.p(GAMMA), &g_n1);
         let g_a1 = g_r1.component_mul(&lin.slope1);
-        let g_z = &g_t * self.spec.skip_gain + self.conv1.transpose(self.p(K1), &g_a1);
+        let g_z = &g_t * self.spec.skip_gain + self.conv1.transpose(k1, &g_a1);
         MapGradients {
             g_z,
             g_t,
@@ -510,14 +525,29 @@ impl EquilibriumSystem for ConvDeq {
         stacked(dout - dz, fy)
     }
 
-    /// `J^T (wz, wy) = (-wz + dT^T wz + avg^T(D^T wy), -wy)`.
+    /// `J^T (wz, wy) = (-wz + dT^T wz + avg^T(D^T wy), -wy)` (with feedback weights: B1, B2
+    /// in dT^T's transposed convolutions, `G wy` for `D^T wy`).
     fn vjp_at(&self, lin: &Self::Linearization, w: &DMatrix<f64>) -> DMatrix<f64> {
         let (l, pool) = lin;
         let (wz, wy) = self.parts(w);
         let wz = wz.into_owned();
-        let back_y = crate::numerics::linalg::tr_mul(self.p(D).as_view(), wy);
+        let back_y = match &l.feedback {
+            Some(fb) => mul(fb.tensor(2).as_view(), wy),
+            None => tr_mul(self.p(D).as_view(), wy),
+        };
         let gz = self.map_vjp(l, &wz).g_z + self.readout_pool.vjp(pool, &back_y) - &wz;
         stacked(gz, -wy.into_owned())
+    }
+
+    /// One evaluation of T for both.
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, None)
     }
 
     /// `(d_theta f)^T psi` through T (encoder, K1, K2, the norms' gamma and beta) and the
@@ -554,5 +584,102 @@ impl EquilibriumSystem for ConvDeq {
                 .map(|(n, m)| (n.to_string(), m))
                 .collect(),
         )
+    }
+
+    fn kolen_pollack(&self) -> Option<&dyn KolenPollack<Self::Linearization>> {
+        Some(self)
+    }
+}
+
+impl ConvDeq {
+    /// `(f, J^T w)` (or the feedback path's product) with T evaluated once.
+    fn field_and_back(
+        &self,
+        phi: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: Option<&Arc<Params>>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        let (z, y) = self.parts(phi);
+        let (x_enc, d) = self.parts(drive);
+        let z = z.into_owned();
+        let mut lin = self.fixed_point_map(&z, &x_enc.into_owned());
+        lin.feedback = feedback.cloned();
+        let (means, pool) = self.channel_means(&z);
+        let fz = &lin.out - &z;
+        let fy = mul(self.p(D).as_view(), means.as_view()) + d - y;
+        let lin = (lin, pool);
+        (stacked(fz, fy), self.vjp_at(&lin, w))
+    }
+}
+
+impl KolenPollack<(DeqLinearization, PoolLinearization)> for ConvDeq {
+    /// B1, B2 normal, each scaled to the Frobenius norm of the kernel it stands in for (the
+    /// group norm after each convolution makes T indifferent to a kernel's scale, not the
+    /// feedback path: at unit norm it would amplify `J^T` by `1 / |K|`); G (features x n_y)
+    /// normal with variance `1 / (n_y features)` as the rate net's (spec 3.2); from `seed`.
+    fn init_feedback(&self, seed: u64) -> Params {
+        let mut rng = Rng::seed_from_u64(seed);
+        let mut kernel = |k: &DMatrix<f64>| {
+            let b = DMatrix::from_fn(k.nrows(), k.ncols(), |_, _| rng.normal());
+            let norm = b.norm();
+            if norm > 0.0 {
+                b * (k.norm() / norm)
+            } else {
+                b
+            }
+        };
+        let (b1, b2) = (kernel(self.p(K1)), kernel(self.p(K2)));
+        let features = self.readout_pool.out_len();
+        let sd = 1.0 / ((self.n_y * features) as f64).sqrt();
+        let g = DMatrix::from_fn(features, self.n_y, |_, _| sd * rng.normal());
+        Params::new(vec![("B1".into(), b1), ("B2".into(), b2), ("G".into(), g)])
+    }
+
+    /// `(B1: Delta K1, B2: Delta K2, G: (Delta D)^T)`.
+    fn transposed_update(&self, update: &Params) -> Params {
+        Params::new(vec![
+            ("B1".into(), update.tensor(K1).clone()),
+            ("B2".into(), update.tensor(K2).clone()),
+            ("G".into(), update.tensor(D).transpose()),
+        ])
+    }
+
+    fn linearize_with_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+        feedback: &Arc<Params>,
+    ) -> (DeqLinearization, PoolLinearization) {
+        let (mut lin, pool) = self.linearize(phi, x, psi);
+        lin.feedback = Some(feedback.clone());
+        (lin, pool)
+    }
+
+    fn field_and_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: &Arc<Params>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, Some(feedback))
+    }
+
+    /// The angles between B1 and K1, B2 and K2, G and D^T.
+    fn feedback_angles(&self, feedback: &Params) -> Vec<f64> {
+        vec![
+            angle_degrees(feedback.tensor(0), self.p(K1)),
+            angle_degrees(feedback.tensor(1), self.p(K2)),
+            angle_degrees(feedback.tensor(2), &self.p(D).transpose()),
+        ]
+    }
+
+    /// K1, K2, D and d (the weights the feedback stands in for, and the readout's bias, as
+    /// the rate net's W, b, D, d); the encoder and the group norms' gamma, beta do not decay.
+    fn decaying_params(&self) -> Vec<usize> {
+        vec![K1, K2, D, D_BIAS]
     }
 }

@@ -18,8 +18,12 @@
 //! (max pooling is piecewise linear: its Jacobian selects each window's maximum). The least-
 //! control update of layer k is `psi_k r_{k-1}^T` in the convolution's weight layout
 //! (`psi_1 x^T` for the first). Every sample is its own column: no statistics across a batch.
+//!
+//! LCP-KP (spec 3.2): learned feedback weights B_k stand in for K_k^T in `J^T` (layers 2..L
+//! and the readout's G for D^T): a kernel of K_k's shape used in the transposed convolution,
+//! or for a dense map a matrix shaped as its transpose (as the rate net's B, G).
 
-use super::{ControlEntry, EquilibriumSystem};
+use super::{ControlEntry, EquilibriumSystem, KolenPollack};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
@@ -27,9 +31,11 @@ use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
 use crate::numerics::pool::{Pool2d, PoolKind, PoolLinearization};
 use crate::numerics::rng::Rng;
 use crate::system::params::Params;
+use crate::system::rate::angle_degrees;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Whether a layer convolves or is dense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +177,28 @@ impl LayerOp {
             }
         }
     }
+    /// `K^T * g`, or with learned feedback weights `b` (layout of [`LayerOp::as_feedback`])
+    /// in place of `K^T`: the transposed convolution with kernel b, or `b g` for a dense map.
+    fn back(
+        &self,
+        k: &DMatrix<f64>,
+        learned: Option<&DMatrix<f64>>,
+        g: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        match (self, learned) {
+            (_, None) => self.transpose(k, g),
+            (LayerOp::Conv(c), Some(b)) => c.transpose(b, g),
+            (LayerOp::Dense { .. }, Some(b)) => mul(b.as_view(), g.as_view()),
+        }
+    }
+    /// A weight (or its update) in the layout of the feedback weights that stand in for its
+    /// transpose: a kernel as it is, a dense matrix transposed.
+    fn as_feedback(&self, k: &DMatrix<f64>) -> DMatrix<f64> {
+        match self {
+            LayerOp::Conv(_) => k.clone(),
+            LayerOp::Dense { .. } => k.transpose(),
+        }
+    }
     /// The gradient of `<g, K * r>` in K, summed over the batch.
     fn weight_grad(&self, r: &DMatrix<f64>, g: &DMatrix<f64>) -> DMatrix<f64> {
         match self {
@@ -206,6 +234,8 @@ pub struct ConvLinearization {
     pools: Vec<Option<PoolLinearization>>,
     /// With psi: `s''(v_k) pool'^T_k(K_{k+1}^T psi_{k+1})` per hidden layer.
     curvature_back: Option<Vec<DMatrix<f64>>>,
+    /// LCP-KP's feedback weights, which replace the `K_k^T` of the transposed products.
+    feedback: Option<Arc<Params>>,
 }
 
 /// The rates every layer reads (r_k after pooling), with the slopes and pooling selections.
@@ -498,19 +528,22 @@ impl ConvNet {
         out
     }
 
-    /// `pool'^T_{k-1}(K_k^T w_k)` for every hidden layer k-1: what its rates receive from w.
+    /// `pool'^T_{k-1}(K_k^T w_k)` for every hidden layer k-1: what its rates receive from w
+    /// (with `learned` feedback weights, `B_k` in place of `K_k^T`).
     fn feedback(
         &self,
         lin_pools: &[Option<PoolLinearization>],
         w: &DMatrix<f64>,
+        learned: Option<&Params>,
     ) -> Vec<DMatrix<f64>> {
         self.hidden()
             .iter()
             .enumerate()
             .map(|(j, l)| {
                 let next = &self.layers[j + 1];
-                let g = next.op.transpose(
+                let g = next.op.back(
                     self.weight(j + 1),
+                    learned.map(|fb| fb.tensor(j)),
                     &w.rows_range(next.rows.clone()).into_owned(),
                 );
                 match (&l.pool, &lin_pools[j]) {
@@ -591,20 +624,7 @@ impl EquilibriumSystem for ConvNet {
         _x: &DMatrix<f64>,
         psi: Option<&DMatrix<f64>>,
     ) -> ConvLinearization {
-        let a = self.activation;
-        let r = self.rates(phi);
-        let curvature_back = psi.map(|psi| {
-            let back = self.feedback(&r.pools, psi);
-            back.iter()
-                .zip(&r.pre_pool)
-                .map(|(g, s)| s.zip_map(g, |s, g| a.curvature_at_rate(s) * g))
-                .collect()
-        });
-        ConvLinearization {
-            slopes: r.slopes,
-            pools: r.pools,
-            curvature_back,
-        }
+        self.linearization(self.rates(phi), psi, None)
     }
 
     /// `(J dphi)_k = -dphi_k + K_k * pool'_{k-1}(s'(v_{k-1}) dv_{k-1})`.
@@ -627,8 +647,9 @@ impl EquilibriumSystem for ConvNet {
     }
 
     /// `(J^T w)_{k-1} = -w_{k-1} + s'(v_{k-1}) pool'^T(K_k^T w_k)`, `(J^T w)_y = -w_y`.
+    /// With feedback weights B_k in place of K_k^T when linearised with them.
     fn vjp_at(&self, lin: &ConvLinearization, w: &DMatrix<f64>) -> DMatrix<f64> {
-        let back = self.feedback(&lin.pools, w);
+        let back = self.feedback(&lin.pools, w, lin.feedback.as_deref());
         let mut out = -w;
         for ((l, g), sl) in self.hidden().iter().zip(&back).zip(&lin.slopes) {
             out.rows_range_mut(l.rows.clone())
@@ -654,6 +675,17 @@ impl EquilibriumSystem for ConvNet {
         Some(out)
     }
 
+    /// One pass for both: the rates, slopes and pooling selections are computed once.
+    fn field_and_vjp(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, None)
+    }
+
     /// `W_1: psi_1 x^T`, `W_k: psi_k r_{k-1}^T`, `D: psi_y r_L^T` (in each layer's weight
     /// layout), biases: psi summed over each channel's pixels; all summed over samples.
     fn param_vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, psi: &DMatrix<f64>) -> Params {
@@ -673,5 +705,143 @@ impl EquilibriumSystem for ConvNet {
     /// The forward sweep is the free equilibrium (exact).
     fn exact_free_equilibrium(&self, x: &DMatrix<f64>) -> Option<DMatrix<f64>> {
         Some(self.forward_pass(x))
+    }
+
+    fn kolen_pollack(&self) -> Option<&dyn KolenPollack<ConvLinearization>> {
+        Some(self)
+    }
+}
+
+impl ConvNet {
+    /// The linearisation from the rates at phi: slopes, pooling selections, and with psi the
+    /// curvature term `s''(v_k) pool'^T_k(K_{k+1}^T psi_{k+1})` (B_{k+1} in place of
+    /// `K_{k+1}^T` with feedback weights, which the transposed products then use too).
+    fn linearization(
+        &self,
+        r: Rates,
+        psi: Option<&DMatrix<f64>>,
+        feedback: Option<&Arc<Params>>,
+    ) -> ConvLinearization {
+        let a = self.activation;
+        let curvature_back = psi.map(|psi| {
+            let back = self.feedback(&r.pools, psi, feedback.map(|f| &**f));
+            back.iter()
+                .zip(&r.pre_pool)
+                .map(|(g, s)| s.zip_map(g, |s, g| a.curvature_at_rate(s) * g))
+                .collect()
+        });
+        ConvLinearization {
+            slopes: r.slopes,
+            pools: r.pools,
+            curvature_back,
+            feedback: feedback.cloned(),
+        }
+    }
+
+    /// `(f, J^T w)` (or the feedback path's product) with the rates computed once.
+    fn field_and_back(
+        &self,
+        phi: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: Option<&Arc<Params>>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        let r = self.rates(phi);
+        let mut f = self.forward_from(&r.rates);
+        f += drive;
+        f -= phi;
+        let lin = self.linearization(r, None, feedback);
+        (f, self.vjp_at(&lin, w))
+    }
+
+    /// The layers whose transposes the feedback weights stand in for (every layer after the
+    /// first, the readout last), with the feedback tensors' names (`B2, ..., B_L, G`).
+    fn fed_back_layers(&self) -> impl Iterator<Item = (usize, &Layer, String)> {
+        let last = self.layers.len() - 1;
+        self.layers.iter().enumerate().skip(1).map(move |(k, l)| {
+            let name = if k == last {
+                "G".into()
+            } else {
+                format!("B{}", k + 1)
+            };
+            (k, l, name)
+        })
+    }
+}
+
+impl KolenPollack<ConvLinearization> for ConvNet {
+    /// As the rate net's (spec 3.2, reference initialisation): each B_k uniform, then scaled
+    /// to unit Frobenius norm; G (r_L's length x n_y) normal with variance `1 / (n_y len(r_L))`;
+    /// drawn layer by layer from `seed`.
+    fn init_feedback(&self, seed: u64) -> Params {
+        let mut rng = Rng::seed_from_u64(seed);
+        let last = self.layers.len() - 1;
+        let entries = self
+            .fed_back_layers()
+            .map(|(k, l, name)| {
+                let (r, c) = l.op.as_feedback(self.weight(k)).shape();
+                let b = if k == last {
+                    let sd = 1.0 / ((r * c) as f64).sqrt();
+                    DMatrix::from_fn(r, c, |_, _| sd * rng.normal())
+                } else {
+                    let bound = 1.0 / (c as f64).sqrt();
+                    let b = DMatrix::from_fn(r, c, |_, _| rng.uniform_range(-bound, bound));
+                    let norm = b.norm();
+                    if norm > 0.0 {
+                        b / norm
+                    } else {
+                        b
+                    }
+                };
+                (name, b)
+            })
+            .collect();
+        Params::new(entries)
+    }
+
+    /// `B_k: Delta K_k` (a kernel) or `(Delta W_k)^T` (dense), `G: (Delta D)^T`.
+    fn transposed_update(&self, update: &Params) -> Params {
+        Params::new(
+            self.fed_back_layers()
+                .map(|(k, l, name)| (name, l.op.as_feedback(update.tensor(2 * k))))
+                .collect(),
+        )
+    }
+
+    fn linearize_with_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        psi: Option<&DMatrix<f64>>,
+        feedback: &Arc<Params>,
+    ) -> ConvLinearization {
+        self.linearization(self.rates(phi), psi, Some(feedback))
+    }
+
+    fn field_and_feedback(
+        &self,
+        phi: &DMatrix<f64>,
+        _x: &DMatrix<f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        feedback: &Arc<Params>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        self.field_and_back(phi, drive, w, Some(feedback))
+    }
+
+    /// The angle between each B_k and K_k (a kernel) or W_k^T (dense), and between G and D^T.
+    fn feedback_angles(&self, feedback: &Params) -> Vec<f64> {
+        self.fed_back_layers()
+            .enumerate()
+            .map(|(i, (k, l, _))| {
+                angle_degrees(feedback.tensor(i), &l.op.as_feedback(self.weight(k)))
+            })
+            .collect()
+    }
+
+    /// The weights and biases of layers 2..L and the readout (those the feedback weights
+    /// stand in for, with their biases; as the rate net's W, b, D, d): layer 1 does not decay.
+    fn decaying_params(&self) -> Vec<usize> {
+        (2..2 * self.layers.len()).collect()
     }
 }

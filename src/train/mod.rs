@@ -145,13 +145,15 @@ impl<S: Trainable> TrainingState<S> {
         Ok(updated)
     }
 
-    /// LCP-KP: the angles (degrees) between B and W^T and between G and D^T.
+    /// LCP-KP: the angles (degrees) between the first feedback tensor and the transpose it
+    /// stands in for and between the readout's G and D^T (rate net: B vs W^T, G vs D^T; conv
+    /// systems: their first B and G).
     pub fn feedback_angles(&self, config: &Config) -> (f64, f64) {
         match (&self.feedback, config.method.name) {
             (Some(fb), Method::LcpKp) => {
                 let angles = kolen_pollack_angles(&self.net, fb);
                 let at = |i: usize| angles.get(i).copied().unwrap_or(f64::NAN);
-                (at(0), at(1))
+                (at(0), at(angles.len().max(2) - 1))
             }
             _ => (f64::NAN, f64::NAN),
         }
