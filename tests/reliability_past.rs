@@ -458,21 +458,19 @@ fn a_failed_start_is_taken_over_and_other_folders_are_not() {
     assert!(!dir.path().join("mine/config.toml").exists());
 }
 
-/// Two `lcsim sweep run --index 0` (or Slurm tasks) started at once on a fresh sweep: exactly
-/// one trains the run; the other reports it busy (exit 1, naming the trainer) and writes no
-/// error.txt into the folder.
-#[test]
-fn two_index_runners_on_one_run_one_proceeds() {
-    let dir = tempfile::tempdir().unwrap();
+/// Plans the sweep `sw` in `dir` over `model.seed = seeds`, each run training for long
+/// (many slow samples, no figures).
+fn plan_long_sweep(dir: &Path, seeds: &str) {
+    let grid = format!("model.seed={seeds}");
     let o = lcsim_in(
-        dir.path(),
+        dir,
         &[
             "sweep",
             "plan",
             "--out",
             "sw",
             "--grid",
-            "model.seed=0",
+            &grid,
             "--set",
             "data.source=\"xor\"",
             "--set",
@@ -486,6 +484,15 @@ fn two_index_runners_on_one_run_one_proceeds() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Two `lcsim sweep run --index 0` (or Slurm tasks) started at once on a fresh sweep: exactly
+/// one trains the run; the other reports it busy (exit 1, naming the trainer) and writes no
+/// error.txt into the folder.
+#[test]
+fn two_index_runners_on_one_run_one_proceeds() {
+    let dir = tempfile::tempdir().unwrap();
+    plan_long_sweep(dir.path(), "0");
     let runner = || {
         Command::new(env!("CARGO_BIN_EXE_lcsim"))
             .args(["sweep", "run", "sw", "--index", "0"])
@@ -606,28 +613,7 @@ fn pid_in(lock: &Path) -> u32 {
 #[test]
 fn one_runner_per_sweep_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let o = lcsim_in(
-        dir.path(),
-        &[
-            "sweep",
-            "plan",
-            "--out",
-            "sw",
-            "--grid",
-            "model.seed=0,1",
-            "--set",
-            "data.source=\"xor\"",
-            "--set",
-            "data.synthetic_samples=400000",
-            "--set",
-            "model.hidden=[32]",
-            "--set",
-            "training.epochs=100",
-            "--set",
-            "output.figures=false",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    plan_long_sweep(dir.path(), "0,1");
     let sweep = dir.path().join("sw");
     let mut first = Command::new(env!("CARGO_BIN_EXE_lcsim"))
         .args(["sweep", "run", "sw", "--jobs", "1"])
