@@ -227,8 +227,13 @@ impl<S: Trainable> Observer<S> for CliObserver {
                 m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy
             )
         };
+        // The unconverged solves' reasons, when there are any.
+        let reasons = match m.unconverged.map(|u| u.summary()) {
+            Some(text) if !text.is_empty() => format!(" ({text})"),
+            _ => String::new(),
+        };
         let mut line = format!(
-            "epoch {:>3}: {losses} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}% | {:.1} s",
+            "epoch {:>3}: {losses} | H {:.3e} | steps mean {:.0} max {:.0} | unconverged {:.1}%{reasons} | {:.1} s",
             m.epoch,
             m.mean_h,
             m.mean_steps,

@@ -2,10 +2,10 @@
 //! metrics.csv reads back as before (values and error messages): against fixtures written by
 //! the original hand-written writers and reader. metrics.csv's fixtures were regenerated when
 //! columns were appended (issue 13: fraction_folds and fraction_uncertified, then the five
-//! diagnostics): the first 15 columns of every row, and the reading of 13-column tables, are
-//! unchanged.
+//! diagnostics, then issue 17's eight unconverged-reason counts): the first 22 columns of every
+//! row, and the reading of 13-, 15-, 17- and 22-column tables (no reasons: NaN), are unchanged.
 
-use lcsim::io::metrics::{read_csv, to_csv, EpochDiagnostics, EpochMetrics};
+use lcsim::io::metrics::{read_csv, to_csv, EpochDiagnostics, EpochMetrics, UnconvergedReasons};
 use lcsim::learn::variant::Method;
 use lcsim::studies::alignment::{alignment_csv, AlignmentCurve, AlignmentPoint};
 use lcsim::studies::simulate::{trajectories_csv, SampleTrajectory, Simulation};
@@ -69,6 +69,17 @@ fn metrics_rows() -> Vec<EpochMetrics> {
                 diagnostics_failed: 2 * i,
                 failure: String::new(),
             },
+            // The last row's reasons not recorded (NaN cells).
+            unconverged: (i < 4).then_some(UnconvergedReasons {
+                diverged: i,
+                max_steps: 2 * i,
+                max_time: 4 - i,
+                max_iterations: 10 * i,
+                unstable: i + 1,
+                off_branch: 3 * i,
+                other: usize::from(i == 2),
+                free: 5 * i,
+            }),
         })
         .collect()
 }
@@ -97,6 +108,7 @@ fn metrics_csv_reads_as_before() {
     let header = full.lines().next().unwrap().to_string();
     let first = |n: usize| header.split(',').take(n).collect::<Vec<_>>().join(",");
     let (old_header, feedback_header, branch_header) = (first(13), first(15), first(17));
+    let diagnostics_header = first(22);
     let row = |n: usize| {
         (0..n)
             .map(|c| format!("{}", c as f64 + 0.5))
@@ -108,11 +120,11 @@ fn metrics_csv_reads_as_before() {
         ("crlf.csv", full.replace('\n', "\r\n")),
         (
             "blank-lines.csv",
-            format!("{header}\n\n{}\n   \n{}\n", row(22), row(22)),
+            format!("{header}\n\n{}\n   \n{}\n", row(30), row(30)),
         ),
         (
             "spaces.csv",
-            format!("{header}\n{}\n", row(22).replace(',', " , ")),
+            format!("{header}\n{}\n", row(30).replace(',', " , ")),
         ),
         ("old-columns.csv", format!("{old_header}\n{}\n", row(13))),
         (
@@ -123,25 +135,33 @@ fn metrics_csv_reads_as_before() {
             "branch-columns.csv",
             format!("{branch_header}\n{}\n", row(17)),
         ),
-        ("no-trailing-newline.csv", format!("{header}\n{}", row(22))),
+        (
+            "diagnostics-columns.csv",
+            format!("{diagnostics_header}\n{}\n", row(22)),
+        ),
+        ("no-trailing-newline.csv", format!("{header}\n{}", row(30))),
         ("header-only.csv", format!("{header}\n")),
         ("empty.csv", String::new()),
-        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(22))),
+        ("blank-first-line.csv", format!("\n{header}\n{}\n", row(30))),
         ("bad-header.csv", format!("epoch,loss\n{}\n", row(2))),
         (
             "bad-cell.csv",
-            format!("{header}\n{}\n{},x\n", row(22), row(21)),
+            format!("{header}\n{}\n{},x\n", row(30), row(29)),
         ),
-        ("empty-cell.csv", format!("{header}\n{},\n", row(21))),
-        ("short-row.csv", format!("{header}\n\n{}\n", row(21))),
-        ("long-row.csv", format!("{header}\n{}\n", row(23))),
+        ("empty-cell.csv", format!("{header}\n{},\n", row(29))),
+        ("short-row.csv", format!("{header}\n\n{}\n", row(29))),
+        ("long-row.csv", format!("{header}\n{}\n", row(31))),
         (
             "old-header-new-row.csv",
-            format!("{old_header}\n{}\n", row(22)),
+            format!("{old_header}\n{}\n", row(30)),
         ),
         (
             "feedback-header-new-row.csv",
-            format!("{feedback_header}\n{}\n", row(22)),
+            format!("{feedback_header}\n{}\n", row(30)),
+        ),
+        (
+            "diagnostics-header-new-row.csv",
+            format!("{diagnostics_header}\n{}\n", row(30)),
         ),
     ];
     let report: String = cases

@@ -36,6 +36,7 @@ fn row(epoch: usize) -> EpochMetrics {
         fraction_folds: f64::NAN,
         fraction_uncertified: f64::NAN,
         diagnostics: EpochDiagnostics::default(),
+        unconverged: None,
     }
 }
 

@@ -422,3 +422,139 @@ fn run_name_confined_to_output_dir() {
     assert!(!dir.path().join("runs").exists());
     assert!(!dir.path().join("x").exists() && !dir.path().join("../x").exists());
 }
+
+/// One training run from the command line in `dir` (folder `runs/NAME`): its metrics.csv
+/// rows and its epoch lines.
+fn run_with_reasons(
+    dir: &Path,
+    name: &str,
+    sets: &[&str],
+) -> (Vec<lcsim::io::metrics::EpochMetrics>, Vec<String>) {
+    let mut args = vec!["train", "--quiet", "--set", "output.figures=false"];
+    let out = format!("output.name=\"{name}\"");
+    args.extend(["--set", &out]);
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = lcsim_in(dir, &args);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{name}: {stdout}\n{}",
+        common::stderr(&o)
+    );
+    let rows = lcsim::io::metrics::read_csv(&dir.join("runs").join(name).join("metrics.csv"));
+    let lines = stdout.lines().filter(|l| l.starts_with("epoch "));
+    (rows.unwrap(), lines.map(str::to_string).collect())
+}
+
+/// Unconverged solves are counted by reason in metrics.csv's `unconverged_*` columns and in
+/// the epoch line, for the rate net, the conv net and meta-learning: an iteration cap of 1
+/// without a fallback (every update solve `max-iterations`; imaml's CG alike), Euler's
+/// `max_steps` and `max_time`, and a divergence bound some samples' states pass (each
+/// diverged sample is one left out of the update, counted independently in
+/// `skipped_samples`). The counts add up to `fraction_unconverged` of the solves, `free`
+/// to `fraction_free_unconverged`; a run whose solves converge shows none.
+#[test]
+fn unconverged_solves_are_counted_by_reason_in_metrics_csv_and_the_epoch_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let xor = [
+        "data.source=\"xor\"",
+        "data.synthetic_samples=40",
+        "model.hidden=[4]",
+    ];
+    let conv = [
+        "model.kind=\"conv\"",
+        "data.source=\"digits\"",
+        "data.train_limit=48",
+        "data.test_limit=16",
+        "conv.layers=[{kind=\"conv\",channels=2,kernel=3,pad=1,pool=\"avg\"},{kind=\"dense\",units=8}]",
+    ];
+    let meta = [
+        "model.kind=\"meta\"",
+        "model.hidden=[8]",
+        "data.source=\"sinusoid\"",
+        "method.name=\"imaml\"",
+        "solver.method=\"newton-krylov\"",
+        "training.batch_size=10",
+        "meta.train_tasks=20",
+        "meta.test_tasks=10",
+        "meta.cg_max_iterations=1",
+    ];
+    let capped = ["solver.max_iterations=1", "solver.fallback=\"none\""];
+    let euler = "solver.method=\"euler\"";
+    // (name, settings, update solves per epoch, the reason and its count per epoch: None =
+    // as many as samples left out of the update).
+    type Case<'a> = (&'a str, Vec<&'a str>, usize, &'a str, Option<usize>);
+    let cases: Vec<Case> = vec![
+        (
+            "rate-iterations",
+            [&xor[..], &capped].concat(),
+            32,
+            "max-iterations",
+            Some(32),
+        ),
+        (
+            "rate-steps",
+            [&xor[..], &[euler, "solver.max_steps=2"]].concat(),
+            32,
+            "max-steps",
+            Some(32),
+        ),
+        (
+            "rate-time",
+            [&xor[..], &[euler, "solver.dt=1.9"]].concat(),
+            32,
+            "max-time",
+            Some(32),
+        ),
+        (
+            "rate-diverged",
+            [&xor[..], &["solver.divergence_bound=1"]].concat(),
+            32,
+            "diverged",
+            None,
+        ),
+        ("rate-converged", xor.to_vec(), 32, "", Some(0)),
+        (
+            "conv-iterations",
+            [&conv[..], &capped].concat(),
+            48,
+            "max-iterations",
+            Some(48),
+        ),
+        ("meta-cg", meta.to_vec(), 20, "max-iterations", Some(20)),
+    ];
+    for (name, mut sets, solves, reason, count) in cases {
+        sets.extend(["training.epochs=2", "training.diagnostics_samples=0"]);
+        let (rows, lines) = run_with_reasons(dir.path(), name, &sets);
+        assert_eq!((rows.len(), lines.len()), (2, 2), "{name}: {lines:?}");
+        for (m, line) in rows.iter().zip(&lines) {
+            let u = m.unconverged.expect("the reasons are recorded");
+            let counts = u.update_counts();
+            let total: usize = counts.iter().map(|c| c.1).sum();
+            let of = |fraction: f64| (fraction * solves as f64).round() as usize;
+            assert_eq!(total, of(m.fraction_unconverged), "{name}: {u:?}");
+            assert_eq!(u.free, of(m.fraction_free_unconverged), "{name}: {u:?}");
+            let expected = count.unwrap_or(m.skipped_samples);
+            for (r, n) in counts {
+                let want = if r == reason { expected } else { 0 };
+                assert_eq!(n, want, "{name}: {r} in {u:?}");
+            }
+            if reason == "diverged" {
+                assert!(0 < expected && expected < solves, "{name}: {u:?}");
+            }
+            let percent = format!("unconverged {:.1}%", 100.0 * m.fraction_unconverged);
+            if u == Default::default() {
+                assert!(line.contains(&format!("{percent} | ")), "{name}: {line}");
+            } else {
+                let text = format!("{percent} ({}) | ", u.summary());
+                assert!(line.contains(&text), "{name}: {line}");
+                assert!(
+                    line.contains(&format!("{reason} {expected}")),
+                    "{name}: {line}"
+                );
+            }
+        }
+    }
+}

@@ -138,6 +138,85 @@ fn more_epochs_on_resume_are_recorded_and_match_a_longer_run() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("finished"));
 }
 
+/// A run written before the unconverged-reason columns (metrics.csv of 22 columns) resumes:
+/// its epochs keep their values and read as "not recorded" (NaN cells), the epochs trained
+/// after the resume carry the counts, and the weights and new rows equal those of a run
+/// trained without a break.
+#[test]
+fn resume_of_a_run_with_an_old_metrics_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--set",
+        "training.schedule=\"constant\"",
+        "--set",
+        "solver.max_iterations=2",
+        "--set",
+        "solver.fallback=\"none\"",
+    ];
+    let run = |name: &str, epochs: &str| {
+        let (name, epochs) = (
+            format!("output.name=\"{name}\""),
+            format!("training.epochs={epochs}"),
+        );
+        let mut args = vec!["--set", &name, "--set", &epochs];
+        args.extend(common);
+        let o = train(dir.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run("old", "2");
+    run("whole", "3");
+    let old = dir.path().join("runs/old");
+    let table = old.join("metrics.csv");
+    let text = std::fs::read_to_string(&table).unwrap();
+    let cut: Vec<String> = text
+        .lines()
+        .map(|l| l.split(',').take(22).collect::<Vec<_>>().join(","))
+        .collect();
+    std::fs::write(&table, cut.join("\n") + "\n").unwrap();
+    let o = lcsim_in(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            old.to_str().unwrap(),
+            "--set",
+            "training.epochs=3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |run: &Path| lcsim::io::metrics::read_csv(&run.join("metrics.csv")).unwrap();
+    let (resumed, whole) = (read(&old), read(&dir.path().join("runs/whole")));
+    assert_eq!(resumed.len(), 3);
+    let header = std::fs::read_to_string(&table).unwrap();
+    let header = header.lines().next().unwrap();
+    assert_eq!(header, lcsim::io::metrics::COLUMNS.join(","));
+    let same = |a: &lcsim::io::metrics::EpochMetrics, b: &lcsim::io::metrics::EpochMetrics| {
+        let strip = |m: &lcsim::io::metrics::EpochMetrics| {
+            let m = lcsim::io::metrics::EpochMetrics {
+                wall_time_s: 0.0,
+                unconverged: None,
+                ..m.clone()
+            };
+            format!("{m:?}")
+        };
+        assert_eq!(strip(a), strip(b));
+    };
+    for (r, w) in resumed.iter().zip(&whole) {
+        same(r, w);
+    }
+    assert_eq!(resumed[0].unconverged, None);
+    assert_eq!(resumed[1].unconverged, None);
+    let counts = resumed[2].unconverged.expect("epoch 3 carries the reasons");
+    assert_eq!(Some(counts), whole[2].unconverged);
+    assert!(counts.max_iterations > 0, "{counts:?}");
+    let params =
+        |run: &str| read_npz(&dir.path().join("runs").join(run).join("params.npz")).unwrap();
+    let (a, b) = (params("old"), params("whole"));
+    for (name, array) in &b {
+        assert_eq!(a[name].data, array.data, "{name}");
+    }
+}
+
 fn mnist_dir(dir: &Path, pixel: u8) {
     std::fs::create_dir_all(dir).unwrap();
     for (prefix, n) in [("train", 12u32), ("t10k", 4)] {

@@ -160,6 +160,7 @@ fn fake_run(dir: &Path, method: &str, h: &[f64]) {
             fraction_folds: f64::NAN,
             fraction_uncertified: f64::NAN,
             diagnostics: EpochDiagnostics::default(),
+            unconverged: Some(Default::default()),
         })
         .collect();
     std::fs::write(dir.join("metrics.csv"), to_csv(&rows)).unwrap();

@@ -50,6 +50,106 @@ pub struct EpochMetrics {
     pub fraction_uncertified: f64,
     /// Basin and stability diagnostics at the end of the epoch, on the fixed diagnostics batch.
     pub diagnostics: EpochDiagnostics,
+    /// The unconverged solves by reason (None: not recorded, a row of a table written
+    /// before these columns; NaN cells in metrics.csv).
+    pub unconverged: Option<UnconvergedReasons>,
+}
+
+/// The solves of an epoch that did not converge, counted by why they stopped (metrics.csv's
+/// `unconverged_*` columns). All but `free` count the update solves (controlled, adjoint or
+/// imaml's conjugate-gradient solves: those of `fraction_unconverged`); a solve an
+/// accelerated solver handed to its fallback counts by how the fallback ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnconvergedReasons {
+    /// The state or the field became non-finite or passed `solver.divergence_bound`.
+    pub diverged: usize,
+    /// An integrator (Euler, the adaptive methods) reached `solver.max_steps`.
+    pub max_steps: usize,
+    /// A solver reached `solver.max_time` (an integrator's time, or an accelerated
+    /// solver's iterations times its step).
+    pub max_time: usize,
+    /// An iteration limit: the accelerated solvers' `solver.max_iterations` (without a
+    /// fallback), LCP-EBD's Adam steps (`ebd.steps`), imaml's `meta.cg_max_iterations`.
+    pub max_iterations: usize,
+    /// An accelerated solver's equilibrium the flow does not settle on (a Jacobian
+    /// eigenvalue with positive real part).
+    pub unstable: usize,
+    /// Off the branch: the continuation stopped at a fold (`method.equilibrium =
+    /// "branch"`), or the flow certificate rejected the equilibrium.
+    pub off_branch: usize,
+    /// Other: an accelerated solver stalled, or the integrator failed.
+    pub other: usize,
+    /// Free solves that did not converge (any reason; those of
+    /// `fraction_free_unconverged`).
+    pub free: usize,
+}
+
+impl UnconvergedReasons {
+    /// The update solves' reasons, as named in the epoch line, with their counts.
+    pub fn update_counts(&self) -> [(&'static str, usize); 7] {
+        [
+            ("diverged", self.diverged),
+            ("max-steps", self.max_steps),
+            ("max-time", self.max_time),
+            ("max-iterations", self.max_iterations),
+            ("unstable", self.unstable),
+            ("off-branch", self.off_branch),
+            ("other", self.other),
+        ]
+    }
+
+    /// The non-zero counts, e.g. `diverged 2, max-iterations 18; free solves 3` (empty
+    /// when every solve converged).
+    pub fn summary(&self) -> String {
+        let update: Vec<String> = self
+            .update_counts()
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let mut text = update.join(", ");
+        if self.free > 0 {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&format!("free solves {}", self.free));
+        }
+        text
+    }
+
+    fn values(&self) -> [usize; 8] {
+        [
+            self.diverged,
+            self.max_steps,
+            self.max_time,
+            self.max_iterations,
+            self.unstable,
+            self.off_branch,
+            self.other,
+            self.free,
+        ]
+    }
+
+    /// From the cells of metrics.csv; None when any is not a count (NaN: not recorded).
+    fn from_values(v: &[f64]) -> Option<Self> {
+        let count = |x: f64| (x.is_finite() && x >= 0.0).then_some(x as usize);
+        let c: Vec<usize> = v.iter().map(|&x| count(x)).collect::<Option<_>>()?;
+        let &[diverged, max_steps, max_time, max_iterations, unstable, off_branch, other, free] =
+            &c[..]
+        else {
+            return None;
+        };
+        Some(UnconvergedReasons {
+            diverged,
+            max_steps,
+            max_time,
+            max_iterations,
+            unstable,
+            off_branch,
+            other,
+            free,
+        })
+    }
 }
 
 /// The basin and stability diagnostics of one epoch (spec 2.1, 2.2), measured at the end of
@@ -93,9 +193,10 @@ impl Default for EpochDiagnostics {
 
 /// Column names of metrics.csv, in order (tables written before the feedback columns
 /// existed have the first 13, those before the fold and certificate columns the first 15,
-/// those before the diagnostics the first 17; all are read with NaN in the missing columns
-/// and 0 failed diagnostics).
-pub const COLUMNS: [&str; 22] = [
+/// those before the diagnostics the first 17, those before the unconverged reasons the
+/// first 22; all are read with NaN in the missing columns, 0 failed diagnostics and no
+/// unconverged reasons).
+pub const COLUMNS: [&str; 30] = [
     "epoch",
     "train_loss",
     "train_accuracy",
@@ -118,15 +219,29 @@ pub const COLUMNS: [&str; 22] = [
     "free_spectral_abscissa",
     "alignment_cosine",
     "diagnostics_failed",
+    "unconverged_diverged",
+    "unconverged_max_steps",
+    "unconverged_max_time",
+    "unconverged_max_iterations",
+    "unconverged_unstable",
+    "unconverged_off_branch",
+    "unconverged_other",
+    "unconverged_free",
 ];
 
 /// Widths of the older tables the reader accepts: before the feedback angles, before the
-/// folds and certificates, and before the diagnostics.
-const OLD_WIDTHS: [usize; 3] = [13, 15, 17];
+/// folds and certificates, before the diagnostics, and before the unconverged reasons.
+const OLD_WIDTHS: [usize; 4] = [13, 15, 17, 22];
+
+/// The first column of the unconverged reasons.
+const REASONS_AT: usize = 22;
 
 impl EpochMetrics {
-    fn values(&self) -> [f64; 22] {
+    fn values(&self) -> [f64; 30] {
         let d = &self.diagnostics;
+        let reasons = self
+            .unconverged
+            .map_or([f64::NAN; 8], |u| u.values().map(|n| n as f64));
         [
             self.epoch as f64,
             self.train_loss,
@@ -150,6 +265,14 @@ impl EpochMetrics {
             d.free_spectral_abscissa,
             d.alignment_cosine,
             d.diagnostics_failed as f64,
+            reasons[0],
+            reasons[1],
+            reasons[2],
+            reasons[3],
+            reasons[4],
+            reasons[5],
+            reasons[6],
+            reasons[7],
         ]
     }
 
@@ -181,6 +304,9 @@ impl EpochMetrics {
                 diagnostics_failed: v.get(21).map_or(0, |&n| n as usize),
                 failure: String::new(),
             },
+            unconverged: v
+                .get(REASONS_AT..)
+                .and_then(UnconvergedReasons::from_values),
         }
     }
 }
@@ -194,7 +320,7 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
     )
 }
 
-/// Parses metrics.csv as written by [`to_csv`] (also the 13, 15 and 17 columns of older tables;
+/// Parses metrics.csv as written by [`to_csv`] (also the 13, 15, 17 and 22 columns of older tables;
 /// blank lines are skipped, cells may be padded with spaces).
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;

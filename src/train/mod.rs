@@ -11,7 +11,7 @@ use crate::config::{Config, Method, OnNonFinite, OnUnconverged};
 use crate::control::{free_equilibrium, CoupledSystem};
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::error::{invalid, LcsimError, Result};
-use crate::io::metrics::{EpochDiagnostics, EpochMetrics};
+use crate::io::metrics::{EpochDiagnostics, EpochMetrics, UnconvergedReasons};
 use crate::learn::feedback::{
     initial_linear_feedback, kolen_pollack_angles, kolen_pollack_decay, kolen_pollack_descent,
     kolen_pollack_of,
@@ -20,7 +20,9 @@ use crate::learn::meta_gradient::{first_order_meta_gradient, implicit_meta_gradi
 use crate::learn::rbp::{gradient_from_adjoints, rbp_gradient};
 use crate::learn::variant::ControlledEquilibrium;
 use crate::optim::Optimizer;
-use crate::solve::{BatchSteadyState, EulerSettings, SolverMethod, SolverSettings, Termination};
+use crate::solve::{
+    BatchSteadyState, EulerSettings, SolverMethod, SolverSettings, SteadyState, Termination,
+};
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;
 use crate::system::EquilibriumSystem;
@@ -228,8 +230,11 @@ struct Tally {
     updated_batches: usize,
     /// Batches left out because their optimizer step was not finite.
     non_finite_batches: usize,
-    /// Update solves (controlled or adjoint) that did not converge, by reason.
+    /// Update solves (controlled or adjoint) that did not converge, by reason (the
+    /// termination's name; for the messages).
     reasons: std::collections::BTreeMap<&'static str, usize>,
+    /// The same, by metrics.csv's reason columns (`free` is filled at the epoch's end).
+    by_reason: UnconvergedReasons,
     /// Controlled solves that ended at a fold of the branch.
     folds: usize,
     /// Controlled solves of the least-control methods (the folds' denominator).
@@ -248,6 +253,7 @@ impl Tally {
         self.unconverged += cg.unconverged;
         if cg.unconverged > 0 {
             *self.reasons.entry("cg-max-iterations").or_default() += cg.unconverged;
+            self.by_reason.max_iterations += cg.unconverged;
         }
     }
 
@@ -256,12 +262,36 @@ impl Tally {
             self.steps += r.steps as f64;
             self.max_steps = self.max_steps.max(r.steps);
             self.solves += 1;
-            self.unconverged += usize::from(!r.converged());
             if !r.converged() {
-                *self.reasons.entry(r.termination.name()).or_default() += 1;
+                self.count_unconverged(r);
             }
         }
         self.count_certificates(b);
+    }
+
+    /// An update solve that did not converge, counted by reason. An iteration limit is
+    /// `max-iterations` for the solvers that do not follow the flow (their limit is
+    /// `solver.max_iterations` or `ebd.steps`), `max-steps` for the integrators.
+    fn count_unconverged(&mut self, r: &SteadyState) {
+        self.unconverged += 1;
+        let u = &mut self.by_reason;
+        let (name, column) = match &r.termination {
+            Termination::MaxSteps if !r.solver.follows_flow() => {
+                ("max-iterations", &mut u.max_iterations)
+            }
+            Termination::MaxSteps => (r.termination.name(), &mut u.max_steps),
+            Termination::MaxTime => (r.termination.name(), &mut u.max_time),
+            Termination::Diverged => (r.termination.name(), &mut u.diverged),
+            Termination::Unstable { .. } => (r.termination.name(), &mut u.unstable),
+            Termination::Fold { .. } | Termination::Uncertified { .. } => {
+                (r.termination.name(), &mut u.off_branch)
+            }
+            Termination::Stalled | Termination::SolverError(_) | Termination::Converged => {
+                (r.termination.name(), &mut u.other)
+            }
+        };
+        *column += 1;
+        *self.reasons.entry(name).or_default() += 1;
     }
 
     /// The controlled solves of a least-control method: their folds.
@@ -464,6 +494,10 @@ pub fn train<S: Trainable>(
                 n => tally.uncertified as f64 / n as f64,
             },
             diagnostics,
+            unconverged: Some(UnconvergedReasons {
+                free: tally.free_unconverged,
+                ..tally.by_reason
+            }),
         };
         if let Some(message) = tally.unconverged_warning(epoch) {
             observer.on_warning(&message);
