@@ -322,29 +322,6 @@ fn train(args: &cli::TrainArgs) -> Result<ExitCode> {
     }
 }
 
-/// What the banner says the system is.
-fn system_text(config: &Config) -> String {
-    match (config.model.kind, config.learner()) {
-        (lcsim::config::ModelKind::Meta, Ok(l)) => format!(
-            "meta-learning of the learner MLP {:?} ({} parameters), lambda {}",
-            l.sizes(),
-            l.num_params(),
-            config.meta_settings().lambda
-        ),
-        (lcsim::config::ModelKind::Conv, _) => format!(
-            "layered conv net {} ({} parameters)",
-            serde_json::to_string(&config.conv_settings().layers).unwrap_or_default(),
-            config.conv_system_sizes().map_or(0, |s| s.0)
-        ),
-        (lcsim::config::ModelKind::Deq, _) => format!(
-            "conv DEQ {} ({} parameters)",
-            serde_json::to_string(&config.deq_settings()).unwrap_or_default(),
-            config.conv_system_sizes().map_or(0, |s| s.0)
-        ),
-        _ => format!("{:?}", config.topology()),
-    }
-}
-
 /// Trains a started run, then finishes it with `meta_test`'s extra results.
 fn train_system<S: Trainable>(
     args: &cli::TrainArgs,
@@ -371,7 +348,7 @@ fn train_system<S: Trainable>(
         data.train.name,
         data.train.len(),
         data.test.len(),
-        system_text(config),
+        config.system_text(),
         run.path.display()
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -405,6 +405,90 @@ fn throughput_json_reports_the_products_of_training() {
     }
 }
 
+/// `lcsim throughput` on every system: the product FLOPs it counts in the residual kernel
+/// and in each convolution's kernels equal their closed forms from the shapes (rate RNN:
+/// `4 n_h (n_h + n_y)` per sample; a convolution: `2 out_c (in_c k k) (out_h out_w)` per
+/// sample, for the forward, the transpose and the weight gradient alike), every
+/// convolution of the conv net and of the DEQ is timed, and training runs at each thread
+/// count asked.
+#[test]
+fn throughput_times_the_conv_systems_and_counts_their_kernels() {
+    let report = |sets: &[&str]| {
+        let mut args = vec!["throughput", "--json", "--batches", "1", "--threads", "1,2"];
+        args.extend([
+            "--set",
+            "data.source=\"digits\"",
+            "--set",
+            "data.train_limit=64",
+        ]);
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = lcsim(&args);
+        assert!(out.status.success(), "{sets:?}: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON object")
+    };
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap() as f64;
+    // Chunks of 16 samples: the residual kernel's and the conv kernels' batch.
+    let b = 16.0;
+
+    let rnn = report(&["model.kind=\"rnn\"", "model.hidden=[12]"]);
+    let mflop = f(&rnn["residual_kernel"]["mflop"]);
+    assert_eq!(mflop, 4.0 * 12.0 * (12.0 + 10.0) * b / 1e6);
+    assert_eq!(rnn["conv_kernels"], serde_json::json!([]));
+
+    // conv: 1x8x8 -> conv 4 x 3x3 pad 1 + 2x2 avg pool -> 4x4x4 -> conv 6 x 3x3 stride 2
+    // pad 1 -> 6x2x2 -> dense 8 -> 10.
+    let conv = report(&[
+        "model.kind=\"conv\"",
+        "conv.layers=[{kind=\"conv\",channels=4,kernel=3,pad=1,pool=\"avg\"},{kind=\"conv\",channels=6,kernel=3,pad=1,stride=2},{kind=\"dense\",units=8}]",
+    ]);
+    assert_eq!(conv["model"], "conv");
+    assert_eq!(conv["sizes"], serde_json::json!([64, 256, 24, 8, 10]));
+    let expected = [("W1", [1, 8, 8], [4, 8, 8]), ("W2", [4, 4, 4], [6, 2, 2])];
+    let deq = report(&["model.kind=\"deq\""]);
+    // The default DEQ on digits: input pool 2 -> 1x4x4, channels 8, inner 16, kernel 3.
+    let expected_deq = [
+        ("K_enc", [1, 4, 4], [8, 4, 4]),
+        ("K1", [8, 4, 4], [16, 4, 4]),
+        ("K2", [16, 4, 4], [8, 4, 4]),
+    ];
+    for (r, convs) in [(&conv, &expected[..]), (&deq, &expected_deq[..])] {
+        let rows = r["conv_kernels"].as_array().unwrap();
+        assert_eq!(rows.len(), 3 * convs.len(), "{rows:?}");
+        let peak = f(&r["dgemm_peak_gflops"]);
+        for (row, (layer, input, output)) in rows.chunks(3).zip(convs) {
+            let kernels: Vec<&str> = row.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+            assert_eq!(kernels, ["forward", "transpose", "weight-gradient"]);
+            let k = n(&row[0]["kernel_size"]);
+            let flop = 2.0
+                * output[0] as f64
+                * input[0] as f64
+                * k
+                * k
+                * (output[1] * output[2]) as f64
+                * b;
+            for kernel in row {
+                assert_eq!(kernel["layer"], *layer);
+                assert_eq!(kernel["input"], serde_json::json!(input));
+                assert_eq!(kernel["output"], serde_json::json!(output));
+                assert_eq!(f(&kernel["mflop"]), flop / 1e6, "{kernel}");
+                let gflops = f(&kernel["gflops"]);
+                let fraction = f(&kernel["fraction_of_peak"]);
+                assert!(gflops > 0.0 && (fraction - gflops / peak).abs() <= 1e-12 * fraction);
+            }
+        }
+        let training = r["training"].as_array().unwrap();
+        assert_eq!(training.len(), 2);
+        for (row, threads) in training.iter().zip([1, 2]) {
+            assert_eq!(row["threads"], threads);
+            assert_eq!(row["samples"], 64);
+            assert!(f(&row["samples_per_second"]) > 0.0 && f(&row["gflops"]) > 0.0);
+        }
+    }
+}
+
 /// No control character (escape, carriage return, ...) but the line ends.
 fn plain(text: &[u8]) -> bool {
     String::from_utf8_lossy(text)

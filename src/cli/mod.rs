@@ -53,7 +53,9 @@ pub enum Command {
     /// prediction at several times, the inner and query losses and |psi| against time.
     Simulate(SimulateArgs),
     /// Training throughput (samples/s over the first mini-batches, per thread count), the
-    /// GFLOP/s of the batched controlled residual and this machine's dgemm peak.
+    /// GFLOP/s of the batched controlled residual (and, for model.kind = "conv" or "deq", of
+    /// each convolution's forward, transpose and weight gradient) and this machine's dgemm
+    /// peak.
     Throughput(ThroughputArgs),
     /// Alignment study: for each least-control variant (DI, KP, LF, EBD) and each controller
     /// leak alpha, the cosine between its update and the negative RBP gradient and the norm

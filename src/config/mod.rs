@@ -126,6 +126,30 @@ impl Config {
         }
     }
 
+    /// The system in words, for banners: the rate network's topology, the conv net's
+    /// layers, the DEQ's settings or the learner MLP, with the parameter count.
+    pub fn system_text(&self) -> String {
+        match (self.model.kind, self.learner()) {
+            (ModelKind::Meta, Ok(l)) => format!(
+                "meta-learning of the learner MLP {:?} ({} parameters), lambda {}",
+                l.sizes(),
+                l.num_params(),
+                self.meta_settings().lambda
+            ),
+            (ModelKind::Conv, _) => format!(
+                "layered conv net {} ({} parameters)",
+                serde_json::to_string(&self.conv_settings().layers).unwrap_or_default(),
+                self.conv_system_sizes().map_or(0, |s| s.0)
+            ),
+            (ModelKind::Deq, _) => format!(
+                "conv DEQ {} ({} parameters)",
+                serde_json::to_string(&self.deq_settings()).unwrap_or_default(),
+                self.conv_system_sizes().map_or(0, |s| s.0)
+            ),
+            _ => format!("{:?}", self.topology()),
+        }
+    }
+
     /// `[conv]` as resolved (its defaults when the section is absent).
     pub fn conv_settings(&self) -> ConvConfig {
         self.conv.clone().unwrap_or_default()

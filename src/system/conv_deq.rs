@@ -589,6 +589,17 @@ impl EquilibriumSystem for ConvDeq {
     fn kolen_pollack(&self) -> Option<&dyn KolenPollack<Self::Linearization>> {
         Some(self)
     }
+
+    /// The encoder (once per batch, in the input drive) and the two convolutions of the
+    /// fixed-point map.
+    fn convolutions(&self) -> Vec<(String, Conv2d)> {
+        let named = [
+            ("K_enc", self.encoder),
+            ("K1", self.conv1),
+            ("K2", self.conv2),
+        ];
+        named.map(|(n, c)| (n.to_string(), c)).into()
+    }
 }
 
 impl ConvDeq {

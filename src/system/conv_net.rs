@@ -710,6 +710,15 @@ impl EquilibriumSystem for ConvNet {
     fn kolen_pollack(&self) -> Option<&dyn KolenPollack<ConvLinearization>> {
         Some(self)
     }
+
+    /// The conv layers' convolutions, named by their kernels `W1, W2, ...`.
+    fn convolutions(&self) -> Vec<(String, Conv2d)> {
+        let conv = |(k, l): (usize, &Layer)| match l.op {
+            LayerOp::Conv(c) => Some((param_names(k, false).0, c)),
+            LayerOp::Dense { .. } => None,
+        };
+        self.layers.iter().enumerate().filter_map(conv).collect()
+    }
 }
 
 impl ConvNet {

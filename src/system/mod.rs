@@ -156,6 +156,12 @@ pub trait EquilibriumSystem: Sync {
         None
     }
 
+    /// Optional: the 2-D convolutions of the system, each with the name of its kernel tensor
+    /// (for `lcsim throughput`'s kernel timings; default: none).
+    fn convolutions(&self) -> Vec<(String, crate::numerics::conv::Conv2d)> {
+        Vec::new()
+    }
+
     /// The parameters as named arrays for params.npz (default: the tensors of
     /// [`EquilibriumSystem::params`] as they are).
     fn exported_params(&self) -> Vec<(String, DMatrix<f64>)> {
