@@ -32,6 +32,11 @@ fn layered(activation: Activation) -> ConvNet {
 }
 
 fn deq() -> ConvDeq {
+    deq_with_norms(true, true)
+}
+
+/// The small DEQ with GN1 (`inner_norm`) and GN3 (`output_norm`) switched as given.
+fn deq_with_norms(inner_norm: bool, output_norm: bool) -> ConvDeq {
     let spec = DeqSpec {
         channels: 4,
         inner_channels: 6,
@@ -41,6 +46,8 @@ fn deq() -> ConvDeq {
         readout_pool: 2,
         init_std: 0.3,
         skip_gain: 0.7,
+        inner_norm,
+        output_norm,
     };
     ConvDeq::new(&spec, (1, 8, 8), 3, Activation::Tanh, 2).unwrap()
 }
@@ -112,6 +119,35 @@ fn layered_conv_net_products_match_finite_differences() {
 #[test]
 fn conv_deq_products_match_finite_differences() {
     check_products(&deq(), "conv DEQ");
+    for (inner, output) in [(false, true), (true, false), (false, false)] {
+        let what = format!("conv DEQ, inner_norm {inner}, output_norm {output}");
+        check_products(&deq_with_norms(inner, output), &what);
+    }
+}
+
+#[test]
+fn switched_off_norms_are_identities_with_unused_parameters() {
+    // Without GN1 and GN3, T = s(rho z + GN2(x_enc + K2 * s(K1 z))): rescaling K1 by c
+    // changes f (GN1 no longer absorbs it), and gamma1, beta1, gamma3, beta3 get no gradient.
+    let net = deq_with_norms(false, false);
+    let (n, b) = (net.state_dim(), 2);
+    let x = random(net.input_dim(), b, 20).map(|v| v.abs());
+    let phi = random(n, b, 21) * 0.5;
+    let mut scaled = net.clone();
+    *scaled.params_mut().tensor_mut(2) *= 3.0;
+    let moved = (net.vector_field(&phi, &x) - scaled.vector_field(&phi, &x)).amax();
+    assert!(moved > 1e-3, "K1's scale must matter without GN1: {moved}");
+    let with_gn1 = deq_with_norms(true, false);
+    let mut scaled = with_gn1.clone();
+    *scaled.params_mut().tensor_mut(2) *= 3.0;
+    let same = (with_gn1.vector_field(&phi, &x) - scaled.vector_field(&phi, &x)).amax();
+    assert!(same < 1e-4, "GN1 absorbs K1's scale: {same}");
+    let psi = random(n, b, 22);
+    let g = net.param_vjp(&phi, &x, &psi);
+    for name in ["gamma1", "beta1", "gamma3", "beta3"] {
+        assert_eq!(g.get(name).unwrap().amax(), 0.0, "{name}");
+    }
+    assert!(g.get("gamma2").unwrap().amax() > 0.0);
 }
 
 #[test]
