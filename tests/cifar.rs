@@ -412,3 +412,47 @@ fn cli_trains_a_layered_rate_net_on_written_cifar_files() {
     );
     assert!(!work.path().join("runs").exists());
 }
+
+// ---------------------------------------------------------------------------------------
+// the authors' settings as experiment configs
+// ---------------------------------------------------------------------------------------
+
+/// The repository's `experiments/NAME`.
+fn experiment(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("experiments")
+        .join(name)
+}
+
+#[test]
+fn the_cifar10_conv_ff_configs_build_the_authors_layers() {
+    // conv 3->96 5x5 pad 2 (96x32x32) + max pool 3 stride 2 (96x15x15), conv 96->128 5x5
+    // stride 2 pad 1 (128x7x7), conv 128->256 likewise (256x3x3 = 2304), dense 2048, 2048, 10.
+    let params = (96 * 3 * 25 + 96)
+        + (128 * 96 * 25 + 128)
+        + (256 * 128 * 25 + 256)
+        + (2048 * 2304 + 2048)
+        + (2048 * 2048 + 2048)
+        + (10 * 2048 + 10);
+    let state = 96 * 32 * 32 + 128 * 7 * 7 + 256 * 3 * 3 + 2048 + 2048 + 10;
+    for name in ["conv-lcp-di-cifar10.toml", "conv-bp-cifar10.toml"] {
+        let c = Config::load(Some(&experiment(name)), &[]).unwrap();
+        assert_eq!(c.conv_system_sizes().unwrap(), (params, state), "{name}");
+    }
+}
+
+#[test]
+fn the_cifar10_deq_configs_build_the_authors_sizes() {
+    // Encoder 3x3 3 -> 48 with bias, K1 48 -> 64 and K2 64 -> 48 (3x3, no bias), gamma and beta
+    // of GN1 (64), GN2 and GN3 (48), readout on z averaged over 8x8 blocks (48 x 4 x 4 = 768).
+    let params = (48 * 3 * 9 + 48)
+        + 64 * 48 * 9
+        + 48 * 64 * 9
+        + 2 * (64 + 48 + 48)
+        + (10 * 768 + 10);
+    let state = 48 * 32 * 32 + 10;
+    for name in ["deq-lcp-di-cifar10.toml", "deq-rbp-cifar10.toml"] {
+        let c = Config::load(Some(&experiment(name)), &[]).unwrap();
+        assert_eq!(c.conv_system_sizes().unwrap(), (params, state), "{name}");
+    }
+}

@@ -56,6 +56,8 @@ fn deq_with(init_std: f64) -> ConvDeq {
         readout_pool: 2,
         init_std,
         skip_gain: 0.5,
+        inner_norm: true,
+        output_norm: true,
     };
     ConvDeq::new(&spec, (1, 8, 8), 3, Activation::Tanh, 2).unwrap()
 }

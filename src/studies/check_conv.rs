@@ -35,10 +35,10 @@ impl ConvModel {
         ])
     }
 
-    /// The default small DEQ: 4 state channels, 8 inner channels, 3x3 kernels, GroupNorm in
-    /// 2 groups, K1 and K2 drawn with std 0.02 (the authors' 0.01 leaves them nearly silent;
-    /// from about 0.05 the free equilibrium of this small net loses stability), the readout on
-    /// each channel's mean over the 6 x 6 grid.
+    /// The default small DEQ: 4 state channels, 8 inner channels, 3x3 kernels, GroupNorm GN2
+    /// in 2 groups (GN1 and GN3 off, as `[deq]`'s default), K1 and K2 drawn with std 0.05 (the
+    /// authors' 0.01 leaves the loop through them nearly silent), the readout on each
+    /// channel's mean over the 6 x 6 grid.
     pub fn small_deq() -> Self {
         ConvModel::Deq(DeqSpec {
             channels: 4,
@@ -47,8 +47,10 @@ impl ConvModel {
             groups: 2,
             input_pool: 1,
             readout_pool: 6,
-            init_std: 0.02,
+            init_std: 0.05,
             skip_gain: 0.5,
+            inner_norm: false,
+            output_norm: false,
         })
     }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! tau dz/dt = -z + T(z, x),   T = GN3(s(rho z + GN2(x_enc + K2 * GN1(s(K1 * z)))))
+//!                               (GN1, GN3 optional: `inner_norm`, `output_norm`, default off)
 //! tau dy/dt = -y + D avg(z) + d
 //! x_enc = K_enc * pool(x) + b_enc
 //! ```
@@ -62,6 +63,13 @@ pub struct DeqSpec {
     /// last GroupNorm amplifies the skip path (gain ~ s'/std > 1): the free flow wanders
     /// among many near-neutral equilibria; below ~0.6 it settles to one stable equilibrium.
     pub skip_gain: f64,
+    /// GroupNorm GN1 after `s(K1 z)` (authors: true). With it T is indifferent to K1's scale,
+    /// so the loop through K1, K2 has a gain of order one from the start; without it the
+    /// loop's gain is of the order of |K1| |K2| (small at the authors' init).
+    pub inner_norm: bool,
+    /// GroupNorm GN3 on T's output (authors: true). It divides the skip path by the spread
+    /// of `s(rho z + ..)`, a gain above one at rho = 1.
+    pub output_norm: bool,
 }
 
 impl Default for DeqSpec {
@@ -72,9 +80,11 @@ impl Default for DeqSpec {
             kernel: 3,
             groups: 4,
             input_pool: 2,
-            readout_pool: 2,
+            readout_pool: 1,
             init_std: 0.01,
             skip_gain: 0.5,
+            inner_norm: false,
+            output_norm: false,
         }
     }
 }
@@ -116,9 +126,10 @@ pub struct DeqLinearization {
     /// s'(K1 z) and s'(rho z + n2).
     slope1: DMatrix<f64>,
     slope3: DMatrix<f64>,
-    gn1: NormLinearization,
+    /// GN1 and GN3's linearisations (None where `deq.inner_norm` / `deq.output_norm` is off).
+    gn1: Option<NormLinearization>,
     gn2: NormLinearization,
-    gn3: NormLinearization,
+    gn3: Option<NormLinearization>,
     /// GN1's output (K2's input), for the weight gradient.
     n1: DMatrix<f64>,
     /// T(z).
@@ -281,7 +292,7 @@ impl ConvDeq {
                 )
             })
         };
-        if spec.groups >= spec.channels {
+        if spec.output_norm && spec.groups >= spec.channels {
             return Err(invalid(
                 "deq.groups",
                 spec.groups,
@@ -371,17 +382,13 @@ impl ConvDeq {
         };
         let a1 = self.conv1.forward(self.p(K1), z);
         let (r1, slope1) = rates(&a1);
-        let (n1, gn1) = self
-            .norm_inner
-            .forward(&r1, self.p(GAMMA), self.p(GAMMA + 1));
+        let (n1, gn1) = self.switched_norm(1, r1);
         let s = x_enc + self.conv2.forward(self.p(K2), &n1);
         let (n2, gn2) = self
             .norm_state
             .forward(&s, self.p(GAMMA + 2), self.p(GAMMA + 3));
         let (r3, slope3) = rates(&(z * self.spec.skip_gain + n2));
-        let (out, gn3) = self
-            .norm_state
-            .forward(&r3, self.p(GAMMA + 4), self.p(GAMMA + 5));
+        let (out, gn3) = self.switched_norm(3, r3);
         DeqLinearization {
             slope1,
             slope3,
@@ -391,6 +398,73 @@ impl ConvDeq {
             n1,
             out,
             feedback: None,
+        }
+    }
+
+    /// GN1 (`i = 1`, on the inner channels) or GN3 (`i = 3`) if switched on, else None.
+    fn switched(&self, i: usize) -> Option<(&GroupNorm, usize)> {
+        let gamma = GAMMA + 2 * (i - 1);
+        match i {
+            1 if self.spec.inner_norm => Some((&self.norm_inner, gamma)),
+            3 if self.spec.output_norm => Some((&self.norm_state, gamma)),
+            _ => None,
+        }
+    }
+
+    /// `GN_i(x)` with its linearisation, or x itself where GN_i is off.
+    fn switched_norm(
+        &self,
+        i: usize,
+        x: DMatrix<f64>,
+    ) -> (DMatrix<f64>, Option<NormLinearization>) {
+        match self.switched(i) {
+            Some((norm, gamma)) => {
+                let (y, lin) = norm.forward(&x, self.p(gamma), self.p(gamma + 1));
+                (y, Some(lin))
+            }
+            None => (x, None),
+        }
+    }
+
+    /// `J_GNi dx` (dx where GN_i is off).
+    fn switched_jvp(
+        &self,
+        i: usize,
+        lin: Option<&NormLinearization>,
+        dx: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        match (self.switched(i), lin) {
+            (Some((norm, gamma)), Some(lin)) => norm.jvp(lin, self.p(gamma), dx),
+            _ => dx.clone(),
+        }
+    }
+
+    /// `J_GNi^T g` (g where GN_i is off).
+    fn switched_vjp(
+        &self,
+        i: usize,
+        lin: Option<&NormLinearization>,
+        g: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        match (self.switched(i), lin) {
+            (Some((norm, gamma)), Some(lin)) => norm.vjp(lin, self.p(gamma), g),
+            _ => g.clone(),
+        }
+    }
+
+    /// GN_i's gamma and beta gradients (zero where GN_i is off: they are not used).
+    fn switched_param_vjp(
+        &self,
+        i: usize,
+        lin: Option<&NormLinearization>,
+        g: &DMatrix<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        match (self.switched(i), lin) {
+            (Some((norm, _)), Some(lin)) => norm.param_vjp(lin, g),
+            _ => {
+                let c = self.p(GAMMA + 2 * (i - 1)).nrows();
+                (DMatrix::zeros(c, 1), DMatrix::zeros(c, 1))
+            }
         }
     }
 
@@ -407,11 +481,11 @@ impl ConvDeq {
             Some(fb) => (fb.tensor(0), fb.tensor(1)),
             None => (self.p(K1), self.p(K2)),
         };
-        let g_r3 = self.norm_state.vjp(&lin.gn3, self.p(GAMMA + 4), g);
+        let g_r3 = self.switched_vjp(3, lin.gn3.as_ref(), g);
         let g_t = g_r3.component_mul(&lin.slope3);
         let g_s = self.norm_state.vjp(&lin.gn2, self.p(GAMMA + 2), &g_t);
         let g_n1 = self.conv2.transpose(k2, &g_s);
-        let g_r1 = self.norm_inner.vjp(&lin.gn1, self.p(GAMMA), &g_n1);
+        let g_r1 = self.switched_vjp(1, lin.gn1.as_ref(), &g_n1);
         let g_a1 = g_r1.component_mul(&lin.slope1);
         let g_z = &g_t * self.spec.skip_gain + self.conv1.transpose(k1, &g_a1);
         MapGradients {
@@ -510,14 +584,10 @@ impl EquilibriumSystem for ConvDeq {
         let (dz, dy) = self.parts(dphi);
         let dz = dz.into_owned();
         let da1 = self.conv1.forward(self.p(K1), &dz);
-        let dn1 = self
-            .norm_inner
-            .jvp(&l.gn1, self.p(GAMMA), &da1.component_mul(&l.slope1));
+        let dn1 = self.switched_jvp(1, l.gn1.as_ref(), &da1.component_mul(&l.slope1));
         let ds = self.conv2.forward(self.p(K2), &dn1);
         let dt = &dz * self.spec.skip_gain + self.norm_state.jvp(&l.gn2, self.p(GAMMA + 2), &ds);
-        let dout = self
-            .norm_state
-            .jvp(&l.gn3, self.p(GAMMA + 4), &dt.component_mul(&l.slope3));
+        let dout = self.switched_jvp(3, l.gn3.as_ref(), &dt.component_mul(&l.slope3));
         let fy = mul(
             self.p(D).as_view(),
             self.readout_pool.jvp(pool, &dz).as_view(),
@@ -558,9 +628,9 @@ impl EquilibriumSystem for ConvDeq {
         let pz = pz.into_owned();
         let lin = self.fixed_point_map(&z, &self.encode(x));
         let g = self.map_vjp(&lin, &pz);
-        let (g3, b3) = self.norm_state.param_vjp(&lin.gn3, &pz);
+        let (g3, b3) = self.switched_param_vjp(3, lin.gn3.as_ref(), &pz);
         let (g2, b2) = self.norm_state.param_vjp(&lin.gn2, &g.g_t);
-        let (g1, b1) = self.norm_inner.param_vjp(&lin.gn1, &g.g_n1);
+        let (g1, b1) = self.switched_param_vjp(1, lin.gn1.as_ref(), &g.g_n1);
         let b_enc = channel_bias_grad(&g.g_s, self.encoder.out_h() * self.encoder.out_w());
         let means = self.channel_means(&z).0;
         let tensors = [
