@@ -445,11 +445,8 @@ fn the_cifar10_conv_ff_configs_build_the_authors_layers() {
 fn the_cifar10_deq_configs_build_the_authors_sizes() {
     // Encoder 3x3 3 -> 48 with bias, K1 48 -> 64 and K2 64 -> 48 (3x3, no bias), gamma and beta
     // of GN1 (64), GN2 and GN3 (48), readout on z averaged over 8x8 blocks (48 x 4 x 4 = 768).
-    let params = (48 * 3 * 9 + 48)
-        + 64 * 48 * 9
-        + 48 * 64 * 9
-        + 2 * (64 + 48 + 48)
-        + (10 * 768 + 10);
+    let params =
+        (48 * 3 * 9 + 48) + 64 * 48 * 9 + 48 * 64 * 9 + 2 * (64 + 48 + 48) + (10 * 768 + 10);
     let state = 48 * 32 * 32 + 10;
     for name in ["deq-lcp-di-cifar10.toml", "deq-rbp-cifar10.toml"] {
         let c = Config::load(Some(&experiment(name)), &[]).unwrap();
