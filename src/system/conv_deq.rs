@@ -63,9 +63,10 @@ pub struct DeqSpec {
     /// last GroupNorm amplifies the skip path (gain ~ s'/std > 1): the free flow wanders
     /// among many near-neutral equilibria; below ~0.6 it settles to one stable equilibrium.
     pub skip_gain: f64,
-    /// GroupNorm GN1 after `s(K1 z)` (authors: true). With it T is indifferent to K1's scale,
-    /// so the loop through K1, K2 has a gain of order one from the start; without it the
-    /// loop's gain is of the order of |K1| |K2| (small at the authors' init).
+    /// GroupNorm GN1 after `s(K1 z)` (authors: true). While `K1 z` is in s's linear range (as
+    /// at the authors' init) it makes T nearly indifferent to K1's scale, so the loop through
+    /// K1, K2 has a gain of order one from the start; without it the loop's gain is of the
+    /// order of |K1| |K2| (small at the authors' init).
     pub inner_norm: bool,
     /// GroupNorm GN3 on T's output (authors: true). It divides the skip path by the spread
     /// of `s(rho z + ..)`, a gain above one at rho = 1.
