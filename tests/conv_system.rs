@@ -386,6 +386,16 @@ fn conv_net_learns_digits_by_least_control() {
         serde_json::from_str(&std::fs::read_to_string(folder.join("simulate.json")).unwrap())
             .unwrap();
     assert!(json.to_string().contains("checkpoint.npz"), "{json}");
+    // The conv layer's maps, free vs controlled: one figure per sample, 3 rows of 4 channels.
+    for i in [0, 1] {
+        let name = format!("figures/sample-{i}-v1-maps.png");
+        assert_eq!(
+            png_size(&folder.join(&name)),
+            lcsim::plot::feature_maps_size(3, 4),
+            "{name}"
+        );
+        assert!(json["figures"].to_string().contains(&name), "{json}");
+    }
     // The controller lowers each sample's loss (spec 2.1): L at t_end < L at t_on.
     let cols: Vec<&str> = header.split(',').collect();
     let at = |name: &str| cols.iter().position(|c| *c == name).unwrap();
@@ -431,10 +441,102 @@ fn conv_net_learns_digits_by_least_control() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(dir
-        .path()
-        .join("runs/simulate-d/trajectories.csv")
-        .is_file());
+    let folder = dir.path().join("runs/simulate-d");
+    assert!(folder.join("trajectories.csv").is_file());
+    // z's first 8 channels, free (t = 10) vs controlled (t = 20).
+    let maps = folder.join("figures/sample-0-z-maps.png");
+    assert_eq!(png_size(&maps), lcsim::plot::feature_maps_size(3, 8));
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[1..4], b"PNG", "{}", path.display());
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// The feature-map layouts tile the conv layers' rows of phi (channel-major maps) and the
+/// DEQ's z.
+#[test]
+fn feature_map_layouts_cover_the_conv_states() {
+    let net = layered(Activation::Tanh);
+    let layouts = net.feature_maps();
+    let rows = net.layer_rows();
+    let mut conv_layers = 0;
+    for (k, r) in rows.iter().enumerate() {
+        if let Some((c, h, w)) = net.feature_map(k) {
+            let l = &layouts[conv_layers];
+            assert_eq!((l.channels, l.height, l.width), (c, h, w));
+            assert_eq!(&l.rows, r);
+            assert_eq!(l.rows.len(), c * h * w);
+            assert_eq!(l.name, format!("v{}", k + 1));
+            conv_layers += 1;
+        }
+    }
+    assert!(conv_layers >= 1);
+    assert_eq!(layouts.len(), conv_layers);
+    let d = deq();
+    let z = &d.feature_maps()[0];
+    let (c, h, w) = d.feature_map();
+    assert_eq!(z.rows, d.feature_rows());
+    assert_eq!(z.rows.len(), c * h * w);
+    assert_eq!(z.rows.end, d.loss_rows().start);
+}
+
+/// A figure of maps with a wrong number of values, or too many columns, is an error naming
+/// the row; a valid one is written at its documented size.
+#[test]
+fn feature_map_figures_check_their_shapes() {
+    use lcsim::plot::{feature_maps, ColourScale, FeatureMapFigure, FeatureMapRow, FigureFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let row = |caption: &str, len: usize| FeatureMapRow {
+        caption: caption.into(),
+        maps: vec![(0..len).map(|i| i as f64).collect(); 2],
+        scale: ColourScale::sequential_over(&[0.0, 5.0]),
+    };
+    let fig = |rows| FeatureMapFigure {
+        title: "t".into(),
+        height: 2,
+        width: 3,
+        columns: vec!["a".into(), "b".into()],
+        rows,
+    };
+    let path = dir.path().join("m.png");
+    let e = feature_maps(
+        &fig(vec![row("ok", 6), row("short", 5)]),
+        &path,
+        FigureFormat::Png,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("short") && e.contains("2 maps of 6 values"),
+        "{e}"
+    );
+    assert!(!path.exists());
+    let mut wide = fig(vec![row("ok", 6)]);
+    wide.columns = (0..13).map(|i| i.to_string()).collect();
+    let e = feature_maps(&wide, &path, FigureFormat::Png)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("13"), "{e}");
+    feature_maps(
+        &fig(vec![row("a", 6), row("b", 6)]),
+        &path,
+        FigureFormat::Png,
+    )
+    .unwrap();
+    assert_eq!(png_size(&path), lcsim::plot::feature_maps_size(2, 2));
+    // A diverging scale is symmetric about 0; all-zero values still give a valid scale.
+    assert_eq!(
+        ColourScale::diverging_over(&[-0.5, 2.0]),
+        ColourScale::Diverging { max_abs: 2.0 }
+    );
+    assert_eq!(
+        ColourScale::sequential_over(&[3.0, 3.0]),
+        ColourScale::Sequential { lo: 2.5, hi: 3.5 }
+    );
 }
 
 #[test]

@@ -241,6 +241,7 @@ fn simulation() -> Simulation {
         loss_scale: 1.0,
         trajectories: vec![trajectory(0), trajectory(5)],
         feedback: None,
+        feature_maps: Vec::new(),
     }
 }
 

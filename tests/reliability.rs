@@ -304,25 +304,47 @@ fn mnist_empty_splits_and_other_image_shapes_are_refused_at_load() {
 }
 
 /// `on_unconverged = "stop"` names the limit that was hit: max_iterations for an
-/// accelerated solver, max_steps for Euler, and does not call "stop" an invalid value.
+/// accelerated solver, max_steps for Euler, LCP-EBD's ebd.steps, and does not call "stop" an
+/// invalid value.
 #[test]
 fn stop_on_unconverged_names_the_limit_that_was_hit() {
-    for (solver, limit, other) in [
-        ("anderson", "solver.max_iterations", "solver.max_steps"),
-        ("euler", "solver.max_steps", "solver.max_iterations"),
+    for (solver, method, limit, other) in [
+        (
+            "anderson",
+            "lcp-di",
+            "solver.max_iterations",
+            "solver.max_steps",
+        ),
+        (
+            "euler",
+            "lcp-di",
+            "solver.max_steps",
+            "solver.max_iterations",
+        ),
+        ("anderson", "lcp-ebd", "ebd.steps", "solver.max_"),
     ] {
-        let c = xor(&[
-            &format!("solver.method=\"{solver}\""),
-            "solver.max_iterations=1",
-            "solver.max_steps=1",
-            "method.on_unconverged=\"stop\"",
-        ]);
+        let mut sets = vec![
+            format!("solver.method=\"{solver}\""),
+            format!("method.name=\"{method}\""),
+            "solver.max_iterations=1".into(),
+            "solver.max_steps=1".into(),
+            "method.on_unconverged=\"stop\"".into(),
+        ];
+        if method == "lcp-ebd" {
+            // Adam on the state for one step; the free solve gets its usual cap.
+            sets.extend([
+                "ebd.descent=\"adam\"".into(),
+                "ebd.steps=1".into(),
+                "solver.max_iterations=100".into(),
+            ]);
+        }
+        let c = xor(&sets.iter().map(String::as_str).collect::<Vec<_>>());
         let err = run(&c);
         let msg = err.to_string();
         assert!(matches!(err, LcsimError::Unconverged { .. }), "{msg}");
         assert!(
             msg.contains(limit) && !msg.contains(other),
-            "{solver}: {msg}"
+            "{solver} {method}: {msg}"
         );
         assert!(!msg.contains("invalid value"), "{msg}");
     }

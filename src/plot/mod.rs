@@ -17,12 +17,13 @@
 //! used as given (see [`FigureFormat::extension`] for the conventional extension).
 //!
 //! Public items live in the files by concern and are re-exported here (`lcsim::plot::X`):
-//! format (FigureFormat, no plotters types), run figures, trajectories, panels across runs, sweep
-//! figures; the private files hold the shared primitives (axes, figure description, style,
+//! format (FigureFormat, no plotters types), run figures, trajectories, feature maps, panels across
+//! runs, sweep figures; the private files hold the shared primitives (axes, figure description, style,
 //! drawing, rendering).
 
 mod axis;
 mod draw;
+mod feature_maps;
 mod figure;
 mod panels;
 mod render;
@@ -32,6 +33,10 @@ mod sweep_figures;
 mod trajectories;
 
 pub use crate::io::figure_format::FigureFormat;
+pub use feature_maps::{
+    feature_maps, feature_maps_size, ColourScale, FeatureMapFigure, FeatureMapRow,
+    MAX_FEATURE_MAP_COLUMNS,
+};
 pub use figure::Series;
 pub use panels::{
     control_magnitude_panels, line_panels, line_panels_each_x, Curve, CurveStyle, LinePanel,

@@ -34,6 +34,51 @@ pub(super) const FRAME: RGBColor = RGBColor(40, 40, 40);
 
 pub(super) const MARKER_GREY: RGBColor = RGBColor(100, 100, 100);
 
+/// Viridis (matplotlib) at t = 0, 1/8, ..., 1.
+const VIRIDIS: [(f64, f64, f64); 9] = [
+    (68.0, 1.0, 84.0),
+    (72.0, 36.0, 117.0),
+    (59.0, 82.0, 139.0),
+    (44.0, 114.0, 142.0),
+    (33.0, 145.0, 140.0),
+    (40.0, 174.0, 128.0),
+    (94.0, 201.0, 98.0),
+    (173.0, 220.0, 48.0),
+    (253.0, 231.0, 37.0),
+];
+
+/// The viridis colour at t in [0, 1] (clamped).
+pub(super) fn viridis(t: f64) -> RGBColor {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * 8.0;
+    let k = (x.floor() as usize).min(7);
+    let f = x - k as f64;
+    let (a, b) = (VIRIDIS[k], VIRIDIS[k + 1]);
+    let mix = |p: f64, q: f64| (p + f * (q - p)).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// A diverging blue - white - red scale at t in [0, 1] (clamped; white at 0.5): signed
+/// values such as differences, symmetric about zero.
+pub(super) fn blue_white_red(t: f64) -> RGBColor {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let (end, f) = if t < 0.5 {
+        ((33.0, 102.0, 172.0), 1.0 - 2.0 * t)
+    } else {
+        ((178.0, 24.0, 43.0), 2.0 * t - 1.0)
+    };
+    let mix = |e: f64| (255.0 + f * (e - 255.0)).round() as u8;
+    RGBColor(mix(end.0), mix(end.1), mix(end.2))
+}
+
 /// Font family: DejaVu Sans where the SVG viewer has it (metrics then match the layout),
 /// the generic sans-serif otherwise; the bitmap renderer uses the bundled font for both.
 const FONT: &str = "DejaVu Sans, sans-serif";

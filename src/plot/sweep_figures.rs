@@ -6,8 +6,8 @@ use super::figure::{Figure, Layout, Series};
 use super::panels::{build_line_panel, Curve, CurveStyle, LinePanel, YScale};
 use super::render::{render, DResult, Drawable};
 use super::style::{
-    fit_text, font, max_text_width, text_at, TextFix, DESC_PX, FRAME, MARKER_GREY, OKABE_ITO,
-    TICK_MARK, TICK_PX, TITLE_HEIGHT, TITLE_PX,
+    fit_text, font, max_text_width, text_at, viridis, TextFix, DESC_PX, FRAME, MARKER_GREY,
+    OKABE_ITO, TICK_MARK, TICK_PX, TITLE_HEIGHT, TITLE_PX,
 };
 use crate::error::{invalid, LcsimError, Result};
 use crate::io::figure_format::FigureFormat;
@@ -138,34 +138,6 @@ pub fn heatmap(h: &Heatmap, path: &Path, format: FigureFormat) -> Result<()> {
         ));
     }
     render(h, path, format)
-}
-
-/// Viridis (matplotlib) at t = 0, 1/8, ..., 1.
-const VIRIDIS: [(f64, f64, f64); 9] = [
-    (68.0, 1.0, 84.0),
-    (72.0, 36.0, 117.0),
-    (59.0, 82.0, 139.0),
-    (44.0, 114.0, 142.0),
-    (33.0, 145.0, 140.0),
-    (40.0, 174.0, 128.0),
-    (94.0, 201.0, 98.0),
-    (173.0, 220.0, 48.0),
-    (253.0, 231.0, 37.0),
-];
-
-/// The viridis colour at t in [0, 1] (clamped).
-fn viridis(t: f64) -> RGBColor {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let x = t * 8.0;
-    let k = (x.floor() as usize).min(7);
-    let f = x - k as f64;
-    let (a, b) = (VIRIDIS[k], VIRIDIS[k + 1]);
-    let mix = |p: f64, q: f64| (p + f * (q - p)).round() as u8;
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 /// A cell value: three decimals for moderate values, else three significant digits.

@@ -23,6 +23,7 @@
 //! trajectories.csv    wide: one row per (sample, time): sample,label,time,phase,v_0..,y_0..,
 //!                     u_i_0..,u_0..,e_0..,psi_norm,e_norm,u_norm,loss   (phase: free | controlled)
 //! figures/sample-<i>.png   hidden units, output units, |psi|, |e|, |u| and the loss over time
+//! figures/sample-<i>-<layer>-maps.png   conv systems: a layer's feature maps, free vs controlled
 //! ```
 //!
 //! A meta-learning system (control on every component) is simulated by the same code and
@@ -38,13 +39,16 @@ use crate::data::Dataset;
 use crate::error::{invalid, io_error, LcsimError, Result};
 use crate::io::npz::{write_npy, NpyArray};
 use crate::learn::energy::EnergyDescent;
-use crate::plot::{trajectories, FigureFormat, Series, TrajectoryPanel};
+use crate::plot::{
+    feature_maps, trajectories, ColourScale, FeatureMapFigure, FeatureMapRow, FigureFormat, Series,
+    TrajectoryPanel,
+};
 use crate::run::{write_atomic, write_json};
 use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
 use crate::studies::progress;
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
-use crate::system::{ControlEntry, EquilibriumSystem};
+use crate::system::{ControlEntry, EquilibriumSystem, FeatureMapLayout};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -300,6 +304,9 @@ pub struct Simulation {
     /// The controller's learned weights during the simulation (LCP-KP: B, G; LCP-LF: Q),
     /// written as feedback_NAME.npy.
     pub feedback: Option<Params>,
+    /// Where v holds feature maps (conv systems; empty otherwise): drawn as free vs
+    /// controlled maps.
+    pub feature_maps: Vec<FeatureMapLayout>,
 }
 
 impl Simulation {
@@ -361,6 +368,7 @@ pub fn simulate_dataset_samples<M: EquilibriumSystem>(
         simulate_switch_on(&controlled, &config.solver, &times, t_on)?
     };
     sim.samples = settings.samples.clone();
+    sim.feature_maps = model.feature_maps();
     sim.feedback = feedback
         .filter(|_| matches!(method, Method::LcpKp | Method::LcpLf))
         .cloned();
@@ -484,6 +492,7 @@ pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
         loss_scale: objective.scale,
         trajectories,
         feedback: None,
+        feature_maps: Vec::new(),
     })
 }
 
@@ -677,6 +686,12 @@ pub fn write_simulation(
             &provenance.settings.drawn_units(sim.n_hidden())?,
             config.output.figure_format,
         )?;
+        written.figures.extend(draw_feature_map_figures(
+            &dir.join("figures"),
+            sim,
+            &provenance.name,
+            config.output.figure_format,
+        )?);
     }
     let json_path = dir.join("simulate.json");
     let json = simulation_json(config, sim, provenance, &written);
@@ -872,6 +887,97 @@ pub fn draw_simulation_figures(
             format,
         )?;
         paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Channels of a layer drawn by [`draw_feature_map_figures`] (the first ones).
+pub const DRAWN_CHANNELS: usize = 8;
+
+/// One figure per sample and feature-map layer of `sim.feature_maps` in `dir`: the first
+/// [`DRAWN_CHANNELS`] channels at the switch-on time t_on (the free state reached; left out
+/// when t_on = 0), at t_end (controlled) and their difference (controlled - free), the two
+/// states on one colour scale. File `sample-<i>-<layer>-maps.<ext>`. Returns the paths.
+pub fn draw_feature_map_figures(
+    dir: &Path,
+    sim: &Simulation,
+    name: &str,
+    format: FigureFormat,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    if sim.feature_maps.is_empty() {
+        return Ok(paths);
+    }
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let last = sim.times.len() - 1;
+    let free_at = (sim.switch_index > 0).then_some(sim.switch_index.min(last));
+    for (tr, &sample) in sim.trajectories.iter().zip(&sim.samples) {
+        for layout in &sim.feature_maps {
+            let channels = layout.channels.min(DRAWN_CHANNELS);
+            let plane = layout.height * layout.width;
+            // Channel c of the maps in v's column t.
+            let maps = |t: usize| -> Vec<Vec<f64>> {
+                let col = tr.v.column(t);
+                (0..channels)
+                    .map(|c| {
+                        let start = layout.rows.start + c * plane;
+                        col.rows(start, plane).iter().copied().collect()
+                    })
+                    .collect()
+            };
+            let controlled = maps(last);
+            let mut rows = Vec::new();
+            if let Some(t) = free_at {
+                let free = maps(t);
+                let diff: Vec<Vec<f64>> = controlled
+                    .iter()
+                    .zip(&free)
+                    .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect())
+                    .collect();
+                let states = ColourScale::sequential_over(free.iter().chain(&controlled).flatten());
+                rows.push(FeatureMapRow {
+                    caption: format!(
+                        "free: {} at t = {} (control switched on)",
+                        layout.name, sim.times[t]
+                    ),
+                    maps: free,
+                    scale: states,
+                });
+                rows.push(FeatureMapRow {
+                    caption: format!("controlled: {} at t = {}", layout.name, sim.times[last]),
+                    maps: controlled,
+                    scale: states,
+                });
+                rows.push(FeatureMapRow {
+                    caption: "controlled − free".into(),
+                    scale: ColourScale::diverging_over(diff.iter().flatten()),
+                    maps: diff,
+                });
+            } else {
+                rows.push(FeatureMapRow {
+                    caption: format!("controlled: {} at t = {}", layout.name, sim.times[last]),
+                    scale: ColourScale::sequential_over(controlled.iter().flatten()),
+                    maps: controlled,
+                });
+            }
+            let fig = FeatureMapFigure {
+                title: format!(
+                    "{name}: sample {sample}, {} ({} of {} channels, {} x {})",
+                    layout.name, channels, layout.channels, layout.height, layout.width
+                ),
+                height: layout.height,
+                width: layout.width,
+                columns: (0..channels).map(|c| format!("channel {c}")).collect(),
+                rows,
+            };
+            let path = dir.join(format!(
+                "sample-{sample}-{}-maps.{}",
+                layout.name,
+                format.extension()
+            ));
+            feature_maps(&fig, &path, format)?;
+            paths.push(path);
+        }
     }
     Ok(paths)
 }

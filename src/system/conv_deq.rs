@@ -25,7 +25,7 @@
 //! transposed convolutions of `J^T`, and G (features x n_y) replaces D^T; the group norms'
 //! Jacobians stay exact (they hold no weights a feedback path would need to transport).
 
-use super::{ControlEntry, EquilibriumSystem, KolenPollack};
+use super::{ControlEntry, EquilibriumSystem, FeatureMapLayout, KolenPollack};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
@@ -427,29 +427,18 @@ impl ConvDeq {
         }
     }
 
-    /// `J_GNi dx` (dx where GN_i is off).
-    fn switched_jvp(
+    /// `J_GNi x`, or `J_GNi^T x` when `transpose` (x itself where GN_i is off).
+    fn switched_product(
         &self,
         i: usize,
         lin: Option<&NormLinearization>,
-        dx: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        transpose: bool,
     ) -> DMatrix<f64> {
         match (self.switched(i), lin) {
-            (Some((norm, gamma)), Some(lin)) => norm.jvp(lin, self.p(gamma), dx),
-            _ => dx.clone(),
-        }
-    }
-
-    /// `J_GNi^T g` (g where GN_i is off).
-    fn switched_vjp(
-        &self,
-        i: usize,
-        lin: Option<&NormLinearization>,
-        g: &DMatrix<f64>,
-    ) -> DMatrix<f64> {
-        match (self.switched(i), lin) {
-            (Some((norm, gamma)), Some(lin)) => norm.vjp(lin, self.p(gamma), g),
-            _ => g.clone(),
+            (Some((norm, gamma)), Some(lin)) if transpose => norm.vjp(lin, self.p(gamma), x),
+            (Some((norm, gamma)), Some(lin)) => norm.jvp(lin, self.p(gamma), x),
+            _ => x.clone(),
         }
     }
 
@@ -482,11 +471,11 @@ impl ConvDeq {
             Some(fb) => (fb.tensor(0), fb.tensor(1)),
             None => (self.p(K1), self.p(K2)),
         };
-        let g_r3 = self.switched_vjp(3, lin.gn3.as_ref(), g);
+        let g_r3 = self.switched_product(3, lin.gn3.as_ref(), g, true);
         let g_t = g_r3.component_mul(&lin.slope3);
         let g_s = self.norm_state.vjp(&lin.gn2, self.p(GAMMA + 2), &g_t);
         let g_n1 = self.conv2.transpose(k2, &g_s);
-        let g_r1 = self.switched_vjp(1, lin.gn1.as_ref(), &g_n1);
+        let g_r1 = self.switched_product(1, lin.gn1.as_ref(), &g_n1, true);
         let g_a1 = g_r1.component_mul(&lin.slope1);
         let g_z = &g_t * self.spec.skip_gain + self.conv1.transpose(k1, &g_a1);
         MapGradients {
@@ -585,10 +574,10 @@ impl EquilibriumSystem for ConvDeq {
         let (dz, dy) = self.parts(dphi);
         let dz = dz.into_owned();
         let da1 = self.conv1.forward(self.p(K1), &dz);
-        let dn1 = self.switched_jvp(1, l.gn1.as_ref(), &da1.component_mul(&l.slope1));
+        let dn1 = self.switched_product(1, l.gn1.as_ref(), &da1.component_mul(&l.slope1), false);
         let ds = self.conv2.forward(self.p(K2), &dn1);
         let dt = &dz * self.spec.skip_gain + self.norm_state.jvp(&l.gn2, self.p(GAMMA + 2), &ds);
-        let dout = self.switched_jvp(3, l.gn3.as_ref(), &dt.component_mul(&l.slope3));
+        let dout = self.switched_product(3, l.gn3.as_ref(), &dt.component_mul(&l.slope3), false);
         let fy = mul(
             self.p(D).as_view(),
             self.readout_pool.jvp(pool, &dz).as_view(),
@@ -670,6 +659,18 @@ impl EquilibriumSystem for ConvDeq {
             ("K2", self.conv2),
         ];
         named.map(|(n, c)| (n.to_string(), c)).into()
+    }
+
+    /// The equilibrium feature maps z.
+    fn feature_maps(&self) -> Vec<FeatureMapLayout> {
+        let (channels, height, width) = self.feature_map();
+        vec![FeatureMapLayout {
+            name: "z".into(),
+            rows: self.feature_rows(),
+            channels,
+            height,
+            width,
+        }]
     }
 }
 

@@ -23,7 +23,7 @@
 //! and the readout's G for D^T): a kernel of K_k's shape used in the transposed convolution,
 //! or for a dense map a matrix shaped as its transpose (as the rate net's B, G).
 
-use super::{ControlEntry, EquilibriumSystem, KolenPollack};
+use super::{ControlEntry, EquilibriumSystem, FeatureMapLayout, KolenPollack};
 use crate::error::{invalid, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::conv::{broadcast_channel_bias, channel_bias_grad, Conv2d, ConvError};
@@ -718,6 +718,23 @@ impl EquilibriumSystem for ConvNet {
             LayerOp::Dense { .. } => None,
         };
         self.layers.iter().enumerate().filter_map(conv).collect()
+    }
+
+    /// The conv layers' states `v1, v2, ...`.
+    fn feature_maps(&self) -> Vec<FeatureMapLayout> {
+        let rows = self.layer_rows();
+        (0..rows.len())
+            .filter_map(|k| {
+                let (channels, height, width) = self.feature_map(k)?;
+                Some(FeatureMapLayout {
+                    name: format!("v{}", k + 1),
+                    rows: rows[k].clone(),
+                    channels,
+                    height,
+                    width,
+                })
+            })
+            .collect()
     }
 }
 

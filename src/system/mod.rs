@@ -34,6 +34,18 @@ pub enum ControlEntry {
     Everywhere,
 }
 
+/// Rows of phi that hold feature maps: `channels x height x width` entries from `rows.start`,
+/// channel-major, then row, then column (the layout of [`crate::numerics::conv`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureMapLayout {
+    /// The maps' name in the system's words (`v1`, `z`).
+    pub name: String,
+    pub rows: Range<usize>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
 /// A system whose free dynamics are `tau dphi/dt = f(phi, theta, x)`.
 pub trait EquilibriumSystem: Sync {
     /// What the Jacobian products need at phi, computed once for many products.
@@ -159,6 +171,12 @@ pub trait EquilibriumSystem: Sync {
     /// Optional: the 2-D convolutions of the system, each with the name of its kernel tensor
     /// (for `lcsim throughput`'s kernel timings; default: none).
     fn convolutions(&self) -> Vec<(String, crate::numerics::conv::Conv2d)> {
+        Vec::new()
+    }
+
+    /// Optional: where phi holds feature maps (conv layers, a DEQ's z), for figures of the
+    /// maps (default: none).
+    fn feature_maps(&self) -> Vec<FeatureMapLayout> {
         Vec::new()
     }
 

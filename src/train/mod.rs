@@ -829,6 +829,15 @@ pub fn kept_samples(config: &Config, solves: &[&BatchSteadyState]) -> Result<Vec
                         Termination::MaxSteps if config.solver.method.follows_flow() => {
                             "a larger solver.max_steps"
                         }
+                        // LCP-EBD's Adam descent is capped by ebd.steps.
+                        Termination::MaxSteps
+                            if config.method.name == Method::LcpEbd
+                                && config.ebd.as_ref().is_some_and(|e| {
+                                    e.descent == crate::learn::energy::EnergyDescentMethod::Adam
+                                }) =>
+                        {
+                            "a larger ebd.steps"
+                        }
                         Termination::MaxSteps => "a larger solver.max_iterations",
                         Termination::Fold { .. } => "a smaller method.branch_min_step",
                         _ => "another solver.method or tighter solver settings",
