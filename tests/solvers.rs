@@ -16,8 +16,8 @@ use lcsim::control::relax;
 use lcsim::control::{ControllerSettings, CoupledSystem, LossScale};
 use lcsim::numerics::activation::Activation;
 use lcsim::solve::{
-    rightmost_ritz_values, solve_batch, solve_steady_state, Fallback, SolverMethod, SolverSettings,
-    Termination, VectorField,
+    rightmost_ritz_values, solve_batch, solve_steady_state, solve_trajectories, Fallback,
+    SolverMethod, SolverSettings, Termination, VectorField,
 };
 use lcsim::system::loss::Loss;
 use lcsim::system::params::Params;
@@ -678,5 +678,155 @@ fn invalid_solver_options_are_rejected() {
         },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
+    }
+}
+
+/// Per sample j: `dz/dt = [[-a_j, -w_j], [w_j, -a_j]] z`, a decaying rotation with the closed
+/// form `z(t) = exp(-a_j t) R(w_j t) z(0)`; each column only sees its own rates.
+struct Spiral {
+    rates: Vec<(f64, f64)>,
+}
+
+impl VectorField for Spiral {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn batch(&self) -> usize {
+        self.rates.len()
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        Spiral {
+            rates: columns.iter().map(|&j| self.rates[j]).collect(),
+        }
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        vec![1.0, 1.0]
+    }
+    fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
+        DMatrix::from_fn(2, z.ncols(), |i, j| {
+            let (a, w) = self.rates[j];
+            let (x, y) = (z[(0, j)], z[(1, j)]);
+            if i == 0 {
+                -a * x - w * y
+            } else {
+                w * x - a * y
+            }
+        })
+    }
+    fn residual_jvp(&self, _z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
+        self.residual(dz)
+    }
+}
+
+/// The batched Tsit45 of `solve_trajectories` follows each sample's closed form at the output
+/// times (dense output between steps), with each sample's own step sizes: a batch takes, per
+/// sample, exactly the steps and states of that sample solved alone.
+#[test]
+fn batched_tsit45_trajectories_follow_the_closed_form_of_each_sample() {
+    let spiral = Spiral {
+        rates: vec![(0.05, 0.3), (1.0, 5.0), (0.2, 1.0), (3.0, 0.0)],
+    };
+    let z0 = DMatrix::from_fn(2, 4, |i, j| if i == 0 { 1.0 + j as f64 } else { -0.5 });
+    let times: Vec<f64> = (0..=40).map(|k| 0.25 * k as f64).collect();
+    let mut o = options(SolverMethod::Tsit45);
+    o.adaptive.rtol = 1e-9;
+    o.adaptive.atol = 1e-12;
+    o.stop.max_time = 10.0;
+    o.accelerated.chunk = 4;
+    let batch = solve_trajectories(&spiral, &z0, &o, &times);
+    let mut steps = Vec::new();
+    for (j, rec) in batch.records.iter().enumerate() {
+        let (a, w) = spiral.rates[j];
+        let traj = rec.trajectory.as_ref().expect("a trajectory");
+        assert_eq!(traj.times, times, "sample {j}: every output time recorded");
+        let mut worst = 0.0f64;
+        for (k, &t) in times.iter().enumerate() {
+            let (x0, y0) = (z0[(0, j)], z0[(1, j)]);
+            let (c, s, g) = ((w * t).cos(), (w * t).sin(), (-a * t).exp());
+            let exact = [g * (c * x0 - s * y0), g * (s * x0 + c * y0)];
+            for (i, e) in exact.iter().enumerate() {
+                worst = worst.max((traj.states[(i, k)] - e).abs());
+            }
+        }
+        assert!(worst < 1e-7, "sample {j}: max deviation {worst:e}");
+        assert_eq!(rec.time, 10.0, "sample {j} ends exactly at max_time");
+        steps.push(rec.steps);
+        // The same sample alone: the same steps and states.
+        let alone = solve_trajectories(
+            &spiral.select_samples(&[j]),
+            &z0.columns(j, 1).into_owned(),
+            &o,
+            &times,
+        );
+        assert_eq!(alone.records[0].steps, rec.steps, "sample {j}");
+        assert_eq!(
+            alone.records[0].trajectory.as_ref().unwrap().states,
+            traj.states
+        );
+    }
+    // The fast sample needs more steps than the slow one: step sizes are per sample.
+    assert!(steps[1] > 2 * steps[0], "steps per sample {steps:?}");
+}
+
+/// The batched Tsit45 agrees with diffsol's Tsit45 (solved sample by sample) on the controlled
+/// rate net within the tolerances, with the same stopping outcome, at any thread count
+/// (bit-identical).
+#[test]
+fn batched_tsit45_agrees_with_diffsols_tsit45_and_not_with_the_thread_count() {
+    let net = network(5, 12, 3, 4);
+    let controlled = batch_system(&net, 7, Some(ControllerSettings::default()));
+    let z0 = controlled.initial_state();
+    let times: Vec<f64> = (0..=30).map(|k| 0.5 * k as f64).collect();
+    let mut o = options(SolverMethod::Tsit45);
+    o.adaptive.rtol = 1e-10;
+    o.adaptive.atol = 1e-12;
+    o.stop.max_time = 15.0;
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| solve_trajectories(&controlled, &z0, &o, &times))
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.states, two.states);
+    for (j, rec) in one.records.iter().enumerate() {
+        let traj = &rec.trajectory.as_ref().unwrap().states;
+        assert_eq!(traj, &two.records[j].trajectory.as_ref().unwrap().states);
+        let sample = controlled.select_samples(&[j]);
+        let start = z0.columns(j, 1).into_owned();
+        let reference = solve_steady_state(&sample, &start, &o, &times);
+        assert_eq!(rec.termination, reference.termination, "sample {j}");
+        let diff = max_abs_diff(traj, &reference.trajectory.unwrap().states);
+        assert!(diff < 1e-7, "sample {j}: |batched - diffsol| = {diff:e}");
+        assert!(max_abs_diff(&rec.state, &reference.state) < 1e-7);
+    }
+    // The controller acted: the trajectories are not trivially equal.
+    assert!(one.states.amax() > 1e-2);
+}
+
+/// The batched Tsit45 reports divergence, a step cap and an unreachable output time as the
+/// per-sample integrators do.
+#[test]
+fn batched_tsit45_reports_divergence_and_caps() {
+    let z0 = DMatrix::from_element(3, 2, 0.5);
+    let mut o = options(SolverMethod::Tsit45);
+    o.stop.max_time = 1e3;
+    let blown = solve_trajectories(&Explosive, &z0.columns(0, 1).into_owned(), &o, &[]);
+    assert_eq!(blown.records[0].termination, Termination::Diverged);
+    let spiral = Spiral {
+        rates: vec![(0.01, 1.0), (0.01, 1.0)],
+    };
+    let z0 = DMatrix::from_element(2, 2, 1.0);
+    o.stop.max_steps = 5;
+    let capped = solve_trajectories(&spiral, &z0, &o, &[0.0, 100.0]);
+    for rec in &capped.records {
+        assert_eq!(rec.termination, Termination::MaxSteps);
+        assert_eq!(rec.steps, 5);
+        assert_eq!(
+            rec.trajectory.as_ref().unwrap().times,
+            vec![0.0],
+            "100 not reached"
+        );
     }
 }

@@ -90,7 +90,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("solver.certify_flow", "anderson / newton-krylov: certify that an equilibrium found is where the flow from the same start ends (spec 2.2): the flow is integrated by the fallback integrator to certify_tolerance, Newton-Krylov polishes the point reached, and that equilibrium must equal the candidate within certify_tolerance (relative per entry); a rejected candidate goes to the fallback (counted as uncertified); skipped for RBP's adjoint (one equilibrium) and LCP-EBD's descent (a minimiser, not a flow's end)"),
     ("solver.certify_tolerance", "loose steady-state tolerance |r_i| <= tol (1 + |z_i|) of the certifying flow integration, and the largest distance |z_i - z*_i| / (1 + |z*_i|) at which its equilibrium counts as the candidate z*, in (0, 1)"),
     ("solver.fallback", "anderson / newton-krylov: integrator for the samples they do not settle (\"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\", \"euler\" or \"none\")"),
-    ("solver.chunk", "anderson / newton-krylov / euler: samples iterated together (>= 1); results do not depend on the thread count"),
+    ("solver.chunk", "anderson / newton-krylov / euler, and tsit45 trajectories (simulate): samples iterated together (>= 1); results do not depend on the thread count"),
     ("training.optimizer", "\"adam\" (PyTorch Adam, L2 weight decay) or \"sgd\""),
     ("training.learning_rate", "base learning rate (> 0; reference 0.001 on MNIST; default 0.03, measured on digits)"),
     ("training.weight_decay", "L2 weight decay added to the gradient (>= 0)"),

@@ -16,6 +16,7 @@ mod accelerated;
 mod euler;
 mod krylov;
 mod settings;
+mod tsit45_batch;
 
 pub use krylov::{rightmost_ritz_values, spectral_abscissa};
 pub use settings::{
@@ -282,6 +283,48 @@ pub fn solve_batch<F: VectorField>(
                     }
                     _ => rec,
                 }
+            })
+            .collect()
+    };
+    let columns: Vec<_> = records.iter().map(|r| r.state.column(0)).collect();
+    BatchSteadyState {
+        states: DMatrix::from_columns(&columns),
+        records,
+    }
+}
+
+/// Integrates every sample (column of `z0`) from t = 0 as [`solve_steady_state`] does for one,
+/// recording `output_times`, with `settings.integrator()`: Tsit45 integrates fixed chunks of
+/// `accelerated.chunk` samples together (each sample with its own step sizes and stopping
+/// test, one batched residual per stage, see `tsit45_batch`), the other integrators sample by
+/// sample. Chunks and samples run in parallel on the current rayon pool; the result does not
+/// depend on the number of threads.
+pub fn solve_trajectories<F: VectorField>(
+    field: &F,
+    z0: &DMatrix<f64>,
+    settings: &SolverSettings,
+    output_times: &[f64],
+) -> BatchSteadyState {
+    let settings = settings.integrator();
+    let b = z0.ncols();
+    let records: Vec<SteadyState> = if settings.method == SolverMethod::Tsit45 {
+        let columns: Vec<usize> = (0..b).collect();
+        let chunks: Vec<&[usize]> = columns.chunks(settings.accelerated.chunk.max(1)).collect();
+        chunks
+            .par_iter()
+            .flat_map_iter(|cols| {
+                let (stop, adaptive) = (&settings.stop, &settings.adaptive);
+                let (f, z) = (field.select_samples(cols), z0.select_columns(*cols));
+                tsit45_batch::solve(&f, &z, stop, adaptive, output_times)
+            })
+            .collect()
+    } else {
+        (0..b)
+            .into_par_iter()
+            .map(|j| {
+                let sample = field.select_samples(&[j]);
+                let start = z0.columns(j, 1).into_owned();
+                solve_steady_state(&sample, &start, &settings, output_times)
             })
             .collect()
     };

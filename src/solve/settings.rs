@@ -275,8 +275,9 @@ pub struct AcceleratedSettings {
     /// Samples that did not converge (or were unstable) are solved again from their start
     /// by this integrator ("none": keep the failed record).
     pub fallback: Fallback,
-    /// Samples solved together in one batched iteration (by the accelerated solvers and
-    /// forward Euler). Fixed chunks make results independent of the number of threads.
+    /// Samples solved together in one batched iteration (by the accelerated solvers, forward
+    /// Euler, and Tsit45 in [`crate::solve::solve_trajectories`]). Fixed chunks make results
+    /// independent of the number of threads.
     pub chunk: usize,
 }
 

@@ -44,7 +44,7 @@ use crate::plot::{
     TrajectoryPanel,
 };
 use crate::run::{write_atomic, write_json};
-use crate::solve::{solve_steady_state, SolverSettings, SteadyState, Termination, VectorField};
+use crate::solve::{solve_trajectories, SolverSettings, SteadyState, Termination, VectorField};
 use crate::studies::progress;
 use crate::system::loss::predicted_classes;
 use crate::system::params::Params;
@@ -419,7 +419,8 @@ impl<M: EquilibriumSystem> ControlledSegment for EnergyDescent<'_, M> {
 ///
 /// each integrated with `opts.method` (the controlled segment in shifted time t - t_on; an
 /// accelerated method, which does not follow the flow, is replaced by its fallback
-/// integrator, see [`SolverSettings::integrator`]),
+/// integrator, see [`SolverSettings::integrator`]; every segment integrates all samples
+/// at once with [`solve_trajectories`]: Tsit45 batched over chunks of `solver.chunk` samples),
 /// recorded at `times` (t_end = the last time): before t_on the free state with u_i = e =
 /// u = 0, from t_on on the controlled state. Each segment is integrated to its last output
 /// time, whether or not its state has settled; `opts.stop.max_time` is replaced by the segment's
@@ -475,13 +476,7 @@ pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
         ));
     }
     let objective = controlled.objective();
-    let trajectories = (0..controlled.batch())
-        .map(|j| {
-            progress::report("simulate: sample", j, controlled.batch());
-            let segment = segment.select_samples(&[j]);
-            simulate_one(&controlled.sample(j), &segment, opts, times, t_on)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let trajectories = simulate_all(controlled, segment, opts, times, t_on)?;
     Ok(Simulation {
         times: times.to_vec(),
         t_on,
@@ -496,14 +491,15 @@ pub fn simulate_switch_on_with<M: EquilibriumSystem, S: ControlledSegment>(
     })
 }
 
-/// One sample (a one-column controlled system and its controlled segment).
-fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
+/// Every sample: the free segment of all samples as one batched integration, then the
+/// controlled segment of the samples whose free segment reached t_on.
+fn simulate_all<M: EquilibriumSystem, S: ControlledSegment>(
     sys: &CoupledSystem<'_, M>,
     segment: &S,
     opts: &SolverSettings,
     times: &[f64],
     t_on: f64,
-) -> Result<SampleTrajectory> {
+) -> Result<Vec<SampleTrajectory>> {
     // Readout systems (the rate net): v = phi on C (hidden units), y = phi on R (outputs),
     // psi = (e on C, u on R). Control everywhere (meta-learning, C = all rows): v = phi,
     // y = phi on R, e = psi, u = k_i u_i - k_p grad_R L (it enters e's dynamics).
@@ -512,92 +508,126 @@ fn simulate_one<M: EquilibriumSystem, S: ControlledSegment>(
     let (n_h, n_y, n_t) = (c_rows.len(), r_rows.len(), times.len());
     let k_on = times.partition_point(|&t| t < t_on);
     let nan = |rows: usize| DMatrix::from_element(rows, n_t, f64::NAN);
-    let mut out = SampleTrajectory {
-        v: nan(n_h),
-        y: nan(n_y),
-        u_i: nan(n_y),
-        u: nan(n_y),
-        e: nan(n_h),
-        psi_norm: vec![f64::NAN; n_t],
-        e_norm: vec![f64::NAN; n_t],
-        u_norm: vec![f64::NAN; n_t],
-        loss: vec![f64::NAN; n_t],
-        free: None,
-        controlled: None,
-    };
+    let batch = sys.batch();
+    let mut outs: Vec<SampleTrajectory> = (0..batch)
+        .map(|_| SampleTrajectory {
+            v: nan(n_h),
+            y: nan(n_y),
+            u_i: nan(n_y),
+            u: nan(n_y),
+            e: nan(n_h),
+            psi_norm: vec![f64::NAN; n_t],
+            e_norm: vec![f64::NAN; n_t],
+            u_norm: vec![f64::NAN; n_t],
+            loss: vec![f64::NAN; n_t],
+            free: None,
+            controlled: None,
+        })
+        .collect();
     let loss = sys.objective().loss;
 
     // Free segment over [0, t_on], recorded at the grid times before t_on and at t_on.
     let free = sys.free();
-    let phi_on = if t_on > 0.0 {
+    let mut phi_on: Vec<Option<DMatrix<f64>>> = if t_on > 0.0 {
+        progress::report("simulate: free segment", 0, 2);
         let free_times: Vec<f64> = times[..k_on].iter().copied().chain([t_on]).collect();
         let mut free_opts = opts.clone();
         free_opts.stop.max_time = t_on;
-        let rec = solve_steady_state(&free, &free.initial_state(), &free_opts, &free_times);
-        out.free = Some(SegmentRecord::new(&rec, 0.0, t_on, free_times.len()));
-        let states = rec.trajectory.map(|t| t.states);
-        if let Some(states) = &states {
-            for k in 0..states.ncols().min(k_on) {
-                let phi = states.columns(k, 1).into_owned();
-                out.v
-                    .set_column(k, &phi.column(0).rows_range(c_rows.clone()));
-                out.y
-                    .set_column(k, &phi.column(0).rows_range(r_rows.clone()));
-                out.u_i.column_mut(k).fill(0.0);
-                out.u.column_mut(k).fill(0.0);
-                out.e.column_mut(k).fill(0.0);
-                out.psi_norm[k] = 0.0;
-                out.e_norm[k] = 0.0;
-                out.u_norm[k] = 0.0;
-                let y = phi.rows_range(r_rows.clone()).into_owned();
-                out.loss[k] = loss.values(&y, sys.targets())[0];
-            }
-        }
-        states
-            .filter(|s| s.ncols() == free_times.len())
-            .map(|s| s.columns(free_times.len() - 1, 1).into_owned())
+        let recs = solve_trajectories(&free, &free.initial_state(), &free_opts, &free_times);
+        let targets = sys.targets();
+        recs.records
+            .into_iter()
+            .zip(&mut outs)
+            .enumerate()
+            .map(|(j, (rec, out))| {
+                out.free = Some(SegmentRecord::new(&rec, 0.0, t_on, free_times.len()));
+                let states = rec.trajectory.map(|t| t.states);
+                if let Some(states) = &states {
+                    // All recorded points of the sample at once (its target repeated).
+                    let points = states.ncols().min(k_on);
+                    let target = targets.select_columns(&vec![j; points]);
+                    let y = states.view((r_rows.start, 0), (n_y, points)).into_owned();
+                    let losses = loss.values(&y, &target);
+                    for (k, &l) in losses.iter().enumerate().take(points) {
+                        let phi = states.column(k);
+                        out.v.set_column(k, &phi.rows_range(c_rows.clone()));
+                        out.y.set_column(k, &phi.rows_range(r_rows.clone()));
+                        out.u_i.column_mut(k).fill(0.0);
+                        out.u.column_mut(k).fill(0.0);
+                        out.e.column_mut(k).fill(0.0);
+                        out.psi_norm[k] = 0.0;
+                        out.e_norm[k] = 0.0;
+                        out.u_norm[k] = 0.0;
+                        out.loss[k] = l;
+                    }
+                }
+                states
+                    .filter(|s| s.ncols() == free_times.len())
+                    .map(|s| s.columns(free_times.len() - 1, 1).into_owned())
+            })
+            .collect()
     } else {
-        Some(free.initial_state())
+        let start = free.initial_state();
+        (0..batch)
+            .map(|j| Some(start.columns(j, 1).into_owned()))
+            .collect()
     };
 
-    // Controlled segment over [t_on, t_end], in shifted time.
-    let Some(phi_on) = phi_on else {
-        return Ok(out);
-    };
-    let z0 = segment.start(&phi_on)?;
+    // Controlled segment over [t_on, t_end], in shifted time, of the samples that reached t_on.
+    let reached: Vec<usize> = (0..batch).filter(|&j| phi_on[j].is_some()).collect();
+    if reached.is_empty() {
+        return Ok(outs);
+    }
+    progress::report("simulate: controlled segment", 1, 2);
+    let phis: Vec<DMatrix<f64>> = reached.iter().filter_map(|&j| phi_on[j].take()).collect();
+    let columns: Vec<_> = phis.iter().map(|p| p.column(0)).collect();
+    let part = segment.select_samples(&reached);
+    let z0 = part.start(&DMatrix::from_columns(&columns))?;
     let shifted: Vec<f64> = times[k_on..].iter().map(|t| t - t_on).collect();
     let end = *shifted.last().expect("t_on < last time");
     let mut ctrl_opts = opts.clone();
     ctrl_opts.stop.max_time = end;
-    let rec = solve_steady_state(segment, &z0, &ctrl_opts, &shifted);
-    out.controlled = Some(SegmentRecord::new(&rec, t_on, t_on + end, shifted.len()));
-    if let Some(traj) = rec.trajectory {
-        for c in 0..traj.states.ncols() {
+    let recs = solve_trajectories(&part, &z0, &ctrl_opts, &shifted);
+    for (&j, rec) in reached.iter().zip(recs.records) {
+        let out = &mut outs[j];
+        out.controlled = Some(SegmentRecord::new(&rec, t_on, t_on + end, shifted.len()));
+        let Some(traj) = rec.trajectory else {
+            continue;
+        };
+        // All recorded points of the sample at once: the sample repeated, one column per point.
+        let points = traj.states.ncols();
+        let repeated = vec![j; points];
+        let (one, seg) = (
+            sys.select_samples(&repeated),
+            segment.select_samples(&repeated),
+        );
+        let (phi, u_i, psi) = seg.read(&traj.states);
+        let y = phi.rows_range(r_rows.clone()).into_owned();
+        let e = psi.rows_range(c_rows.clone()).into_owned();
+        let u = match (readout, &u_i, one.controller()) {
+            (true, _, _) => psi.rows_range(r_rows.clone()).into_owned(),
+            (false, Some(u_i), Some(c)) => u_i * c.k_i - one.loss_gradient(&phi) * c.k_p,
+            _ => DMatrix::from_element(n_y, points, f64::NAN),
+        };
+        let losses = loss.values(&y, one.targets());
+        for (c, &l) in losses.iter().enumerate().take(points) {
             let k = k_on + c;
-            let (phi, u_i, psi) = segment.read(&traj.states.columns(c, 1).into_owned());
-            let y = phi.rows_range(r_rows.clone()).into_owned();
-            let e = psi.rows_range(c_rows.clone()).into_owned();
-            let u = match (readout, &u_i, sys.controller()) {
-                (true, _, _) => psi.rows_range(r_rows.clone()).into_owned(),
-                (false, Some(u_i), Some(c)) => u_i * c.k_i - sys.loss_gradient(&phi) * c.k_p,
-                _ => DMatrix::from_element(n_y, 1, f64::NAN),
-            };
             out.v
-                .set_column(k, &phi.column(0).rows_range(c_rows.clone()));
-            out.y.set_column(k, &y.column(0));
-            match u_i {
-                Some(u_i) => out.u_i.set_column(k, &u_i.column(0)),
+                .set_column(k, &phi.column(c).rows_range(c_rows.clone()));
+            out.y.set_column(k, &y.column(c));
+            match &u_i {
+                Some(u_i) => out.u_i.set_column(k, &u_i.column(c)),
                 None => out.u_i.column_mut(k).fill(f64::NAN),
             }
-            out.u.set_column(k, &u.column(0));
-            out.e.set_column(k, &e.column(0));
-            out.psi_norm[k] = psi.norm();
-            out.e_norm[k] = e.norm();
-            out.u_norm[k] = u.norm();
-            out.loss[k] = loss.values(&y, sys.targets())[0];
+            out.u.set_column(k, &u.column(c));
+            out.e.set_column(k, &e.column(c));
+            out.psi_norm[k] = psi.column(c).norm();
+            out.e_norm[k] = e.column(c).norm();
+            out.u_norm[k] = u.column(c).norm();
+            out.loss[k] = l;
         }
     }
-    Ok(out)
+    Ok(outs)
 }
 
 // ---------------------------------------------------------------------------------------
