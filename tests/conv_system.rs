@@ -446,6 +446,30 @@ fn conv_net_learns_digits_by_least_control() {
     // z's first 8 channels, free (t = 10) vs controlled (t = 20).
     let maps = folder.join("figures/sample-0-z-maps.png");
     assert_eq!(png_size(&maps), lcsim::plot::feature_maps_size(3, 8));
+    // Control from t = 0: no free state to compare, one row (the controlled maps).
+    let out = lcsim_in(
+        dir.path(),
+        &[
+            "simulate",
+            "--set",
+            "model.kind=\"deq\"",
+            "--samples",
+            "0",
+            "--points",
+            "11",
+            "--t-on",
+            "0",
+            "--t-end",
+            "10",
+            "--name",
+            "d0",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let maps = dir
+        .path()
+        .join("runs/simulate-d0/figures/sample-0-z-maps.png");
+    assert_eq!(png_size(&maps), lcsim::plot::feature_maps_size(1, 8));
 }
 
 /// Width and height from a PNG's IHDR chunk.

@@ -16,6 +16,7 @@ pub mod check_meta;
 pub mod compare;
 pub mod progress;
 pub mod simulate;
+pub mod simulate_figures;
 pub mod simulate_job;
 pub mod simulate_meta;
 pub mod throughput;
