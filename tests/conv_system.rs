@@ -422,53 +422,35 @@ fn conv_net_learns_digits_by_least_control() {
     assert!(e.contains("--units") && e.contains("100000"), "{e}");
 
     // A fresh DEQ simulates too (a genuine fixed point before t_on).
-    let out = lcsim_in(
-        dir.path(),
-        &[
-            "simulate",
-            "--set",
-            "model.kind=\"deq\"",
-            "--samples",
-            "0",
-            "--points",
-            "21",
-            "--t-on",
-            "10",
-            "--t-end",
-            "20",
-            "--name",
-            "d",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let folder = dir.path().join("runs/simulate-d");
+    let deq_sim = |points: &str, t_on: &str, t_end: &str, name: &str| {
+        let out = lcsim_in(
+            dir.path(),
+            &[
+                "simulate",
+                "--set",
+                "model.kind=\"deq\"",
+                "--samples",
+                "0",
+                "--points",
+                points,
+                "--t-on",
+                t_on,
+                "--t-end",
+                t_end,
+                "--name",
+                name,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        dir.path().join(format!("runs/simulate-{name}"))
+    };
+    let folder = deq_sim("21", "10", "20", "d");
     assert!(folder.join("trajectories.csv").is_file());
     // z's first 8 channels, free (t = 10) vs controlled (t = 20).
     let maps = folder.join("figures/sample-0-z-maps.png");
     assert_eq!(png_size(&maps), lcsim::plot::feature_maps_size(3, 8));
     // Control from t = 0: no free state to compare, one row (the controlled maps).
-    let out = lcsim_in(
-        dir.path(),
-        &[
-            "simulate",
-            "--set",
-            "model.kind=\"deq\"",
-            "--samples",
-            "0",
-            "--points",
-            "11",
-            "--t-on",
-            "0",
-            "--t-end",
-            "10",
-            "--name",
-            "d0",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let maps = dir
-        .path()
-        .join("runs/simulate-d0/figures/sample-0-z-maps.png");
+    let maps = deq_sim("11", "0", "10", "d0").join("figures/sample-0-z-maps.png");
     assert_eq!(png_size(&maps), lcsim::plot::feature_maps_size(1, 8));
 }
 

@@ -1,6 +1,7 @@
 //! Feature maps of one image side by side: e.g. a conv system's free and controlled
 //! equilibrium maps and their difference (`lcsim simulate` on `model.kind = "conv" | "deq"`).
 
+use super::axis::finite_range;
 use super::render::{render, DResult, Drawable};
 use super::style::{
     blue_white_red, fit_text, font, max_text_width, text_at, viridis, TextFix, CAPTION_PX, FRAME,
@@ -31,19 +32,14 @@ pub enum ColourScale {
 impl ColourScale {
     /// Viridis over the finite range of `values`, padded when they are all equal.
     pub fn sequential_over<'a>(values: impl IntoIterator<Item = &'a f64>) -> ColourScale {
-        let (lo, hi) = values
-            .into_iter()
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
-        match (lo, hi) {
-            (lo, hi) if lo < hi => ColourScale::Sequential { lo, hi },
-            (lo, _) if lo.is_finite() => ColourScale::Sequential {
-                lo: lo - 0.5,
-                hi: lo + 0.5,
+        let values: Vec<f64> = values.into_iter().copied().collect();
+        match finite_range(&values) {
+            Some((lo, hi)) if lo < hi => ColourScale::Sequential { lo, hi },
+            Some((v, _)) => ColourScale::Sequential {
+                lo: v - 0.5,
+                hi: v + 0.5,
             },
-            _ => ColourScale::Sequential { lo: 0.0, hi: 1.0 },
+            None => ColourScale::Sequential { lo: 0.0, hi: 1.0 },
         }
     }
     /// Blue - white - red symmetric about 0 over the largest finite |value| (1 if all are 0).

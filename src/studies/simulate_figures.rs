@@ -112,40 +112,46 @@ pub fn draw_feature_map_figures(
                     .collect()
             };
             let controlled = maps(last);
-            let mut rows = Vec::new();
-            if let Some(t) = free_at {
-                let free = maps(t);
-                let diff: Vec<Vec<f64>> = controlled
-                    .iter()
-                    .zip(&free)
-                    .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect())
-                    .collect();
-                let states = ColourScale::sequential_over(free.iter().chain(&controlled).flatten());
-                rows.push(FeatureMapRow {
-                    caption: format!(
-                        "free: {} at t = {} (control switched on)",
-                        layout.name, sim.times[t]
-                    ),
-                    maps: free,
-                    scale: states,
-                });
-                rows.push(FeatureMapRow {
-                    caption: format!("controlled: {} at t = {}", layout.name, sim.times[last]),
-                    maps: controlled,
-                    scale: states,
-                });
-                rows.push(FeatureMapRow {
-                    caption: "controlled − free".into(),
-                    scale: ColourScale::diverging_over(diff.iter().flatten()),
-                    maps: diff,
-                });
-            } else {
-                rows.push(FeatureMapRow {
-                    caption: format!("controlled: {} at t = {}", layout.name, sim.times[last]),
+            let controlled_caption =
+                format!("controlled: {} at t = {}", layout.name, sim.times[last]);
+            let rows = match free_at {
+                Some(t) => {
+                    let free = maps(t);
+                    let diff: Vec<Vec<f64>> = controlled
+                        .iter()
+                        .zip(&free)
+                        .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect())
+                        .collect();
+                    let states =
+                        ColourScale::sequential_over(free.iter().chain(&controlled).flatten());
+                    let diff_scale = ColourScale::diverging_over(diff.iter().flatten());
+                    vec![
+                        FeatureMapRow {
+                            caption: format!(
+                                "free: {} at t = {} (control switched on)",
+                                layout.name, sim.times[t]
+                            ),
+                            maps: free,
+                            scale: states,
+                        },
+                        FeatureMapRow {
+                            caption: controlled_caption,
+                            maps: controlled,
+                            scale: states,
+                        },
+                        FeatureMapRow {
+                            caption: "controlled − free".into(),
+                            maps: diff,
+                            scale: diff_scale,
+                        },
+                    ]
+                }
+                None => vec![FeatureMapRow {
+                    caption: controlled_caption,
                     scale: ColourScale::sequential_over(controlled.iter().flatten()),
                     maps: controlled,
-                });
-            }
+                }],
+            };
             let fig = FeatureMapFigure {
                 title: format!(
                     "{name}: sample {sample}, {} ({} of {} channels, {} x {})",
