@@ -830,3 +830,89 @@ fn batched_tsit45_reports_divergence_and_caps() {
         );
     }
 }
+
+/// `dz/dt = -a (z - c_j)`: forward Euler's iterates are `z_k = c + (1 - dt a)^k (z0 - c)`.
+struct Relaxation {
+    a: f64,
+    targets: Vec<[f64; 2]>,
+}
+
+impl VectorField for Relaxation {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn batch(&self) -> usize {
+        self.targets.len()
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        Relaxation {
+            a: self.a,
+            targets: columns.iter().map(|&j| self.targets[j]).collect(),
+        }
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        vec![1.0, 1.0]
+    }
+    fn residual(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
+        DMatrix::from_fn(2, z.ncols(), |i, j| {
+            -self.a * (z[(i, j)] - self.targets[j][i])
+        })
+    }
+    fn residual_jvp(&self, _z: &DMatrix<f64>, dz: &DMatrix<f64>) -> DMatrix<f64> {
+        -dz * self.a
+    }
+}
+
+/// `solver.stop_norm`: Euler stops at the first iterate of the closed form that passes the
+/// chosen test, entrywise `|r_i| <= atol + rtol |z_i|` or whole-state
+/// `||r||_2 <= atol + rtol ||z||_2` (with dt = 1 the reference's relative L2 change per step);
+/// a component near zero holds the entrywise test back, not the L2 one.
+#[test]
+fn euler_stops_at_the_first_iterate_that_passes_the_chosen_norm() {
+    use lcsim::solve::StopNorm;
+    let (a, z0) = (0.3, [1.0, 0.0]);
+    let field = Relaxation {
+        a,
+        targets: vec![[1e-3, 5.0], [2.0, -1.0]],
+    };
+    let start = DMatrix::from_fn(2, 2, |i, _| z0[i]);
+    let iterate = |j: usize, dt: f64, k: i32| -> ([f64; 2], [f64; 2]) {
+        let c = field.targets[j];
+        let g = (1.0 - dt * a).powi(k);
+        let z = [c[0] + g * (z0[0] - c[0]), c[1] + g * (z0[1] - c[1])];
+        (z, [-a * (z[0] - c[0]), -a * (z[1] - c[1])])
+    };
+    let (atol, rtol) = (1e-12, 1e-4);
+    let passes = |norm: StopNorm, (z, r): ([f64; 2], [f64; 2])| match norm {
+        StopNorm::Entrywise => (0..2).all(|i| r[i].abs() <= atol + rtol * z[i].abs()),
+        StopNorm::L2 => r[0].hypot(r[1]) <= atol + rtol * z[0].hypot(z[1]),
+    };
+    let mut steps = Vec::new();
+    for norm in [StopNorm::Entrywise, StopNorm::L2] {
+        for dt in [1.0, 0.5] {
+            let mut o = options(SolverMethod::Euler);
+            (o.euler.dt, o.stop.atol, o.stop.rtol, o.stop.norm) = (dt, atol, rtol, norm);
+            let batch = solve_batch(&field, &start, &o);
+            for (j, rec) in batch.records.iter().enumerate() {
+                let at = format!("{norm:?}, dt {dt}, sample {j}");
+                assert_eq!(rec.termination, Termination::Converged, "{at}");
+                let k = rec.steps as i32;
+                let first = (0..).find(|&k| passes(norm, iterate(j, dt, k))).unwrap();
+                assert_eq!(
+                    k, first,
+                    "{at}: stopped at iterate {k}, the first passing is {first}"
+                );
+                let (z, _) = iterate(j, dt, k);
+                let d = (rec.state[0] - z[0]).abs().max((rec.state[1] - z[1]).abs());
+                assert!(
+                    d <= 1e-12,
+                    "{at}: state {} off the closed form by {d:e}",
+                    rec.state
+                );
+            }
+            steps.push(batch.records[0].steps);
+        }
+    }
+    // Sample 0 settles towards (1e-3, 5): its small component needs more steps entrywise.
+    assert!(steps[2] < steps[0] && steps[3] < steps[1], "{steps:?}");
+}

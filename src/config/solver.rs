@@ -7,7 +7,7 @@
 use crate::solve::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
     FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
-    StopCriterion,
+    StopCriterion, StopNorm,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -21,6 +21,7 @@ struct SteadyStateOptions {
     dt: f64,
     atol: f64,
     rtol: f64,
+    stop_norm: StopNorm,
     max_time: f64,
     max_steps: usize,
     ode_rtol: f64,
@@ -55,6 +56,7 @@ impl From<&SolverSettings> for SteadyStateOptions {
             dt: s.euler.dt,
             atol: s.stop.atol,
             rtol: s.stop.rtol,
+            stop_norm: s.stop.norm,
             max_time: s.stop.max_time,
             max_steps: s.stop.max_steps,
             ode_rtol: s.adaptive.rtol,
@@ -85,6 +87,7 @@ impl From<SteadyStateOptions> for SolverSettings {
             stop: StopCriterion {
                 atol: k.atol,
                 rtol: k.rtol,
+                norm: k.stop_norm,
                 max_time: k.max_time,
                 max_steps: k.max_steps,
                 divergence_bound: k.divergence_bound,

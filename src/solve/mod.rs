@@ -22,7 +22,7 @@ pub use krylov::{rightmost_ritz_values, spectral_abscissa};
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
     FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
-    StopCriterion,
+    StopCriterion, StopNorm,
 };
 
 /// `dz -> (dr/dz) dz` at a fixed z.
@@ -374,10 +374,20 @@ fn certify_flow<F: VectorField>(
     }
 }
 
-widest_fn! {
-/// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))` of one state; NaN when r is not finite.
-/// Converged when the second is <= 1 (compiled for the widest vector unit).
+/// `(max |r_i|, size)` of one state, where the steady-state test passes when `size <= 1`:
+/// `size = max_i |r_i| / (atol + rtol |z_i|)` ([`StopNorm::Entrywise`]) or
+/// `||r||_2 / (atol + rtol ||z||_2)` ([`StopNorm::L2`]); both NaN when r is not finite.
 pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+    match stop.norm {
+        StopNorm::Entrywise => entrywise_residual_size(z, r, stop),
+        StopNorm::L2 => l2_residual_size(z, r, stop),
+    }
+}
+
+widest_fn! {
+/// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))`; NaN when r is not finite (compiled for the
+/// widest vector unit).
+fn entrywise_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
     // LANES independent maxima, so that the loop vectorizes (a select, not f64::max).
     let (mut abs, mut scaled, mut finite) = ([0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
     let mut lane = |k: usize, ri: f64, zi: f64| {
@@ -400,6 +410,39 @@ pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64,
     if finite.iter().all(|&f| f) {
         let max = |v: [f64; LANES]| v.into_iter().fold(0.0f64, f64::max);
         (max(abs), max(scaled))
+    } else {
+        (f64::NAN, f64::NAN)
+    }
+}
+}
+
+widest_fn! {
+/// `(max |r_i|, ||r||_2 / (atol + rtol ||z||_2))`; NaN when r is not finite (compiled for the
+/// widest vector unit).
+fn l2_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+    let (mut abs, mut rr, mut zz, mut finite) =
+        ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
+    let mut lane = |k: usize, ri: f64, zi: f64| {
+        let a = ri.abs();
+        finite[k] &= a <= f64::MAX;
+        abs[k] = if a > abs[k] { a } else { abs[k] };
+        rr[k] += ri * ri;
+        zz[k] += zi * zi;
+    };
+    let (rc, zc) = (r.chunks_exact(LANES), z.chunks_exact(LANES));
+    let (rrem, zrem) = (rc.remainder(), zc.remainder());
+    for (rc, zc) in rc.zip(zc) {
+        for k in 0..LANES {
+            lane(k, rc[k], zc[k]);
+        }
+    }
+    for (k, (&ri, &zi)) in rrem.iter().zip(zrem).enumerate() {
+        lane(k, ri, zi);
+    }
+    if finite.iter().all(|&f| f) {
+        let max = abs.into_iter().fold(0.0f64, f64::max);
+        let (r2, z2): (f64, f64) = (rr.iter().sum(), zz.iter().sum());
+        (max, r2.sqrt() / (stop.atol + stop.rtol * z2.sqrt()))
     } else {
         (f64::NAN, f64::NAN)
     }

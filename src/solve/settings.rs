@@ -109,15 +109,41 @@ impl Fallback {
     }
 }
 
-/// When every method stops: converged when each component satisfies
-/// `|r_i| <= atol + rtol |z_i|`; given up at `max_time` or after `max_steps`; diverged when
-/// a state entry exceeds `divergence_bound` (or anything is non-finite).
+/// How the steady-state test measures a sample's residual r against its state z.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum StopNorm {
+    /// Every component: `|r_i| <= atol + rtol |z_i|`.
+    #[default]
+    Entrywise,
+    /// The whole state: `||r||_2 <= atol + rtol ||z||_2`. With tau = 1 and Euler's dt = 1
+    /// this is the reference's test (spec 4: relative L2 change of the state per step).
+    L2,
+}
+
+impl StopNorm {
+    /// Name as in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopNorm::Entrywise => "entrywise",
+            StopNorm::L2 => "l2",
+        }
+    }
+}
+
+/// When every method stops: converged when the residual passes the steady-state test
+/// ([`StopNorm`]: each `|r_i| <= atol + rtol |z_i|`, or `||r||_2 <= atol + rtol ||z||_2`);
+/// given up at `max_time` or after `max_steps`; diverged when a state entry exceeds
+/// `divergence_bound` (or anything is non-finite).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StopCriterion {
     /// Absolute part of the steady-state test.
     pub atol: f64,
     /// Relative part of the steady-state test.
     pub rtol: f64,
+    /// Entrywise or whole-state (L2) test.
+    pub norm: StopNorm,
     /// Give up at this time.
     pub max_time: f64,
     /// Give up after this many integrator steps.
@@ -131,6 +157,7 @@ impl Default for StopCriterion {
         StopCriterion {
             atol: 1e-6,
             rtol: 1e-6,
+            norm: StopNorm::Entrywise,
             max_time: 1e3,
             max_steps: 100_000,
             divergence_bound: 1e8,
