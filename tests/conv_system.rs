@@ -159,15 +159,18 @@ fn the_forward_pass_is_the_free_equilibrium_of_the_layered_net() {
 
 #[test]
 fn spec_checks_pass_on_the_small_conv_systems() {
-    // Spec 6.3 and 6.4 as `lcsim check --system conv` runs them (the DEQ at alpha = 1, where
+    // Spec 6.3, 6.4 and LCP-KP as `lcsim check --system conv` runs them (the DEQ at alpha = 1, where
     // its controlled flow settles, with fewer probes and alphas to keep the test short).
     let conv = ConvCheckSettings::new(ConvModel::small_layered(), CheckSettings::default());
     let r = run_conv_checks(&conv).unwrap();
     assert!(r.passed(), "{r:?}");
     assert!(
-        r.fd_rel_error_lcp_vs_h < 1e-6 && r.fd_rel_error_rbp_vs_l < 1e-6,
+        r.spec.fd_rel_error_lcp_vs_h < 1e-6 && r.spec.fd_rel_error_rbp_vs_l < 1e-6,
         "{r:?}"
     );
+    // LCP-KP with the transposes as feedback is LCP-DI; with random feedback it is not.
+    assert!(r.kp_transposes_rel_error_update <= 1e-6, "{r:?}");
+    assert!(r.kp_random_cosine_to_di < 0.99, "{r:?}");
     let mut check = CheckSettings {
         alphas: vec![1.0, 1e3],
         fd_step: 1e-6,
@@ -178,7 +181,12 @@ fn spec_checks_pass_on_the_small_conv_systems() {
     deq.probes_per_tensor = 2;
     let r = run_conv_checks(&deq).unwrap();
     assert!(r.passed(), "{r:?}");
-    assert!(r.cosine_lcp_vs_rbp[1] > r.cosine_lcp_vs_rbp[0], "{r:?}");
+    assert!(
+        r.spec.cosine_lcp_vs_rbp[1] > r.spec.cosine_lcp_vs_rbp[0],
+        "{r:?}"
+    );
+    assert!(r.kp_transposes_rel_error_update <= 1e-6, "{r:?}");
+    assert!(r.kp_random_cosine_to_di < 0.99, "{r:?}");
 }
 
 #[test]

@@ -20,7 +20,6 @@ use crate::studies::progress;
 use crate::system::loss::{one_hot, Loss};
 use crate::system::params::Params;
 use crate::system::rate::{RateNetwork, Topology};
-use crate::system::rate::{D, W};
 use crate::system::EquilibriumSystem;
 use nalgebra::DMatrix;
 use serde::Serialize;
@@ -505,11 +504,6 @@ fn check_variants(
     opts: &SolverSettings,
 ) -> Result<VariantErrors> {
     let net = controlled.model();
-    let rel = |a: &Params, b: &Params| {
-        let mut d = a.clone();
-        d.axpy(-1.0, b);
-        d.norm() / a.norm().max(b.norm()).max(f64::MIN_POSITIVE)
-    };
     let beta = controlled.controller().map_or(f64::NAN, |c| c.beta());
     let flow = EnergyDescent::new(controlled, beta)?;
     let phi_di = controlled.phi(z_di);
@@ -523,35 +517,59 @@ fn check_variants(
     let ebd_equilibrium = (&phi - &phi_di).norm() / phi_di.norm();
     let ebd = update_from_control(controlled, &phi, &flow.control(&phi));
 
-    let p = net.params();
-    let transposes = Params::new(vec![
-        ("B".into(), p.tensor(W).transpose()),
-        ("G".into(), p.tensor(D).transpose()),
-    ]);
-    let variant_update = |feedback: Feedback| -> Result<Params> {
-        let sys = controlled.clone().with_feedback(feedback)?;
-        let lf = matches!(sys.feedback(), Feedback::Linear(_));
-        let start = sys.state_with_phi(phi0)?;
-        let z = precise_equilibrium_from(&sys, &start, opts)?;
-        Ok(if lf {
-            linear_feedback_update(&sys, &z)?
-        } else {
-            least_control_update(&sys, &z)
-        })
-    };
-    let kp_exact = variant_update(Feedback::KolenPollack(Arc::new(transposes)))?;
-    let kp_random = variant_update(Feedback::KolenPollack(Arc::new(
-        kolen_pollack_of(net)?.init_feedback(1),
-    )))?;
-    let q = initial_linear_feedback(net, 1);
-    let lf_random = variant_update(Feedback::Linear(Arc::new(q)))?;
+    let kp = kolen_pollack_against_di(controlled, phi0, di, opts)?;
+    let lf = controlled
+        .clone()
+        .with_feedback(Feedback::Linear(Arc::new(initial_linear_feedback(net, 1))))?;
+    let z_lf = precise_equilibrium_from(&lf, &lf.state_with_phi(phi0)?, opts)?;
+    let lf_random = linear_feedback_update(&lf, &z_lf)?;
     Ok(VariantErrors {
         ebd_equilibrium,
-        ebd_update: rel(&ebd, di),
-        kp_transposes: rel(&kp_exact, di),
-        kp_random_cosine: kp_random.cosine(di),
+        ebd_update: relative_difference(&ebd, di),
+        kp_transposes: kp.transposes_rel_error,
+        kp_random_cosine: kp.random_cosine,
         lf_random_cosine: lf_random.cosine(di),
     })
+}
+
+/// LCP-KP against LCP-DI's update `di` on `controlled`, each relaxed from phi0.
+pub(crate) struct KolenPollackCheck {
+    /// The feedback weights set to the transposes they stand in for
+    /// (`KolenPollack::transposed_update` of the system's own parameters): KP is DI, so the
+    /// relative difference of the updates is the solver's error.
+    pub transposes_rel_error: f64,
+    /// cosine(KP update with the system's random initial feedback (seed 1), DI update).
+    pub random_cosine: f64,
+}
+
+/// [`KolenPollackCheck`] of any system that offers LCP-KP (an error names the system otherwise).
+pub(crate) fn kolen_pollack_against_di<M: EquilibriumSystem + Clone>(
+    controlled: &CoupledSystem<'_, M>,
+    phi0: &DMatrix<f64>,
+    di: &Params,
+    opts: &SolverSettings,
+) -> Result<KolenPollackCheck> {
+    let kp = kolen_pollack_of(controlled.model())?;
+    let update_with = |feedback: Params| -> Result<Params> {
+        let sys = controlled
+            .clone()
+            .with_feedback(Feedback::KolenPollack(Arc::new(feedback)))?;
+        let z = precise_equilibrium_from(&sys, &sys.state_with_phi(phi0)?, opts)?;
+        Ok(least_control_update(&sys, &z))
+    };
+    let transposes = update_with(kp.transposed_update(controlled.model().params()))?;
+    let random = update_with(kp.init_feedback(1))?;
+    Ok(KolenPollackCheck {
+        transposes_rel_error: relative_difference(&transposes, di),
+        random_cosine: random.cosine(di),
+    })
+}
+
+/// `|a - b| / max(|a|, |b|)` over every entry.
+fn relative_difference(a: &Params, b: &Params) -> f64 {
+    let mut d = a.clone();
+    d.axpy(-1.0, b);
+    d.norm() / a.norm().max(b.norm()).max(f64::MIN_POSITIVE)
 }
 
 /// "PASS" or "FAIL".

@@ -1,19 +1,26 @@
 //! The checks of spec 6.3 and 6.4 on the convolutional systems (`lcsim check --system conv`
 //! and `--system deq`): a small random layered conv net or conv DEQ on random images, the
 //! LCP-DI update against central finite differences of `H_alpha`, the RBP gradient against
-//! finite differences of `L(phi0)`, and the cosine of the two as the control weakens. The
-//! numbers come from [`spec_checks`], the same code that checks the rate network.
+//! finite differences of `L(phi0)`, and the cosine of the two as the control weakens; and
+//! LCP-KP with its feedback kernels set to the transposes they stand in for against LCP-DI.
+//! The numbers come from [`spec_checks`] and [`kolen_pollack_against_di`], the same code
+//! that checks the rate network.
 
+use crate::control::{CoupledSystem, Objective};
 use crate::error::Result;
 use crate::numerics::pool::PoolKind;
 use crate::numerics::rng::Rng;
 use crate::studies::check::{
-    overall, random_batch, spec_checks, write_spec_tables, CheckSettings, SpecReport,
+    kolen_pollack_against_di, overall, random_batch, spec_checks, verdict, write_spec_tables,
+    CheckSettings, SpecReport,
 };
+use crate::studies::progress;
 use crate::system::conv_deq::{ConvDeq, DeqSpec};
 use crate::system::conv_net::{ConvNet, LayerSpec};
 use crate::system::params::Params;
 use crate::system::EquilibriumSystem;
+use nalgebra::DMatrix;
+use serde::Serialize;
 
 /// Which convolutional system is checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,27 +118,74 @@ fn probe_mask(layout: &Params, per_tensor: usize, seed: u64) -> Params {
     mask
 }
 
-/// Runs checks 6.3 and 6.4 on the random conv system of `s`.
-pub fn run_conv_checks(s: &ConvCheckSettings) -> Result<SpecReport> {
+/// What the checks measured on a conv system: spec 6.3 and 6.4, and LCP-KP against LCP-DI.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConvCheckReport {
+    #[serde(flatten)]
+    pub spec: SpecReport,
+    /// LCP-KP with its feedback kernels set to the transposes they stand in for (B_k = the
+    /// forward kernels, G = D^T): update vs LCP-DI update, relative.
+    pub kp_transposes_rel_error_update: f64,
+    /// cosine(LCP-KP update with its random initial feedback; LCP-DI update) (no criterion).
+    pub kp_random_cosine_to_di: f64,
+    pub passed_kp: bool,
+}
+
+impl ConvCheckReport {
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.spec.passed() && self.passed_kp
+    }
+}
+
+/// Runs checks 6.3 and 6.4 and LCP-KP's on the random conv system of `s`.
+pub fn run_conv_checks(s: &ConvCheckSettings) -> Result<ConvCheckReport> {
     s.check.validate()?;
     let c = &s.check;
     let (x, t) = random_batch(c, s.image.0 * s.image.1 * s.image.2);
     let probes = |p: &Params| probe_mask(p, s.probes_per_tensor, c.seed.wrapping_add(2));
-    let checked = match &s.model {
+    match &s.model {
         ConvModel::Layered(layers) => {
             let net = ConvNet::new(layers, s.image, c.n_y, c.activation, c.seed)?;
-            spec_checks(&net, Some(&probes(net.params())), &x, &t, c)?
+            checks_of(&net, &probes(net.params()), &x, &t, c)
         }
         ConvModel::Deq(spec) => {
             let net = ConvDeq::new(spec, s.image, c.n_y, c.activation, c.seed)?;
-            spec_checks(&net, Some(&probes(net.params())), &x, &t, c)?
+            checks_of(&net, &probes(net.params()), &x, &t, c)
         }
-    };
-    Ok(checked.report)
+    }
+}
+
+/// [`spec_checks`] on `net`, then LCP-KP against its LCP-DI update from the same phi0.
+fn checks_of<M: EquilibriumSystem + Clone>(
+    net: &M,
+    probes: &Params,
+    x: &DMatrix<f64>,
+    t: &DMatrix<f64>,
+    c: &CheckSettings,
+) -> Result<ConvCheckReport> {
+    let checked = spec_checks(net, Some(probes), x, t, c)?;
+    let objective = Objective::new(c.loss, c.loss_scale, x.ncols());
+    let controlled = CoupledSystem::new(
+        net,
+        x.clone(),
+        t.clone(),
+        objective,
+        c.tau_v,
+        Some(c.controller),
+    )?;
+    progress::report("check: LCP-KP against LCP-DI", 0, 1);
+    let kp = kolen_pollack_against_di(&controlled, &checked.phi0, &checked.update, &c.solver)?;
+    Ok(ConvCheckReport {
+        passed_kp: kp.transposes_rel_error <= c.fd_tolerance,
+        kp_transposes_rel_error_update: kp.transposes_rel_error,
+        kp_random_cosine_to_di: kp.random_cosine,
+        spec: checked.report,
+    })
 }
 
 /// The report as the tables `lcsim check --system conv|deq` prints.
-pub fn render_conv_text(s: &ConvCheckSettings, r: &SpecReport) -> String {
+pub fn render_conv_text(s: &ConvCheckSettings, r: &ConvCheckReport) -> String {
     let mut out = String::new();
     let c = &s.check;
     let head = format!(
@@ -149,7 +203,17 @@ pub fn render_conv_text(s: &ConvCheckSettings, r: &SpecReport) -> String {
         s.probes_per_tensor
     );
     out.push_str(&head);
-    write_spec_tables(&mut out, &c.controller, r).expect("writing to a String cannot fail");
+    write_spec_tables(&mut out, &c.controller, &r.spec).expect("writing to a String cannot fail");
+    out.push_str(&format!(
+        "\n(3.2) LCP-KP against LCP-DI at alpha = {}\n    \
+         LCP-KP (feedback = the transposes) update vs DI  {:>10.3e}  <= {:.0e}  {}\n    \
+         cosine to the DI update (no exact reference): LCP-KP random feedback {:.4}\n",
+        c.controller.alpha,
+        r.kp_transposes_rel_error_update,
+        r.spec.fd_tolerance,
+        verdict(r.passed_kp),
+        r.kp_random_cosine_to_di
+    ));
     out.push('\n');
     out.push_str(overall(r.passed()));
     out.push('\n');
@@ -157,7 +221,7 @@ pub fn render_conv_text(s: &ConvCheckSettings, r: &SpecReport) -> String {
 }
 
 /// The report as one JSON object: version, system, settings (Debug), report and verdict.
-pub fn render_conv_json(s: &ConvCheckSettings, r: &SpecReport) -> String {
+pub fn render_conv_json(s: &ConvCheckSettings, r: &ConvCheckReport) -> String {
     let json = serde_json::json!({
         "lcsim_version": env!("CARGO_PKG_VERSION"),
         "system": match s.model { ConvModel::Layered(_) => "conv", ConvModel::Deq(_) => "deq" },
