@@ -19,8 +19,9 @@ pub fn product_flop() -> u64 {
     PRODUCT_FLOP.load(Ordering::Relaxed)
 }
 
-/// Counts one `m x k` times `k x n` product.
-fn count(m: usize, n: usize, k: usize) {
+/// Counts one `m x k` times `k x n` product (done here, or elsewhere by code that keeps its own
+/// arithmetic, as the meta-learner's nalgebra products).
+pub fn count_product(m: usize, n: usize, k: usize) {
     PRODUCT_FLOP.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
 }
 
@@ -68,7 +69,7 @@ pub fn gemm<S: RawStorageMut<f64, Dyn, Dyn>>(
     } else {
         Accum::Replace
     };
-    count(a.nrows(), b.ncols(), a.ncols());
+    count_product(a.nrows(), b.ncols(), a.ncols());
     matmul(view_mut(c), accum, a, view(&b), alpha, Par::Seq);
 }
 
@@ -89,7 +90,7 @@ pub fn tr_mul(a: DMatrixView<'_, f64>, b: DMatrixView<'_, f64>) -> DMatrix<f64> 
 /// `a b^T`.
 pub fn mul_tr(a: DMatrixView<'_, f64>, b: DMatrixView<'_, f64>) -> DMatrix<f64> {
     let mut c = DMatrix::zeros(a.nrows(), b.nrows());
-    count(a.nrows(), b.nrows(), a.ncols());
+    count_product(a.nrows(), b.nrows(), a.ncols());
     matmul(
         view_mut(&mut c),
         Accum::Replace,

@@ -14,6 +14,7 @@
 //! everywhere and the finite-difference checks hold.
 
 use crate::error::{invalid, LcsimError, Result};
+use crate::numerics::linalg::count_product;
 use crate::system::loss::{log_sum_exp, predicted_classes, softmax};
 use nalgebra::{DMatrix, DVector};
 
@@ -130,7 +131,7 @@ impl Mlp {
     fn forward(&self, layers: &[Layer], x: &DMatrix<f64>) -> Forward {
         let mut a = vec![x.clone()];
         for (l, layer) in layers.iter().enumerate() {
-            let mut z = &layer.w * &a[l];
+            let mut z = counted(&layer.w, &a[l]);
             for mut c in z.column_iter_mut() {
                 c += &layer.b;
             }
@@ -272,7 +273,7 @@ impl Mlp {
         let ra: Option<Vec<DMatrix<f64>>> = rlayers.as_ref().map(|rl| {
             let mut ra = vec![DMatrix::zeros(x.nrows(), x.ncols())];
             for l in 0..n {
-                let mut rz = &rl[l].w * &fwd.a[l] + &layers[l].w * &ra[l];
+                let mut rz = counted(&rl[l].w, &fwd.a[l]) + counted(&layers[l].w, &ra[l]);
                 for mut c in rz.column_iter_mut() {
                     c += &rl[l].b;
                 }
@@ -289,12 +290,12 @@ impl Mlp {
         let mut rgrads = Vec::with_capacity(n);
         for l in (0..n).rev() {
             grads.push(Layer {
-                w: &delta * fwd.a[l].transpose(),
+                w: counted(&delta, &fwd.a[l].transpose()),
                 b: delta.column_sum(),
             });
             if let (Some(rd), Some(ra)) = (&rdelta, &ra) {
                 rgrads.push(Layer {
-                    w: rd * fwd.a[l].transpose() + &delta * ra[l].transpose(),
+                    w: counted(rd, &fwd.a[l].transpose()) + counted(&delta, &ra[l].transpose()),
                     b: rd.column_sum(),
                 });
             }
@@ -302,11 +303,12 @@ impl Mlp {
                 break;
             }
             // Into layer l's hidden units (a[l] = tanh(z_l)).
-            let g = layers[l].w.transpose() * &delta;
+            let g = counted(&layers[l].w.transpose(), &delta);
             let t = &fwd.a[l];
             let new_delta = g.zip_map(t, |g, t| g * (1.0 - t * t));
             if let (Some(rd), Some(ra), Some(rl)) = (&rdelta, &ra, &rlayers) {
-                let rg = rl[l].w.transpose() * &delta + layers[l].w.transpose() * rd;
+                let rg =
+                    counted(&rl[l].w.transpose(), &delta) + counted(&layers[l].w.transpose(), rd);
                 // tanh''(z) R z = -2 t tanh'(z) R z = -2 t R a_l.
                 let mut rd_new = rg.zip_map(t, |rg, t| rg * (1.0 - t * t));
                 for ((r, &g), (&t, &rat)) in rd_new
@@ -357,4 +359,10 @@ impl Mlp {
             }
         }
     }
+}
+
+/// `a b` by nalgebra (the learner's arithmetic), counted for `lcsim throughput`.
+fn counted(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    count_product(a.nrows(), b.ncols(), a.ncols());
+    a * b
 }
