@@ -8,7 +8,8 @@
 use lcsim::io::metrics::{read_csv, to_csv, EpochDiagnostics, EpochMetrics, UnconvergedReasons};
 use lcsim::learn::variant::Method;
 use lcsim::studies::alignment::{alignment_csv, AlignmentCurve, AlignmentPoint};
-use lcsim::studies::simulate::{trajectories_csv, SampleTrajectory, Simulation};
+use lcsim::studies::simulate::{SampleTrajectory, Simulation};
+use lcsim::studies::simulate_write::trajectories_csv;
 use lcsim::system::loss::Loss;
 use nalgebra::DMatrix;
 

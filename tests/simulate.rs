@@ -14,9 +14,10 @@ use lcsim::io::npz::read_npy;
 use lcsim::numerics::activation::Activation;
 use lcsim::solve::{solve_batch, SolverMethod, SolverSettings, Termination};
 use lcsim::studies::simulate::{
-    simulate_dataset_samples, simulate_switch_on, simulation_objective, write_simulation,
-    Provenance, SampleTrajectory, SimulationSettings, SplitChoice,
+    simulate_dataset_samples, simulate_switch_on, simulation_objective, SampleTrajectory,
+    SimulationSettings, SplitChoice,
 };
+use lcsim::studies::simulate_write::{write_simulation, Provenance};
 use lcsim::system::rate::{RateNetwork, Topology};
 use lcsim::system::EquilibriumSystem;
 use lcsim::system::KolenPollack;
@@ -822,13 +823,13 @@ fn each_variant_is_simulated_with_its_own_controller() {
             assert!(max_abs_diff(&qu, &tr.e.columns(k, 1).into_owned()) < 1e-12);
         }
     }
-    let names: Vec<&str> = lcsim::studies::simulate::simulation_arrays(&lf)
+    let names: Vec<&str> = lcsim::studies::simulate_write::simulation_arrays(&lf)
         .into_iter()
         .map(|(n, _)| n)
         .collect();
     assert!(names.contains(&"feedback_Q"));
     let kp = run("lcp-kp", Some(&net.init_feedback(2))).unwrap();
-    let names: Vec<&str> = lcsim::studies::simulate::simulation_arrays(&kp)
+    let names: Vec<&str> = lcsim::studies::simulate_write::simulation_arrays(&kp)
         .into_iter()
         .map(|(n, _)| n)
         .collect();

@@ -19,4 +19,5 @@ pub mod simulate;
 pub mod simulate_figures;
 pub mod simulate_job;
 pub mod simulate_meta;
+pub mod simulate_write;
 pub mod throughput;

@@ -11,11 +11,11 @@ use crate::io::interop::{load_params, load_params_like};
 use crate::io::npz::read_npz;
 use crate::run::{trained_meta_system, RunDir, TrainedRun};
 use crate::solve::Termination;
-use crate::studies::simulate::{
-    ensure_new, simulate_dataset_samples, simulation_path, validate_name, write_simulation,
-    Provenance, SegmentRecord, SimulationSettings, Written,
-};
+use crate::studies::simulate::{simulate_dataset_samples, SegmentRecord, SimulationSettings};
 use crate::studies::simulate_meta::{simulate_meta_tasks, sinusoid_curves, write_meta_simulation};
+use crate::studies::simulate_write::{
+    ensure_new, simulation_path, validate_name, write_simulation, Provenance, Written,
+};
 use crate::system::meta::MetaSystem;
 use crate::system::params::Params;
 use crate::system::rate::RateNetwork;

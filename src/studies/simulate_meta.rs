@@ -33,9 +33,9 @@ use crate::io::npz::{write_npy, NpyArray};
 use crate::plot::{line_panels_each_x, Curve, CurveStyle, FigureFormat, LinePanel, Series, YScale};
 use crate::run::write_json;
 use crate::studies::simulate::{
-    create_simulation_dir, simulate_dataset_samples, Provenance, Simulation, SimulationSettings,
-    SplitChoice, Written,
+    simulate_dataset_samples, Simulation, SimulationSettings, SplitChoice,
 };
+use crate::studies::simulate_write::{create_simulation_dir, Provenance, Written};
 use crate::system::meta::MetaSystem;
 use crate::system::EquilibriumSystem;
 use crate::tasks::Sinusoid;
