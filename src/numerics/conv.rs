@@ -119,8 +119,8 @@ impl Conv2d {
     pub fn im2col(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let mut cols = DMatrix::zeros(self.patch_len(), self.out_h() * self.out_w() * x.ncols());
         let (src, dst) = (x.as_slice(), cols.as_mut_slice());
-        self.for_each_patch_row(x.ncols(), |col, input, entry, pixel| {
-            dst[col + entry] = src[input + pixel]
+        self.for_each_patch_run(x.ncols(), |entry, pixel, len| {
+            dst[entry..entry + len].copy_from_slice(&src[pixel..pixel + len]);
         });
         cols
     }
@@ -129,17 +129,24 @@ impl Conv2d {
     pub fn col2im(&self, cols: &DMatrix<f64>, batch: usize) -> DMatrix<f64> {
         let mut x = DMatrix::zeros(self.in_len(), batch);
         let (src, dst) = (cols.as_slice(), x.as_mut_slice());
-        self.for_each_patch_row(batch, |col, input, entry, pixel| {
-            dst[input + pixel] += src[col + entry]
+        self.for_each_patch_run(batch, |entry, pixel, len| {
+            for (d, s) in dst[pixel..pixel + len]
+                .iter_mut()
+                .zip(&src[entry..entry + len])
+            {
+                *d += s;
+            }
         });
         x
     }
 
-    /// Calls `visit(col, input, entry, pixel)` for every im2col entry inside the image: the
-    /// entry `(c k + dy) k + dx` of the im2col column starting at offset `col` (column
-    /// `b P + oy out_w + ox`) reads input pixel `(c h + s oy + dy - pad) w + s ox + dx - pad`
-    /// of the sample column starting at offset `input` (s the stride; column-major offsets).
-    fn for_each_patch_row(&self, batch: usize, mut visit: impl FnMut(usize, usize, usize, usize)) {
+    /// Calls `visit(entry, pixel, len)` for every run of im2col entries inside the image
+    /// (a kernel row's columns dx that fall inside the image): entries `entry .. entry + len`
+    /// of `cols`' storage are input pixels `pixel .. pixel + len` of `x`'s storage, where the
+    /// entry `(c k + dy) k + dx` of im2col column `b P + oy out_w + ox` reads pixel
+    /// `(c h + s oy + dy - pad) w + s ox + dx - pad` of sample b (s the stride; column-major
+    /// offsets). Runs come in the order of the columns, then c, dy, dx.
+    fn for_each_patch_run(&self, batch: usize, mut visit: impl FnMut(usize, usize, usize)) {
         let (oh, ow, k, s) = (self.out_h(), self.out_w(), self.k, self.stride);
         let (pl, il) = (self.patch_len(), self.in_len());
         for b in 0..batch {
@@ -150,6 +157,9 @@ impl Conv2d {
                     let x0 = ox * s;
                     let dx_lo = self.pad.saturating_sub(x0);
                     let dx_hi = k.min((self.w + self.pad).saturating_sub(x0));
+                    if dx_hi <= dx_lo {
+                        continue;
+                    }
                     for c in 0..self.in_c {
                         for dy in 0..k {
                             let Some(y) = (oy * s + dy).checked_sub(self.pad) else {
@@ -160,9 +170,11 @@ impl Conv2d {
                             }
                             let row = (c * k + dy) * k;
                             let base = (c * self.h + y) * self.w + x0;
-                            for dx in dx_lo..dx_hi {
-                                visit(col, b * il, row + dx, base + dx - self.pad);
-                            }
+                            visit(
+                                col + row + dx_lo,
+                                b * il + base + dx_lo - self.pad,
+                                dx_hi - dx_lo,
+                            );
                         }
                     }
                 }
