@@ -560,12 +560,6 @@ fn meta_json(
             })
         })
         .collect();
-    let names = |v: &[PathBuf]| -> Vec<String> {
-        v.iter()
-            .filter_map(|f| f.strip_prefix(&written.dir).ok())
-            .map(|f| f.display().to_string())
-            .collect()
-    };
     serde_json::json!({
         "lcsim_version": env!("CARGO_PKG_VERSION"),
         "system": "meta",
@@ -590,8 +584,8 @@ fn meta_json(
         "points": sim.times.len(),
         "switch_index": k_on,
         "tasks": tasks,
-        "files": names(&written.files),
-        "figures": names(&written.figures),
+        "files": written.relative_names(&written.files),
+        "figures": written.relative_names(&written.figures),
         "shapes": {
             "times": "(T,)", "tasks": "(S,)",
             "phi": "(S, T, n_params)", "psi": "(S, T, n_params)",

@@ -81,6 +81,17 @@ pub struct Written {
     pub figures: Vec<PathBuf>,
 }
 
+impl Written {
+    /// `paths` relative to the folder, as simulate.json lists them.
+    pub fn relative_names(&self, paths: &[PathBuf]) -> Vec<String> {
+        paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&self.dir).ok())
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+}
+
 /// Creates `dir` (refusing an existing one) and writes config.toml, the .npy arrays,
 /// trajectories.csv, the figures (when `config.output.figures`, in
 /// `config.output.figure_format`) and, last, simulate.json (see the module doc). Every file
@@ -274,12 +285,6 @@ fn simulation_json(
             })
         })
         .collect();
-    let names = |v: &[PathBuf]| -> Vec<String> {
-        v.iter()
-            .filter_map(|p| p.strip_prefix(&written.dir).ok())
-            .map(|p| p.display().to_string())
-            .collect()
-    };
     serde_json::json!({
         "lcsim_version": env!("CARGO_PKG_VERSION"),
         "name": p.name,
@@ -300,8 +305,8 @@ fn simulation_json(
         "n_hidden": sim.n_hidden(),
         "n_out": sim.n_out(),
         "samples": samples,
-        "files": names(&written.files),
-        "figures": names(&written.figures),
+        "files": written.relative_names(&written.files),
+        "figures": written.relative_names(&written.figures),
         "shapes": {
             "times": "(T,)", "samples": "(S,)", "labels": "(S,)",
             "v": "(S, T, n_h)", "e": "(S, T, n_h)",
