@@ -29,7 +29,7 @@
 use crate::config::Config;
 use crate::data::{DataSource, Dataset};
 use crate::error::{io_error, Result};
-use crate::io::npz::{write_npy, NpyArray};
+use crate::io::npz::NpyArray;
 use crate::plot::{line_panels_each_x, Curve, CurveStyle, FigureFormat, LinePanel, Series, YScale};
 use crate::run::write_json;
 use crate::studies::simulate::{
@@ -142,14 +142,7 @@ pub fn write_meta_simulation(
     provenance: &Provenance,
 ) -> Result<Written> {
     let mut written = create_simulation_dir(dir, config)?;
-    for (name, array) in meta_arrays(msim) {
-        let path = dir.join(format!("{name}.npy"));
-        write_npy(&path, &array)?;
-        written.files.push(path);
-    }
-    let csv_path = dir.join("trajectories.csv");
-    crate::run::write_atomic(&csv_path, meta_csv(msim).as_bytes())?;
-    written.files.push(csv_path);
+    written.write_data(meta_arrays(msim), &meta_csv(msim))?;
     if config.output.figures {
         written.figures = draw_meta_figures(
             &dir.join("figures"),

@@ -82,6 +82,20 @@ pub struct Written {
 }
 
 impl Written {
+    /// Writes each array as `<name>.npy` and the table as trajectories.csv into the folder,
+    /// atomically, and lists them.
+    pub fn write_data(&mut self, arrays: Vec<(&str, NpyArray)>, table: &str) -> Result<()> {
+        for (name, array) in arrays {
+            let path = self.dir.join(format!("{name}.npy"));
+            write_npy(&path, &array)?;
+            self.files.push(path);
+        }
+        let csv_path = self.dir.join("trajectories.csv");
+        write_atomic(&csv_path, table.as_bytes())?;
+        self.files.push(csv_path);
+        Ok(())
+    }
+
     /// `paths` relative to the folder, as simulate.json lists them.
     pub fn relative_names(&self, paths: &[PathBuf]) -> Vec<String> {
         paths
@@ -103,14 +117,7 @@ pub fn write_simulation(
     provenance: &Provenance,
 ) -> Result<Written> {
     let mut written = create_simulation_dir(dir, config)?;
-    for (name, array) in simulation_arrays(sim) {
-        let path = dir.join(format!("{name}.npy"));
-        write_npy(&path, &array)?;
-        written.files.push(path);
-    }
-    let csv_path = dir.join("trajectories.csv");
-    write_atomic(&csv_path, trajectories_csv(sim).as_bytes())?;
-    written.files.push(csv_path);
+    written.write_data(simulation_arrays(sim), &trajectories_csv(sim))?;
     if config.output.figures {
         written.figures = draw_simulation_figures(
             &dir.join("figures"),
