@@ -111,7 +111,6 @@ impl Fallback {
 
 /// How the steady-state test measures a sample's residual r against its state z.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum StopNorm {
     /// Every component: `|r_i| <= atol + rtol |z_i|`.
@@ -120,16 +119,6 @@ pub enum StopNorm {
     /// The whole state: `||r||_2 <= atol + rtol ||z||_2`. With tau = 1 and Euler's dt = 1
     /// this is the reference's test (spec 4: relative L2 change of the state per step).
     L2,
-}
-
-impl StopNorm {
-    /// Name as in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            StopNorm::Entrywise => "entrywise",
-            StopNorm::L2 => "l2",
-        }
-    }
 }
 
 /// When every method stops: converged when the residual passes the steady-state test
