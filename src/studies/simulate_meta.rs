@@ -35,7 +35,9 @@ use crate::run::write_json;
 use crate::studies::simulate::{
     simulate_dataset_samples, Simulation, SimulationSettings, SplitChoice,
 };
-use crate::studies::simulate_write::{create_simulation_dir, Provenance, Written};
+use crate::studies::simulate_write::{
+    create_simulation_dir, simulation_json_with, Provenance, Written,
+};
 use crate::system::meta::MetaSystem;
 use crate::system::EquilibriumSystem;
 use crate::tasks::Sinusoid;
@@ -553,32 +555,15 @@ fn meta_json(
             })
         })
         .collect();
-    serde_json::json!({
-        "lcsim_version": env!("CARGO_PKG_VERSION"),
+    let specific = serde_json::json!({
         "system": "meta",
         "samples_are": "tasks",
-        "name": p.name,
-        "command": p.command,
-        "params_source": p.params_source,
-        "settings": p.settings,
-        "model_seed": config.model.seed,
-        "data_source": config.data.source.name(),
-        "data_seed": config.data.seed,
-        "time_units": "time units of dynamics.tau_v",
-        "tau_v": config.dynamics.tau_v,
         "lambda": net.lambda(),
         "learner": net.learner().sizes(),
         "n_params": net.state_dim(),
-        "controller": config.controller_settings(),
         "method": config.method.name.name(),
-        "loss": sim.loss.name(),
-        "loss_scale": sim.loss_scale,
-        "solver": config.solver.integrator().method.name(),
-        "points": sim.times.len(),
         "switch_index": k_on,
         "tasks": tasks,
-        "files": written.relative_names(&written.files),
-        "figures": written.relative_names(&written.figures),
         "shapes": {
             "times": "(T,)", "tasks": "(S,)",
             "phi": "(S, T, n_params)", "psi": "(S, T, n_params)",
@@ -586,5 +571,6 @@ fn meta_json(
             "u_norm": "(S, T)", "phi_shift": "(S, T)",
             "trajectories.csv": "one row per (task, time): task,time,phase,query_loss,inner_loss,psi_norm,u_norm,phi_shift",
         },
-    })
+    });
+    simulation_json_with(config, sim, p, written, specific)
 }

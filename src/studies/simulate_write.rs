@@ -292,7 +292,33 @@ fn simulation_json(
             })
         })
         .collect();
-    serde_json::json!({
+    let specific = serde_json::json!({
+        "switch_index": sim.switch_index,
+        "n_hidden": sim.n_hidden(),
+        "n_out": sim.n_out(),
+        "samples": samples,
+        "shapes": {
+            "times": "(T,)", "samples": "(S,)", "labels": "(S,)",
+            "v": "(S, T, n_h)", "e": "(S, T, n_h)",
+            "y": "(S, T, n_y)", "u_i": "(S, T, n_y)", "u": "(S, T, n_y)",
+            "psi_norm": "(S, T)", "e_norm": "(S, T)", "u_norm": "(S, T)", "loss": "(S, T)",
+            "trajectories.csv": "one row per (sample, time): sample,label,time,phase,v_*,y_*,u_i_*,u_*,e_*,psi_norm,e_norm,u_norm,loss",
+        },
+    });
+    simulation_json_with(config, sim, p, written, specific)
+}
+
+/// simulate.json: what every simulation records (version, provenance, seeds, time units,
+/// controller, loss, solver, points, files and figures), then the `specific` entries of the
+/// system's kind (an object) added to it.
+pub fn simulation_json_with(
+    config: &Config,
+    sim: &Simulation,
+    p: &Provenance,
+    written: &Written,
+    specific: serde_json::Value,
+) -> serde_json::Value {
+    let mut json = serde_json::json!({
         "lcsim_version": env!("CARGO_PKG_VERSION"),
         "name": p.name,
         "command": p.command,
@@ -308,18 +334,11 @@ fn simulation_json(
         "loss_scale": sim.loss_scale,
         "solver": config.solver.integrator().method.name(),
         "points": sim.times.len(),
-        "switch_index": sim.switch_index,
-        "n_hidden": sim.n_hidden(),
-        "n_out": sim.n_out(),
-        "samples": samples,
         "files": written.relative_names(&written.files),
         "figures": written.relative_names(&written.figures),
-        "shapes": {
-            "times": "(T,)", "samples": "(S,)", "labels": "(S,)",
-            "v": "(S, T, n_h)", "e": "(S, T, n_h)",
-            "y": "(S, T, n_y)", "u_i": "(S, T, n_y)", "u": "(S, T, n_y)",
-            "psi_norm": "(S, T)", "e_norm": "(S, T)", "u_norm": "(S, T)", "loss": "(S, T)",
-            "trajectories.csv": "one row per (sample, time): sample,label,time,phase,v_*,y_*,u_i_*,u_*,e_*,psi_norm,e_norm,u_norm,loss",
-        },
-    })
+    });
+    if let (Some(all), serde_json::Value::Object(extra)) = (json.as_object_mut(), specific) {
+        all.extend(extra);
+    }
+    json
 }
