@@ -75,3 +75,46 @@ fn rates_into_equals_rate_entrywise_for_every_activation() {
         }
     }
 }
+
+/// The single-precision tanh (`solver.precision = "f32"`) against std's f64 tanh rounded to
+/// f32: within one ulp everywhere, mostly equal; exact at 0, +-inf and NaN.
+#[test]
+fn single_precision_tanh_is_within_an_ulp_of_the_rounded_tanh() {
+    use lcsim::numerics::activation::tanh_f32_into;
+    let mut xs: Vec<f32> = (0..=600_000)
+        .map(|k| -30.0 + 60.0 * k as f32 / 600_000.0)
+        .collect();
+    for k in 0..2000 {
+        let x = 0.625 + (k as f32 - 1000.0) * 1e-6;
+        xs.extend([x, -x, 22.0 + (k as f32 - 1000.0) * 1e-5]);
+    }
+    for e in -45..2 {
+        for m in [1.0f32, 2.5, 7.9] {
+            xs.extend([m * 10f32.powi(e), -m * 10f32.powi(e)]);
+        }
+    }
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN,
+    ]);
+    let mut out = vec![0.0f32; xs.len()];
+    tanh_f32_into(&xs, &mut out);
+    let (mut off, mut worst) = (0usize, 0i64);
+    for (&x, &y) in xs.iter().zip(&out) {
+        let exact = (x as f64).tanh() as f32;
+        let ulps = (y.to_bits() as i64 - exact.to_bits() as i64).abs();
+        assert!(ulps <= 1, "tanh({x:e}) = {y:e}, rounded tanh {exact:e}");
+        assert_eq!(y.is_sign_negative(), exact.is_sign_negative(), "{x:e}");
+        off += (ulps > 0) as usize;
+        worst = worst.max(ulps);
+    }
+    assert!(off * 1000 < xs.len(), "{off} of {} off by an ulp", xs.len());
+    tanh_f32_into(&[f32::NAN], &mut out[..1]);
+    assert!(out[0].is_nan());
+    tanh_f32_into(&[0.0, -0.0], &mut out[..2]);
+    assert!(out[0] == 0.0 && out[1] == 0.0 && out[1].is_sign_negative());
+}

@@ -6,7 +6,7 @@
 
 use crate::solve::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    FlowCertificate, NewtonKrylovSettings, Precision, SolverMethod, SolverSettings, StabilityCheck,
     StopCriterion, StopNorm,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[serde(deny_unknown_fields, default)]
 struct SteadyStateOptions {
     method: SolverMethod,
+    precision: Precision,
     dt: f64,
     atol: f64,
     rtol: f64,
@@ -53,6 +54,7 @@ impl From<&SolverSettings> for SteadyStateOptions {
     fn from(s: &SolverSettings) -> Self {
         SteadyStateOptions {
             method: s.method,
+            precision: s.precision,
             dt: s.euler.dt,
             atol: s.stop.atol,
             rtol: s.stop.rtol,
@@ -84,6 +86,7 @@ impl From<SteadyStateOptions> for SolverSettings {
     fn from(k: SteadyStateOptions) -> Self {
         SolverSettings {
             method: k.method,
+            precision: k.precision,
             stop: StopCriterion {
                 atol: k.atol,
                 rtol: k.rtol,

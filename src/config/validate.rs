@@ -1,7 +1,7 @@
 //! Validation of a whole config: every value against what it allows, the model against the
 //! method, and the method sections against their methods. Errors name the key.
 
-use super::{Config, Method, ModelKind};
+use super::{Config, EquilibriumDefinition, Method, ModelKind};
 use crate::error::{ensure_non_negative, ensure_positive, invalid, Result};
 
 impl Config {
@@ -55,6 +55,7 @@ impl Config {
         self.validate_conv()?;
         self.solver.validate()?;
         self.validate_euler_leak()?;
+        self.validate_precision()?;
         self.validate_method_sections()?;
         self.validate_equilibrium()?;
         let t = &self.training;
@@ -183,6 +184,35 @@ impl Config {
                     2.0 * tau_u / dt,
                     2.0 * tau_u / alpha
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `solver.precision = "f32"`: the rate networks (rnn, ff) under LCP-DI (flow) or RBP, whose
+    /// free and controlled Euler iterations have a single-precision form (BP has none to run).
+    fn validate_precision(&self) -> Result<()> {
+        if self.solver.precision != crate::solve::Precision::F32 {
+            return Ok(());
+        }
+        if !matches!(self.model.kind, ModelKind::Rnn | ModelKind::Ff) {
+            return Err(invalid(
+                "solver.precision",
+                format!("\"f32\" with model.kind = \"{}\"", self.run_kind()),
+                "\"f32\" with model.kind = \"rnn\" or \"ff\" only, or \"f64\"",
+            ));
+        }
+        let name = self.method.name;
+        let flow = self.method.equilibrium == EquilibriumDefinition::Flow;
+        if !(name == Method::Rbp || (name == Method::LcpDi && flow)) {
+            return Err(invalid(
+                "solver.precision",
+                format!(
+                    "\"f32\" with method.name = \"{}\", method.equilibrium = \"{}\"",
+                    name.name(),
+                    self.method.equilibrium.name()
+                ),
+                "\"f32\" with \"lcp-di\" (equilibrium \"flow\") or \"rbp\" (bp has no relaxation to run in f32), or \"f64\"",
             ));
         }
         Ok(())

@@ -26,11 +26,15 @@
 //! (LCP-LF: no e rows in the state).
 
 use crate::error::{ensure_finite, ensure_non_negative, ensure_positive, LcsimError, Result};
-use crate::solve::{solve_batch, BatchSteadyState, JacobianAction, SolverSettings, VectorField};
+use crate::numerics::real::Real;
+use crate::solve::{
+    forward_euler, solve_batch, BatchSteadyState, EulerField, EulerSettings, JacobianAction,
+    SolverSettings, SteadyState, StopCriterion, VectorField,
+};
 use crate::system::loss::{Loss, StateLoss};
 use crate::system::params::Params;
-use crate::system::{ControlEntry, EquilibriumSystem};
-use nalgebra::DMatrix;
+use crate::system::{ControlEntry, EquilibriumSystem, FieldKernels, SinglePrecision};
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
@@ -509,17 +513,19 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
         self.control_with_gradient(z, g.as_ref()).0
     }
 
-    /// `(psi, u)` given `g = scale * grad_R L` (zeros when free or without g); see the module doc.
-    fn control_with_gradient(
+    /// `(psi, u)` given `g = scale * grad_R L` (zeros when free or without g); see the module
+    /// doc. In f64, or in f32 for the single-precision residual.
+    fn control_with_gradient<T: Real>(
         &self,
-        z: &DMatrix<f64>,
-        g: Option<&DMatrix<f64>>,
-    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        z: &DMatrix<T>,
+        g: Option<&DMatrix<T>>,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let mut psi = DMatrix::zeros(self.model.state_dim(), z.ncols());
         let (Some(c), Some(g)) = (&self.controller, g) else {
             return (psi, DMatrix::zeros(0, z.ncols()));
         };
-        let u = z.rows_range(self.integral_rows()) * c.k_i - g * c.k_p;
+        let (k_i, k_p) = (T::round_from(c.k_i), T::round_from(c.k_p));
+        let u = z.rows_range(self.integral_rows()) * k_i - g * k_p;
         self.place_control(
             &mut psi,
             &z.rows_range(self.control_rows()).into_owned(),
@@ -529,10 +535,12 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
     }
 
     /// Writes the control of e (or `Q u`) on C and, for readouts, u on R into `psi`.
-    fn place_control(&self, psi: &mut DMatrix<f64>, e: &DMatrix<f64>, u: &DMatrix<f64>) {
+    fn place_control<T: Real>(&self, psi: &mut DMatrix<T>, e: &DMatrix<T>, u: &DMatrix<T>) {
         let rows = self.controlled_rows();
         match &self.feedback {
-            Feedback::Linear(q) => psi.rows_range_mut(rows).copy_from(&(&**q * u)),
+            Feedback::Linear(q) => psi
+                .rows_range_mut(rows)
+                .copy_from(&(q.map(T::round_from) * u)),
             _ => psi.rows_range_mut(rows).copy_from(e),
         }
         if self.model.control_entry() == ControlEntry::Readout {
@@ -596,32 +604,44 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
     /// [`CoupledSystem::residual`] written into `r` (dim x B) with the same arithmetic and
     /// no state-sized temporaries besides psi and `J_f^T psi` (LCP-LF and LCP-KP: a copy).
     pub fn residual_into(&self, z: &DMatrix<f64>, r: &mut DMatrix<f64>) {
-        let n = self.model.state_dim();
-        let Some(c) = &self.controller else {
-            let phi = z.rows(0, n);
-            self.model
-                .vector_field_driven_into(phi, &self.drive, r.rows_mut(0, n));
-            return;
-        };
-        if !matches!(self.feedback, Feedback::DynamicInversion) {
+        if self.controller.is_some() && !matches!(self.feedback, Feedback::DynamicInversion) {
             r.copy_from(&self.residual(z));
             return;
         }
-        let g = self
-            .objective
-            .loss
-            .gradient(&z.rows_range(self.loss_rows()).into_owned(), &self.targets)
-            * self.objective.scale;
+        let kernels = SystemKernels {
+            model: self.model,
+            inputs: &self.inputs,
+        };
+        self.residual_into_with(&kernels, &self.drive, z, r);
+    }
+
+    /// The residual of the free system or of LCP-DI in scalar T, with the system's products
+    /// in T (`kernels`) and its input drive in T: f64 and f32 run this same arithmetic. The
+    /// loss gradient is taken in f64 (k rows) and rounded to T.
+    fn residual_into_with<T: Real>(
+        &self,
+        kernels: &dyn FieldKernels<T>,
+        drive: &DMatrix<T>,
+        z: &DMatrix<T>,
+        r: &mut DMatrix<T>,
+    ) {
+        let n = self.model.state_dim();
+        let Some(c) = &self.controller else {
+            kernels.vector_field_driven_into(z.rows(0, n), drive, r.rows_mut(0, n));
+            return;
+        };
+        let loss_part = z.rows_range(self.loss_rows()).map(T::widen);
+        let g = self.objective.loss.gradient(&loss_part, &self.targets) * self.objective.scale;
+        let g = g.map(T::round_from);
         let (psi, u) = self.control_with_gradient(z, Some(&g));
-        let ui = self.integral_rows();
+        let (ui, alpha) = (self.integral_rows(), T::round_from(c.alpha));
         r.rows_range_mut(ui.clone())
-            .zip_zip_apply(&g, &z.rows_range(ui), |r, g, ui| *r = -g - ui * c.alpha);
+            .zip_zip_apply(&g, &z.rows_range(ui), |r, g, ui| *r = -g - ui * alpha);
         let mut back = DMatrix::zeros(n, z.ncols());
         let rows = self.control_rows();
-        self.model.field_and_vjp_into(
+        kernels.field_and_vjp_into(
             z.rows(0, n),
-            &self.inputs,
-            &self.drive,
+            drive,
             &psi,
             r.rows_mut(0, n),
             back.as_view_mut(),
@@ -634,6 +654,20 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
             let mut part = r_e.rows_range_mut(self.loss_rows());
             part += &u;
         }
+    }
+
+    /// This field in single precision (`solver.precision = "f32"`): the free system or
+    /// LCP-DI of a system with a single-precision form; None otherwise.
+    pub fn single_precision(&self) -> Option<SinglePrecisionField<'m, S>> {
+        let dynamic_inversion = matches!(self.feedback, Feedback::DynamicInversion);
+        if self.controller.is_some() && !dynamic_inversion {
+            return None;
+        }
+        Some(SinglePrecisionField {
+            kernels: self.model.single_precision()?,
+            drive: self.drive.map(|x| x as f32),
+            field: self.clone(),
+        })
     }
 
     /// The exact directional derivative of the residual, `(d r / d z) dz`.
@@ -729,6 +763,72 @@ impl<S: EquilibriumSystem> VectorField for CoupledSystem<'_, S> {
     }
     fn jacobian_at<'a>(&'a self, z: &DMatrix<f64>) -> JacobianAction<'a> {
         Box::new(CoupledSystem::jacobian_at(self, z))
+    }
+    fn euler_in_single_precision(
+        &self,
+        z0: &DMatrix<f64>,
+        stop: &StopCriterion,
+        euler: &EulerSettings,
+    ) -> Option<Vec<SteadyState>> {
+        let field = self.single_precision()?;
+        Some(forward_euler(&field, &z0.map(|x| x as f32), stop, euler))
+    }
+}
+
+/// A system's own products in f64, with its inputs (the f64 residual's kernels).
+struct SystemKernels<'a, S: EquilibriumSystem> {
+    model: &'a S,
+    inputs: &'a DMatrix<f64>,
+}
+
+impl<S: EquilibriumSystem> FieldKernels<f64> for SystemKernels<'_, S> {
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        drive: &DMatrix<f64>,
+        out: DMatrixViewMut<'_, f64>,
+    ) {
+        self.model.vector_field_driven_into(phi, drive, out);
+    }
+
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, f64>,
+        drive: &DMatrix<f64>,
+        w: &DMatrix<f64>,
+        f: DMatrixViewMut<'_, f64>,
+        back: DMatrixViewMut<'_, f64>,
+    ) {
+        self.model
+            .field_and_vjp_into(phi, self.inputs, drive, w, f, back);
+    }
+}
+
+/// A [`CoupledSystem`] (free, or LCP-DI) stepped in single precision: the system's f32
+/// products ([`EquilibriumSystem::single_precision`]) and its input drive rounded once.
+pub struct SinglePrecisionField<'m, S: EquilibriumSystem> {
+    field: CoupledSystem<'m, S>,
+    kernels: Arc<dyn SinglePrecision>,
+    drive: DMatrix<f32>,
+}
+
+impl<S: EquilibriumSystem> EulerField<f32> for SinglePrecisionField<'_, S> {
+    fn dim(&self) -> usize {
+        self.field.dim()
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        self.field.time_constants()
+    }
+    fn residual_into(&self, z: &DMatrix<f32>, r: &mut DMatrix<f32>) {
+        self.field
+            .residual_into_with(&*self.kernels, &self.drive, z, r);
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        SinglePrecisionField {
+            field: self.field.select_samples(columns),
+            kernels: self.kernels.clone(),
+            drive: self.drive.select_columns(columns),
+        }
     }
 }
 

@@ -3,10 +3,14 @@
 //! same [`Params`] layout as the least-control update, so the two compare directly.
 
 use crate::control::CoupledSystem;
-use crate::solve::{solve_batch, BatchSteadyState, SolverSettings, VectorField};
+use crate::solve::{
+    forward_euler, solve_batch, BatchSteadyState, EulerSettings, SolverSettings, SteadyState,
+    StopCriterion, VectorField,
+};
 use crate::system::params::Params;
-use crate::system::EquilibriumSystem;
+use crate::system::{EquilibriumSystem, SinglePrecision};
 use nalgebra::DMatrix;
+use std::sync::Arc;
 
 /// The adjoint system at the free equilibria phi0 (one column per sample):
 /// `d lambda/dt = J_f(phi0)^T lambda - grad_phi L(phi0)`, whose steady state solves
@@ -70,6 +74,67 @@ impl<M: EquilibriumSystem> VectorField for AdjointSystem<'_, M> {
     /// The adjoint system is linear: its one equilibrium needs no flow certificate.
     fn certify_against_flow(&self) -> bool {
         false
+    }
+    fn euler_in_single_precision(
+        &self,
+        z0: &DMatrix<f64>,
+        stop: &StopCriterion,
+        euler: &EulerSettings,
+    ) -> Option<Vec<SteadyState>> {
+        let round = |m: &DMatrix<f64>| m.map(|x| x as f32);
+        let field = SingleAdjoint::new(
+            self.model.single_precision()?,
+            round(&self.phi0),
+            round(&self.loss_gradient),
+        );
+        Some(forward_euler(&field, &round(z0), stop, euler))
+    }
+}
+
+/// The adjoint system in single precision: `J_f(phi0)^T` by the system's f32 form,
+/// linearised once at phi0 rounded to f32.
+struct SingleAdjoint {
+    kernels: Arc<dyn SinglePrecision>,
+    phi0: DMatrix<f32>,
+    lin: DMatrix<f32>,
+    loss_gradient: DMatrix<f32>,
+}
+
+impl SingleAdjoint {
+    fn new(
+        kernels: Arc<dyn SinglePrecision>,
+        phi0: DMatrix<f32>,
+        loss_gradient: DMatrix<f32>,
+    ) -> Self {
+        SingleAdjoint {
+            lin: kernels.linearization(phi0.as_view()),
+            kernels,
+            phi0,
+            loss_gradient,
+        }
+    }
+}
+
+/// (The trait is named by its path: in scope, its blanket impl for every `VectorField`
+/// would make `dim` ambiguous above.)
+impl crate::solve::EulerField<f32> for SingleAdjoint {
+    fn dim(&self) -> usize {
+        self.phi0.nrows()
+    }
+    fn time_constants(&self) -> Vec<f64> {
+        vec![1.0; self.phi0.nrows()]
+    }
+    fn residual_into(&self, lambda: &DMatrix<f32>, r: &mut DMatrix<f32>) {
+        self.kernels
+            .vjp_linearized_into(&self.lin, lambda, r.as_view_mut());
+        *r -= &self.loss_gradient;
+    }
+    fn select_samples(&self, columns: &[usize]) -> Self {
+        SingleAdjoint::new(
+            self.kernels.clone(),
+            self.phi0.select_columns(columns),
+            self.loss_gradient.select_columns(columns),
+        )
     }
 }
 

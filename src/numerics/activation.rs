@@ -1,5 +1,6 @@
 //! Rate nonlinearities s(v) with their first and second derivatives.
 
+use crate::numerics::real::Real;
 use crate::numerics::simd::widest_fn;
 use serde::{Deserialize, Serialize};
 
@@ -40,23 +41,37 @@ impl Activation {
         }
     }
 
+    /// [`Activation::rates_into`] in single precision: each rate is the f64 rate of the entry
+    /// rounded to f32 (tanh: [`tanh_f32_into`], within an ulp of it).
+    pub fn rates_into_f32(self, v: &[f32], out: &mut [f32]) {
+        match self {
+            Activation::Tanh => tanh_f32_into(v, out),
+            _ => {
+                for (o, &v) in out.iter_mut().zip(v) {
+                    *o = self.rate(v as f64) as f32;
+                }
+            }
+        }
+    }
+
     /// The slope s'(v) (s'(0) = 0 for relu, as PyTorch).
     pub fn slope(self, v: f64) -> f64 {
         self.slope_at_rate(v, self.rate(v))
     }
 
-    /// The slope s'(v) given the rate s = s(v) (saves a second tanh or exp).
-    pub fn slope_at_rate(self, v: f64, s: f64) -> f64 {
+    /// The slope s'(v) given the rate s = s(v) (saves a second tanh or exp), in f64 or f32.
+    pub fn slope_at_rate<T: Real>(self, v: T, s: T) -> T {
+        let (zero, one) = (T::round_from(0.0), T::round_from(1.0));
         match self {
-            Activation::Tanh => 1.0 - s * s,
+            Activation::Tanh => one - s * s,
             Activation::Relu => {
-                if v > 0.0 {
-                    1.0
+                if v > zero {
+                    one
                 } else {
-                    0.0
+                    zero
                 }
             }
-            Activation::Sigmoid => s * (1.0 - s),
+            Activation::Sigmoid => s * (one - s),
         }
     }
 
@@ -140,4 +155,54 @@ pub fn tanh_into(v: &[f64], out: &mut [f64]) {
 
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
+}
+
+widest_fn! {
+    /// `out = tanh(v)` in single precision, branch-free so that it vectorises: each entry
+    /// widened to f64, [`tanh_rational`] for |x| < 0.625, `1 - 2 / (exp(2|x|) + 1)` with the
+    /// sign of x (|x| capped at 22, where it is 1 in f64) by [`exp_for_f32`] beyond, rounded
+    /// to f32. Both branches have a relative error below 1e-9, so the result is within an ulp
+    /// of the correctly rounded tanh (tested against [`tanh`]).
+    pub fn tanh_f32_into(v: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(v) {
+            let x = v as f64;
+            let a = x.abs();
+            // NaN stays NaN (a comparison with NaN is false).
+            let capped = if a > 22.0 { 22.0 } else { a };
+            let large = 1.0 - 2.0 / (exp_for_f32(2.0 * capped) + 1.0);
+            let t = if a < 0.625 { tanh_rational(x) } else { large };
+            *o = t.copysign(x) as f32; // the sign of -0 too
+
+        }
+    }
+}
+
+/// `exp(y)` for y in [0, 44] to a relative error below 2e-10, branch-free: y = k ln 2 + r with
+/// k the nearest integer to y / ln 2 (read from the bits of `y / ln 2 + 1.5 * 2^52`) and
+/// |r| <= ln 2 / 2, then 2^k times the Taylor polynomial of exp(r) to degree 8.
+#[inline(always)]
+fn exp_for_f32(y: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+    let t = y * std::f64::consts::LOG2_E + SHIFT;
+    let k = t - SHIFT;
+    let r = y - k * std::f64::consts::LN_2;
+    // 1/n! for n = 8, 7, ..., 0 (Horner).
+    const TAYLOR: [f64; 9] = [
+        1.0 / 40320.0,
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+    let mut p = TAYLOR[0];
+    for c in &TAYLOR[1..] {
+        p = p * r + c;
+    }
+    // k sits in the low bits of t: 2^k = bits (k + 1023) << 52.
+    let k_bits = t.to_bits().wrapping_sub(SHIFT.to_bits());
+    p * f64::from_bits(k_bits.wrapping_add(1023) << 52)
 }

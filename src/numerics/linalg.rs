@@ -5,6 +5,7 @@
 //! (`tr_mul`, `gemm_tr`) 28x; faer reaches ~90% of its own large-size dgemm peak there.
 //! Every product here runs on the calling thread (`Par::Seq`): parallelism is across samples.
 
+use crate::numerics::real::Real;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use nalgebra::{DMatrix, DMatrixView, Dyn, Matrix, RawStorage, RawStorageMut};
@@ -26,16 +27,16 @@ pub fn count_product(m: usize, n: usize, k: usize) {
 }
 
 /// A faer view of any nalgebra matrix or view (strides kept).
-fn view<'a, S: RawStorage<f64, Dyn, Dyn>>(m: &'a Matrix<f64, Dyn, Dyn, S>) -> MatRef<'a, f64> {
+fn view<'a, T: Real, S: RawStorage<T, Dyn, Dyn>>(m: &'a Matrix<T, Dyn, Dyn, S>) -> MatRef<'a, T> {
     let (rs, cs) = m.strides();
     // SAFETY: nalgebra guarantees that `ptr + i * rs + j * cs` is a valid element for every
     // i < nrows, j < ncols, borrowed for 'a.
     unsafe { MatRef::from_raw_parts(m.as_ptr(), m.nrows(), m.ncols(), rs as isize, cs as isize) }
 }
 
-fn view_mut<'a, S: RawStorageMut<f64, Dyn, Dyn>>(
-    m: &'a mut Matrix<f64, Dyn, Dyn, S>,
-) -> MatMut<'a, f64> {
+fn view_mut<'a, T: Real, S: RawStorageMut<T, Dyn, Dyn>>(
+    m: &'a mut Matrix<T, Dyn, Dyn, S>,
+) -> MatMut<'a, T> {
     let (rs, cs) = m.strides();
     let (r, c) = (m.nrows(), m.ncols());
     // SAFETY: as in `view`, and the mutable borrow is exclusive for 'a.
@@ -51,13 +52,13 @@ pub enum Op {
     Transposed,
 }
 
-/// `c = alpha op(a) b + (c if accumulate)`.
-pub fn gemm<S: RawStorageMut<f64, Dyn, Dyn>>(
-    c: &mut Matrix<f64, Dyn, Dyn, S>,
-    alpha: f64,
-    a: DMatrixView<'_, f64>,
+/// `c = alpha op(a) b + (c if accumulate)`, in f64 or f32.
+pub fn gemm<T: Real, S: RawStorageMut<T, Dyn, Dyn>>(
+    c: &mut Matrix<T, Dyn, Dyn, S>,
+    alpha: T,
+    a: DMatrixView<'_, T>,
     op: Op,
-    b: DMatrixView<'_, f64>,
+    b: DMatrixView<'_, T>,
     accumulate: bool,
 ) {
     let a = match op {

@@ -6,6 +6,7 @@ pub mod conv;
 pub mod linalg;
 pub mod norm;
 pub mod pool;
+pub mod real;
 pub mod rng;
 pub mod simd;
 pub mod spectral;

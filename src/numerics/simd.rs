@@ -51,3 +51,12 @@ widest_fn! {
         }
     }
 }
+
+widest_fn! {
+    /// [`add_scaled`] in single precision.
+    pub fn add_scaled_f32(z: &mut [f32], r: &[f32], dt: f32) {
+        for (z, r) in z.iter_mut().zip(r) {
+            *z += r * dt;
+        }
+    }
+}

@@ -7,7 +7,7 @@
 use super::krylov::{gmres, rightmost_ritz_values};
 use super::{
     diverged, residual_size, AndersonSettings, NewtonKrylovSettings, SolverMethod, SolverSettings,
-    StabilityCheck, SteadyState, StopCriterion, Termination, VectorField,
+    StabilityCheck, SteadyState, StopCriterion, StopScalar, Termination, VectorField,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -82,10 +82,10 @@ impl Progress {
     }
 
     /// The stop reason at iterate z with residual r, or None to go on.
-    pub(super) fn verdict(
+    pub(super) fn verdict<T: StopScalar>(
         &mut self,
-        z: &[f64],
-        r: &[f64],
+        z: &[T],
+        r: &[T],
         limits: &Limits,
     ) -> Option<(Termination, (f64, f64))> {
         let size = residual_size(z, r, limits.stop);

@@ -2,6 +2,7 @@
 //! small, with diffsol's adaptive methods or fixed-step forward Euler. Every solve
 //! returns a [`SteadyState`] record; non-convergence is a reported outcome, never a panic.
 
+use crate::numerics::real::Real;
 use crate::numerics::simd::widest_fn;
 use diffsol::{
     NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
@@ -18,10 +19,11 @@ mod krylov;
 mod settings;
 mod tsit45_batch;
 
+pub use euler::{forward_euler, EulerField};
 pub use krylov::{rightmost_ritz_values, spectral_abscissa};
 pub use settings::{
     AcceleratedSettings, AdaptiveSettings, AndersonSettings, EulerSettings, Fallback,
-    FlowCertificate, NewtonKrylovSettings, SolverMethod, SolverSettings, StabilityCheck,
+    FlowCertificate, NewtonKrylovSettings, Precision, SolverMethod, SolverSettings, StabilityCheck,
     StopCriterion, StopNorm,
 };
 
@@ -63,6 +65,17 @@ pub trait VectorField: Sync {
     /// from saddles).
     fn certify_against_flow(&self) -> bool {
         true
+    }
+    /// Optional: forward Euler of the samples of `z0` in single precision
+    /// (`solver.precision = "f32"`, see [`forward_euler`]); None: this field has no
+    /// single-precision form.
+    fn euler_in_single_precision(
+        &self,
+        _z0: &DMatrix<f64>,
+        _stop: &StopCriterion,
+        _euler: &EulerSettings,
+    ) -> Option<Vec<SteadyState>> {
+        None
     }
 }
 
@@ -255,8 +268,14 @@ pub fn solve_batch<F: VectorField>(
             .flat_map_iter(|cols| solve(&field.select_samples(cols), &z0.select_columns(*cols)))
             .collect::<Vec<SteadyState>>()
     };
+    let (stop, euler) = (&settings.stop, &settings.euler);
     let records: Vec<SteadyState> = if settings.method == SolverMethod::Euler {
-        in_chunks(&|f, z| euler::solve(f, z, &settings.stop, &settings.euler))
+        in_chunks(&|f, z| {
+            let single = (settings.precision == Precision::F32)
+                .then(|| f.euler_in_single_precision(z, stop, euler))
+                .flatten();
+            single.unwrap_or_else(|| forward_euler(f, z, stop, euler))
+        })
     } else if settings.method.follows_flow() {
         (0..b).into_par_iter().map(|j| one(j, settings)).collect()
     } else {
@@ -377,24 +396,97 @@ fn certify_flow<F: VectorField>(
 /// `(max |r_i|, size)` of one state, where the steady-state test passes when `size <= 1`:
 /// `size = max_i |r_i| / (atol + rtol |z_i|)` ([`StopNorm::Entrywise`]) or
 /// `||r||_2 / (atol + rtol ||z||_2)` ([`StopNorm::L2`]); both NaN when r is not finite.
-pub(crate) fn residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+/// Computed in the iterations' scalar (f32 states: in f32).
+pub(crate) fn residual_size<T: StopScalar>(z: &[T], r: &[T], stop: &StopCriterion) -> (f64, f64) {
     match stop.norm {
-        StopNorm::Entrywise => entrywise_residual_size(z, r, stop),
-        StopNorm::L2 => l2_residual_size(z, r, stop),
+        StopNorm::Entrywise => T::entrywise_size(z, r, stop),
+        StopNorm::L2 => T::l2_size(z, r, stop),
+    }
+}
+
+/// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
+/// `divergence_bound`.
+pub(crate) fn diverged<T: StopScalar>(z: &[T], abs: f64, stop: &StopCriterion) -> bool {
+    abs.is_nan() || !T::within(z, stop.divergence_bound)
+}
+
+/// A scalar the steady-state test reads states in: its passes over a state, compiled for the
+/// widest vector unit ([`residual_size`], [`diverged`]).
+pub trait StopScalar: Real {
+    /// [`StopNorm::Entrywise`]'s `(max |r_i|, max |r_i| / (atol + rtol |z_i|))`.
+    fn entrywise_size(z: &[Self], r: &[Self], stop: &StopCriterion) -> (f64, f64);
+    /// [`StopNorm::L2`]'s `(max |r_i|, ||r||_2 / (atol + rtol ||z||_2))`.
+    fn l2_size(z: &[Self], r: &[Self], stop: &StopCriterion) -> (f64, f64);
+    /// Every entry finite and within `bound` in magnitude.
+    fn within(z: &[Self], bound: f64) -> bool;
+}
+
+impl StopScalar for f64 {
+    fn entrywise_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+        entrywise_f64(z, r, stop)
+    }
+    fn l2_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+        l2_f64(z, r, stop)
+    }
+    fn within(z: &[f64], bound: f64) -> bool {
+        within_f64(z, bound)
+    }
+}
+
+impl StopScalar for f32 {
+    fn entrywise_size(z: &[f32], r: &[f32], stop: &StopCriterion) -> (f64, f64) {
+        entrywise_f32(z, r, stop)
+    }
+    fn l2_size(z: &[f32], r: &[f32], stop: &StopCriterion) -> (f64, f64) {
+        l2_f32(z, r, stop)
+    }
+    fn within(z: &[f32], bound: f64) -> bool {
+        within_f32(z, bound)
     }
 }
 
 widest_fn! {
-/// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))`; NaN when r is not finite (compiled for the
-/// widest vector unit).
-fn entrywise_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+fn entrywise_f64(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+    entrywise_residual_size(z, r, stop)
+}
+}
+widest_fn! {
+fn entrywise_f32(z: &[f32], r: &[f32], stop: &StopCriterion) -> (f64, f64) {
+    entrywise_residual_size(z, r, stop)
+}
+}
+widest_fn! {
+fn l2_f64(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+    l2_residual_size(z, r, stop)
+}
+}
+widest_fn! {
+fn l2_f32(z: &[f32], r: &[f32], stop: &StopCriterion) -> (f64, f64) {
+    l2_residual_size(z, r, stop)
+}
+}
+widest_fn! {
+fn within_f64(z: &[f64], bound: f64) -> bool {
+    within_bound(z, bound)
+}
+}
+widest_fn! {
+fn within_f32(z: &[f32], bound: f64) -> bool {
+    within_bound(z, bound)
+}
+}
+
+/// `(max |r_i|, max |r_i| / (atol + rtol |z_i|))`; NaN when r is not finite.
+#[inline(always)]
+fn entrywise_residual_size<T: Real>(z: &[T], r: &[T], stop: &StopCriterion) -> (f64, f64) {
+    let (atol, rtol, zero) = (T::round_from(stop.atol), T::round_from(stop.rtol), T::ZERO);
     // LANES independent maxima, so that the loop vectorizes (a select, not f64::max).
-    let (mut abs, mut scaled, mut finite) = ([0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
-    let mut lane = |k: usize, ri: f64, zi: f64| {
-        let a = ri.abs();
-        finite[k] &= a <= f64::MAX;
+    let (mut abs, mut scaled, mut finite) = ([zero; LANES], [zero; LANES], [true; LANES]);
+    let mut lane = |k: usize, ri: T, zi: T| {
+        let a = ri.magnitude();
+        finite[k] &= a <= T::LARGEST;
         abs[k] = if a > abs[k] { a } else { abs[k] };
-        let s = a / (stop.atol + stop.rtol * zi.abs());
+        let s = a / (atol + rtol * zi.magnitude());
         scaled[k] = if s > scaled[k] { s } else { scaled[k] };
     };
     let (rc, zc) = (r.chunks_exact(LANES), z.chunks_exact(LANES));
@@ -408,23 +500,23 @@ fn entrywise_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, 
         lane(k, ri, zi);
     }
     if finite.iter().all(|&f| f) {
-        let max = |v: [f64; LANES]| v.into_iter().fold(0.0f64, f64::max);
+        let max = |v: [T; LANES]| v.into_iter().fold(0.0f64, |m, x| m.max(x.widen()));
         (max(abs), max(scaled))
     } else {
         (f64::NAN, f64::NAN)
     }
 }
-}
 
-widest_fn! {
-/// `(max |r_i|, ||r||_2 / (atol + rtol ||z||_2))`; NaN when r is not finite (compiled for the
-/// widest vector unit).
-fn l2_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
+/// `(max |r_i|, ||r||_2 / (atol + rtol ||z||_2))`; NaN when r is not finite (the squares
+/// summed in T, the lanes' sums in f64).
+#[inline(always)]
+fn l2_residual_size<T: Real>(z: &[T], r: &[T], stop: &StopCriterion) -> (f64, f64) {
+    let zero = T::ZERO;
     let (mut abs, mut rr, mut zz, mut finite) =
-        ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES], [true; LANES]);
-    let mut lane = |k: usize, ri: f64, zi: f64| {
-        let a = ri.abs();
-        finite[k] &= a <= f64::MAX;
+        ([zero; LANES], [zero; LANES], [zero; LANES], [true; LANES]);
+    let mut lane = |k: usize, ri: T, zi: T| {
+        let a = ri.magnitude();
+        finite[k] &= a <= T::LARGEST;
         abs[k] = if a > abs[k] { a } else { abs[k] };
         rr[k] += ri * ri;
         zz[k] += zi * zi;
@@ -440,35 +532,33 @@ fn l2_residual_size(z: &[f64], r: &[f64], stop: &StopCriterion) -> (f64, f64) {
         lane(k, ri, zi);
     }
     if finite.iter().all(|&f| f) {
-        let max = abs.into_iter().fold(0.0f64, f64::max);
+        let max = abs.into_iter().fold(0.0f64, |m, x| m.max(x.widen()));
+        let (rr, zz) = (rr.map(T::widen), zz.map(T::widen));
         let (r2, z2): (f64, f64) = (rr.iter().sum(), zz.iter().sum());
         (max, r2.sqrt() / (stop.atol + stop.rtol * z2.sqrt()))
     } else {
         (f64::NAN, f64::NAN)
     }
 }
-}
 
 /// Independent accumulators of the elementwise reductions.
 const LANES: usize = 8;
 
-widest_fn! {
-/// True when the residual is not finite (`abs` NaN) or a state entry is not finite or beyond
-/// `divergence_bound` (compiled for the widest vector unit).
-pub(crate) fn diverged(z: &[f64], abs: f64, stop: &StopCriterion) -> bool {
-    let bound = stop.divergence_bound;
+/// Every entry of z finite and `|z_i| <= bound`.
+#[inline(always)]
+fn within_bound<T: Real>(z: &[T], bound: f64) -> bool {
+    let bound = T::round_from(bound);
     let mut within = [true; LANES];
     let chunks = z.chunks_exact(LANES);
     for (k, v) in chunks.remainder().iter().enumerate() {
-        within[k] &= v.abs() < f64::INFINITY && v.abs() <= bound;
+        within[k] &= v.magnitude() < T::INFINITY && v.magnitude() <= bound;
     }
     for c in chunks {
         for k in 0..LANES {
-            within[k] &= c[k].abs() < f64::INFINITY && c[k].abs() <= bound;
+            within[k] &= c[k].magnitude() < T::INFINITY && c[k].magnitude() <= bound;
         }
     }
-    abs.is_nan() || !within.iter().all(|&w| w)
-}
+    within.iter().all(|&w| w)
 }
 
 /// Convergence test, divergence test, output recording and counters shared by all methods.

@@ -121,6 +121,35 @@ pub enum StopNorm {
     L2,
 }
 
+/// The floating-point type of forward Euler's iterations (`solver.precision`). States,
+/// records and everything after the solve stay f64; f32 rounds the system's parameters and
+/// input drive once per solve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// Double precision (every method).
+    #[default]
+    F64,
+    /// Single precision: forward Euler of the free system, of LCP-DI and of RBP's adjoint, for
+    /// systems with a single-precision form (the rate networks); steady-state tests down to
+    /// [`Precision::F32_FLOOR`]. Fields without one run in f64.
+    F32,
+}
+
+impl Precision {
+    /// The smallest `solver.atol` f32 iterations can meet: their residuals are computed to a
+    /// few times f32's unit roundoff (6e-8) of the state and the products' magnitudes.
+    pub const F32_FLOOR: f64 = 1e-6;
+
+    /// Name as in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F64 => "f64",
+            Precision::F32 => "f32",
+        }
+    }
+}
+
 /// When every method stops: converged when the residual passes the steady-state test
 /// ([`StopNorm`]: each `|r_i| <= atol + rtol |z_i|`, or `||r||_2 <= atol + rtol ||z||_2`);
 /// given up at `max_time` or after `max_steps`; diverged when a state entry exceeds
@@ -316,6 +345,8 @@ impl Default for AcceleratedSettings {
 pub struct SolverSettings {
     /// The method to run.
     pub method: SolverMethod,
+    /// The floating-point type of forward Euler's iterations.
+    pub precision: Precision,
     /// When to stop (every method).
     pub stop: StopCriterion,
     /// Forward Euler.
@@ -373,6 +404,26 @@ impl SolverSettings {
         ] {
             if value == 0 {
                 return Err(invalid(key, 0, "an integer >= 1"));
+            }
+        }
+        if self.precision == Precision::F32 {
+            if self.method != SolverMethod::Euler {
+                return Err(invalid(
+                    "solver.precision",
+                    format!("\"f32\" with solver.method = \"{}\"", self.method.name()),
+                    "\"f32\" with solver.method = \"euler\" only, or \"f64\"",
+                ));
+            }
+            if stop.atol < Precision::F32_FLOOR {
+                return Err(invalid(
+                    "solver.atol",
+                    format!("{} with solver.precision = \"f32\"", stop.atol),
+                    &format!(
+                        ">= {:e} in f32 (its residuals are accurate to ~1e-7 of the state), or \
+                         solver.precision = \"f64\"",
+                        Precision::F32_FLOOR
+                    ),
+                ));
             }
         }
         if self.method == SolverMethod::AdamOnState {

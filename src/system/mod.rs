@@ -16,6 +16,7 @@ pub mod meta;
 pub mod params;
 pub mod rate;
 
+use crate::numerics::real::Real;
 use crate::system::params::Params;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use std::ops::Range;
@@ -154,6 +155,11 @@ pub trait EquilibriumSystem: Sync {
     fn exact_free_equilibrium(&self, _x: &DMatrix<f64>) -> Option<DMatrix<f64>> {
         None
     }
+    /// Optional capability: the free field and `J_f^T w` in single precision, with the
+    /// parameters rounded to f32 once (`solver.precision = "f32"`; None: f64 only).
+    fn single_precision(&self) -> Option<Arc<dyn SinglePrecision>> {
+        None
+    }
     /// Optional capability: learned Kolen-Pollack feedback weights (LCP-KP).
     fn kolen_pollack(&self) -> Option<&dyn KolenPollack<Self::Linearization>> {
         None
@@ -201,6 +207,42 @@ pub trait EquilibriumSystem: Sync {
     fn vjp(&self, phi: &DMatrix<f64>, x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
         self.vjp_at(&self.linearize(phi, x, None), w)
     }
+}
+
+/// The two products forward Euler needs each step, in scalar T (f64 or f32), given the
+/// input drive in T: the free field `f = vector_field_driven(phi, drive)` and `(f, J_f^T w)`.
+pub trait FieldKernels<T: Real>: Send + Sync {
+    /// `f(phi)` written into `out` (n x B).
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, T>,
+        drive: &DMatrix<T>,
+        out: DMatrixViewMut<'_, T>,
+    );
+    /// `f(phi)` into `f` and `J_f(phi)^T w` into `back` (n x B each).
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, T>,
+        drive: &DMatrix<T>,
+        w: &DMatrix<T>,
+        f: DMatrixViewMut<'_, T>,
+        back: DMatrixViewMut<'_, T>,
+    );
+}
+
+/// A system in single precision (`solver.precision = "f32"`): its parameters rounded to f32
+/// once, the free field and `J_f^T w` ([`FieldKernels`]) and the transposed product at a
+/// fixed phi (RBP's adjoint).
+pub trait SinglePrecision: FieldKernels<f32> {
+    /// What `J_f(phi)^T` needs at phi, computed once (the rate net: the slopes s'(v)).
+    fn linearization(&self, phi: DMatrixView<'_, f32>) -> DMatrix<f32>;
+    /// `J_f(phi)^T w` into `out` (n x B) from `lin = linearization(phi)`.
+    fn vjp_linearized_into(
+        &self,
+        lin: &DMatrix<f32>,
+        w: &DMatrix<f32>,
+        out: DMatrixViewMut<'_, f32>,
+    );
 }
 
 /// LCP-KP (spec 3.2): learned weights stand in for the transposed weights of `J_f^T` in the

@@ -10,10 +10,13 @@
 //! (E, c on layer 1, b on layers 2..L) and y reads only the last layer. Its parameters
 //! are stored at full size with a 0/1 mask that keeps the structure through learning.
 
-use super::{ControlEntry, EquilibriumSystem, KolenPollack, RateChange};
+use super::{
+    ControlEntry, EquilibriumSystem, FieldKernels, KolenPollack, RateChange, SinglePrecision,
+};
 use crate::error::{ensure_finite, LcsimError, Result};
 use crate::numerics::activation::Activation;
 use crate::numerics::linalg::{gemm, mul, mul_tr, Op};
+use crate::numerics::real::Real;
 use crate::numerics::rng::Rng;
 use crate::system::params::Params;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
@@ -342,16 +345,18 @@ impl RateNetwork {
         self.rates_of(phi.as_view())
     }
 
-    /// [`RateNetwork::rates`] of a view, a column at a time ([`Activation::rates_into`]).
+    /// [`RateNetwork::rates`] of a view ([`RateKernel::rates_of`]).
     fn rates_of(&self, phi: DMatrixView<'_, f64>) -> DMatrix<f64> {
-        let n_h = self.n_h();
-        let mut s = DMatrix::zeros(n_h, phi.ncols());
-        for (j, mut col) in s.column_iter_mut().enumerate() {
-            let v = phi.column(j);
-            let out = col.as_mut_slice();
-            self.activation.rates_into(&v.as_slice()[..n_h], out);
+        self.kernel().rates_of(phi)
+    }
+
+    /// The hot loops' kernel on this network's own weights (f64).
+    fn kernel(&self) -> RateKernel<'_, f64> {
+        RateKernel {
+            w: self.params.tensor(W).as_view(),
+            d: self.params.tensor(D).as_view(),
+            activation: self.activation,
         }
-        s
     }
 
     /// The forward pass of the layered net, one sweep through the layers:
@@ -547,7 +552,7 @@ impl EquilibriumSystem for RateNetwork {
         out: DMatrixViewMut<'_, f64>,
     ) {
         let s = self.rates_of(phi);
-        self.driven_field_into(phi, drive, &s, out);
+        self.kernel().driven_field_into(phi, drive, &s, out);
     }
 
     fn vjp_at_into(&self, lin: &RateLinearization, w: &DMatrix<f64>, out: DMatrixViewMut<'_, f64>) {
@@ -564,9 +569,7 @@ impl EquilibriumSystem for RateNetwork {
         f: DMatrixViewMut<'_, f64>,
         back: DMatrixViewMut<'_, f64>,
     ) {
-        let (s, slopes) = self.rates_and_slopes(phi);
-        self.adjoint_into(&slopes, w, None, back);
-        self.driven_field_into(phi, drive, &s, f);
+        self.kernel().field_and_vjp_into(phi, drive, w, f, back);
     }
 
     type Linearization = RateLinearization;
@@ -652,6 +655,16 @@ impl EquilibriumSystem for RateNetwork {
     /// The layered net's forward pass (exact); a recurrent net has none.
     fn exact_free_equilibrium(&self, x: &DMatrix<f64>) -> Option<DMatrix<f64>> {
         matches!(self.topology, Topology::Layered { .. }).then(|| self.forward_pass(x))
+    }
+
+    /// W and D rounded to f32.
+    fn single_precision(&self) -> Option<Arc<dyn SinglePrecision>> {
+        let round = |m: &DMatrix<f64>| m.map(|x| x as f32);
+        Some(Arc::new(SingleRate {
+            w: round(self.params.tensor(W)),
+            d: round(self.params.tensor(D)),
+            activation: self.activation,
+        }))
     }
 
     fn kolen_pollack(&self) -> Option<&dyn KolenPollack<RateLinearization>> {
@@ -804,11 +817,7 @@ impl RateNetwork {
 
     /// The rates s(v) and slopes s'(v) of the hidden rows of phi (n_h x B each).
     fn rates_and_slopes(&self, phi: DMatrixView<'_, f64>) -> (DMatrix<f64>, DMatrix<f64>) {
-        let a = self.activation;
-        let v = phi.rows(0, self.n_h());
-        let s = self.rates_of(phi);
-        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
-        (s, slopes)
+        self.kernel().rates_and_slopes(phi)
     }
 
     /// `(W r, D r)` stacked: what the hidden rates r (n_h x B) send to every unit.
@@ -848,53 +857,16 @@ impl RateNetwork {
         f
     }
 
-    /// [`RateNetwork::driven_field`] written into `out`: `out = (W s, D s)`, then
-    /// `out += drive - phi` elementwise (the same arithmetic, no temporaries).
-    fn driven_field_into(
-        &self,
-        phi: DMatrixView<'_, f64>,
-        drive: &DMatrix<f64>,
-        s: &DMatrix<f64>,
-        mut out: DMatrixViewMut<'_, f64>,
-    ) {
-        let p = &self.params;
-        let n_h = self.n_h();
-        let s = s.as_view();
-        gemm(
-            &mut out.rows_mut(0, n_h),
-            1.0,
-            p.tensor(W).as_view(),
-            Op::Plain,
-            s,
-            false,
-        );
-        let mut y = out.rows_mut(n_h, self.n_y);
-        gemm(&mut y, 1.0, p.tensor(D).as_view(), Op::Plain, s, false);
-        out.zip_zip_apply(drive, &phi, |o, d, p| *o = *o + d - p);
-    }
-
-    /// [`RateNetwork::adjoint`] written into `out`: the feedback products go straight into
-    /// the hidden rows, then `out_v = -wv + s'(v) * out_v`, `out_y = -wy`.
+    /// [`RateKernel::adjoint_into`] with W, D or the learned feedback weights (B, G).
     fn adjoint_into(
         &self,
         slopes: &DMatrix<f64>,
         w: &DMatrix<f64>,
         learned: Option<&Params>,
-        mut out: DMatrixViewMut<'_, f64>,
+        out: DMatrixViewMut<'_, f64>,
     ) {
-        let n_h = self.n_h();
-        let (wv, wy) = (w.rows(0, n_h), w.rows(n_h, self.n_y));
-        let (first, second, op) = match learned {
-            None => (self.params.tensor(W), self.params.tensor(D), Op::Transposed),
-            Some(fb) => (fb.tensor(0), fb.tensor(1), Op::Plain),
-        };
-        {
-            let mut back = out.rows_mut(0, n_h);
-            gemm(&mut back, 1.0, first.as_view(), op, wv, false);
-            gemm(&mut back, 1.0, second.as_view(), op, wy, true);
-            back.zip_zip_apply(&wv, slopes, |o, wv, sl| *o = -wv + sl * *o);
-        }
-        out.rows_mut(n_h, self.n_y).zip_apply(&wy, |o, wy| *o = -wy);
+        let learned = learned.map(|fb| (fb.tensor(0).as_view(), fb.tensor(1).as_view()));
+        self.kernel().adjoint_into(slopes, w, learned, out);
     }
 
     /// The feedback that hidden units receive from a signal w = (wv, wy): `W^T wv + D^T wy`,
@@ -945,4 +917,163 @@ pub fn stack(top: &DMatrix<f64>, bottom: &DMatrix<f64>) -> DMatrix<f64> {
     out.rows_mut(0, top.nrows()).copy_from(top);
     out.rows_mut(top.nrows(), bottom.nrows()).copy_from(bottom);
     out
+}
+
+/// What the hot loops read: W, D and the nonlinearity, in f64 (views of the network's
+/// parameters) or in f32 (rounded copies, [`SingleRate`]). f64 and f32 run this same code.
+struct RateKernel<'a, T: Real> {
+    w: DMatrixView<'a, T>,
+    d: DMatrixView<'a, T>,
+    activation: Activation,
+}
+
+impl<T: Real> RateKernel<'_, T> {
+    /// Rates s(v) of the hidden rows of phi, a column at a time ([`Real::rates_into`]).
+    fn rates_of(&self, phi: DMatrixView<'_, T>) -> DMatrix<T> {
+        let n_h = self.w.nrows();
+        let mut s = DMatrix::zeros(n_h, phi.ncols());
+        for (j, mut col) in s.column_iter_mut().enumerate() {
+            let v = phi.column(j);
+            T::rates_into(self.activation, &v.as_slice()[..n_h], col.as_mut_slice());
+        }
+        s
+    }
+
+    /// The rates s(v) and slopes s'(v) of the hidden rows of phi (n_h x B each).
+    fn rates_and_slopes(&self, phi: DMatrixView<'_, T>) -> (DMatrix<T>, DMatrix<T>) {
+        let a = self.activation;
+        let v = phi.rows(0, self.w.nrows());
+        let s = self.rates_of(phi);
+        let slopes = v.zip_map(&s, |v, s| a.slope_at_rate(v, s));
+        (s, slopes)
+    }
+
+    /// `f = -phi + (W s, D s) + drive` for rates s = s(v), written into `out`: `out = (W s,
+    /// D s)`, then `out += drive - phi` elementwise (no temporaries).
+    fn driven_field_into(
+        &self,
+        phi: DMatrixView<'_, T>,
+        drive: &DMatrix<T>,
+        s: &DMatrix<T>,
+        mut out: DMatrixViewMut<'_, T>,
+    ) {
+        let (n_h, n_y, one) = (self.w.nrows(), self.d.nrows(), T::round_from(1.0));
+        let s = s.as_view();
+        gemm(&mut out.rows_mut(0, n_h), one, self.w, Op::Plain, s, false);
+        gemm(
+            &mut out.rows_mut(n_h, n_y),
+            one,
+            self.d,
+            Op::Plain,
+            s,
+            false,
+        );
+        out.zip_zip_apply(drive, &phi, |o, d, p| *o = *o + d - p);
+    }
+
+    /// `J^T w = (-wv + s'(v) * (W^T wv + D^T wy), -wy)` for the slopes s'(v), written into
+    /// `out` (`B wv + G wy` with learned feedback weights (B, G)): the products go straight
+    /// into the hidden rows, then `out_v = -wv + s'(v) * out_v`, `out_y = -wy`.
+    fn adjoint_into(
+        &self,
+        slopes: &DMatrix<T>,
+        w: &DMatrix<T>,
+        learned: Option<(DMatrixView<'_, T>, DMatrixView<'_, T>)>,
+        mut out: DMatrixViewMut<'_, T>,
+    ) {
+        let (n_h, n_y, one) = (self.w.nrows(), self.d.nrows(), T::round_from(1.0));
+        let (wv, wy) = (w.rows(0, n_h), w.rows(n_h, n_y));
+        let (first, second, op) = match learned {
+            None => (self.w, self.d, Op::Transposed),
+            Some((b, g)) => (b, g, Op::Plain),
+        };
+        {
+            let mut back = out.rows_mut(0, n_h);
+            gemm(&mut back, one, first, op, wv, false);
+            gemm(&mut back, one, second, op, wy, true);
+            back.zip_zip_apply(&wv, slopes, |o, wv, sl| *o = -wv + sl * *o);
+        }
+        out.rows_mut(n_h, n_y).zip_apply(&wy, |o, wy| *o = -wy);
+    }
+}
+
+impl<T: Real> FieldKernels<T> for RateKernel<'_, T> {
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, T>,
+        drive: &DMatrix<T>,
+        out: DMatrixViewMut<'_, T>,
+    ) {
+        let s = self.rates_of(phi);
+        self.driven_field_into(phi, drive, &s, out);
+    }
+
+    /// One pass for both: s(v) and s'(v) are computed once.
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, T>,
+        drive: &DMatrix<T>,
+        w: &DMatrix<T>,
+        f: DMatrixViewMut<'_, T>,
+        back: DMatrixViewMut<'_, T>,
+    ) {
+        let (s, slopes) = self.rates_and_slopes(phi);
+        self.adjoint_into(&slopes, w, None, back);
+        self.driven_field_into(phi, drive, &s, f);
+    }
+}
+
+/// The rate network in single precision: W and D rounded to f32 once.
+struct SingleRate {
+    w: DMatrix<f32>,
+    d: DMatrix<f32>,
+    activation: Activation,
+}
+
+impl SingleRate {
+    fn kernel(&self) -> RateKernel<'_, f32> {
+        RateKernel {
+            w: self.w.as_view(),
+            d: self.d.as_view(),
+            activation: self.activation,
+        }
+    }
+}
+
+impl FieldKernels<f32> for SingleRate {
+    fn vector_field_driven_into(
+        &self,
+        phi: DMatrixView<'_, f32>,
+        drive: &DMatrix<f32>,
+        out: DMatrixViewMut<'_, f32>,
+    ) {
+        self.kernel().vector_field_driven_into(phi, drive, out);
+    }
+
+    fn field_and_vjp_into(
+        &self,
+        phi: DMatrixView<'_, f32>,
+        drive: &DMatrix<f32>,
+        w: &DMatrix<f32>,
+        f: DMatrixViewMut<'_, f32>,
+        back: DMatrixViewMut<'_, f32>,
+    ) {
+        self.kernel().field_and_vjp_into(phi, drive, w, f, back);
+    }
+}
+
+impl SinglePrecision for SingleRate {
+    /// The slopes s'(v).
+    fn linearization(&self, phi: DMatrixView<'_, f32>) -> DMatrix<f32> {
+        self.kernel().rates_and_slopes(phi).1
+    }
+
+    fn vjp_linearized_into(
+        &self,
+        slopes: &DMatrix<f32>,
+        w: &DMatrix<f32>,
+        out: DMatrixViewMut<'_, f32>,
+    ) {
+        self.kernel().adjoint_into(slopes, w, None, out);
+    }
 }
