@@ -48,6 +48,8 @@ pub struct ThroughputReport {
     pub sizes: Vec<usize>,
     pub batch_size: usize,
     pub solver: String,
+    /// `solver.precision` of the training rows ("f64", "f32"); the residual kernel is f64.
+    pub precision: String,
     pub batches: usize,
     /// One row per thread count, in the order asked.
     pub training: Vec<TrainingThroughput>,
@@ -174,7 +176,7 @@ fn measure<S: Trainable>(
     let net = fresh()?.net;
     let model = config.run_kind().to_string();
     say(format!(
-        "lcsim {} throughput: {} on {}, {}, sizes {:?}, batch {}, solver {} (chunk {}, stability check {}, fallback {:?}), {} batches per thread count",
+        "lcsim {} throughput: {} on {}, {}, sizes {:?}, batch {}, solver {} in {} (chunk {}, stability check {}, fallback {:?}), {} batches per thread count",
         env!("CARGO_PKG_VERSION"),
         config.method.name.name(),
         config.data.source.name(),
@@ -182,6 +184,7 @@ fn measure<S: Trainable>(
         sizes,
         t.batch_size,
         config.solver.method.name(),
+        config.solver.precision.name(),
         config.solver.accelerated.chunk,
         config.solver.accelerated.stability.enabled,
         config.solver.accelerated.fallback,
@@ -322,6 +325,7 @@ fn measure<S: Trainable>(
         sizes,
         batch_size: t.batch_size,
         solver: config.solver.method.name().to_string(),
+        precision: config.solver.precision.name().to_string(),
         batches: s.batches,
         training,
         residual_kernel: KernelThroughput {
