@@ -327,6 +327,16 @@ impl<'m, S: EquilibriumSystem> CoupledSystem<'m, S> {
         &self.feedback
     }
 
+    /// The same system under the LCP-DI `controller` (the input drive kept, not recomputed).
+    pub fn with_controller(&self, controller: ControllerSettings) -> Result<Self> {
+        controller.validate()?;
+        Ok(CoupledSystem {
+            controller: Some(controller),
+            feedback: Feedback::DynamicInversion,
+            ..self.clone()
+        })
+    }
+
     /// The same system without its controller.
     pub fn free(&self) -> Self {
         CoupledSystem {

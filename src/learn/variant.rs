@@ -134,15 +134,9 @@ impl<'m, S: EquilibriumSystem> ControlledEquilibrium<'m, S> {
         let start_at_free = settings.start == ControlledStart::Free;
         let (dynamics, solve) = match method {
             Method::LcpDi | Method::LcpKp | Method::LcpLf => {
-                let controlled = CoupledSystem::new(
-                    free.model(),
-                    free.inputs().clone(),
-                    free.targets().clone(),
-                    free.objective(),
-                    free.tau_v(),
-                    Some(controller),
-                )?
-                .with_feedback(circuit(method, feedback)?)?;
+                let controlled = free
+                    .with_controller(controller)?
+                    .with_feedback(circuit(method, feedback)?)?;
                 let solve = match (settings.equilibrium, start_at_free) {
                     (EquilibriumDefinition::Branch, true) => {
                         branch_equilibrium(&controlled, phi0, settings.solver, &settings.branch)?
