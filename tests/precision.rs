@@ -154,6 +154,13 @@ fn single_precision_refuses_what_it_cannot_do() {
     tight.stop.atol = 1e-8;
     let msg = tight.validate().unwrap_err().to_string();
     assert!(msg.contains("solver.atol") && msg.contains("f32"), "{msg}");
+    let mut huge = euler(Precision::F32);
+    huge.stop.divergence_bound = 1e20;
+    let msg = huge.validate().unwrap_err().to_string();
+    assert!(
+        msg.contains("solver.divergence_bound") && msg.contains("f32"),
+        "{msg}"
+    );
     let mut anderson = euler(Precision::F32);
     anderson.method = SolverMethod::Anderson;
     let msg = anderson.validate().unwrap_err().to_string();

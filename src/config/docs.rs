@@ -69,7 +69,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("method.branch_corrector_iterations", "equilibrium = \"branch\": Newton-Krylov steps per corrector (>= 1); solver.atol/rtol, krylov_dim, newton_forcing and the stability check apply"),
     ("method.branch_max_correction", "equilibrium = \"branch\": a corrector is rejected when it moves an entry by more than this times (1 + |predicted entry|) (> 0): it jumped off the branch"),
     ("solver.method", "\"anderson\" or \"newton-krylov\" (batched equilibrium solvers with stability check and fallback), \"tsit45\", \"bdf\", \"esdirk34\", \"tr-bdf2\" (diffsol, adaptive) or \"euler\" (fixed step dt)"),
-    ("solver.precision", "floating point of the Euler iterations: \"f64\" (default) or \"f32\" (about twice as fast; solver.method = \"euler\", model.kind rnn or ff, method lcp-di (flow) or rbp; solver.atol >= 1e-6; the free, LCP-DI controlled and RBP adjoint relaxations run in f32, the updates, optimizer, checks and simulate in f64)"),
+    ("solver.precision", "floating point of the Euler iterations: \"f64\" (default) or \"f32\" (about twice as fast; solver.method = \"euler\", model.kind rnn or ff, method lcp-di (flow) or rbp; solver.atol >= 1e-6; solver.divergence_bound <= 1e15; the free, LCP-DI controlled and RBP adjoint relaxations run in f32 (also the free flows of the training diagnostics, which use this solver), the updates, optimizer, lcsim check and simulate in f64)"),
     ("solver.dt", "forward-Euler step (time units; dt = 1 with all tau = 1 is the reference iteration)"),
     ("solver.atol", "steady state when every |tau dz/dt|_i <= atol + rtol |z_i| (> 0; stop_norm = \"l2\": ||tau dz/dt||_2 <= atol + rtol ||z||_2)"),
     ("solver.rtol", "relative part of the steady-state test (>= 0)"),

@@ -815,7 +815,8 @@ impl<S: EquilibriumSystem> FieldKernels<f64> for SystemKernels<'_, S> {
 }
 
 /// A [`CoupledSystem`] (free, or LCP-DI) stepped in single precision: the system's f32
-/// products ([`EquilibriumSystem::single_precision`]) and its input drive rounded once.
+/// products ([`EquilibriumSystem::single_precision`]) and its input drive, rounded once per
+/// chunk of a solve.
 pub struct SinglePrecisionField<'m, S: EquilibriumSystem> {
     field: CoupledSystem<'m, S>,
     kernels: Arc<dyn SinglePrecision>,

@@ -3,7 +3,7 @@
 //! one matrix-vector product per sample) into a buffer reused across steps, and updates
 //! the states in place; a sample leaves the chunk when it stops. Each sample takes exactly
 //! the steps of its own solve, with the same stopping rules. The iterations run in f64, or
-//! in f32 for a field's single-precision form (the stop test and the records in f64).
+//! in f32 for a field's single-precision form (the stop test in f32 too; the records in f64).
 
 use super::accelerated::{Limits, Progress};
 use super::{EulerSettings, SolverMethod, SteadyState, StopCriterion, StopScalar, VectorField};

@@ -123,7 +123,7 @@ pub enum StopNorm {
 
 /// The floating-point type of forward Euler's iterations (`solver.precision`). States,
 /// records and everything after the solve stay f64; f32 rounds the system's parameters and
-/// input drive once per solve.
+/// input drive once per chunk of a solve.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
@@ -140,6 +140,9 @@ impl Precision {
     /// The smallest `solver.atol` f32 iterations can meet: their residuals are computed to a
     /// few times f32's unit roundoff (6e-8) of the state and the products' magnitudes.
     pub const F32_FLOOR: f64 = 1e-6;
+    /// The largest `solver.divergence_bound` in f32: the L2 test's sum of squares of a state
+    /// with entries below it stays far from f32's overflow (3.4e38).
+    pub const F32_DIVERGENCE_BOUND: f64 = 1e15;
 
     /// Name as in the config.
     pub fn name(self) -> &'static str {
@@ -412,6 +415,17 @@ impl SolverSettings {
                     "solver.precision",
                     format!("\"f32\" with solver.method = \"{}\"", self.method.name()),
                     "\"f32\" with solver.method = \"euler\" only, or \"f64\"",
+                ));
+            }
+            let bound = stop.divergence_bound;
+            if bound > Precision::F32_DIVERGENCE_BOUND {
+                return Err(invalid(
+                    "solver.divergence_bound",
+                    format!("{bound:e} with solver.precision = \"f32\""),
+                    &format!(
+                        "<= {:e} in f32 (its squares must not overflow), or solver.precision = \"f64\"",
+                        Precision::F32_DIVERGENCE_BOUND
+                    ),
                 ));
             }
             if stop.atol < Precision::F32_FLOOR {

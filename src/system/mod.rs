@@ -156,7 +156,8 @@ pub trait EquilibriumSystem: Sync {
         None
     }
     /// Optional capability: the free field and `J_f^T w` in single precision, with the
-    /// parameters rounded to f32 once (`solver.precision = "f32"`; None: f64 only).
+    /// parameters rounded to f32 on each call (once per chunk of a solve; `solver.precision =
+    /// "f32"`; None: f64 only).
     fn single_precision(&self) -> Option<Arc<dyn SinglePrecision>> {
         None
     }

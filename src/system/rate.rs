@@ -1023,7 +1023,7 @@ impl<T: Real> FieldKernels<T> for RateKernel<'_, T> {
     }
 }
 
-/// The rate network in single precision: W and D rounded to f32 once.
+/// The rate network in single precision: W and D rounded to f32 (once per chunk of a solve).
 struct SingleRate {
     w: DMatrix<f32>,
     d: DMatrix<f32>,
